@@ -1,0 +1,217 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"imip-transport/gateway"
+	"imip-transport/imipside/wire"
+	"imip-transport/roster"
+)
+
+const regColumns = "jid, number, password, allow_remove, created, updated"
+
+type scanner interface{ Scan(dest ...any) error }
+
+func scanRegistration(row scanner) (gateway.Registration, error) {
+	var (
+		r                gateway.Registration
+		number           string
+		created, updated int64
+	)
+	if err := row.Scan(&r.JID, &number, &r.Password, &r.AllowRemove, &created, &updated); err != nil {
+		return gateway.Registration{}, err
+	}
+	r.Number = wire.Number(number)
+	r.Created = time.Unix(0, created).UTC()
+	r.Updated = time.Unix(0, updated).UTC()
+	return r, nil
+}
+
+func notFound(bareJID string) error {
+	return fmt.Errorf("sqlitestore: registration %q: %w", bareJID, gateway.ErrNotFound)
+}
+
+// Registration returns the registration of bareJID, or an error wrapping
+// gateway.ErrNotFound.
+func (s *Store) Registration(ctx context.Context, bareJID string) (gateway.Registration, error) {
+	row := s.db.QueryRowContext(ctx, "SELECT "+regColumns+" FROM registrations WHERE jid = ?", bareJID)
+	r, err := scanRegistration(row)
+	if errors.Is(err, sql.ErrNoRows) {
+		return gateway.Registration{}, notFound(bareJID)
+	}
+	if err != nil {
+		return gateway.Registration{}, fmt.Errorf("sqlitestore: registration %q: %w", bareJID, err)
+	}
+	return r, nil
+}
+
+// PutRegistration inserts r or updates the registration with r.JID.
+// A change of number drops the saved contact list, which belonged to the
+// other IMIP account.
+func (s *Store) PutRegistration(ctx context.Context, r gateway.Registration) error {
+	if r.JID == "" || r.Number == "" {
+		return errors.New("sqlitestore: registration needs a JID and a number")
+	}
+	now := s.now().UnixNano()
+	return s.inTx(ctx, func(tx *sql.Tx) error {
+		var old string
+		err := tx.QueryRowContext(ctx, "SELECT number FROM registrations WHERE jid = ?", r.JID).Scan(&old)
+		switch {
+		case errors.Is(err, sql.ErrNoRows):
+		case err != nil:
+			return err
+		case old != string(r.Number):
+			if _, err := tx.ExecContext(ctx, "DELETE FROM contacts WHERE jid = ?", r.JID); err != nil {
+				return err
+			}
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO registrations (`+regColumns+`)
+			VALUES (?, ?, ?, ?, ?, ?)
+			ON CONFLICT (jid) DO UPDATE SET
+				number = excluded.number,
+				password = excluded.password,
+				allow_remove = excluded.allow_remove,
+				updated = excluded.updated`,
+			r.JID, string(r.Number), r.Password, r.AllowRemove, now, now)
+		return err
+	}, "put registration %q", r.JID)
+}
+
+// DeleteRegistration deletes the registration of bareJID and its contacts,
+// or returns an error wrapping gateway.ErrNotFound.
+func (s *Store) DeleteRegistration(ctx context.Context, bareJID string) error {
+	res, err := s.db.ExecContext(ctx, "DELETE FROM registrations WHERE jid = ?", bareJID)
+	if err != nil {
+		return fmt.Errorf("sqlitestore: delete registration %q: %w", bareJID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("sqlitestore: delete registration %q: %w", bareJID, err)
+	} else if n == 0 {
+		return notFound(bareJID)
+	}
+	return nil
+}
+
+// Registrations returns all registrations, ordered by JID.
+func (s *Store) Registrations(ctx context.Context) ([]gateway.Registration, error) {
+	rows, err := s.db.QueryContext(ctx, "SELECT "+regColumns+" FROM registrations ORDER BY jid")
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: registrations: %w", err)
+	}
+	defer rows.Close()
+	var rs []gateway.Registration
+	for rows.Next() {
+		r, err := scanRegistration(rows)
+		if err != nil {
+			return nil, fmt.Errorf("sqlitestore: registrations: %w", err)
+		}
+		rs = append(rs, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlitestore: registrations: %w", err)
+	}
+	return rs, nil
+}
+
+// Contacts returns the saved contact list of bareJID, ordered by number.
+func (s *Store) Contacts(ctx context.Context, bareJID string) ([]roster.Contact, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT number, nick, in_list, pending_out, out_text, pending_in, in_text
+		FROM contacts WHERE jid = ? ORDER BY number`, bareJID)
+	if err != nil {
+		return nil, fmt.Errorf("sqlitestore: contacts of %q: %w", bareJID, err)
+	}
+	defer rows.Close()
+	cs := []roster.Contact{}
+	for rows.Next() {
+		var (
+			c      roster.Contact
+			number string
+		)
+		if err := rows.Scan(&number, &c.Nick, &c.InList, &c.PendingOut, &c.OutText, &c.PendingIn, &c.InText); err != nil {
+			return nil, fmt.Errorf("sqlitestore: contacts of %q: %w", bareJID, err)
+		}
+		c.Number = wire.Number(number)
+		cs = append(cs, c)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlitestore: contacts of %q: %w", bareJID, err)
+	}
+	return cs, nil
+}
+
+// SaveContacts replaces the contact list of bareJID with cs in one
+// transaction. It returns an error wrapping gateway.ErrNotFound when bareJID
+// is not registered; duplicate or empty numbers are an error and change
+// nothing.
+func (s *Store) SaveContacts(ctx context.Context, bareJID string, cs []roster.Contact) error {
+	for _, c := range cs {
+		if c.Number == "" {
+			return fmt.Errorf("sqlitestore: save contacts of %q: contact without a number", bareJID)
+		}
+	}
+	var missing bool
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		var one int
+		err := tx.QueryRowContext(ctx, "SELECT 1 FROM registrations WHERE jid = ?", bareJID).Scan(&one)
+		if errors.Is(err, sql.ErrNoRows) {
+			missing = true
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, "DELETE FROM contacts WHERE jid = ?", bareJID); err != nil {
+			return err
+		}
+		if len(cs) == 0 {
+			return nil
+		}
+		ins, err := tx.PrepareContext(ctx, `INSERT INTO contacts
+			(jid, number, nick, in_list, pending_out, out_text, pending_in, in_text)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+		if err != nil {
+			return err
+		}
+		defer ins.Close()
+		for _, c := range cs {
+			if _, err := ins.ExecContext(ctx, bareJID, string(c.Number), c.Nick,
+				c.InList, c.PendingOut, c.OutText, c.PendingIn, c.InText); err != nil {
+				return fmt.Errorf("contact %s: %w", c.Number, err)
+			}
+		}
+		return nil
+	}, "save contacts of %q", bareJID)
+	if err == nil && missing {
+		return notFound(bareJID)
+	}
+	return err
+}
+
+// inTx runs fn in a write transaction and commits it, or rolls it back when
+// fn fails. Errors are prefixed with the package and the formatted what.
+func (s *Store) inTx(ctx context.Context, fn func(*sql.Tx) error, what string, args ...any) (err error) {
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("sqlitestore: %s: %w", fmt.Sprintf(what, args...), err)
+		}
+	}()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	if err := fn(tx); err != nil {
+		return errors.Join(err, rollback(tx))
+	}
+	return tx.Commit()
+}
+
+func rollback(tx *sql.Tx) error {
+	if err := tx.Rollback(); err != nil && !errors.Is(err, sql.ErrTxDone) {
+		return err
+	}
+	return nil
+}
