@@ -103,8 +103,15 @@ func (r *Reader) readLine(first bool) ([]byte, error) {
 // an *Error; after one the stream cannot be resynchronised and the
 // connection should be closed. After an error b holds no meaningful block.
 func (r *Reader) ReadBlock(b *Block) error {
-	b.Reset()
+	// Like b.Reset, but the old header slots are cleared only where the new
+	// block does not overwrite them: half the pointer writes.
+	oldHeaders := len(b.Headers)
+	b.Type, b.Arg, b.NoEmptyLine = "", "", false
+	b.Headers, b.Body = b.Headers[:0], b.Body[:0]
 	err := r.readBlock(b)
+	if n := len(b.Headers); n < oldHeaders {
+		clear(b.Headers[n:oldHeaders])
+	}
 	if cap(r.scratch) > keepScratch {
 		// Grown for a big block: drop it so an idle Reader stays small.
 		r.scratch = nil
