@@ -1,0 +1,124 @@
+package xmppside
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"mellium.im/xmpp/jid"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultMinBackoff       = 500 * time.Millisecond
+	DefaultMaxBackoff       = 30 * time.Second
+	DefaultDialTimeout      = 10 * time.Second
+	DefaultRegisterTimeout  = 30 * time.Second
+	DefaultMaxRegistrations = 32
+	DefaultName             = "imip-transport"
+	DefaultIdentityName     = "IMIP Transport"
+	DefaultInstructions     = "Enter your IMIP number and password."
+)
+
+// Config configures a Component.
+// Only Domain, Server and Secret are required; every other zero value has a
+// default.
+type Config struct {
+	// Domain is the component JID, e.g. imip.localhost.
+	Domain jid.JID
+	// Server is host:port of the XMPP server's component port.
+	Server string
+	// Secret is the shared component secret. It is never logged or traced.
+	Secret string
+
+	// Name and Version answer XEP-0092 queries (Name defaults to
+	// "imip-transport", Version to "dev").
+	Name, Version string
+	// IdentityName is the disco#info identity name of the component
+	// (default "IMIP Transport").
+	IdentityName string
+	// Instructions is the XEP-0077 registration instructions text.
+	Instructions string
+	// ContactFeatures are extra disco#info features advertised for contacts
+	// (node@domain), on top of disco#info and ping.
+	ContactFeatures []string
+
+	// Logger receives connection state changes; nil means slog.Default().
+	Logger *slog.Logger
+
+	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 500ms and
+	// 30s); each delay is randomised by +-50%.
+	MinBackoff, MaxBackoff time.Duration
+	// DialTimeout bounds the TCP dial and the handshake (default 10s).
+	DialTimeout time.Duration
+	// RegisterTimeout bounds each Registrar call (default 30s); when it fires
+	// the requester gets remote-server-timeout.
+	RegisterTimeout time.Duration
+	// MaxRegistrations bounds the registration IQs in flight per link
+	// (default 32); beyond it requesters get resource-constraint.
+	MaxRegistrations int
+
+	// Trace, if not nil, receives a copy of the traffic after the handshake
+	// (the handshake itself is never traced).
+	Trace io.Writer
+}
+
+func (cfg Config) withDefaults() Config {
+	if cfg.Name == "" {
+		cfg.Name = DefaultName
+	}
+	if cfg.Version == "" {
+		cfg.Version = "dev"
+	}
+	if cfg.IdentityName == "" {
+		cfg.IdentityName = DefaultIdentityName
+	}
+	if cfg.Instructions == "" {
+		cfg.Instructions = DefaultInstructions
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = cfg.MinBackoff
+	}
+	if cfg.DialTimeout <= 0 {
+		cfg.DialTimeout = DefaultDialTimeout
+	}
+	if cfg.RegisterTimeout <= 0 {
+		cfg.RegisterTimeout = DefaultRegisterTimeout
+	}
+	if cfg.MaxRegistrations <= 0 {
+		cfg.MaxRegistrations = DefaultMaxRegistrations
+	}
+	return cfg
+}
+
+// validate reports configuration mistakes that no reconnect can fix.
+func (cfg Config) validate() error {
+	var errs []error
+	if cfg.Domain.Domainpart() == "" {
+		errs = append(errs, errors.New("domain is empty"))
+	}
+	if cfg.Domain.Localpart() != "" || cfg.Domain.Resourcepart() != "" {
+		errs = append(errs, fmt.Errorf("domain %q must be a bare domain", cfg.Domain))
+	}
+	if cfg.Server == "" {
+		errs = append(errs, errors.New("server address is empty"))
+	}
+	if cfg.Secret == "" {
+		errs = append(errs, errors.New("secret is empty"))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("xmppside: invalid config: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,33 @@
+// Package xmppside is the XMPP half of imip-transport: an XEP-0114 external
+// component built on mellium.im/xmpp.
+//
+// It knows nothing about IMIP.
+// Incoming stanzas are turned into plain Go values ([Presence], [Message])
+// and handed to a [Handler]; the gateway sends plain Go values back with
+// [Component.SendPresence] and [Component.SendMessage].
+//
+// The component answers on its own the IQs that need no IMIP knowledge:
+// service discovery (a gateway identity for the component domain, a client
+// identity for contacts), XEP-0092 version, XEP-0199 ping and the XEP-0100
+// prompt (through [Gateway]).
+// XEP-0077 registration is decoded here and delegated to a [Registrar] in its
+// own goroutine.
+// Every IQ of type get or set gets an answer, a result or an error.
+//
+// [Component.Run] owns the connection: it dials, performs the handshake,
+// serves, and reconnects forever with exponential backoff and jitter until
+// its context ends.
+//
+// Goroutines: Run's goroutine dials and calls HandleConnected; one goroutine
+// per link runs mellium's read loop (HandlePresence, HandleMessage and the
+// privilege notification are called on it and must not block); each
+// registration IQ runs in a short-lived goroutine bounded per link.
+// Run waits for all of them before it returns.
+//
+// The component also acts as a client towards the server and users:
+// [Component.SendIQ], [Component.DiscoFeatures], XEP-0356 privileged roster
+// access ([Component.RosterGet], [Component.RosterSet]) and XEP-0144 roster
+// item exchange ([Component.SendRosterExchange]).
+// None of these may be called from inside a Handler method that runs on the
+// read loop: they wait for a reply that the read loop would have to deliver.
+package xmppside

@@ -1,0 +1,243 @@
+package xmppside
+
+import (
+	"encoding/xml"
+	"io"
+	"strconv"
+	"strings"
+	"time"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp/component"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+)
+
+// inStanzaNS reports whether a child element is in the stanza namespace.
+func inStanzaNS(space string) bool {
+	return space == component.NSAccept || space == ""
+}
+
+// wireError is a stanza <error/> as received; JIDs stay strings so that a
+// malformed attribute cannot fail the decoding.
+type wireError struct {
+	Type     string `xml:"type,attr"`
+	By       string `xml:"by,attr"`
+	Children []struct {
+		XMLName xml.Name
+		Lang    string `xml:"http://www.w3.org/XML/1998/namespace lang,attr"`
+		Text    string `xml:",chardata"`
+	} `xml:",any"`
+}
+
+func (w wireError) stanzaError() *stanza.Error {
+	se := &stanza.Error{Type: stanza.ErrorType(w.Type)}
+	if by, err := jid.Parse(w.By); err == nil && w.By != "" {
+		se.By = by
+	}
+	for _, ch := range w.Children {
+		if ch.XMLName.Space != nsStanzaErr {
+			continue
+		}
+		if ch.XMLName.Local == "text" {
+			if ch.Text != "" {
+				if se.Text == nil {
+					se.Text = make(map[string]string, 1)
+				}
+				se.Text[ch.Lang] = ch.Text
+			}
+			continue
+		}
+		if se.Condition == "" {
+			se.Condition = stanza.Condition(ch.XMLName.Local)
+		}
+	}
+	if se.Condition == "" {
+		se.Condition = stanza.UndefinedCondition
+	}
+	return se
+}
+
+// wireDelay is XEP-0203 <delay/> or XEP-0091 <x xmlns="jabber:x:delay"/>.
+type wireDelay struct {
+	From  string `xml:"from,attr"`
+	Stamp string `xml:"stamp,attr"`
+}
+
+func (w wireDelay) parse(legacy bool) (time.Time, jid.JID) {
+	var t time.Time
+	var err error
+	if legacy {
+		t, err = time.Parse("20060102T15:04:05", w.Stamp)
+	} else {
+		t, err = time.Parse(time.RFC3339Nano, w.Stamp)
+	}
+	if err != nil {
+		return time.Time{}, jid.JID{}
+	}
+	from, _ := jid.Parse(w.From)
+	return t.UTC(), from
+}
+
+// wirePrivilege is a XEP-0356 <privilege/> announcement.
+type wirePrivilege struct {
+	Space string `xml:"-"`
+	Perms []struct {
+		Access string `xml:"access,attr"`
+		Type   string `xml:"type,attr"`
+	} `xml:"perm"`
+}
+
+// decodeMessage reads a whole <message/> once, children in any order.
+// Only a broken token stream returns an error; unknown children are skipped.
+func decodeMessage(r xml.TokenReader, start xml.StartElement) (m Message, priv *wirePrivilege, err error) {
+	m.ID = attrValue(start.Attr, "id")
+	m.Type = attrValue(start.Attr, "type")
+	switch m.Type {
+	case "chat", "normal", "headline", "groupchat", "error":
+	default:
+		m.Type = "normal" // RFC 6121 section 5.2.2
+	}
+	var bodies, subjects []langText
+	d := xml.NewTokenDecoder(xmlstream.Inner(r))
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return m, nil, err
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok {
+			if _, end := tok.(xml.EndElement); end {
+				break
+			}
+			continue
+		}
+		n := se.Name
+		switch {
+		case inStanzaNS(n.Space) && n.Local == "body":
+			var t langText
+			err = d.DecodeElement(&t, &se)
+			bodies = append(bodies, t)
+		case inStanzaNS(n.Space) && n.Local == "subject":
+			var t langText
+			err = d.DecodeElement(&t, &se)
+			subjects = append(subjects, t)
+		case inStanzaNS(n.Space) && n.Local == "thread":
+			err = d.DecodeElement(&m.Thread, &se)
+		case inStanzaNS(n.Space) && n.Local == "error":
+			var w wireError
+			err = d.DecodeElement(&w, &se)
+			m.Error = w.stanzaError()
+		case n.Space == nsNick && n.Local == "nick":
+			err = d.DecodeElement(&m.Nick, &se)
+		case n.Space == nsDelay && n.Local == "delay", n.Space == nsLegacyDel && n.Local == "x":
+			var w wireDelay
+			err = d.DecodeElement(&w, &se)
+			if m.Delay.IsZero() || n.Space == nsDelay {
+				m.Delay, m.DelayFrom = w.parse(n.Space == nsLegacyDel)
+			}
+		case n.Space == nsChatStates:
+			switch n.Local {
+			case "active", "composing", "paused", "inactive", "gone":
+				m.ChatState = n.Local
+			}
+			err = d.Skip()
+		case n.Space == nsReceipts && n.Local == "request":
+			m.ReceiptRequest = true
+			err = d.Skip()
+		case n.Space == nsReceipts && n.Local == "received":
+			m.ReceiptReceived = attrValue(se.Attr, "id")
+			err = d.Skip()
+		case (n.Space == NSPrivilege2 || n.Space == NSPrivilege1) && n.Local == "privilege":
+			priv = &wirePrivilege{Space: n.Space}
+			err = d.DecodeElement(priv, &se)
+		default:
+			err = d.Skip()
+		}
+		if err != nil {
+			return m, nil, err
+		}
+	}
+	m.Body = pickText(bodies)
+	m.Subject = pickText(subjects)
+	return m, priv, nil
+}
+
+// validPresenceType reports whether t is a presence type of RFC 6121.
+func validPresenceType(t string) bool {
+	switch t {
+	case "", "unavailable", "subscribe", "subscribed", "unsubscribe", "unsubscribed", "probe", "error":
+		return true
+	}
+	return false
+}
+
+// decodePresence reads a whole <presence/> once.
+// Only a broken token stream returns an error.
+func decodePresence(r xml.TokenReader, start xml.StartElement) (p Presence, err error) {
+	p.ID = attrValue(start.Attr, "id")
+	p.Type = attrValue(start.Attr, "type")
+	var statuses []langText
+	d := xml.NewTokenDecoder(xmlstream.Inner(r))
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return p, err
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok {
+			if _, end := tok.(xml.EndElement); end {
+				break
+			}
+			continue
+		}
+		n := se.Name
+		switch {
+		case inStanzaNS(n.Space) && n.Local == "show":
+			var s string
+			err = d.DecodeElement(&s, &se)
+			switch s = strings.TrimSpace(s); s {
+			case "away", "chat", "dnd", "xa":
+				p.Show = s
+			}
+		case inStanzaNS(n.Space) && n.Local == "status":
+			var t langText
+			err = d.DecodeElement(&t, &se)
+			statuses = append(statuses, t)
+		case inStanzaNS(n.Space) && n.Local == "priority":
+			var s string
+			err = d.DecodeElement(&s, &se)
+			if v, e := strconv.Atoi(strings.TrimSpace(s)); e == nil && v >= -128 && v <= 127 {
+				p.Priority = v
+			}
+		case inStanzaNS(n.Space) && n.Local == "error":
+			var w wireError
+			err = d.DecodeElement(&w, &se)
+			p.Error = w.stanzaError()
+		case n.Space == nsNick && n.Local == "nick":
+			err = d.DecodeElement(&p.Nick, &se)
+		case n.Space == nsDelay && n.Local == "delay":
+			var w wireDelay
+			err = d.DecodeElement(&w, &se)
+			p.Delay, _ = w.parse(false)
+		case n.Space == nsCaps && n.Local == "c":
+			p.CapsNode = attrValue(se.Attr, "node")
+			p.CapsVer = attrValue(se.Attr, "ver")
+			p.CapsHash = attrValue(se.Attr, "hash")
+			err = d.Skip()
+		default:
+			err = d.Skip()
+		}
+		if err != nil {
+			return p, err
+		}
+	}
+	p.Status = pickText(statuses)
+	return p, nil
+}

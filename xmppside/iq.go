@@ -1,0 +1,102 @@
+package xmppside
+
+import (
+	"encoding/xml"
+	"runtime"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+)
+
+// isDomain reports whether j addresses the component itself (any resource).
+func isDomain(j jid.JID) bool { return j.Localpart() == "" }
+
+// domainFeatures are what the component domain advertises: only what this
+// package implements.
+var domainFeatures = []string{
+	nsDiscoInfo, nsDiscoItems, nsRegister, nsGateway, nsVersion, nsPing, nsNick,
+}
+
+// discoInfo answers disco#info: a gateway identity for the domain, a client
+// identity for contacts (node@domain).
+func (l *link) discoInfo(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *xml.StartElement) error {
+	node := attrValue(payload.Attr, "node")
+	if node != "" {
+		return replyError(t, iq, newStanzaError(stanza.ItemNotFound))
+	}
+	var ident []xml.Attr
+	var feats []string
+	if isDomain(iq.To) {
+		ident = attrs("category", "gateway", "type", "imip", "name", l.c.cfg.IdentityName)
+		feats = domainFeatures
+	} else {
+		ident = attrs("category", "client", "type", "pc")
+		feats = append([]string{nsDiscoInfo, nsPing}, l.c.cfg.ContactFeatures...)
+	}
+	children := make([]xml.TokenReader, 0, 1+len(feats))
+	children = append(children, elem("", "identity", ident))
+	for _, f := range feats {
+		children = append(children, elem("", "feature", attrs("var", f)))
+	}
+	return replyResult(t, iq, elem(nsDiscoInfo, "query", nil, children...))
+}
+
+// discoItems answers disco#items with an empty list.
+func (l *link) discoItems(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *xml.StartElement) error {
+	return replyResult(t, iq, elem(nsDiscoItems, "query", attrs("node", attrValue(payload.Attr, "node"))))
+}
+
+// version answers XEP-0092 for the component domain.
+func (l *link) version(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartElement) error {
+	if !isDomain(iq.To) {
+		return replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
+	}
+	return replyResult(t, iq, elem(nsVersion, "query", nil,
+		textElem("", "name", l.c.cfg.Name),
+		textElem("", "version", l.c.cfg.Version),
+		textElem("", "os", runtime.GOOS),
+	))
+}
+
+// ping answers XEP-0199 for the domain and contacts.
+func (l *link) ping(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartElement) error {
+	return replyResult(t, iq, nil)
+}
+
+// gatewayGet answers the XEP-0100 prompt request.
+func (l *link) gatewayGet(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartElement) error {
+	if !isDomain(iq.To) {
+		return replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
+	}
+	desc, prompt := l.c.h.Prompt()
+	return replyResult(t, iq, elem(nsGateway, "query", nil,
+		textElem("", "desc", desc),
+		textElem("", "prompt", prompt),
+	))
+}
+
+// gatewaySet translates a XEP-0100 prompt into a contact JID.
+func (l *link) gatewaySet(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *xml.StartElement) error {
+	var q struct {
+		Prompt *string `xml:"prompt"`
+	}
+	if err := decodeElem(t, *payload, &q); err != nil {
+		return err
+	}
+	if !isDomain(iq.To) {
+		return replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
+	}
+	if q.Prompt == nil || *q.Prompt == "" {
+		return replyError(t, iq, Error{Condition: stanza.BadRequest, Text: "missing prompt"}.StanzaError())
+	}
+	j, err := l.c.h.Translate(*q.Prompt)
+	if err != nil {
+		se, _ := asStanzaError(err, stanza.NotAcceptable)
+		return replyError(t, iq, se)
+	}
+	if j.String() == "" {
+		return replyError(t, iq, newStanzaError(stanza.JIDMalformed))
+	}
+	return replyResult(t, iq, elem(nsGateway, "query", nil, textElem("", "jid", j.String())))
+}
