@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestShippedConfigDecodes(t *testing.T) {
+	c, err := loadConfig(filepath.Join("..", "..", "config.toml"))
+	if err != nil {
+		t.Fatalf("loadConfig(config.toml) = %v", err)
+	}
+	if c.XMPP.Component != "imip.localhost" || c.IMIP.Server != "127.0.0.1:11319" || c.Storage.Driver != "sqlite" {
+		t.Errorf("config.toml decoded to %+v", c)
+	}
+	if c.IMIP.LoginTimeout.Duration != 20*time.Second || c.XMPP.MaxBackoff.Duration != 30*time.Second {
+		t.Errorf("durations decoded to %v and %v", c.IMIP.LoginTimeout, c.XMPP.MaxBackoff)
+	}
+	if c.Roster.Group != "IMIP" || c.Roster.AllowRemove {
+		t.Errorf("roster section decoded to %+v", c.Roster)
+	}
+}
+
+// TestShippedConfigDocumentsEveryKey checks that each key of the shipped
+// file carries a comment, as admins rely on it.
+func TestShippedConfigDocumentsEveryKey(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "config.toml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(string(b), "\n")
+	for i, l := range lines {
+		if l == "" || strings.HasPrefix(l, "#") || strings.HasPrefix(l, "[") {
+			continue
+		}
+		if i == 0 || !strings.HasPrefix(lines[i-1], "#") {
+			t.Errorf("line %d %q has no comment above it", i+1, l)
+		}
+	}
+}
+
+const validConfig = `
+[xmpp]
+component = "gw.example"
+server = "127.0.0.1:5347"
+secret = "s"
+[imip]
+server = "127.0.0.1:11319"
+[storage]
+driver = "sqlite"
+path = "x.db"
+`
+
+func writeConfig(t *testing.T, text string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "c.toml")
+	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestConfigErrors(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		text, want string
+	}{
+		0: {validConfig + "\n[extra]\nkey = 1\n", "unknown keys: extra"},
+		1: {strings.Replace(validConfig, `secret = "s"`, `secret = "s"`+"\nsecrt = \"t\"", 1), "unknown keys: xmpp.secrt"},
+		2: {strings.Replace(validConfig, `secret = "s"`, "", 1), "xmpp.secret or xmpp.secret_file is required"},
+		3: {strings.Replace(validConfig, `component = "gw.example"`, `component = "a@gw.example"`, 1), "not a bare domain"},
+		4: {strings.Replace(validConfig, `driver = "sqlite"`, `driver = "mysql"`, 1), `storage.driver "mysql"`},
+		5: {validConfig + "[log]\nlevel = \"loud\"\n", `log.level "loud"`},
+		6: {strings.Replace(validConfig, "[imip]", "[imip]\nlogin_timeout = \"soon\"", 1), "login_timeout"},
+		7: {strings.Replace(validConfig, `secret = "s"`, `secret = "s"`+"\nsecret_file = \""+secret+"\"", 1), "not both"},
+	}
+	for i, c := range cases {
+		_, err := loadConfig(writeConfig(t, c.text))
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%d: loadConfig = %v, want error containing %q", i, err, c.want)
+		}
+	}
+}
+
+func TestSecretFile(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "secret")
+	if err := os.WriteFile(secret, []byte("from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	text := strings.Replace(validConfig, `secret = "s"`, `secret_file = "`+secret+`"`, 1)
+	c, err := loadConfig(writeConfig(t, text))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.XMPP.Secret != "from-file" {
+		t.Errorf("secret from file = %q, want %q", c.XMPP.Secret, "from-file")
+	}
+}
+
+func TestCheckConfigAndVersionFlags(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := run([]string{"-config", writeConfig(t, validConfig), "-check-config"}, &out, &errb); code != 0 {
+		t.Fatalf("-check-config exit %d: %s", code, errb.String())
+	}
+	if !strings.Contains(out.String(), "configuration ok") {
+		t.Errorf("-check-config printed %q", out.String())
+	}
+	out.Reset()
+	if code := run([]string{"-version"}, &out, &errb); code != 0 || !strings.HasPrefix(out.String(), "imip-transport ") {
+		t.Errorf("-version exit %d, printed %q", code, out.String())
+	}
+	errb.Reset()
+	if code := run([]string{"-config", writeConfig(t, validConfig+"bogus = 1\n"), "-check-config"}, &out, &errb); code != 1 {
+		t.Errorf("bad config: exit %d, want 1", code)
+	}
+	if strings.Contains(errb.String(), `"s"`) {
+		t.Errorf("error output leaks the secret: %s", errb.String())
+	}
+}

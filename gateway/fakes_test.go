@@ -1,0 +1,657 @@
+package gateway
+
+// Fakes of everything the gateway consumes: the XMPP component, the IMIP
+// dialer and its sessions, and the store. No network, no real servers.
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"imip-transport/imipside"
+	"imip-transport/imipside/wire"
+	"imip-transport/roster"
+	"imip-transport/xmppside"
+)
+
+// waitFor bounds every wait of the tests.
+const waitFor = 5 * time.Second
+
+// ---------------------------------------------------------------- XMPP
+
+// fakeXMPP records every stanza the gateway sends.
+type fakeXMPP struct {
+	mu      sync.Mutex
+	changed chan struct{} // closed and replaced on every send
+	sent    []any         // xmppside.Presence or xmppside.Message, in order
+	block   chan struct{} // while non-nil, sends wait until it is closed or ctx ends
+}
+
+func newFakeXMPP() *fakeXMPP { return &fakeXMPP{changed: make(chan struct{})} }
+
+func (f *fakeXMPP) record(s any, ctx context.Context) error {
+	f.mu.Lock()
+	block := f.block
+	f.mu.Unlock()
+	if block != nil {
+		select {
+		case <-block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.sent = append(f.sent, s)
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return nil
+}
+
+func (f *fakeXMPP) SendPresence(ctx context.Context, p xmppside.Presence) error {
+	return f.record(p, ctx)
+}
+
+func (f *fakeXMPP) SendMessage(ctx context.Context, m xmppside.Message) error {
+	return f.record(m, ctx)
+}
+
+// setBlocked makes every later send wait (true) or lets them all go (false).
+func (f *fakeXMPP) setBlocked(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	switch {
+	case on && f.block == nil:
+		f.block = make(chan struct{})
+	case !on && f.block != nil:
+		close(f.block)
+		f.block = nil
+	}
+}
+
+// mark returns the number of stanzas sent so far: a position for since.
+func (f *fakeXMPP) mark() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.sent)
+}
+
+// since returns the stanzas sent from position i on.
+func (f *fakeXMPP) since(i int) []any {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.sent[min(i, len(f.sent)):])
+}
+
+// waitStanza waits until a stanza sent at or after position from matches,
+// and returns it.
+func (f *fakeXMPP) waitStanza(t *testing.T, from int, what string, match func(any) bool) any {
+	t.Helper()
+	deadline := time.NewTimer(waitFor)
+	defer deadline.Stop()
+	for {
+		f.mu.Lock()
+		for _, s := range f.sent[min(from, len(f.sent)):] {
+			if match(s) {
+				f.mu.Unlock()
+				return s
+			}
+		}
+		changed := f.changed
+		f.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("no %s within %v; sent since %d:\n%s", what, waitFor, from, dump(f.since(from)))
+			return nil
+		}
+	}
+}
+
+// waitPresence waits for a presence sent at or after from that matches.
+func (f *fakeXMPP) waitPresence(t *testing.T, from int, what string, match func(xmppside.Presence) bool) xmppside.Presence {
+	t.Helper()
+	s := f.waitStanza(t, from, what, func(s any) bool {
+		p, ok := s.(xmppside.Presence)
+		return ok && match(p)
+	})
+	return s.(xmppside.Presence)
+}
+
+// waitMessage waits for a message sent at or after from that matches.
+func (f *fakeXMPP) waitMessage(t *testing.T, from int, what string, match func(xmppside.Message) bool) xmppside.Message {
+	t.Helper()
+	s := f.waitStanza(t, from, what, func(s any) bool {
+		m, ok := s.(xmppside.Message)
+		return ok && match(m)
+	})
+	return s.(xmppside.Message)
+}
+
+// presences returns the presences sent at or after from that match.
+func (f *fakeXMPP) presences(from int, match func(xmppside.Presence) bool) []xmppside.Presence {
+	var out []xmppside.Presence
+	for _, s := range f.since(from) {
+		if p, ok := s.(xmppside.Presence); ok && match(p) {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// messages returns the messages sent at or after from that match.
+func (f *fakeXMPP) messages(from int, match func(xmppside.Message) bool) []xmppside.Message {
+	var out []xmppside.Message
+	for _, s := range f.since(from) {
+		if m, ok := s.(xmppside.Message); ok && match(m) {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
+func dump(ss []any) string {
+	var b strings.Builder
+	for i, s := range ss {
+		switch s := s.(type) {
+		case xmppside.Presence:
+			fmt.Fprintf(&b, "  %d presence type=%q from=%s to=%s show=%q status=%q nick=%q", i, s.Type, s.From, s.To, s.Show, s.Status, s.Nick)
+			if s.Error != nil {
+				fmt.Fprintf(&b, " error=%s", s.Error.Condition)
+			}
+		case xmppside.Message:
+			fmt.Fprintf(&b, "  %d message id=%q type=%q from=%s to=%s body=%q", i, s.ID, s.Type, s.From, s.To, s.Body)
+			if s.Error != nil {
+				fmt.Fprintf(&b, " error=%s", s.Error.Condition)
+			}
+		}
+		b.WriteByte('\n')
+	}
+	return b.String()
+}
+
+// Privilege modes of fakeRosterXMPP.
+const (
+	privNone    = "none"     // no XEP-0356 grant
+	privBoth    = "both"     // roster get and set granted, sets succeed
+	privSetFail = "set-fail" // granted, but every set fails (ejabberd 23.01)
+)
+
+// fakeRosterXMPP is a fakeXMPP that also offers RosterAccess.
+type fakeRosterXMPP struct {
+	*fakeXMPP
+	mode string
+
+	rmu   sync.Mutex
+	sets  []xmppside.RosterItem // every item of a successful RosterSet
+	tries int                   // RosterSet calls, failed ones included
+	items []xmppside.RosterItem // what RosterGet returns
+}
+
+var _ RosterAccess = (*fakeRosterXMPP)(nil)
+
+func (f *fakeRosterXMPP) Privileges() xmppside.Privileges {
+	switch f.mode {
+	case privBoth, privSetFail:
+		return xmppside.Privileges{Namespace: "urn:xmpp:privilege:2", Roster: "both"}
+	}
+	return xmppside.Privileges{}
+}
+
+func (f *fakeRosterXMPP) RosterGet(ctx context.Context, user jid.JID) ([]xmppside.RosterItem, error) {
+	if f.mode == privNone {
+		return nil, xmppside.ErrNoPrivilege
+	}
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	return slices.Clone(f.items), nil
+}
+
+func (f *fakeRosterXMPP) RosterSet(ctx context.Context, user jid.JID, items []xmppside.RosterItem) error {
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	f.tries++
+	switch f.mode {
+	case privNone:
+		return xmppside.ErrNoPrivilege
+	case privSetFail:
+		return errors.New("internal-server-error")
+	}
+	f.sets = append(f.sets, items...)
+	return nil
+}
+
+func (f *fakeRosterXMPP) DiscoFeatures(ctx context.Context, to jid.JID) ([]string, error) {
+	return []string{"http://jabber.org/protocol/disco#info"}, nil
+}
+
+func (f *fakeRosterXMPP) SendRosterExchange(ctx context.Context, to jid.JID, items []xmppside.RosterItem) error {
+	return errors.New("fake: no XEP-0144")
+}
+
+func (f *fakeRosterXMPP) rosterSets() ([]xmppside.RosterItem, int) {
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	return slices.Clone(f.sets), f.tries
+}
+
+// ---------------------------------------------------------------- IMIP
+
+// fakeDialer hands out fakeSessions and remembers them.
+type fakeDialer struct {
+	mu       sync.Mutex
+	changed  chan struct{}
+	sessions []*fakeSession
+	attempts []string              // "number/password" of every Dial, failed ones included
+	fail     []error               // errors for the next Dials, in order
+	failAll  error                 // error of every Dial while non-nil (after fail is used up)
+	buddies  map[wire.Number][]wire.Buddy
+	live     map[wire.Number]int // sessions not yet ended, by number
+	maxLive  int                 // the most live sessions one number ever had
+	hold     map[wire.Number]chan struct{}
+}
+
+var _ Dialer = (*fakeDialer)(nil)
+
+func newFakeDialer() *fakeDialer {
+	return &fakeDialer{changed: make(chan struct{}), buddies: map[wire.Number][]wire.Buddy{}, live: map[wire.Number]int{}}
+}
+
+func (d *fakeDialer) Dial(ctx context.Context, n wire.Number, password string, h imipside.Handler) (IMIPSession, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	defer d.notifyLocked()
+	d.attempts = append(d.attempts, string(n)+"/"+password)
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var err error
+	switch {
+	case len(d.fail) > 0:
+		err, d.fail = d.fail[0], d.fail[1:]
+	case d.failAll != nil:
+		err = d.failAll
+	}
+	if err != nil {
+		return nil, err
+	}
+	s := &fakeSession{d: d, number: n, password: password, h: h, buddies: slices.Clone(d.buddies[n]),
+		nextID: 1000, block: d.hold[n]}
+	d.sessions = append(d.sessions, s)
+	d.live[n]++
+	d.maxLive = max(d.maxLive, d.live[n])
+	return s, nil
+}
+
+func (d *fakeDialer) notifyLocked() {
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+func (d *fakeDialer) setFail(all error, next ...error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.failAll, d.fail = all, next
+}
+
+func (d *fakeDialer) setBuddies(n wire.Number, bs ...wire.Buddy) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.buddies[n] = bs
+}
+
+// holdStatus makes SetStatus of every later session of n wait until release
+// is closed.
+func (d *fakeDialer) holdStatus(n wire.Number, release chan struct{}) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.hold == nil {
+		d.hold = map[wire.Number]chan struct{}{}
+	}
+	d.hold[n] = release
+}
+
+func (d *fakeDialer) attemptCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.attempts)
+}
+
+func (d *fakeDialer) sessionCount() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.sessions)
+}
+
+// waitSession waits for the i-th session (0-based) ever dialed.
+func (d *fakeDialer) waitSession(t *testing.T, i int) *fakeSession {
+	t.Helper()
+	deadline := time.NewTimer(waitFor)
+	defer deadline.Stop()
+	for {
+		d.mu.Lock()
+		if len(d.sessions) > i {
+			s := d.sessions[i]
+			d.mu.Unlock()
+			return s
+		}
+		changed := d.changed
+		n := len(d.sessions)
+		d.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("session %d not dialed within %v (%d sessions so far)", i, waitFor, n)
+			return nil
+		}
+	}
+}
+
+// waitAttempts waits until Dial was called at least n times.
+func (d *fakeDialer) waitAttempts(t *testing.T, n int) {
+	t.Helper()
+	deadline := time.NewTimer(waitFor)
+	defer deadline.Stop()
+	for {
+		d.mu.Lock()
+		got, changed := len(d.attempts), d.changed
+		d.mu.Unlock()
+		if got >= n {
+			return
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("%d Dial calls within %v, want %d", got, waitFor, n)
+		}
+	}
+}
+
+// fakeSession records the requests the gateway makes.
+type fakeSession struct {
+	d        *fakeDialer
+	number   wire.Number
+	password string
+	h        imipside.Handler
+	buddies  []wire.Buddy
+	block    chan struct{} // SetStatus waits for it when non-nil
+
+	mu      sync.Mutex
+	changed chan struct{}
+	calls   []string // "STAT ONLINE text", "MESG 123 text", "LIST ADD 123 text", "DISC", "CLOSE"
+	nextID  uint64
+	ended   bool
+	sendErr error // returned by SendMessage when set
+}
+
+var _ IMIPSession = (*fakeSession)(nil)
+
+func (s *fakeSession) call(c string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls = append(s.calls, c)
+	if s.changed != nil {
+		close(s.changed)
+	}
+	s.changed = make(chan struct{})
+}
+
+func (s *fakeSession) alive() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ended {
+		return imipside.ErrClosed
+	}
+	return nil
+}
+
+func (s *fakeSession) Contacts() []wire.Buddy { return slices.Clone(s.buddies) }
+
+func (s *fakeSession) SetStatus(ctx context.Context, st wire.Status, text string) error {
+	if s.block != nil {
+		select {
+		case <-s.block:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	if err := s.alive(); err != nil {
+		return err
+	}
+	s.call(strings.TrimSpace("STAT " + string(st) + " " + text))
+	return nil
+}
+
+func (s *fakeSession) SendMessage(ctx context.Context, to wire.Number, text string) (uint64, error) {
+	if err := s.alive(); err != nil {
+		return 0, err
+	}
+	s.mu.Lock()
+	err := s.sendErr
+	s.nextID++
+	id := s.nextID
+	s.mu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+	s.call("MESG " + string(to) + " " + text)
+	return id, nil
+}
+
+func (s *fakeSession) ListAdd(ctx context.Context, n wire.Number, text string) error {
+	if err := s.alive(); err != nil {
+		return err
+	}
+	s.call(strings.TrimSpace("LIST ADD " + string(n) + " " + text))
+	return nil
+}
+
+func (s *fakeSession) ListAccept(ctx context.Context, n wire.Number, nick string) error {
+	if err := s.alive(); err != nil {
+		return err
+	}
+	s.call(fmt.Sprintf("LIST ACCEPT %s %q", n, nick))
+	return nil
+}
+
+func (s *fakeSession) ListReject(ctx context.Context, n wire.Number) error {
+	if err := s.alive(); err != nil {
+		return err
+	}
+	s.call("LIST REJECT " + string(n))
+	return nil
+}
+
+func (s *fakeSession) ListRemove(ctx context.Context, n wire.Number) error {
+	if err := s.alive(); err != nil {
+		return err
+	}
+	s.call("LIST REMOVE " + string(n))
+	return nil
+}
+
+// end marks the session ended and delivers its ClosedEvent the way
+// imipside does: on another goroutine (the reader), waited for.
+func (s *fakeSession) end(what string, cause error) error {
+	s.mu.Lock()
+	if s.ended {
+		s.mu.Unlock()
+		return imipside.ErrClosed
+	}
+	s.ended = true
+	s.mu.Unlock()
+	s.d.mu.Lock()
+	s.d.live[s.number]--
+	s.d.mu.Unlock()
+	s.call(what)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.h.HandleIMIP(imipside.ClosedEvent{Err: cause})
+	}()
+	<-done
+	return nil
+}
+
+func (s *fakeSession) Disconnect(ctx context.Context) error { return s.end("DISC", nil) }
+
+func (s *fakeSession) Close() error {
+	_ = s.end("CLOSE", nil)
+	return nil
+}
+
+// push delivers ev to the gateway as the session's reader would.
+func (s *fakeSession) push(ev imipside.Event) { s.h.HandleIMIP(ev) }
+
+// drop ends the session from the server's side with cause.
+func (s *fakeSession) drop(cause error) { _ = s.end("DROPPED", cause) }
+
+func (s *fakeSession) callList() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.calls)
+}
+
+// callsWith returns the calls that start with prefix.
+func (s *fakeSession) callsWith(prefix string) []string {
+	var out []string
+	for _, c := range s.callList() {
+		if strings.HasPrefix(c, prefix) {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// waitCall waits until a call starting with prefix was made, and returns it.
+func (s *fakeSession) waitCall(t *testing.T, prefix string) string {
+	t.Helper()
+	deadline := time.NewTimer(waitFor)
+	defer deadline.Stop()
+	for {
+		s.mu.Lock()
+		for _, c := range s.calls {
+			if strings.HasPrefix(c, prefix) {
+				s.mu.Unlock()
+				return c
+			}
+		}
+		if s.changed == nil {
+			s.changed = make(chan struct{})
+		}
+		changed := s.changed
+		calls := slices.Clone(s.calls)
+		s.mu.Unlock()
+		select {
+		case <-changed:
+		case <-deadline.C:
+			t.Fatalf("session %s: no call %q within %v; calls: %q", s.number, prefix, waitFor, calls)
+			return ""
+		}
+	}
+}
+
+// ---------------------------------------------------------------- Store
+
+// memStore is an in-memory Store.
+type memStore struct {
+	mu       sync.Mutex
+	regs     map[string]Registration
+	contacts map[string][]roster.Contact
+	saves    int
+}
+
+var _ Store = (*memStore)(nil)
+
+func newMemStore() *memStore {
+	return &memStore{regs: map[string]Registration{}, contacts: map[string][]roster.Contact{}}
+}
+
+func (m *memStore) Registration(ctx context.Context, bare string) (Registration, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.regs[bare]
+	if !ok {
+		return Registration{}, fmt.Errorf("memstore: %s: %w", bare, ErrNotFound)
+	}
+	return r, nil
+}
+
+func (m *memStore) PutRegistration(ctx context.Context, r Registration) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	if old, ok := m.regs[r.JID]; ok {
+		r.Created = old.Created
+		if old.Number != r.Number {
+			delete(m.contacts, r.JID)
+		}
+	} else {
+		r.Created = now
+	}
+	r.Updated = now
+	m.regs[r.JID] = r
+	return nil
+}
+
+func (m *memStore) DeleteRegistration(ctx context.Context, bare string) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.regs[bare]; !ok {
+		return fmt.Errorf("memstore: %s: %w", bare, ErrNotFound)
+	}
+	delete(m.regs, bare)
+	delete(m.contacts, bare)
+	return nil
+}
+
+func (m *memStore) Registrations(ctx context.Context) ([]Registration, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]Registration, 0, len(m.regs))
+	for _, r := range m.regs {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b Registration) int { return cmp.Compare(a.JID, b.JID) })
+	return out, nil
+}
+
+func (m *memStore) Contacts(ctx context.Context, bare string) ([]roster.Contact, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.contacts[bare]), nil
+}
+
+func (m *memStore) SaveContacts(ctx context.Context, bare string, cs []roster.Contact) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if _, ok := m.regs[bare]; !ok {
+		return fmt.Errorf("memstore: %s: %w", bare, ErrNotFound)
+	}
+	m.contacts[bare] = slices.Clone(cs)
+	m.saves++
+	return nil
+}
+
+func (m *memStore) Close() error { return nil }
+
+func (m *memStore) reg(bare string) (Registration, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	r, ok := m.regs[bare]
+	return r, ok
+}
+
+func (m *memStore) savedContacts(bare string) []roster.Contact {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return slices.Clone(m.contacts[bare])
+}

@@ -1,0 +1,328 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"imip-transport/imipside/wire"
+	"imip-transport/roster"
+	"imip-transport/xmppside"
+)
+
+// Defaults for zero Config fields.
+const (
+	DefaultInboxSize    = 128
+	DefaultLoginTimeout = 20 * time.Second
+	DefaultOpTimeout    = 15 * time.Second
+	DefaultRetryMin     = 2 * time.Second
+	DefaultRetryMax     = 5 * time.Minute
+	DefaultRosterGroup  = "IMIP"
+)
+
+// Config configures a Gateway.
+type Config struct {
+	Domain       jid.JID // the component's domain, e.g. imip.localhost
+	Store        Store
+	Dialer       Dialer
+	Logger       *slog.Logger
+	InboxSize    int           // events queued per user before stanzas are refused
+	LoginTimeout time.Duration // bound on one IMIP login
+	OpTimeout    time.Duration // bound on one IMIP request or XMPP send
+	RetryMin     time.Duration // first delay before logging in again after a drop
+	RetryMax     time.Duration // longest delay between login attempts
+	RosterGroup  string        // roster group of IMIP contacts
+	AllowRemove  bool          // let users' unsubscribe remove accepted contacts
+}
+
+// Gateway bridges XMPP users to IMIP sessions. Its Handle* methods implement
+// xmppside.Handler.
+type Gateway struct {
+	cfg  Config
+	log  *slog.Logger
+	xmpp XMPP
+
+	mu         sync.Mutex
+	users      map[string]*user // by bare JID, registered users only
+	registered map[string]struct{}
+	closing    bool
+	runs       tracker // run loops and helper goroutines in flight
+
+	connMu   sync.Mutex
+	connGen  uint64
+	linkUp   bool
+	shutdown chan struct{}
+}
+
+var _ xmppside.Handler = (*Gateway)(nil)
+
+// New returns a Gateway. It loads the set of registered users from the store.
+// Attach the component with SetXMPP before it connects.
+func New(ctx context.Context, cfg Config) (*Gateway, error) {
+	if cfg.Store == nil || cfg.Dialer == nil || cfg.Domain.Domainpart() == "" {
+		return nil, errors.New("gateway: Config needs Domain, Store and Dialer")
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.InboxSize <= 0 {
+		cfg.InboxSize = DefaultInboxSize
+	}
+	if cfg.LoginTimeout <= 0 {
+		cfg.LoginTimeout = DefaultLoginTimeout
+	}
+	if cfg.OpTimeout <= 0 {
+		cfg.OpTimeout = DefaultOpTimeout
+	}
+	if cfg.RetryMin <= 0 {
+		cfg.RetryMin = DefaultRetryMin
+	}
+	if cfg.RetryMax <= 0 {
+		cfg.RetryMax = DefaultRetryMax
+	}
+	if cfg.RosterGroup == "" {
+		cfg.RosterGroup = DefaultRosterGroup
+	}
+	cfg.Domain = cfg.Domain.Domain()
+	regs, err := cfg.Store.Registrations(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("gateway: loading registrations: %w", err)
+	}
+	g := &Gateway{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		users:      make(map[string]*user),
+		registered: make(map[string]struct{}, len(regs)),
+		shutdown:   make(chan struct{}),
+	}
+	for _, r := range regs {
+		g.registered[r.JID] = struct{}{}
+	}
+	return g, nil
+}
+
+// SetXMPP attaches the component the gateway sends through. Call it once,
+// before the component connects.
+func (g *Gateway) SetXMPP(x XMPP) { g.xmpp = x }
+
+// Domain returns the gateway's domain.
+func (g *Gateway) Domain() jid.JID { return g.cfg.Domain }
+
+// isRegistered reports whether bare is registered.
+func (g *Gateway) isRegistered(bare string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	_, ok := g.registered[bare]
+	return ok
+}
+
+// userFor returns the user of a registered bare JID, creating its value on
+// first use, or nil when bare is not registered or the gateway is closing.
+func (g *Gateway) userFor(bare jid.JID, create bool) *user {
+	key := bare.String()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closing {
+		return nil
+	}
+	if u := g.users[key]; u != nil {
+		return u
+	}
+	if _, ok := g.registered[key]; !ok && !create {
+		return nil
+	}
+	u := newUser(g, bare)
+	g.users[key] = u
+	return u
+}
+
+func (g *Gateway) setRegistered(bare string, on bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if on {
+		g.registered[bare] = struct{}{}
+	} else {
+		delete(g.registered, bare)
+	}
+}
+
+// dropUser forgets u if it is still the registered value for its JID.
+func (g *Gateway) dropUser(u *user) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.users[u.key] == u {
+		delete(g.users, u.key)
+	}
+}
+
+// contactJID maps a number to its JID on the gateway.
+func (g *Gateway) contactJID(n wire.Number) jid.JID { return roster.JID(n, g.cfg.Domain) }
+
+// HandlePresence implements xmppside.Handler. It never blocks.
+func (g *Gateway) HandlePresence(p xmppside.Presence) {
+	if p.From.Domainpart() == "" || p.From.Localpart() == "" {
+		return // presence from a server or a component: nothing to do
+	}
+	if p.Type == "error" {
+		g.log.Debug("presence error from user", "from", p.From, "to", p.To)
+		return
+	}
+	u := g.userFor(p.From.Bare(), false)
+	if u == nil {
+		g.answerUnregisteredPresence(p)
+		return
+	}
+	if !u.post(evPresence{p: p}) {
+		g.log.Warn("inbox full: presence dropped", "user", u.key)
+	}
+}
+
+// HandleMessage implements xmppside.Handler. It never blocks.
+func (g *Gateway) HandleMessage(m xmppside.Message) {
+	if m.Type == "error" || m.Type == "groupchat" || m.Type == "headline" {
+		return // never answer an error with an error
+	}
+	if m.From.Localpart() == "" {
+		return
+	}
+	u := g.userFor(m.From.Bare(), false)
+	if u == nil {
+		if m.Body != "" {
+			g.bounce(m, stanza.Error{Type: stanza.Auth, Condition: stanza.RegistrationRequired,
+				Text: map[string]string{"": "Register with the IMIP gateway first."}})
+		}
+		return
+	}
+	if !u.post(evMessage{m: m}) && m.Body != "" {
+		g.bounce(m, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint,
+			Text: map[string]string{"": "Too many messages queued; try again shortly."}})
+	}
+}
+
+// answerUnregisteredPresence answers what an unregistered JID sends to the
+// gateway: subscription requests are refused, probes answered unavailable.
+func (g *Gateway) answerUnregisteredPresence(p xmppside.Presence) {
+	switch p.Type {
+	case "subscribe":
+		g.sendPresence(xmppside.Presence{From: p.To.Bare(), To: p.From.Bare(), Type: "unsubscribed"})
+	case "probe":
+		g.sendPresence(xmppside.Presence{From: p.To.Bare(), To: p.From, Type: "unavailable"})
+	case "", "unavailable", "subscribed", "unsubscribe", "unsubscribed":
+	}
+}
+
+// HandleConnected implements xmppside.Handler: after every handshake the
+// gateway probes each registered user, so their servers tell it who is
+// online.
+func (g *Gateway) HandleConnected(ctx context.Context) {
+	g.connMu.Lock()
+	g.connGen++
+	g.linkUp = true
+	g.connMu.Unlock()
+	g.mu.Lock()
+	users := make([]string, 0, len(g.registered))
+	for k := range g.registered {
+		users = append(users, k)
+	}
+	g.mu.Unlock()
+	g.runs.add()
+	go func() {
+		defer g.runs.done()
+		for _, k := range users {
+			to, err := jid.Parse(k)
+			if err != nil {
+				continue
+			}
+			if err := g.xmpp.SendPresence(ctx, xmppside.Presence{From: g.cfg.Domain, To: to, Type: "probe"}); err != nil {
+				g.log.Debug("probe not sent", "user", k, "err", err)
+				return
+			}
+		}
+	}()
+}
+
+// HandleDisconnected implements xmppside.Handler.
+func (g *Gateway) HandleDisconnected(err error) {
+	g.connMu.Lock()
+	g.linkUp = false
+	g.connMu.Unlock()
+	g.log.Info("component link down; IMIP sessions kept", "err", err)
+}
+
+// Prompt implements xmppside.Gateway (XEP-0100).
+func (g *Gateway) Prompt() (desc, prompt string) {
+	return "Enter the IMIP number of the contact you would like to add.", "IMIP number"
+}
+
+// Translate implements xmppside.Gateway (XEP-0100): a number to its JID.
+func (g *Gateway) Translate(input string) (jid.JID, error) {
+	n, err := wire.ParseNumber(input)
+	if err != nil {
+		return jid.JID{}, &xmppside.Error{Condition: stanza.JIDMalformed, Text: "An IMIP number is made of digits only."}
+	}
+	return g.contactJID(n), nil
+}
+
+// sendPresence sends p bounded by the op timeout, logging a failure.
+func (g *Gateway) sendPresence(p xmppside.Presence) {
+	if g.xmpp == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
+	defer cancel()
+	if err := g.xmpp.SendPresence(ctx, p); err != nil {
+		g.log.Debug("presence not sent", "to", p.To, "type", p.Type, "err", err)
+	}
+}
+
+// sendMessage sends m bounded by the op timeout and returns the error.
+func (g *Gateway) sendMessage(m xmppside.Message) error {
+	if g.xmpp == nil {
+		return errors.New("gateway: no component attached")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
+	defer cancel()
+	return g.xmpp.SendMessage(ctx, m)
+}
+
+// bounce answers message m with an error of the same id.
+func (g *Gateway) bounce(m xmppside.Message, e stanza.Error) {
+	reply := xmppside.Message{ID: m.ID, From: m.To, To: m.From, Type: "error", Body: m.Body, Error: &e}
+	if reply.From.Domainpart() != g.cfg.Domain.Domainpart() {
+		reply.From = g.cfg.Domain
+	}
+	if err := g.sendMessage(reply); err != nil {
+		g.log.Debug("message error not sent", "to", m.From, "err", err)
+	}
+}
+
+// Close logs every user out of IMIP, sends each online user unavailable
+// presence from their contacts and the gateway, and waits for every run loop,
+// bounded by ctx.
+func (g *Gateway) Close(ctx context.Context) error {
+	g.mu.Lock()
+	if g.closing {
+		g.mu.Unlock()
+		return nil
+	}
+	g.closing = true
+	close(g.shutdown)
+	users := make([]*user, 0, len(g.users))
+	for _, u := range g.users {
+		users = append(users, u)
+	}
+	g.mu.Unlock()
+	for _, u := range users {
+		u.postShutdown()
+	}
+	if err := g.runs.wait(ctx); err != nil {
+		return fmt.Errorf("gateway: close: %w", err)
+	}
+	return nil
+}

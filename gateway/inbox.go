@@ -1,0 +1,139 @@
+package gateway
+
+import (
+	"context"
+	"sync"
+)
+
+// event is anything a user's run loop handles.
+type event any
+
+// post queues ev for u without blocking. It reports false when the inbox is
+// full or the user has stopped.
+func (u *user) post(ev event) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.stopped || len(u.inbox) >= u.g.cfg.InboxSize {
+		return false
+	}
+	u.enqueueLocked(ev)
+	return true
+}
+
+// postWait queues ev, waiting while the inbox is full until there is room,
+// the user stops, or done is closed. IMIP sessions use it: a user whose run
+// loop is behind slows down only their own IMIP connection. Session events
+// may run past the bound by one inbox's worth before the wait starts, so
+// replies a login waits for are never stuck behind a full inbox.
+func (u *user) postWait(ev event, done <-chan struct{}) bool {
+	for {
+		u.mu.Lock()
+		if u.stopped {
+			u.mu.Unlock()
+			return false
+		}
+		if len(u.inbox) < 2*u.g.cfg.InboxSize {
+			u.enqueueLocked(ev)
+			u.mu.Unlock()
+			return true
+		}
+		if u.space == nil {
+			u.space = make(chan struct{})
+		}
+		space := u.space
+		u.mu.Unlock()
+		select {
+		case <-space:
+		case <-done:
+			return false
+		}
+	}
+}
+
+// postShutdown queues the shutdown event whatever the inbox holds, and
+// refuses everything after it.
+func (u *user) postShutdown() {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.stopped {
+		return
+	}
+	u.enqueueLocked(evShutdown{})
+	u.stopped = true
+}
+
+func (u *user) enqueueLocked(ev event) {
+	u.inbox = append(u.inbox, ev)
+	if !u.running {
+		u.running = true
+		u.g.runs.add()
+		go u.run()
+	}
+}
+
+// run handles the inbox until it is empty, then exits: no goroutine idles
+// per user.
+func (u *user) run() {
+	defer u.g.runs.done()
+	for {
+		u.mu.Lock()
+		if len(u.inbox) == 0 {
+			u.running = false
+			u.inbox = nil // an idle user keeps no queue storage
+			u.mu.Unlock()
+			return
+		}
+		ev := u.inbox[0]
+		u.inbox[0] = nil
+		u.inbox = u.inbox[1:]
+		if u.space != nil {
+			close(u.space)
+			u.space = nil
+		}
+		u.mu.Unlock()
+		u.handle(ev)
+	}
+}
+
+// tracker counts goroutines that Close waits for. Unlike sync.WaitGroup it
+// may go from zero to one while a waiter waits.
+type tracker struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{}
+}
+
+func (t *tracker) add() {
+	t.mu.Lock()
+	t.n++
+	t.mu.Unlock()
+}
+
+func (t *tracker) done() {
+	t.mu.Lock()
+	t.n--
+	if t.n == 0 && t.idle != nil {
+		close(t.idle)
+		t.idle = nil
+	}
+	t.mu.Unlock()
+}
+
+func (t *tracker) wait(ctx context.Context) error {
+	t.mu.Lock()
+	if t.n == 0 {
+		t.mu.Unlock()
+		return nil
+	}
+	if t.idle == nil {
+		t.idle = make(chan struct{})
+	}
+	idle := t.idle
+	t.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}

@@ -1,0 +1,153 @@
+package gateway
+
+import (
+	"errors"
+	"time"
+
+	"mellium.im/xmpp/stanza"
+
+	"imip-transport/imipside"
+	"imip-transport/imipside/wire"
+	"imip-transport/roster"
+	"imip-transport/xmppside"
+)
+
+// delayAfter is how old a message's Timo must be to carry a XEP-0203 delay.
+const delayAfter = time.Minute
+
+// onMessage sends a user's chat or normal message with a body as MESG.
+func (u *user) onMessage(m xmppside.Message) {
+	if m.Body == "" {
+		return // chat states, receipts and the like have no IMIP form
+	}
+	if u.reg == nil {
+		u.g.bounce(m, textError(stanza.Auth, stanza.RegistrationRequired, "Register with the IMIP gateway first."))
+		return
+	}
+	if m.To.Localpart() == "" {
+		u.g.bounce(m, textError(stanza.Cancel, stanza.ServiceUnavailable,
+			"The gateway itself takes no messages: write to number@"+u.g.cfg.Domain.String()+"."))
+		return
+	}
+	n, err := roster.Number(m.To, u.g.cfg.Domain)
+	if err != nil {
+		u.g.bounce(m, *malformedError())
+		return
+	}
+	if u.sess == nil {
+		text := "Not connected to the IMIP network right now; the message was not sent."
+		cond, typ := stanza.RemoteServerTimeout, stanza.Wait
+		if u.authFailed {
+			text = "IMIP refused your login; register again with the right password. The message was not sent."
+			cond, typ = stanza.NotAuthorized, stanza.Auth
+		} else if len(u.resources) == 0 {
+			text = "You are not online to the IMIP gateway; send it your presence first. The message was not sent."
+			cond, typ = stanza.RecipientUnavailable, stanza.Wait
+		}
+		u.g.bounce(m, textError(typ, cond, text))
+		return
+	}
+	ctx, cancel := u.opCtx()
+	defer cancel()
+	id, err := u.sess.SendMessage(ctx, n, m.Body)
+	if err != nil {
+		if errors.Is(err, wire.ErrSizeTooLarge) {
+			u.g.bounce(m, textError(stanza.Modify, stanza.NotAcceptable, "The message is too long for IMIP."))
+			return
+		}
+		u.log.Warn("MESG failed", "err", err)
+		u.g.bounce(m, textError(stanza.Wait, stanza.RemoteServerTimeout, "The IMIP network did not take the message."))
+		return
+	}
+	if len(u.sent) >= maxSentMessages {
+		copy(u.sent, u.sent[1:])
+		u.sent = u.sent[:len(u.sent)-1]
+	}
+	u.sent = append(u.sent, sentMessage{imipID: id, id: m.ID, from: m.From, to: m.To, body: m.Body})
+}
+
+// onIMIP handles an event of the live IMIP session.
+func (u *user) onIMIP(ev imipside.Event) {
+	switch ev := ev.(type) {
+	case imipside.StatEvent:
+		u.onStat(ev)
+	case imipside.MessageEvent:
+		u.onIMIPMessage(ev)
+	case imipside.MessageFailedEvent:
+		u.onMessageFailed(ev)
+	case imipside.ListAddEvent:
+		u.applyRoster(roster.ServerListAdd{Number: ev.From, Nick: ev.Nick, Text: ev.Text})
+	case imipside.ListAcceptEvent:
+		u.applyRoster(roster.ServerListAccept{Number: ev.From, Nick: ev.Nick})
+	case imipside.ListRejectEvent:
+		u.applyRoster(roster.ServerListReject{Number: ev.From})
+	case imipside.ListRemoveEvent:
+		u.applyRoster(roster.ServerListRemove{Number: ev.From})
+		delete(u.contacts, ev.From)
+	case imipside.ClosedEvent:
+		u.onClosed(ev.Err)
+	}
+}
+
+// onStat caches a contact's presence and forwards it.
+func (u *user) onStat(ev imipside.StatEvent) {
+	u.applyRoster(roster.ServerStat{Number: ev.From})
+	if ev.Status == wire.StatusOffline {
+		delete(u.contacts, ev.From)
+	} else {
+		u.contacts[ev.From] = contactPresence{status: ev.Status, text: ev.Text}
+	}
+	p := statToPresence(ev.Status, ev.Text)
+	p.From, p.To = u.g.contactJID(ev.From), u.bare
+	if c, ok := u.list.Contact(ev.From); ok && c.Nick != "" && p.Type == "" {
+		p.Nick = c.Nick
+	}
+	u.g.sendPresence(p)
+}
+
+// onIMIPMessage forwards an IMIP message as a chat message.
+func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
+	m := xmppside.Message{
+		From: u.g.contactJID(ev.From),
+		To:   u.bare,
+		Type: "chat",
+		Body: ev.Text,
+		Nick: ev.Nick,
+	}
+	if !ev.Time.IsZero() {
+		stored := ev.Time.Before(u.loginTime.Truncate(time.Second))
+		if stored || time.Since(ev.Time) > delayAfter {
+			m.Delay = ev.Time.UTC()
+			m.DelayFrom = u.g.cfg.Domain
+		}
+	}
+	if err := u.g.sendMessage(m); err != nil {
+		u.log.Warn("message from IMIP not delivered to XMPP", "from", ev.From, "err", err)
+	}
+}
+
+// onMessageFailed reports an IMIP refusal of a message to its sender, with
+// the original id.
+func (u *user) onMessageFailed(ev imipside.MessageFailedEvent) {
+	for i, s := range u.sent {
+		if s.imipID != ev.ID {
+			continue
+		}
+		u.sent = append(u.sent[:i], u.sent[i+1:]...)
+		e := ackError(ev.Code)
+		u.g.bounce(xmppside.Message{ID: s.id, From: s.from, To: s.to, Body: s.body}, *e)
+		return
+	}
+	u.log.Info("IMIP refused a message the gateway no longer remembers", "to", ev.To, "code", int(ev.Code))
+}
+
+// onClosed handles the end of the live session: contacts go offline and,
+// while the user is online, the gateway logs in again after a delay.
+func (u *user) onClosed(err error) {
+	u.log.Warn("IMIP session ended", "err", err)
+	u.offlineAll("Disconnected from the IMIP network; reconnecting.")
+	u.dropSession()
+	if len(u.resources) > 0 {
+		u.scheduleRetry()
+	}
+}

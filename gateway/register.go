@@ -1,0 +1,183 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"imip-transport/imipside"
+	"imip-transport/imipside/wire"
+	"imip-transport/xmppside"
+)
+
+// Registration implements xmppside.Registrar.
+func (g *Gateway) Registration(ctx context.Context, who jid.JID) (string, bool, error) {
+	reg, err := g.cfg.Store.Registration(ctx, who.Bare().String())
+	if errors.Is(err, ErrNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("gateway: %w", err)
+	}
+	return string(reg.Number), true, nil
+}
+
+// Register implements xmppside.Registrar. It logs into IMIP with the
+// credentials before storing them, on the user's run loop, so a session the
+// user already has is replaced rather than doubled.
+func (g *Gateway) Register(ctx context.Context, who jid.JID, username, password string) error {
+	n, err := wire.ParseNumber(username)
+	if err != nil {
+		return &xmppside.Error{Condition: stanza.NotAcceptable, Text: "An IMIP number is made of digits only."}
+	}
+	if password == "" {
+		return &xmppside.Error{Condition: stanza.NotAcceptable, Text: "The password must not be empty."}
+	}
+	if who.Localpart() == "" {
+		return &xmppside.Error{Condition: stanza.NotAllowed, Text: "Only user accounts can register."}
+	}
+	u := g.userFor(who.Bare(), true)
+	if u == nil {
+		return &xmppside.Error{Condition: stanza.ServiceUnavailable, Text: "The gateway is shutting down."}
+	}
+	return g.ask(ctx, u, func(reply chan error) event { return evRegister{number: n, password: password, reply: reply} })
+}
+
+// Unregister implements xmppside.Registrar.
+func (g *Gateway) Unregister(ctx context.Context, who jid.JID) error {
+	u := g.userFor(who.Bare(), false)
+	if u == nil {
+		return &xmppside.Error{Condition: stanza.RegistrationRequired, Text: "You are not registered."}
+	}
+	return g.ask(ctx, u, func(reply chan error) event { return evUnregister{reply: reply} })
+}
+
+// ask posts a request to u's run loop and waits for its answer.
+func (g *Gateway) ask(ctx context.Context, u *user, mk func(chan error) event) error {
+	reply := make(chan error, 1)
+	if !u.post(mk(reply)) {
+		return &xmppside.Error{Condition: stanza.ResourceConstraint, Text: "Busy; try again shortly."}
+	}
+	select {
+	case err := <-reply:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("gateway: %w", ctx.Err())
+	}
+}
+
+// onRegister checks new credentials by logging in, then stores them.
+func (u *user) onRegister(n wire.Number, password string) error {
+	old := u.sess
+	if old != nil {
+		// The IMIP server allows one connection per number: end ours first.
+		u.offlineAll("Reconnecting with new credentials.")
+		u.dropSession()
+		ctx, cancel := u.opCtx()
+		if err := old.Disconnect(ctx); err != nil {
+			_ = old.Close()
+		}
+		cancel()
+	}
+	sess, err := u.dial(n, password)
+	if err != nil {
+		if old != nil && u.reg != nil && len(u.resources) > 0 {
+			u.scheduleRetry() // the old credentials still stand
+		}
+		if !u.isRegisteredUser() {
+			u.g.dropUser(u)
+		}
+		return registerError(err)
+	}
+	now := time.Now().UTC()
+	reg := Registration{JID: u.key, Number: n, Password: password, Created: now, Updated: now}
+	if u.reg != nil {
+		reg.Created, reg.AllowRemove = u.reg.Created, u.reg.AllowRemove
+	}
+	ctx, cancel := u.opCtx()
+	defer cancel()
+	numberChanged := u.reg != nil && u.reg.Number != n
+	if err := u.g.cfg.Store.PutRegistration(ctx, reg); err != nil {
+		u.log.Error("storing registration", "err", err)
+		_ = sess.Close()
+		return fmt.Errorf("gateway: storing registration: %w", err)
+	}
+	u.reg = &reg
+	u.authFailed = false
+	u.g.setRegistered(u.key, true)
+	if numberChanged || u.list == nil {
+		u.loadContacts(ctx)
+	}
+	u.log.Info("registered", "number", n)
+	// XEP-0100: the gateway asks for the user's presence.
+	u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "subscribe"})
+	if len(u.resources) > 0 {
+		u.adopt(sess)
+		return nil
+	}
+	u.syncRoster(sess.Contacts())
+	u.dropSession()
+	if err := sess.Disconnect(ctx); err != nil {
+		_ = sess.Close()
+	}
+	return nil
+}
+
+func (u *user) isRegisteredUser() bool { return u.g.isRegistered(u.key) }
+
+// registerError maps a failed login to the error the registration IQ
+// returns.
+func registerError(err error) error {
+	var le *imipside.LoginError
+	if errors.As(err, &le) {
+		switch le.Code {
+		case wire.CodeWrongPassword:
+			return &xmppside.Error{Condition: stanza.NotAuthorized, Text: "IMIP refused the password for this number."}
+		case wire.CodeIllegalUser:
+			return &xmppside.Error{Condition: stanza.NotAcceptable, Text: "The IMIP network does not know this number."}
+		}
+		return &xmppside.Error{Condition: stanza.NotAcceptable, Text: "IMIP refused the login with code " + le.Code.String() + "."}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return &xmppside.Error{Condition: stanza.RemoteServerTimeout, Text: "The IMIP server did not answer in time."}
+	}
+	return &xmppside.Error{Condition: stanza.RemoteServerNotFound, Text: "The IMIP server cannot be reached."}
+}
+
+// onUnregister closes the session, cleans the user's roster and deletes
+// what is stored.
+func (u *user) onUnregister() error {
+	u.stopRetry()
+	if u.sess != nil {
+		sess := u.sess
+		u.dropSession()
+		ctx, cancel := u.opCtx()
+		if err := sess.Disconnect(ctx); err != nil {
+			_ = sess.Close()
+		}
+		cancel()
+	}
+	u.cleanRoster()
+	for _, t := range [...]string{"unsubscribe", "unsubscribed", "unavailable"} {
+		u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: t})
+	}
+	ctx, cancel := u.opCtx()
+	defer cancel()
+	if err := u.g.cfg.Store.DeleteRegistration(ctx, u.key); err != nil {
+		u.log.Error("deleting registration", "err", err)
+		return fmt.Errorf("gateway: deleting registration: %w", err)
+	}
+	u.g.setRegistered(u.key, false)
+	u.g.dropUser(u)
+	u.mu.Lock()
+	u.stopped = true
+	u.mu.Unlock()
+	u.reg = nil
+	u.resources = nil
+	u.log.Info("unregistered")
+	return nil
+}

@@ -1,0 +1,231 @@
+package gateway
+
+import (
+	"context"
+	"slices"
+
+	"mellium.im/xmpp/jid"
+
+	"imip-transport/imipside/wire"
+	"imip-transport/roster"
+	"imip-transport/xmppside"
+)
+
+// NSRosterX is XEP-0144 roster item exchange.
+const NSRosterX = "http://jabber.org/protocol/rosterx"
+
+// onContactSubscription turns the user's subscription stanza to a contact
+// into a roster event.
+func (u *user) onContactSubscription(n wire.Number, p xmppside.Presence) {
+	var ev roster.Event
+	switch p.Type {
+	case "subscribe":
+		ev = roster.UserSubscribe{Number: n, Status: p.Status}
+	case "subscribed":
+		ev = roster.UserSubscribed{Number: n}
+	case "unsubscribe":
+		ev = roster.UserUnsubscribe{Number: n}
+	case "unsubscribed":
+		ev = roster.UserUnsubscribed{Number: n}
+	default:
+		return
+	}
+	u.applyRoster(ev)
+}
+
+// applyRoster runs ev through the user's list and carries out the actions.
+func (u *user) applyRoster(ev roster.Event) {
+	for _, a := range u.list.Apply(ev) {
+		u.do(a)
+	}
+}
+
+// do carries out one roster action.
+func (u *user) do(a roster.Action) {
+	ctx, cancel := u.opCtx()
+	defer cancel()
+	switch a := a.(type) {
+	case roster.SendListAdd:
+		u.imip(a.Number, "LIST ADD", func(s IMIPSession) error { return s.ListAdd(ctx, a.Number, a.Text) })
+	case roster.SendListAccept:
+		u.imip(a.Number, "LIST ACCEPT", func(s IMIPSession) error { return s.ListAccept(ctx, a.Number, a.Nick) })
+	case roster.SendListReject:
+		u.imip(a.Number, "LIST REJECT", func(s IMIPSession) error { return s.ListReject(ctx, a.Number) })
+	case roster.SendListRemove:
+		u.imip(a.Number, "LIST REMOVE", func(s IMIPSession) error { return s.ListRemove(ctx, a.Number) })
+	case roster.PresenceToUser:
+		u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(a.From), To: u.bare, Type: string(a.Type), Nick: a.Nick, Status: a.Status})
+		if a.Type == roster.Unsubscribed {
+			u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(a.From), To: u.bare, Type: "unavailable"})
+		}
+	case roster.RosterUpsert:
+		u.pushRoster(ctx, []roster.Contact{a.Contact}, nil, false)
+	case roster.RosterRemove:
+		u.pushRoster(ctx, nil, []wire.Number{a.Number}, false)
+	case roster.Refused:
+		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Body: a.Reason})
+	case roster.Persist:
+		u.persist(ctx)
+	}
+}
+
+// imip sends a LIST request, or reports to the user why it could not.
+func (u *user) imip(n wire.Number, what string, send func(IMIPSession) error) {
+	if u.sess == nil {
+		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
+			Body: "Not connected to the IMIP network: " + what + " " + string(n) + " was not sent. Go online and try again."})
+		return
+	}
+	if err := send(u.sess); err != nil {
+		u.log.Warn("IMIP request failed", "request", what, "number", n, "err", err)
+		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
+			Body: "The IMIP network refused " + what + " " + string(n) + ": " + err.Error()})
+		if what == "LIST ADD" {
+			u.applyRoster(roster.ServerListReject{Number: n})
+		}
+	}
+}
+
+func (u *user) persist(ctx context.Context) {
+	if u.reg == nil {
+		return
+	}
+	if err := u.g.cfg.Store.SaveContacts(ctx, u.key, u.list.Contacts()); err != nil {
+		u.log.Error("saving contacts", "err", err)
+	}
+}
+
+// syncRoster makes the user's roster follow the LOGN Buddy list, sending
+// only what changed since the last sync.
+func (u *user) syncRoster(buddies []wire.Buddy) {
+	plan := roster.Sync(u.list.Contacts(), buddies)
+	if !plan.Changed() {
+		return
+	}
+	allow := u.g.cfg.AllowRemove || (u.reg != nil && u.reg.AllowRemove)
+	u.list = roster.New(roster.Options{AllowRemove: allow}, plan.Result)
+	ctx, cancel := u.opCtx()
+	defer cancel()
+	u.persist(ctx)
+	removed := make([]wire.Number, 0, len(plan.Remove))
+	for _, c := range plan.Remove {
+		removed = append(removed, c.Number)
+	}
+	upserts := append(slices.Clone(plan.Add), plan.Update...)
+	u.log.Info("roster sync", "added", len(plan.Add), "updated", len(plan.Update), "removed", len(plan.Remove))
+	u.pushRoster(ctx, upserts, removed, true)
+}
+
+// pushRoster puts contacts into the user's roster and takes numbers out of
+// it, by the best means the user's server and clients offer: XEP-0356
+// privileged roster access, else XEP-0144 roster item exchange to resources
+// that support it, else subscription presences. fallback says whether the
+// presence tier should send subscriptions itself (a sync) or whether the
+// roster state machine already did (a single transition).
+func (u *user) pushRoster(ctx context.Context, upserts []roster.Contact, removed []wire.Number, fallback bool) {
+	if len(upserts) == 0 && len(removed) == 0 {
+		return
+	}
+	items := make([]xmppside.RosterItem, 0, len(upserts)+len(removed))
+	for _, c := range upserts {
+		items = append(items, xmppside.RosterItem{JID: u.g.contactJID(c.Number), Name: c.Nick,
+			Subscription: "both", Groups: []string{u.g.cfg.RosterGroup}})
+	}
+	for _, n := range removed {
+		items = append(items, xmppside.RosterItem{JID: u.g.contactJID(n), Remove: true})
+	}
+	if ra, ok := u.g.xmpp.(RosterAccess); ok {
+		if pr := ra.Privileges(); pr.Roster == "set" || pr.Roster == "both" {
+			if err := u.rosterSet(ctx, ra, items); err == nil {
+				return
+			} else {
+				u.log.Info("privileged roster set failed; falling back", "err", err)
+			}
+		}
+		if targets := u.rosterxTargets(ctx, ra); len(targets) > 0 {
+			sent := false
+			for _, to := range targets {
+				if err := ra.SendRosterExchange(ctx, to, items); err == nil {
+					sent = true
+				}
+			}
+			if sent {
+				return
+			}
+		}
+	}
+	if !fallback {
+		return
+	}
+	for _, c := range upserts {
+		u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(c.Number), To: u.bare, Type: "subscribe", Nick: c.Nick})
+	}
+	for _, n := range removed {
+		for _, t := range [...]string{"unsubscribe", "unsubscribed", "unavailable"} {
+			u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(n), To: u.bare, Type: t})
+		}
+	}
+}
+
+// rosterSet sets items one by one (a roster set holds one item).
+func (u *user) rosterSet(ctx context.Context, ra RosterAccess, items []xmppside.RosterItem) error {
+	for _, it := range items {
+		if err := ra.RosterSet(ctx, u.bare, []xmppside.RosterItem{it}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rosterxTargets returns the user's available resources that advertise
+// XEP-0144.
+func (u *user) rosterxTargets(ctx context.Context, ra RosterAccess) []jid.JID {
+	var out []jid.JID
+	for res := range u.resources {
+		if res == "" {
+			continue
+		}
+		full, err := u.bare.WithResource(res)
+		if err != nil {
+			continue
+		}
+		feats, err := ra.DiscoFeatures(ctx, full)
+		if err == nil && slices.Contains(feats, NSRosterX) {
+			out = append(out, full)
+		}
+	}
+	return out
+}
+
+// cleanRoster takes every IMIP contact out of the user's roster at
+// unregistration.
+func (u *user) cleanRoster() {
+	ctx, cancel := u.opCtx()
+	defer cancel()
+	var nums []wire.Number
+	for _, c := range u.list.Contacts() {
+		nums = append(nums, c.Number)
+	}
+	if ra, ok := u.g.xmpp.(RosterAccess); ok {
+		if pr := ra.Privileges(); pr.Roster == "both" {
+			if items, err := ra.RosterGet(ctx, u.bare); err == nil {
+				for _, it := range items {
+					if it.JID.Domainpart() != u.g.cfg.Domain.Domainpart() || it.JID.Localpart() == "" {
+						continue // only the gateway's contacts are ever touched
+					}
+					if n, err := roster.Number(it.JID, u.g.cfg.Domain); err == nil && !slices.Contains(nums, n) {
+						nums = append(nums, n)
+					}
+				}
+			}
+			for _, n := range nums {
+				_ = ra.RosterSet(ctx, u.bare, []xmppside.RosterItem{{JID: u.g.contactJID(n), Remove: true}})
+			}
+		}
+	}
+	for _, n := range nums {
+		for _, t := range [...]string{"unsubscribe", "unsubscribed", "unavailable"} {
+			u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(n), To: u.bare, Type: t})
+		}
+	}
+}

@@ -1,0 +1,461 @@
+package gateway
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"imip-transport/imipside"
+	"imip-transport/imipside/wire"
+	"imip-transport/roster"
+	"imip-transport/xmppside"
+)
+
+// Events of a user's run loop.
+type (
+	evPresence struct{ p xmppside.Presence }
+	evMessage  struct{ m xmppside.Message }
+	evIMIP     struct {
+		gen uint64
+		ev  imipside.Event
+	}
+	evRegister struct {
+		number   wire.Number
+		password string
+		reply    chan error
+	}
+	evUnregister struct{ reply chan error }
+	evRetry      struct{ gen uint64 }
+	evShutdown   struct{}
+)
+
+// resource is one available XMPP resource of the user.
+type resource struct {
+	show     string
+	status   string
+	priority int
+	seq      uint64 // when it last changed, to break priority ties
+}
+
+// contactPresence is the last STAT of a contact.
+type contactPresence struct {
+	status wire.Status
+	text   string
+}
+
+// sentMessage remembers an XMPP message sent as MESG, until IMIP could
+// still refuse it.
+type sentMessage struct {
+	imipID uint64
+	id     string
+	from   jid.JID
+	to     jid.JID
+	body   string
+}
+
+// maxSentMessages bounds how many sent messages a user remembers for error
+// reports.
+const maxSentMessages = 32
+
+// user is one registered Jabber user. Fields below mu are guarded by it;
+// the rest belong to the run loop alone.
+type user struct {
+	g    *Gateway
+	bare jid.JID
+	key  string
+	log  *slog.Logger
+
+	mu      sync.Mutex
+	inbox   []event
+	running bool
+	stopped bool
+	space   chan struct{} // closed when the inbox shrinks
+
+	loaded     bool
+	reg        *Registration
+	resources  map[string]resource
+	seq        uint64
+	sess       IMIPSession
+	gen        uint64 // generation of sess; events of older sessions are ignored
+	sessDone   chan struct{}
+	loginTime  time.Time
+	sentStatus wire.Status
+	sentText   string
+	contacts   map[wire.Number]contactPresence
+	list       *roster.List
+	sent       []sentMessage
+	authFailed bool
+	retry      *time.Timer
+	retryDelay time.Duration
+	dialing    bool
+}
+
+func newUser(g *Gateway, bare jid.JID) *user {
+	key := bare.String()
+	return &user{g: g, bare: bare, key: key, log: g.log.With("user", key)}
+}
+
+// handle runs one event on the run loop.
+func (u *user) handle(ev event) {
+	if !u.loaded {
+		u.load()
+	}
+	switch ev := ev.(type) {
+	case evPresence:
+		u.onPresence(ev.p)
+	case evMessage:
+		u.onMessage(ev.m)
+	case evIMIP:
+		if ev.gen == u.gen && u.sess != nil {
+			u.onIMIP(ev.ev)
+		}
+	case evRegister:
+		ev.reply <- u.onRegister(ev.number, ev.password)
+	case evUnregister:
+		ev.reply <- u.onUnregister()
+	case evRetry:
+		if ev.gen == u.gen && u.sess == nil && len(u.resources) > 0 {
+			u.login()
+		}
+	case evShutdown:
+		u.onShutdown()
+	}
+}
+
+// load reads the user's registration and contacts from the store.
+func (u *user) load() {
+	ctx, cancel := context.WithTimeout(context.Background(), u.g.cfg.OpTimeout)
+	defer cancel()
+	u.loaded = true
+	reg, err := u.g.cfg.Store.Registration(ctx, u.key)
+	if err != nil {
+		if !errors.Is(err, ErrNotFound) {
+			u.log.Error("loading registration", "err", err)
+		}
+		u.list = roster.New(roster.Options{AllowRemove: u.g.cfg.AllowRemove}, nil)
+		return
+	}
+	u.reg = &reg
+	u.loadContacts(ctx)
+}
+
+func (u *user) loadContacts(ctx context.Context) {
+	cs, err := u.g.cfg.Store.Contacts(ctx, u.key)
+	if err != nil {
+		u.log.Error("loading contacts", "err", err)
+	}
+	allow := u.g.cfg.AllowRemove
+	if u.reg != nil && u.reg.AllowRemove {
+		allow = true
+	}
+	u.list = roster.New(roster.Options{AllowRemove: allow}, cs)
+}
+
+// opCtx bounds one network operation.
+func (u *user) opCtx() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), u.g.cfg.OpTimeout)
+}
+
+// aggregate returns the IMIP status that stands for the user's resources:
+// the highest priority resource's, the most recently changed on a tie.
+func (u *user) aggregate() (wire.Status, string) {
+	var best *resource
+	for _, r := range u.resources {
+		if best == nil || r.priority > best.priority || (r.priority == best.priority && r.seq > best.seq) {
+			best = &r
+		}
+	}
+	if best == nil {
+		return wire.StatusOffline, ""
+	}
+	return showToStatus(best.show), best.status
+}
+
+// onPresence handles a presence stanza from one of the user's resources.
+func (u *user) onPresence(p xmppside.Presence) {
+	if u.reg == nil {
+		return
+	}
+	toGateway := p.To.Localpart() == ""
+	switch p.Type {
+	case "", "unavailable":
+		u.onAvailability(p)
+	case "probe":
+		if toGateway {
+			u.sendGatewayPresence(p.From)
+			return
+		}
+		n, err := roster.Number(p.To, u.g.cfg.Domain)
+		if err != nil {
+			return
+		}
+		u.sendContactPresence(n, p.From)
+	case "subscribe", "subscribed", "unsubscribe", "unsubscribed":
+		if toGateway {
+			u.onGatewaySubscription(p)
+			return
+		}
+		n, err := roster.Number(p.To, u.g.cfg.Domain)
+		if err != nil {
+			u.g.sendPresence(xmppside.Presence{ID: p.ID, From: p.To.Bare(), To: p.From, Type: "error", Error: malformedError()})
+			return
+		}
+		u.onContactSubscription(n, p)
+	}
+}
+
+// onGatewaySubscription handles the user's subscription stanzas to the
+// gateway's own JID.
+func (u *user) onGatewaySubscription(p xmppside.Presence) {
+	switch p.Type {
+	case "subscribe":
+		u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "subscribed"})
+		u.sendGatewayPresence(u.bare)
+	case "unsubscribe":
+		u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "unsubscribed"})
+	}
+}
+
+// onAvailability tracks the user's resources: the first available one logs
+// in, a change updates STAT, the last unavailable one logs out.
+func (u *user) onAvailability(p xmppside.Presence) {
+	res := p.From.Resourcepart()
+	if p.Type == "unavailable" {
+		if res == "" {
+			clear(u.resources)
+		} else {
+			delete(u.resources, res)
+		}
+		if len(u.resources) == 0 {
+			u.logout()
+			return
+		}
+		u.updateStatus()
+		return
+	}
+	if u.resources == nil {
+		u.resources = make(map[string]resource, 1)
+	}
+	u.seq++
+	old, existed := u.resources[res]
+	r := resource{show: p.Show, status: p.Status, priority: p.Priority, seq: u.seq}
+	if existed && old.show == r.show && old.status == r.status && old.priority == r.priority {
+		return // the same presence again, through another contact's JID
+	}
+	u.resources[res] = r
+	if u.sess == nil {
+		if !u.dialing && (u.retry == nil) {
+			u.login()
+		}
+		return
+	}
+	if !existed {
+		u.sendAllPresence(p.From)
+	}
+	u.updateStatus()
+}
+
+// updateStatus sends STAT when the aggregate status changed.
+func (u *user) updateStatus() {
+	if u.sess == nil {
+		return
+	}
+	st, text := u.aggregate()
+	if st == u.sentStatus && text == u.sentText {
+		return
+	}
+	ctx, cancel := u.opCtx()
+	defer cancel()
+	if err := u.sess.SetStatus(ctx, st, text); err != nil {
+		u.log.Warn("STAT failed", "status", st, "err", err)
+		return
+	}
+	u.sentStatus, u.sentText = st, text
+}
+
+// login dials IMIP for the user's registration.
+func (u *user) login() {
+	if u.reg == nil || u.authFailed {
+		return
+	}
+	u.stopRetry()
+	sess, err := u.dial(u.reg.Number, u.reg.Password)
+	if err != nil {
+		u.loginFailed(err)
+		return
+	}
+	u.adopt(sess)
+}
+
+// dial logs number into IMIP with a fresh session generation.
+func (u *user) dial(number wire.Number, password string) (IMIPSession, error) {
+	u.gen++
+	gen := u.gen
+	done := make(chan struct{})
+	h := imipside.HandlerFunc(func(ev imipside.Event) {
+		if _, ok := ev.(imipside.ClosedEvent); ok {
+			u.postWait(evIMIP{gen: gen, ev: ev}, nil)
+			close(done)
+			return
+		}
+		u.postWait(evIMIP{gen: gen, ev: ev}, done)
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), u.g.cfg.LoginTimeout)
+	defer cancel()
+	u.dialing = true
+	defer func() { u.dialing = false }()
+	sess, err := u.g.cfg.Dialer.Dial(ctx, number, password, h)
+	if err == nil {
+		u.sessDone = done
+	}
+	return sess, err
+}
+
+// adopt makes sess the user's live session: STAT, the gateway's presence,
+// and the roster sync.
+func (u *user) adopt(sess IMIPSession) {
+	u.sess = sess
+	u.loginTime = time.Now()
+	u.retryDelay = 0
+	u.sentStatus, u.sentText = "", ""
+	if u.contacts == nil {
+		u.contacts = make(map[wire.Number]contactPresence)
+	}
+	u.log.Info("logged in to IMIP", "number", u.reg.Number)
+	u.updateStatus()
+	u.sendGatewayPresence(u.bare)
+	u.syncRoster(sess.Contacts())
+}
+
+// loginFailed tells the user why a login failed, and retries unless the
+// credentials were refused.
+func (u *user) loginFailed(err error) {
+	var le *imipside.LoginError
+	if errors.As(err, &le) && (le.Code == wire.CodeWrongPassword || le.Code == wire.CodeIllegalUser) {
+		u.authFailed = true
+		u.log.Warn("IMIP refused the credentials; not retrying until the user registers again", "code", int(le.Code))
+		text := "IMIP login failed: wrong password. Register again with the right password to reconnect."
+		if le.Code == wire.CodeIllegalUser {
+			text = "IMIP login failed: the IMIP server does not know this number. Register again with a valid number."
+		}
+		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Subject: "IMIP login failed", Body: text})
+		u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "error", Error: loginError(le.Code)})
+		return
+	}
+	u.log.Warn("IMIP login failed; will retry", "err", err)
+	u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "unavailable",
+		Status: "Cannot reach the IMIP network; retrying."})
+	u.scheduleRetry()
+}
+
+// scheduleRetry posts a login retry after an exponential, jittered delay. It
+// uses a runtime timer: no goroutine waits meanwhile.
+func (u *user) scheduleRetry() {
+	if len(u.resources) == 0 {
+		return
+	}
+	u.retryDelay = nextDelay(u.retryDelay, u.g.cfg.RetryMin, u.g.cfg.RetryMax)
+	gen := u.gen
+	u.stopRetry()
+	u.retry = time.AfterFunc(u.retryDelay, func() {
+		u.post(evRetry{gen: gen})
+	})
+}
+
+func (u *user) stopRetry() {
+	if u.retry != nil {
+		u.retry.Stop()
+		u.retry = nil
+	}
+}
+
+// logout ends the IMIP session after the user's last resource left.
+func (u *user) logout() {
+	u.stopRetry()
+	u.retryDelay = 0
+	if u.sess == nil {
+		return
+	}
+	sess := u.sess
+	u.dropSession()
+	ctx, cancel := u.opCtx()
+	defer cancel()
+	if err := sess.Disconnect(ctx); err != nil {
+		u.log.Debug("DISC", "err", err)
+		_ = sess.Close()
+	}
+	u.log.Info("logged out of IMIP")
+}
+
+// dropSession forgets the live session and its contacts' presence.
+func (u *user) dropSession() {
+	u.sess = nil
+	u.gen++
+	clear(u.contacts)
+	u.contacts = nil
+	u.sent = nil
+	u.sentStatus, u.sentText = "", ""
+}
+
+// sendGatewayPresence sends the gateway's own presence to to: available
+// while logged in to IMIP.
+func (u *user) sendGatewayPresence(to jid.JID) {
+	p := xmppside.Presence{From: u.g.cfg.Domain, To: to, Type: "unavailable"}
+	if u.sess != nil {
+		p.Type = ""
+	}
+	u.g.sendPresence(p)
+}
+
+// sendContactPresence answers a probe for one contact from the cache.
+func (u *user) sendContactPresence(n wire.Number, to jid.JID) {
+	cp, ok := u.contacts[n]
+	if !ok || u.sess == nil {
+		cp = contactPresence{status: wire.StatusOffline}
+	}
+	p := statToPresence(cp.status, cp.text)
+	p.From, p.To = u.g.contactJID(n), to
+	u.g.sendPresence(p)
+}
+
+// sendAllPresence sends a newly available resource the gateway's presence
+// and that of every online contact.
+func (u *user) sendAllPresence(to jid.JID) {
+	u.sendGatewayPresence(to)
+	nums := make([]wire.Number, 0, len(u.contacts))
+	for n, cp := range u.contacts {
+		if cp.status != wire.StatusOffline {
+			nums = append(nums, n)
+		}
+	}
+	slices.SortFunc(nums, func(a, b wire.Number) int { return cmp.Compare(a, b) })
+	for _, n := range nums {
+		u.sendContactPresence(n, to)
+	}
+}
+
+// offlineAll tells the user every online contact and the gateway went
+// offline, and forgets their presence.
+func (u *user) offlineAll(status string) {
+	for n, cp := range u.contacts {
+		if cp.status != wire.StatusOffline {
+			u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(n), To: u.bare, Type: "unavailable"})
+		}
+	}
+	u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "unavailable", Status: status})
+}
+
+// onShutdown logs out and tells an online user everything went offline.
+func (u *user) onShutdown() {
+	u.stopRetry()
+	if u.sess != nil {
+		u.offlineAll("The IMIP gateway is shutting down.")
+		u.logout()
+	}
+}

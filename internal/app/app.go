@@ -1,0 +1,136 @@
+// Package app wires the transport together: the store, the IMIP dialer, the
+// gateway and the XMPP component. cmd/imip-transport decodes the
+// configuration file into Options; end-to-end tests build Options directly.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"imip-transport/gateway"
+	"imip-transport/gateway/sqlitestore"
+	"imip-transport/imipside"
+	"imip-transport/imipside/wire"
+	"imip-transport/xmppside"
+)
+
+// ShutdownGrace bounds the whole shutdown after the context ends.
+const ShutdownGrace = 5 * time.Second
+
+// Options are the decoded settings of one transport.
+type Options struct {
+	Domain       jid.JID // component domain
+	XMPPServer   string  // component listener, host:port
+	Secret       string
+	MinBackoff   time.Duration
+	MaxBackoff   time.Duration
+	IMIPServer   string // host:port
+	ClientName   string
+	MaxBlockSize int
+	LoginTimeout time.Duration
+	OpTimeout    time.Duration
+	RetryMin     time.Duration
+	RetryMax     time.Duration
+	StorePath    string // SQLite file
+	RosterGroup  string
+	AllowRemove  bool
+	Version      string
+	Logger       *slog.Logger
+	// Ready, when set, is called once the parts are built, before the
+	// component connects.
+	Ready func(*gateway.Gateway, *xmppside.Component)
+}
+
+// Run runs the transport until ctx ends, then logs every user out and sends
+// the goodbye presences, within ShutdownGrace.
+func Run(ctx context.Context, o Options) error {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	store, err := sqlitestore.Open(ctx, o.StorePath)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+
+	dialer := gateway.DialerFunc(func(ctx context.Context, n wire.Number, password string, h imipside.Handler) (gateway.IMIPSession, error) {
+		s, err := imipside.Dial(ctx, imipside.Config{
+			Addr:       o.IMIPServer,
+			Number:     n,
+			Password:   password,
+			ClientName: o.ClientName,
+			Limits:     wire.Limits{MaxSize: o.MaxBlockSize},
+			Handler:    h,
+			Logger:     log.With("imip", string(n)),
+		})
+		if err != nil {
+			return nil, err
+		}
+		return s, nil
+	})
+	g, err := gateway.New(ctx, gateway.Config{
+		Domain:       o.Domain,
+		Store:        store,
+		Dialer:       dialer,
+		Logger:       log,
+		LoginTimeout: o.LoginTimeout,
+		OpTimeout:    o.OpTimeout,
+		RetryMin:     o.RetryMin,
+		RetryMax:     o.RetryMax,
+		RosterGroup:  o.RosterGroup,
+		AllowRemove:  o.AllowRemove,
+	})
+	if err != nil {
+		return err
+	}
+	comp := xmppside.New(xmppside.Config{
+		Domain:     o.Domain,
+		Server:     o.XMPPServer,
+		Secret:     o.Secret,
+		Name:       "imip-transport",
+		Version:    o.Version,
+		Logger:     log,
+		MinBackoff: o.MinBackoff,
+		MaxBackoff: o.MaxBackoff,
+	}, g)
+	g.SetXMPP(comp)
+	if o.Ready != nil {
+		o.Ready(g, comp)
+	}
+
+	compCtx, cancelComp := context.WithCancel(context.Background())
+	defer cancelComp()
+	runErr := make(chan error, 1)
+	go func() { runErr <- comp.Run(compCtx) }()
+	log.Info("imip-transport started", "component", o.Domain, "xmpp", o.XMPPServer, "imip", o.IMIPServer, "version", o.Version)
+
+	select {
+	case <-ctx.Done():
+	case err := <-runErr:
+		_ = g.Close(context.Background())
+		return fmt.Errorf("component: %w", err)
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace-time.Second)
+	defer cancel()
+	if err := g.Close(sctx); err != nil {
+		log.Warn("gateway close", "err", err)
+	}
+	cancelComp()
+	select {
+	case err := <-runErr:
+		if err != nil && !errors.Is(err, context.Canceled) {
+			log.Debug("component stopped", "err", err)
+		}
+	case <-time.After(time.Second):
+		log.Warn("component did not stop in time")
+	}
+	log.Info("stopped")
+	return nil
+}

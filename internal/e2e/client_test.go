@@ -1,0 +1,278 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/xml"
+	"fmt"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"mellium.im/xmlstream"
+	"mellium.im/xmpp"
+	"mellium.im/xmpp/jid"
+
+	"imip-transport/internal/testenv"
+	"imip-transport/internal/xmppserver"
+)
+
+// waitFor bounds every wait for a stanza.
+const waitFor = 15 * time.Second
+
+// got is a stanza a test client received, flattened for assertions.
+type got struct {
+	Name     string // message, presence or iq
+	Type     string
+	From, To string
+	ID       string
+	Body     string
+	Subject  string
+	Show     string
+	Status   string
+	Nick     string
+	ErrCond  string
+	ErrText  string
+	Delay    string
+	Items    []gotItem // roster push items
+	Raw      string
+}
+
+type gotItem struct {
+	JID          string   `xml:"jid,attr"`
+	Name         string   `xml:"name,attr"`
+	Subscription string   `xml:"subscription,attr"`
+	Groups       []string `xml:"group"`
+}
+
+type wireStanza struct {
+	XMLName xml.Name
+	Type    string `xml:"type,attr"`
+	From    string `xml:"from,attr"`
+	To      string `xml:"to,attr"`
+	ID      string `xml:"id,attr"`
+	Body    string `xml:"body"`
+	Subject string `xml:"subject"`
+	Show    string `xml:"show"`
+	Status  string `xml:"status"`
+	Nick    string `xml:"http://jabber.org/protocol/nick nick"`
+	Delay   struct {
+		Stamp string `xml:"stamp,attr"`
+	} `xml:"urn:xmpp:delay delay"`
+	Error struct {
+		Inner []struct {
+			XMLName xml.Name
+			Text    string `xml:",chardata"`
+		} `xml:",any"`
+	} `xml:"error"`
+	Query struct {
+		Items []gotItem `xml:"item"`
+	} `xml:"jabber:iq:roster query"`
+}
+
+// client is a logged-in XMPP client that records what it receives.
+type client struct {
+	t    *testing.T
+	sess *xmpp.Session
+	jid  jid.JID
+
+	mu      sync.Mutex
+	backlog []got
+	notify  chan struct{}
+	// autoApprove answers subscribe requests from JIDs ending in it with
+	// subscribed and a subscribe back, as most clients do once the user
+	// accepts (slixmpp's auto_subscribe).
+	autoApprove string
+}
+
+// login logs user in and starts recording. It sends initial presence only
+// when available is set.
+func login(t *testing.T, srv xmppserver.Server, user, password string) *client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	sess := testenv.DialClient(ctx, t, srv, user, password, "")
+	c := &client{t: t, sess: sess, jid: sess.LocalAddr(), notify: make(chan struct{}, 1)}
+	testenv.Serve(t, sess, xmpp.HandlerFunc(c.handle))
+	return c
+}
+
+func (c *client) handle(r xmlstream.TokenReadEncoder, start *xml.StartElement) error {
+	var buf bytes.Buffer
+	enc := xml.NewEncoder(&buf)
+	if err := enc.EncodeToken(*start); err != nil {
+		return err
+	}
+	if _, err := xmlstream.Copy(enc, xmlstream.Inner(r)); err != nil {
+		return err
+	}
+	if err := enc.EncodeToken(start.End()); err != nil {
+		return err
+	}
+	if err := enc.Flush(); err != nil {
+		return err
+	}
+	var w wireStanza
+	if err := xml.Unmarshal(buf.Bytes(), &w); err != nil {
+		return fmt.Errorf("decoding %s: %w", buf.String(), err)
+	}
+	g := got{Name: start.Name.Local, Type: w.Type, From: w.From, To: w.To, ID: w.ID, Body: w.Body,
+		Subject: w.Subject, Show: w.Show, Status: w.Status, Nick: w.Nick, Delay: w.Delay.Stamp,
+		Items: w.Query.Items, Raw: buf.String()}
+	for _, in := range w.Error.Inner {
+		if in.XMLName.Local == "text" {
+			g.ErrText = in.Text
+		} else if g.ErrCond == "" {
+			g.ErrCond = in.XMLName.Local
+		}
+	}
+	if g.Name == "iq" && (g.Type == "set" || g.Type == "get") {
+		// Roster pushes and disco queries: answer like a plain client.
+		reply := fmt.Sprintf(`<iq type="result" id=%q to=%q/>`, g.ID, g.From)
+		if g.From == "" {
+			reply = fmt.Sprintf(`<iq type="result" id=%q/>`, g.ID)
+		}
+		if strings.Contains(g.Raw, "http://jabber.org/protocol/disco#info") {
+			reply = fmt.Sprintf(`<iq type="result" id=%q to=%q><query xmlns="http://jabber.org/protocol/disco#info"><identity category="client" type="pc"/><feature var="http://jabber.org/protocol/disco#info"/></query></iq>`, g.ID, g.From)
+		}
+		go c.sendRaw(reply)
+	}
+	if g.Name == "presence" && g.Type == "subscribe" && c.autoApprove != "" && strings.HasSuffix(g.From, c.autoApprove) {
+		go func() {
+			c.sendRaw(fmt.Sprintf(`<presence type="subscribed" to=%q/>`, bare(g.From)))
+			c.sendRaw(fmt.Sprintf(`<presence type="subscribe" to=%q/>`, bare(g.From)))
+		}()
+	}
+	c.mu.Lock()
+	c.backlog = append(c.backlog, g)
+	c.mu.Unlock()
+	select {
+	case c.notify <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// sendRaw sends one stanza written as XML in the client namespace.
+func (c *client) sendRaw(raw string) {
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	d := xml.NewDecoder(strings.NewReader(raw))
+	if err := c.sess.Send(ctx, xmlstream.ReaderFunc(func() (xml.Token, error) {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, err
+		}
+		return xml.CopyToken(tok), nil
+	})); err != nil {
+		c.t.Logf("%s: send %s: %v", c.jid, raw, err)
+	}
+}
+
+// send formats and sends a stanza.
+func (c *client) send(format string, args ...any) { c.sendRaw(fmt.Sprintf(format, args...)) }
+
+// expect waits for a stanza matching pred (received since the last expect
+// that consumed it) and removes it from the backlog.
+func (c *client) expect(what string, pred func(got) bool) got {
+	c.t.Helper()
+	deadline := time.After(waitFor)
+	for {
+		c.mu.Lock()
+		for i, g := range c.backlog {
+			if pred(g) {
+				c.backlog = append(c.backlog[:i], c.backlog[i+1:]...)
+				c.mu.Unlock()
+				return g
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.notify:
+		case <-deadline:
+			c.mu.Lock()
+			var seen []string
+			for _, g := range c.backlog {
+				seen = append(seen, g.Raw)
+			}
+			c.mu.Unlock()
+			c.t.Fatalf("%s: no %s within %v; received:\n%s", c.jid, what, waitFor, strings.Join(seen, "\n"))
+			return got{}
+		}
+	}
+}
+
+// never fails if a stanza matching pred arrives within d.
+func (c *client) never(what string, d time.Duration, pred func(got) bool) {
+	c.t.Helper()
+	deadline := time.After(d)
+	for {
+		c.mu.Lock()
+		for _, g := range c.backlog {
+			if pred(g) {
+				c.mu.Unlock()
+				c.t.Fatalf("%s: unexpected %s: %s", c.jid, what, g.Raw)
+			}
+		}
+		c.mu.Unlock()
+		select {
+		case <-c.notify:
+		case <-deadline:
+			return
+		}
+	}
+}
+
+// count returns how many received stanzas match pred, without removing them.
+func (c *client) count(pred func(got) bool) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	n := 0
+	for _, g := range c.backlog {
+		if pred(g) {
+			n++
+		}
+	}
+	return n
+}
+
+// iq sends an IQ with a fresh id and waits for its answer.
+var iqSeq struct {
+	sync.Mutex
+	n int
+}
+
+func (c *client) iq(typ, to, payload string) got {
+	c.t.Helper()
+	iqSeq.Lock()
+	iqSeq.n++
+	id := fmt.Sprintf("e2e-%d", iqSeq.n)
+	iqSeq.Unlock()
+	c.send(`<iq type=%q id=%q to=%q>%s</iq>`, typ, id, to, payload)
+	return c.expect("answer to iq "+id, func(g got) bool { return g.Name == "iq" && g.ID == id })
+}
+
+// Matchers.
+func isPresence(from, typ string) func(got) bool {
+	return func(g got) bool {
+		return g.Name == "presence" && bare(g.From) == from && g.Type == typ
+	}
+}
+
+func isMessage(from string) func(got) bool {
+	return func(g got) bool {
+		return g.Name == "message" && bare(g.From) == from && g.Type != "error" && g.Body != ""
+	}
+}
+
+func isMessageError(id string) func(got) bool {
+	return func(g got) bool { return g.Name == "message" && g.Type == "error" && g.ID == id }
+}
+
+func bare(s string) string {
+	if i := strings.IndexByte(s, '/'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
