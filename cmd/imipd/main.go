@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"imip-transport/imipside/imipserver"
+	"imip-transport/imipside/wire"
+)
+
+// dbName is the database file inside the data directory.
+const dbName = "imipd.db"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	os.Exit(run(ctx, os.Args[1:], os.Stdin, os.Stdout, os.Stderr, nil))
+}
+
+// run is the whole command. ready, when not nil, receives the listening
+// address once the server accepts connections.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, ready chan<- net.Addr) int {
+	if len(args) > 0 && args[0] == "add-account" {
+		if err := addAccount(ctx, args[1:], stdin, stdout, stderr); err != nil {
+			if !errors.Is(err, flag.ErrHelp) {
+				fmt.Fprintln(stderr, err)
+			}
+			return 2
+		}
+		return 0
+	}
+	if err := serve(ctx, args, stderr, ready); err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(stderr, err)
+		}
+		return 1
+	}
+	return 0
+}
+
+func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- net.Addr) error {
+	fs := flag.NewFlagSet("imipd", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: imipd -data DIR [flags]\n       imipd add-account -data DIR -number N -nick NICK (-password-file F | -password-stdin)\n\nflags:\n")
+		fs.PrintDefaults()
+	}
+	listen := fs.String("listen", fmt.Sprintf("127.0.0.1:%d", wire.DefaultPort), "address to listen on")
+	accounts := fs.String("accounts", "", "accounts.toml to upsert into the database at start (optional)")
+	data := fs.String("data", "", "data directory (created 0700); holds "+dbName)
+	keepAlive := fs.Duration("keepalive", imipserver.DefaultKeepAlive, "Keep-Alive announced to clients; silent connections are closed after twice this")
+	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
+	maxBlock := fs.Int("max-block-size", wire.DefaultMaxSize, "largest block SIZE accepted and sent, in bytes")
+	service := fs.String("service", imipserver.DefaultService, "Service header of the HELO reply")
+	display := fs.String("display-name", imipserver.DefaultDisplayName, "ServiceDisplayName header of the HELO reply")
+	regURL := fs.String("registration-url", "", "Registration header of the HELO reply (default http://SERVICE/)")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("imipd: unexpected argument %q", fs.Arg(0))
+	}
+	if *data == "" {
+		return errors.New("imipd: -data DIR is required")
+	}
+	if *maxBlock < 256 {
+		return fmt.Errorf("imipd: -max-block-size %d is below 256", *maxBlock)
+	}
+	if *keepAlive < time.Second {
+		return fmt.Errorf("imipd: -keepalive %v is below 1s", *keepAlive)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(*logLevel)); err != nil {
+		return fmt.Errorf("imipd: -log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	st, err := openStore(ctx, *data, log)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if *accounts != "" {
+		if err := loadAccounts(ctx, st, *accounts, log); err != nil {
+			return err
+		}
+	}
+
+	srv, err := imipserver.New(imipserver.Config{
+		Store:           st,
+		KeepAlive:       *keepAlive,
+		Limits:          wire.Limits{MaxSize: *maxBlock},
+		Service:         *service,
+		DisplayName:     *display,
+		RegistrationURL: *regURL,
+		Logger:          log,
+	})
+	if err != nil {
+		return fmt.Errorf("imipd: %w", err)
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("imipd: %w", err)
+	}
+	if ready != nil {
+		ready <- ln.Addr()
+	}
+	if err := srv.Serve(ctx, ln); err != nil {
+		return fmt.Errorf("imipd: %w", err)
+	}
+	return nil
+}
+
+// openStore creates the data directory (0700) and opens its database.
+func openStore(ctx context.Context, dir string, log *slog.Logger) (*imipserver.SQLiteStore, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("imipd: data directory: %w", err)
+	}
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 && log != nil {
+		log.Warn("imipd: data directory is readable by others; it holds passwords", "dir", dir, "mode", fi.Mode().Perm().String())
+	}
+	st, err := imipserver.OpenSQLite(ctx, filepath.Join(dir, dbName))
+	if err != nil {
+		return nil, fmt.Errorf("imipd: %w", err)
+	}
+	return st, nil
+}
+
+func loadAccounts(ctx context.Context, st imipserver.Store, path string, log *slog.Logger) error {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return fmt.Errorf("imipd: accounts: %w", err)
+	}
+	if fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("imipd: accounts file is readable by others; it holds passwords", "path", path, "mode", fi.Mode().Perm().String())
+	}
+	buf, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("imipd: accounts: %w", err)
+	}
+	n, err := imipserver.LoadAccounts(ctx, st, buf)
+	if err != nil {
+		return fmt.Errorf("imipd: %s: %w", path, err)
+	}
+	log.Info("imipd: accounts loaded", "path", path, "count", n)
+	return nil
+}
+
+// readPassword returns the first line of r, without its line end.
+func readPassword(r io.Reader) (string, error) {
+	buf, err := io.ReadAll(io.LimitReader(r, 4096))
+	if err != nil {
+		return "", err
+	}
+	line, _, _ := strings.Cut(string(buf), "\n")
+	return strings.TrimSuffix(line, "\r"), nil
+}

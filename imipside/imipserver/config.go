@@ -1,0 +1,93 @@
+package imipserver
+
+import (
+	"log/slog"
+	"time"
+
+	"imip-transport/imipside/wire"
+)
+
+// Defaults used where a Config field is zero.
+const (
+	DefaultKeepAlive     = 60 * time.Second
+	DefaultService       = "imip.localhost"
+	DefaultDisplayName   = "imipd"
+	DefaultOutQueueBytes = 256 << 10
+	DefaultWriteTimeout  = 30 * time.Second
+)
+
+// Config configures a Server. Only Store is required.
+type Config struct {
+	// Store holds accounts, lists, pending requests and held messages.
+	Store Store
+	// KeepAlive is announced in the HELO reply (rounded up to whole
+	// seconds). A connection that sends nothing for 2 × KeepAlive is
+	// closed. Default 60 s.
+	KeepAlive time.Duration
+	// Limits bounds what the server reads, and the largest block it writes
+	// (Limits.MaxSize). Zero fields mean the wire defaults.
+	Limits wire.Limits
+	// Service, DisplayName and RegistrationURL fill the HELO reply's
+	// Service, ServiceDisplayName and Registration headers.
+	Service, DisplayName, RegistrationURL string
+	// Logger receives the server's logs; nil discards them. Passwords and
+	// message texts are never logged.
+	Logger *slog.Logger
+	// OutQueueBytes bounds the bytes queued for one connection; a client
+	// that lets its queue overflow is disconnected. Default 256 KiB.
+	OutQueueBytes int
+	// WriteTimeout bounds one write to a client; a client that does not
+	// read for that long is disconnected. Default 30 s.
+	WriteTimeout time.Duration
+	// Faults makes the server deviate from the protocol on purpose, for
+	// client tests. The zero value is a faithful server.
+	Faults Faults
+}
+
+// Faults are deliberate deviations, for testing clients.
+type Faults struct {
+	// OmitEmptyLine never writes the empty line on a block without a body.
+	// That is already the server's default (Odigo style); the knob exists
+	// to say so explicitly. AlwaysEmptyLine wins when both are set.
+	OmitEmptyLine bool
+	// AlwaysEmptyLine writes the empty line on every block (Yahoo style).
+	AlwaysEmptyLine bool
+	// DropAfterLogin closes the connection right after the LOGN reply.
+	DropAfterLogin bool
+	// DelayACK holds every ACK block (and what is queued behind it) for
+	// this long before writing it.
+	DelayACK time.Duration
+	// NoOurs never sends the [ours] rows of IMIP.md: no STAT push of
+	// contacts at login, no S LIST REJECT / LIST REMOVE, no ACK for a MESG
+	// without ACK-Type.
+	NoOurs bool
+	// ShuffleHeaders writes headers in random order instead of sorted.
+	ShuffleHeaders bool
+	// IDLast writes the ID header last.
+	IDLast bool
+}
+
+func (c Config) withDefaults() Config {
+	if c.KeepAlive <= 0 {
+		c.KeepAlive = DefaultKeepAlive
+	}
+	if c.Service == "" {
+		c.Service = DefaultService
+	}
+	if c.DisplayName == "" {
+		c.DisplayName = DefaultDisplayName
+	}
+	if c.OutQueueBytes <= 0 {
+		c.OutQueueBytes = DefaultOutQueueBytes
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.Limits.MaxSize <= 0 {
+		c.Limits.MaxSize = wire.DefaultMaxSize
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}

@@ -1,0 +1,239 @@
+package imipserver
+
+import (
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"imip-transport/imipside/wire"
+)
+
+// conn is one client connection.
+//
+// Its reader goroutine (serve) reads and handles blocks. Writes go through
+// a bounded queue; a writer goroutine (drain) is started only while the
+// queue is not empty, so an idle connection costs one goroutine. Nothing
+// ever blocks on another client's socket: enqueue never waits, and a
+// client whose queue overflows is disconnected.
+type conn struct {
+	srv  *Server
+	nc   net.Conn
+	logp atomic.Pointer[slog.Logger] // gains the number at login
+
+	// Owned by the reader goroutine. num is set once, before the conn is
+	// published in Server.online.
+	salt string
+	num  wire.Number
+	nick string
+
+	// Guarded by srv.mu.
+	status wire.Status // OFFLINE while logged in means invisible
+	text   string
+
+	// Outbound queue, guarded by qmu.
+	qmu     sync.Mutex
+	q       []outItem
+	qbytes  int  // bytes queued and not yet written
+	writing bool // a drain goroutine is running
+	closing bool // close once the queue is written
+	closed  bool
+	dead    chan struct{} // closed by kill
+}
+
+// outItem is one queued write.
+type outItem struct {
+	buf   []byte
+	delay time.Duration // wait this long before writing (Faults.DelayACK)
+	done  func()        // called after buf was written
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	c := &conn{srv: s, nc: nc, dead: make(chan struct{})}
+	c.logp.Store(s.log.With("remote", nc.RemoteAddr().String()))
+	return c
+}
+
+// log returns the connection's logger; safe from any goroutine.
+func (c *conn) log() *slog.Logger { return c.logp.Load() }
+
+// serve is the reader goroutine.
+func (c *conn) serve() {
+	defer c.srv.wg.Done()
+	defer c.finish()
+	c.log().Debug("imipserver: connected")
+	rd := wire.NewReader(c.nc, c.srv.cfg.Limits)
+	var b wire.Block
+	idle := 2 * c.srv.cfg.KeepAlive
+	for {
+		if err := c.nc.SetReadDeadline(time.Now().Add(idle)); err != nil {
+			return
+		}
+		err := rd.ReadBlock(&b)
+		if err != nil {
+			var we *wire.Error
+			switch {
+			case errors.As(err, &we):
+				c.log().Info("imipserver: malformed block, closing", "err", err)
+				c.sendACK(nil, wire.CodeMalformedBlock)
+				c.closeAfterFlush()
+			case errors.Is(err, os.ErrDeadlineExceeded):
+				c.log().Info("imipserver: keep-alive timeout, closing", "idle", idle)
+			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
+				c.log().Debug("imipserver: connection closed")
+			default:
+				c.log().Info("imipserver: read", "err", err)
+			}
+			return
+		}
+		if !c.handle(&b) {
+			return
+		}
+	}
+}
+
+// finish runs when the reader goroutine ends: it takes the user offline
+// and closes the connection (after the queue is written if closeAfterFlush
+// was called).
+func (c *conn) finish() {
+	s := c.srv
+	s.mu.Lock()
+	delete(s.conns, c)
+	if c.num != "" && s.online[c.num] == c {
+		delete(s.online, c.num)
+		// At shutdown everyone goes; no fan-out to connections being closed.
+		if c.status != wire.StatusOffline && !s.closed {
+			s.announce(c.num, wire.StatusOffline, "")
+		}
+		c.log().Info("imipserver: logged out")
+	}
+	s.mu.Unlock()
+	c.qmu.Lock()
+	closing := c.closing
+	c.qmu.Unlock()
+	if !closing {
+		c.kill()
+	}
+}
+
+// enqueue queues it without blocking. It returns false when the
+// connection is closed or closing, or when the queue overflowed (the
+// connection is then killed).
+func (c *conn) enqueue(it outItem) bool {
+	c.qmu.Lock()
+	if c.closed || c.closing {
+		c.qmu.Unlock()
+		return false
+	}
+	if c.qbytes+len(it.buf) > c.srv.cfg.OutQueueBytes {
+		c.qmu.Unlock()
+		c.log().Warn("imipserver: outbound queue full, disconnecting slow client", "queued", c.qbytes)
+		c.kill()
+		return false
+	}
+	c.q = append(c.q, it)
+	c.qbytes += len(it.buf)
+	if !c.writing {
+		c.writing = true
+		c.srv.wg.Add(1)
+		go c.drain()
+	}
+	c.qmu.Unlock()
+	return true
+}
+
+// closeAfterFlush closes the connection once everything queued is written.
+func (c *conn) closeAfterFlush() {
+	c.qmu.Lock()
+	if c.closed || c.closing {
+		c.qmu.Unlock()
+		return
+	}
+	c.closing = true
+	writing := c.writing
+	c.qmu.Unlock()
+	if !writing {
+		c.kill()
+	}
+}
+
+// drain is the writer goroutine; it exits when the queue is empty.
+func (c *conn) drain() {
+	defer c.srv.wg.Done()
+	var batch []outItem
+	for {
+		c.qmu.Lock()
+		if c.closed {
+			c.writing = false
+			c.qmu.Unlock()
+			return
+		}
+		if len(c.q) == 0 {
+			c.writing = false
+			closing := c.closing
+			c.q = nil // drop the grown backing array while idle
+			c.qmu.Unlock()
+			if closing {
+				c.kill()
+			}
+			return
+		}
+		batch, c.q = c.q, batch[:0]
+		c.qmu.Unlock()
+		for i := range batch {
+			if !c.write(&batch[i]) {
+				c.kill()
+				c.qmu.Lock()
+				c.writing = false
+				c.qmu.Unlock()
+				return
+			}
+			batch[i] = outItem{}
+		}
+	}
+}
+
+func (c *conn) write(it *outItem) bool {
+	if it.delay > 0 {
+		t := time.NewTimer(it.delay)
+		select {
+		case <-c.dead:
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+	if err := c.nc.SetWriteDeadline(time.Now().Add(c.srv.cfg.WriteTimeout)); err != nil {
+		return false
+	}
+	if _, err := c.nc.Write(it.buf); err != nil {
+		c.log().Info("imipserver: write failed, disconnecting", "err", err)
+		return false
+	}
+	c.qmu.Lock()
+	c.qbytes -= len(it.buf)
+	c.qmu.Unlock()
+	if it.done != nil {
+		it.done()
+	}
+	return true
+}
+
+// kill closes the connection at once and drops the queue. Idempotent.
+func (c *conn) kill() {
+	c.qmu.Lock()
+	if c.closed {
+		c.qmu.Unlock()
+		return
+	}
+	c.closed = true
+	c.q = nil
+	c.qbytes = 0
+	close(c.dead)
+	c.qmu.Unlock()
+	c.nc.Close()
+}

@@ -1,0 +1,74 @@
+package imipserver
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"slices"
+	"strconv"
+	"strings"
+
+	"imip-transport/imipside/wire"
+)
+
+// encode builds a server block: it adds the next server ID, orders the
+// headers (alphabetically, as Odigo does, unless a fault says otherwise),
+// leaves out the empty line of a block without a body (Odigo style), and
+// checks the size against Limits.MaxSize.
+func (s *Server) encode(typ, arg string, hdrs []wire.Header, body string) ([]byte, error) {
+	id := s.ids.Add(1)
+	b := wire.Block{
+		Type:        typ,
+		Arg:         arg,
+		Headers:     append(hdrs, wire.Header{Name: wire.HdrID, Value: strconv.FormatUint(id, 10)}),
+		Body:        []byte(body),
+		NoEmptyLine: !s.cfg.Faults.AlwaysEmptyLine,
+	}
+	f := s.cfg.Faults
+	if f.ShuffleHeaders {
+		rand.Shuffle(len(b.Headers), func(i, j int) { b.Headers[i], b.Headers[j] = b.Headers[j], b.Headers[i] })
+	} else {
+		slices.SortFunc(b.Headers, func(x, y wire.Header) int { return strings.Compare(x.Name, y.Name) })
+	}
+	if f.IDLast {
+		i := slices.IndexFunc(b.Headers, func(h wire.Header) bool { return h.Name == wire.HdrID })
+		h := b.Headers[i]
+		b.Headers = append(slices.Delete(b.Headers, i, i+1), h)
+	}
+	if n := wire.ContentSize(&b); n > s.cfg.Limits.MaxSize {
+		return nil, fmt.Errorf("imipserver: %s block of %d bytes is above the limit %d: %w",
+			typ, n, s.cfg.Limits.MaxSize, wire.ErrSizeTooLarge)
+	}
+	out, err := wire.AppendBlock(nil, &b)
+	if err != nil {
+		return nil, fmt.Errorf("imipserver: encode %s: %w", typ, err)
+	}
+	return out, nil
+}
+
+// send encodes a block and queues it on c. Encoding errors are logged.
+func (c *conn) send(typ, arg string, hdrs []wire.Header, body string) bool {
+	buf, err := c.srv.encode(typ, arg, hdrs, body)
+	if err != nil {
+		c.log().Error("imipserver: cannot encode block", "err", err)
+		return false
+	}
+	return c.enqueue(outItem{buf: buf})
+}
+
+// sendACK queues ACK <code>, referencing req's ID when req has one.
+func (c *conn) sendACK(req *wire.Block, code wire.Code) {
+	var hdrs []wire.Header
+	if req != nil {
+		if ref, ok := req.Lookup(wire.HdrID); ok {
+			hdrs = append(hdrs, wire.Header{Name: wire.HdrReference, Value: ref})
+		}
+	}
+	buf, err := c.srv.encode(wire.TypeACK, strconv.Itoa(int(code)), hdrs, "")
+	if err != nil {
+		c.log().Error("imipserver: cannot encode ACK", "err", err)
+		return
+	}
+	c.enqueue(outItem{buf: buf, delay: c.srv.cfg.Faults.DelayACK})
+}
+
+func hdr(name, value string) wire.Header { return wire.Header{Name: name, Value: value} }

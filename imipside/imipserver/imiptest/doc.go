@@ -1,0 +1,13 @@
+// Package imiptest runs an in-memory imipserver on 127.0.0.1 for tests,
+// with fault knobs (imipserver.Faults) to check how clients cope with
+// servers that deviate from IMIP.md.
+//
+//	srv := imiptest.Start(t, imiptest.Options{
+//		Accounts: []imiptest.Account{{Number: "1001001", Password: "pw", Nick: "alice"}},
+//		Faults:   imiptest.Faults{NoOurs: true},
+//	})
+//	// dial srv.Addr() ...
+//
+// The server is stopped by t.Cleanup; every goroutine it started has ended
+// when the cleanup returns.
+package imiptest

@@ -1,0 +1,192 @@
+package imipserver
+
+import (
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/binary"
+	"errors"
+	"strconv"
+	"strings"
+	"time"
+
+	"imip-transport/imipside/wire"
+)
+
+// handle handles one block from the client. It returns false when the
+// connection is to end.
+func (c *conn) handle(b *wire.Block) bool {
+	if c.num == "" {
+		switch b.Type {
+		case wire.TypeHELO:
+			c.onHELO()
+			return true
+		case wire.TypeLOGN:
+			return c.onLOGN(b)
+		}
+		c.sendACK(b, wire.CodeNotAllowed)
+		return true
+	}
+	switch b.Type {
+	case wire.TypeSTAT:
+		c.onSTAT(b)
+	case wire.TypeMESG:
+		return c.onMESG(b)
+	case wire.TypeLIST:
+		return c.onLIST(b)
+	case wire.TypePING:
+		c.sendACK(b, wire.CodeOK)
+	case wire.TypeDISC:
+		c.sendACK(b, wire.CodeOK)
+		c.closeAfterFlush()
+		return false
+	case wire.TypeACK:
+		// Clients do not acknowledge server blocks; ignore one that does.
+	default: // HELO and LOGN after login, and unknown types
+		c.sendACK(b, wire.CodeNotAllowed)
+	}
+	return true
+}
+
+// onHELO answers with the server's HELO and the connection's salt.
+func (c *conn) onHELO() {
+	if c.salt == "" {
+		c.salt = newSalt()
+	}
+	cfg := &c.srv.cfg
+	ka := int((cfg.KeepAlive + time.Second - 1) / time.Second)
+	c.send(wire.TypeHELO, "", []wire.Header{
+		hdr(wire.HdrAuthType, wire.AuthTypeMD5),
+		hdr(wire.HdrCapabilities, wire.CapabilityLists),
+		hdr(wire.HdrKeepAlive, strconv.Itoa(ka)),
+		hdr(wire.HdrProtocol, wire.ProtocolIMIP10),
+		hdr(wire.HdrRegistration, cfg.RegistrationURL),
+		hdr(wire.HdrService, cfg.Service),
+		hdr(wire.HdrServiceDisplay, cfg.DisplayName),
+	}, c.salt)
+}
+
+// newSalt returns the decimal text of a random 32-bit number.
+func newSalt() string {
+	var b [4]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails
+	return strconv.FormatUint(uint64(binary.BigEndian.Uint32(b[:])), 10)
+}
+
+// onLOGN checks the login. Failures are answered with ACK 810/811 and the
+// connection is closed.
+func (c *conn) onLOGN(b *wire.Block) bool {
+	if c.salt == "" {
+		c.sendACK(b, wire.CodeNotAllowed) // LOGN before HELO: no salt yet
+		return true
+	}
+	s := c.srv
+	n, err := wire.ParseNumber(strings.TrimSpace(b.Arg))
+	if err != nil {
+		c.log().Info("imipserver: login refused: illegal number")
+		return c.refuse(b, wire.CodeIllegalUser)
+	}
+	acct, err := s.store.Account(s.ctx, n)
+	if errors.Is(err, ErrNotFound) {
+		c.log().Info("imipserver: login refused: unknown number", "number", n)
+		return c.refuse(b, wire.CodeIllegalUser)
+	}
+	if err != nil {
+		c.log().Error("imipserver: login: store", "number", n, "err", err)
+		return false
+	}
+	want := wire.AuthDigest(c.salt, acct.Password)
+	got := strings.ToLower(strings.TrimSpace(string(b.Body)))
+	if subtle.ConstantTimeCompare([]byte(want), []byte(got)) != 1 {
+		c.log().Info("imipserver: login refused: wrong password", "number", n)
+		return c.refuse(b, wire.CodeWrongPassword)
+	}
+	return c.login(b, acct)
+}
+
+func (c *conn) refuse(b *wire.Block, code wire.Code) bool {
+	c.sendACK(b, code)
+	c.closeAfterFlush()
+	return false
+}
+
+// login makes c the user's connection. An older connection of the same
+// user is closed (the newest login wins), without an OFFLINE fan-out since
+// the user stays online.
+func (c *conn) login(b *wire.Block, acct Account) bool {
+	s := c.srv
+	ctx := s.ctx
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	contacts, err := s.store.Contacts(ctx, acct.Number)
+	if err != nil {
+		c.log().Error("imipserver: login: store", "err", err)
+		return false
+	}
+	reqs, err := s.store.Requests(ctx, acct.Number)
+	if err != nil {
+		c.log().Error("imipserver: login: store", "err", err)
+		return false
+	}
+	msgs, err := s.store.Messages(ctx, acct.Number)
+	if err != nil {
+		c.log().Error("imipserver: login: store", "err", err)
+		return false
+	}
+
+	hdrs := []wire.Header{hdr(wire.HdrReference, b.Get(wire.HdrID))}
+	if _, ok := b.Lookup(wire.HdrID); !ok {
+		hdrs = hdrs[:0]
+	}
+	if len(contacts) > 0 {
+		hdrs = append(hdrs, hdr(wire.HdrBuddy, wire.FormatBuddyList(contacts)))
+	}
+	if !c.send(wire.TypeLOGN, string(acct.Number), hdrs, "") {
+		return false
+	}
+	if s.cfg.Faults.DropAfterLogin {
+		c.log().Info("imipserver: fault: dropping connection after login", "number", acct.Number)
+		c.closeAfterFlush()
+		return false
+	}
+
+	if old := s.online[acct.Number]; old != nil {
+		old.log().Info("imipserver: replaced by a new login, closing")
+		old.kill()
+	}
+	c.num, c.nick = acct.Number, acct.Nick
+	c.status, c.text = wire.StatusOnline, ""
+	c.logp.Store(c.log().With("number", string(acct.Number)))
+	s.online[acct.Number] = c
+	c.log().Info("imipserver: logged in", "contacts", len(contacts), "requests", len(reqs), "held", len(msgs))
+
+	if !s.cfg.Faults.NoOurs {
+		for _, bd := range contacts {
+			if oc := s.online[bd.Number]; oc != nil && oc.status != wire.StatusOffline {
+				c.sendSTAT(bd.Number, oc.status, oc.text)
+			}
+		}
+	}
+	for _, r := range reqs {
+		c.sendListAdd(r.From, s.nickOf(r.From), r.Text)
+	}
+	for _, m := range msgs {
+		id := m.ID
+		c.sendMESG(m, s.nickOf(m.From), func() {
+			if err := s.store.DeleteMessage(ctx, id); err != nil {
+				c.log().Error("imipserver: delete delivered message", "err", err)
+			}
+		})
+	}
+	s.announce(acct.Number, wire.StatusOnline, "")
+	return true
+}
+
+// nickOf returns the user's nick, or "" when it cannot be read.
+func (s *Server) nickOf(n wire.Number) string {
+	a, err := s.store.Account(s.ctx, n)
+	if err != nil {
+		return ""
+	}
+	return a.Nick
+}

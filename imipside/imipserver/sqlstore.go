@@ -1,0 +1,336 @@
+package imipserver
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+
+	"imip-transport/imipside/wire"
+)
+
+// migrations is the schema, one step per entry. PRAGMA user_version holds
+// how many steps a database has applied; steps are only ever appended.
+var migrations = []string{
+	`CREATE TABLE accounts (
+		number   TEXT PRIMARY KEY,
+		password TEXT NOT NULL,
+		nick     TEXT NOT NULL
+	) WITHOUT ROWID;
+	CREATE TABLE contacts (
+		owner   TEXT NOT NULL,
+		contact TEXT NOT NULL,
+		PRIMARY KEY (owner, contact)
+	) WITHOUT ROWID;
+	CREATE INDEX contacts_by_contact ON contacts (contact, owner);
+	CREATE TABLE requests (
+		seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+		sender    TEXT NOT NULL,
+		recipient TEXT NOT NULL,
+		text      TEXT NOT NULL,
+		created   INTEGER NOT NULL,
+		UNIQUE (sender, recipient)
+	);
+	CREATE INDEX requests_by_recipient ON requests (recipient, seq);
+	CREATE TABLE messages (
+		id        INTEGER PRIMARY KEY AUTOINCREMENT,
+		sender    TEXT NOT NULL,
+		recipient TEXT NOT NULL,
+		sent      INTEGER NOT NULL,
+		text      TEXT NOT NULL
+	);
+	CREATE INDEX messages_by_recipient ON messages (recipient, id);`,
+}
+
+// SQLiteStore is a durable Store in one SQLite file (WAL journal,
+// synchronous=FULL): a method that returned nil has reached the disk.
+type SQLiteStore struct {
+	db *sql.DB
+}
+
+var _ Store = (*SQLiteStore)(nil)
+
+// OpenSQLite opens (creating it with mode 0600 when absent) the database at
+// path and brings its schema up to date. It blocks on disk I/O.
+func OpenSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
+	if strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("imipserver: sqlite path %q: must not hold '?' or '#'", path)
+	}
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite: %w", err)
+	}
+	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)"
+	db, err := sql.Open("sqlite", dsn)
+	if err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite: %w", err)
+	}
+	// One connection: SQLite has one writer anyway, and the pragmas above
+	// are per connection.
+	db.SetMaxOpenConns(1)
+	s := &SQLiteStore{db: db}
+	if err := s.migrate(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *SQLiteStore) migrate(ctx context.Context) error {
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("imipserver: sqlite migrate: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	var v int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("imipserver: sqlite migrate: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("imipserver: sqlite: schema version %d is newer than this program (%d)", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("imipserver: sqlite migrate to version %d: %w", i+1, err)
+		}
+	}
+	if v < len(migrations) {
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+			return fmt.Errorf("imipserver: sqlite migrate: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("imipserver: sqlite migrate: %w", err)
+	}
+	return nil
+}
+
+// SchemaVersion returns the database's schema version (PRAGMA user_version).
+func (s *SQLiteStore) SchemaVersion(ctx context.Context) (int, error) {
+	var v int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return 0, fmt.Errorf("imipserver: sqlite: %w", err)
+	}
+	return v, nil
+}
+
+// Account implements Store.
+func (s *SQLiteStore) Account(ctx context.Context, n wire.Number) (Account, error) {
+	a := Account{Number: n}
+	err := s.db.QueryRowContext(ctx, `SELECT password, nick FROM accounts WHERE number = ?`, string(n)).
+		Scan(&a.Password, &a.Nick)
+	if errors.Is(err, sql.ErrNoRows) {
+		return Account{}, fmt.Errorf("imipserver: account %s: %w", n, ErrNotFound)
+	}
+	if err != nil {
+		return Account{}, fmt.Errorf("imipserver: sqlite account: %w", err)
+	}
+	return a, nil
+}
+
+// PutAccount implements Store.
+func (s *SQLiteStore) PutAccount(ctx context.Context, a Account) error {
+	if err := a.Validate(); err != nil {
+		return err
+	}
+	_, err := s.db.ExecContext(ctx, `INSERT INTO accounts (number, password, nick) VALUES (?, ?, ?)
+		ON CONFLICT (number) DO UPDATE SET password = excluded.password, nick = excluded.nick`,
+		string(a.Number), a.Password, a.Nick)
+	if err != nil {
+		return fmt.Errorf("imipserver: sqlite put account: %w", err)
+	}
+	return nil
+}
+
+// Contacts implements Store.
+func (s *SQLiteStore) Contacts(ctx context.Context, owner wire.Number) ([]wire.Buddy, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT c.contact, COALESCE(a.nick, '') FROM contacts c
+		LEFT JOIN accounts a ON a.number = c.contact
+		WHERE c.owner = ? ORDER BY length(c.contact), c.contact`, string(owner))
+	if err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite contacts: %w", err)
+	}
+	defer rows.Close()
+	var out []wire.Buddy
+	for rows.Next() {
+		var num, nick string
+		if err := rows.Scan(&num, &nick); err != nil {
+			return nil, fmt.Errorf("imipserver: sqlite contacts: %w", err)
+		}
+		out = append(out, wire.Buddy{Number: wire.Number(num), Nick: nick})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite contacts: %w", err)
+	}
+	return out, nil
+}
+
+// Watchers implements Store.
+func (s *SQLiteStore) Watchers(ctx context.Context, contact wire.Number) ([]wire.Number, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT owner FROM contacts WHERE contact = ?
+		ORDER BY length(owner), owner`, string(contact))
+	if err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite watchers: %w", err)
+	}
+	defer rows.Close()
+	var out []wire.Number
+	for rows.Next() {
+		var num string
+		if err := rows.Scan(&num); err != nil {
+			return nil, fmt.Errorf("imipserver: sqlite watchers: %w", err)
+		}
+		out = append(out, wire.Number(num))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite watchers: %w", err)
+	}
+	return out, nil
+}
+
+// HasContact implements Store.
+func (s *SQLiteStore) HasContact(ctx context.Context, owner, contact wire.Number) (bool, error) {
+	var one int
+	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM contacts WHERE owner = ? AND contact = ?`,
+		string(owner), string(contact)).Scan(&one)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("imipserver: sqlite has contact: %w", err)
+	}
+	return true, nil
+}
+
+// AddContact implements Store.
+func (s *SQLiteStore) AddContact(ctx context.Context, owner, contact wire.Number) error {
+	_, err := s.db.ExecContext(ctx, `INSERT OR IGNORE INTO contacts (owner, contact) VALUES (?, ?)`,
+		string(owner), string(contact))
+	if err != nil {
+		return fmt.Errorf("imipserver: sqlite add contact: %w", err)
+	}
+	return nil
+}
+
+// RemoveContact implements Store.
+func (s *SQLiteStore) RemoveContact(ctx context.Context, owner, contact wire.Number) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM contacts WHERE owner = ? AND contact = ?`,
+		string(owner), string(contact))
+	if err != nil {
+		return false, fmt.Errorf("imipserver: sqlite remove contact: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("imipserver: sqlite remove contact: %w", err)
+	}
+	return n > 0, nil
+}
+
+// PutRequest implements Store.
+func (s *SQLiteStore) PutRequest(ctx context.Context, r Request) error {
+	_, err := s.db.ExecContext(ctx, `INSERT OR REPLACE INTO requests (sender, recipient, text, created)
+		VALUES (?, ?, ?, ?)`, string(r.From), string(r.To), r.Text, r.Time.Unix())
+	if err != nil {
+		return fmt.Errorf("imipserver: sqlite put request: %w", err)
+	}
+	return nil
+}
+
+// DeleteRequest implements Store.
+func (s *SQLiteStore) DeleteRequest(ctx context.Context, from, to wire.Number) (bool, error) {
+	res, err := s.db.ExecContext(ctx, `DELETE FROM requests WHERE sender = ? AND recipient = ?`,
+		string(from), string(to))
+	if err != nil {
+		return false, fmt.Errorf("imipserver: sqlite delete request: %w", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return false, fmt.Errorf("imipserver: sqlite delete request: %w", err)
+	}
+	return n > 0, nil
+}
+
+// Requests implements Store.
+func (s *SQLiteStore) Requests(ctx context.Context, to wire.Number) ([]Request, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT sender, text, created FROM requests
+		WHERE recipient = ? ORDER BY seq`, string(to))
+	if err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite requests: %w", err)
+	}
+	defer rows.Close()
+	var out []Request
+	for rows.Next() {
+		var from, text string
+		var created int64
+		if err := rows.Scan(&from, &text, &created); err != nil {
+			return nil, fmt.Errorf("imipserver: sqlite requests: %w", err)
+		}
+		out = append(out, Request{From: wire.Number(from), To: to, Text: text, Time: time.Unix(created, 0).UTC()})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite requests: %w", err)
+	}
+	return out, nil
+}
+
+// PutMessage implements Store.
+func (s *SQLiteStore) PutMessage(ctx context.Context, m Message) (int64, error) {
+	res, err := s.db.ExecContext(ctx, `INSERT INTO messages (sender, recipient, sent, text) VALUES (?, ?, ?, ?)`,
+		string(m.From), string(m.To), m.Time.Unix(), m.Text)
+	if err != nil {
+		return 0, fmt.Errorf("imipserver: sqlite put message: %w", err)
+	}
+	id, err := res.LastInsertId()
+	if err != nil {
+		return 0, fmt.Errorf("imipserver: sqlite put message: %w", err)
+	}
+	return id, nil
+}
+
+// Messages implements Store.
+func (s *SQLiteStore) Messages(ctx context.Context, to wire.Number) ([]Message, error) {
+	rows, err := s.db.QueryContext(ctx, `SELECT id, sender, sent, text FROM messages
+		WHERE recipient = ? ORDER BY id`, string(to))
+	if err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite messages: %w", err)
+	}
+	defer rows.Close()
+	var out []Message
+	for rows.Next() {
+		m := Message{To: to}
+		var from string
+		var sent int64
+		if err := rows.Scan(&m.ID, &from, &sent, &m.Text); err != nil {
+			return nil, fmt.Errorf("imipserver: sqlite messages: %w", err)
+		}
+		m.From, m.Time = wire.Number(from), time.Unix(sent, 0).UTC()
+		out = append(out, m)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite messages: %w", err)
+	}
+	return out, nil
+}
+
+// DeleteMessage implements Store.
+func (s *SQLiteStore) DeleteMessage(ctx context.Context, id int64) error {
+	if _, err := s.db.ExecContext(ctx, `DELETE FROM messages WHERE id = ?`, id); err != nil {
+		return fmt.Errorf("imipserver: sqlite delete message: %w", err)
+	}
+	return nil
+}
+
+// Close closes the database.
+func (s *SQLiteStore) Close() error {
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("imipserver: sqlite close: %w", err)
+	}
+	return nil
+}
