@@ -1,0 +1,53 @@
+package imipside
+
+import (
+	"errors"
+
+	"imip-transport/imipside/wire"
+)
+
+// Sentinel errors.
+var (
+	// ErrWrongPassword matches a *LoginError with code 810.
+	ErrWrongPassword = errors.New("imipside: wrong password")
+	// ErrIllegalUser matches a *LoginError or *AckError with code 811:
+	// the number is not a valid IMIP user id.
+	ErrIllegalUser = errors.New("imipside: illegal user id")
+	// ErrClosed is returned by methods of a session that has ended.
+	ErrClosed = errors.New("imipside: session closed")
+	// ErrTimeout is why a session ends when a keep-alive PING got no ACK
+	// within Keep-Alive: the connection is dead.
+	ErrTimeout = errors.New("imipside: keep-alive timeout: connection dead")
+)
+
+// AckError is a failure ACK (8xx) from the server in answer to a request.
+type AckError struct {
+	Code wire.Code
+}
+
+func (e *AckError) Error() string { return "imipside: server answered ACK " + e.Code.String() }
+
+// Is reports whether target is the sentinel error for e's code.
+func (e *AckError) Is(target error) bool { return codeIs(e.Code, target) }
+
+// LoginError is a refused login: the server answered the LOGN (or the HELO)
+// with an ACK other than success.
+type LoginError struct {
+	Code wire.Code
+}
+
+func (e *LoginError) Error() string { return "imipside: login refused: ACK " + e.Code.String() }
+
+// Is makes errors.Is(err, ErrWrongPassword) true for code 810 and
+// errors.Is(err, ErrIllegalUser) true for code 811.
+func (e *LoginError) Is(target error) bool { return codeIs(e.Code, target) }
+
+func codeIs(c wire.Code, target error) bool {
+	switch target {
+	case ErrWrongPassword:
+		return c == wire.CodeWrongPassword
+	case ErrIllegalUser:
+		return c == wire.CodeIllegalUser
+	}
+	return false
+}

@@ -1,0 +1,206 @@
+package imipside
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"imip-transport/imipside/wire"
+)
+
+// Handler receives the events of a session.
+//
+// HandleIMIP is called on the session's reader goroutine, one event at a
+// time, in the order the server sent the blocks. It must not block: decode,
+// enqueue, return. While it runs no further block is read, keep-alive ACKs
+// included. It must not call the Session methods that wait for the server
+// (SetStatus, ListAdd, ListAccept, ListReject, ListRemove, Ping, Disconnect):
+// their answer would be read by the very goroutine it is holding. Close may
+// be called from it.
+type Handler interface {
+	HandleIMIP(Event)
+}
+
+// HandlerFunc adapts a function to Handler.
+type HandlerFunc func(Event)
+
+// HandleIMIP calls f(ev).
+func (f HandlerFunc) HandleIMIP(ev Event) { f(ev) }
+
+// Event is one of StatEvent, MessageEvent, ListAddEvent, ListAcceptEvent,
+// ListRejectEvent, ListRemoveEvent, MessageFailedEvent and ClosedEvent.
+type Event interface {
+	imipEvent()
+}
+
+// StatEvent is a contact's presence, pushed by the server (STAT with From).
+// Status OFFLINE means the contact went offline or invisible.
+type StatEvent struct {
+	From   wire.Number
+	Status wire.Status
+	Text   string // status message, "" when none
+}
+
+// MessageEvent is a message from another user (server MESG).
+type MessageEvent struct {
+	ID   uint64 // the server's block ID, 0 when absent
+	From wire.Number
+	Nick string
+	To   wire.Number // the To header; the session's own number when absent
+	Time time.Time   // from Timo (or Time), UTC; zero when absent or malformed
+	Text string
+}
+
+// ListAddEvent is someone asking to add you to their contact list (server
+// LIST ADD). Answer with ListAccept or ListReject.
+type ListAddEvent struct {
+	From wire.Number
+	Nick string
+	Text string // request text, "" when none
+}
+
+// ListAcceptEvent reports that a contact accepted your request, if the server
+// says so explicitly (servers usually send the contact's STAT instead).
+type ListAcceptEvent struct {
+	From wire.Number
+	Nick string
+}
+
+// ListRejectEvent reports that your request to add From was refused.
+type ListRejectEvent struct {
+	From wire.Number
+}
+
+// ListRemoveEvent reports that From dropped you from their contact list.
+type ListRemoveEvent struct {
+	From wire.Number
+}
+
+// MessageFailedEvent reports an ACK 8xx referencing a MESG sent with
+// SendMessage: the message with that ID was not delivered.
+type MessageFailedEvent struct {
+	ID   uint64
+	To   wire.Number
+	Code wire.Code
+}
+
+// ClosedEvent is the last event of a session. Err is why it ended: nil after
+// Disconnect or Close.
+type ClosedEvent struct {
+	Err error
+}
+
+func (StatEvent) imipEvent()          {}
+func (MessageEvent) imipEvent()       {}
+func (ListAddEvent) imipEvent()       {}
+func (ListAcceptEvent) imipEvent()    {}
+func (ListRejectEvent) imipEvent()    {}
+func (ListRemoveEvent) imipEvent()    {}
+func (MessageFailedEvent) imipEvent() {}
+func (ClosedEvent) imipEvent()        {}
+
+// errIgnored marks a pushed block that cannot be turned into an event; the
+// session logs it at debug level and goes on.
+var errIgnored = errors.New("imipside: ignored block")
+
+func ignored(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{errIgnored}, args...)...)
+}
+
+// decodePush turns a block the server sent on its own into an event.
+// own is the session's number (the default To of a MESG).
+func decodePush(b *wire.Block, own wire.Number) (Event, error) {
+	switch strings.ToUpper(b.Type) {
+	case wire.TypeSTAT:
+		return decodeStat(b)
+	case wire.TypeMESG:
+		return decodeMesg(b, own)
+	case wire.TypeLIST:
+		return decodeList(b)
+	}
+	return nil, ignored("unknown block type %q", b.Type)
+}
+
+func decodeStat(b *wire.Block) (Event, error) {
+	st, ok := wire.ParseStatus(b.Arg)
+	if !ok {
+		return nil, ignored("STAT with unknown presence %q", b.Arg)
+	}
+	from, err := fromHeader(b, "")
+	if err != nil {
+		return nil, err
+	}
+	return StatEvent{From: from.num, Status: st, Text: string(b.Body)}, nil
+}
+
+func decodeMesg(b *wire.Block, own wire.Number) (Event, error) {
+	from, err := fromHeader(b, "")
+	if err != nil {
+		return nil, err
+	}
+	to := own
+	if v, ok := b.Lookup(wire.HdrTo); ok {
+		if to, err = wire.ParseNumber(strings.TrimSpace(v)); err != nil {
+			return nil, ignored("MESG To: %v", err)
+		}
+	}
+	id, _ := b.ID()
+	t, _ := wire.MessageTime(b)
+	return MessageEvent{ID: id, From: from.num, Nick: from.nick, To: to, Time: t, Text: string(b.Body)}, nil
+}
+
+func decodeList(b *wire.Block) (Event, error) {
+	sub, rest := b.Word()
+	from, err := fromHeader(b, rest)
+	if err != nil {
+		return nil, err
+	}
+	switch strings.ToUpper(sub) {
+	case "ADD":
+		return ListAddEvent{From: from.num, Nick: from.nick, Text: string(b.Body)}, nil
+	case "ACCEPT":
+		return ListAcceptEvent{From: from.num, Nick: from.nick}, nil
+	case "REJECT":
+		return ListRejectEvent{From: from.num}, nil
+	case "REMOVE":
+		return ListRemoveEvent{From: from.num}, nil
+	}
+	return nil, ignored("unknown LIST operation %q", sub)
+}
+
+type party struct {
+	num  wire.Number
+	nick string
+}
+
+// fromHeader returns the sender named by the From header, or, when there is
+// none, by arg (the rest of a LIST type line: `<number> ["<nick>"]`).
+// A nickname missing from the header is taken from arg when it names the
+// same number.
+func fromHeader(b *wire.Block, arg string) (party, error) {
+	var p, a party
+	var errA error
+	if arg = strings.TrimSpace(arg); arg != "" {
+		a.num, a.nick, errA = wire.ParseFrom(arg)
+	}
+	v, ok := b.Lookup(wire.HdrFrom)
+	if !ok {
+		if arg == "" {
+			return p, ignored("%s without From", b.Type)
+		}
+		if errA != nil {
+			return p, ignored("%s %s: %v", b.Type, b.Arg, errA)
+		}
+		return a, nil
+	}
+	n, nick, err := wire.ParseFrom(v)
+	if err != nil {
+		return p, ignored("%s From: %v", b.Type, err)
+	}
+	p = party{num: n, nick: nick}
+	if p.nick == "" && errA == nil && a.num == p.num {
+		p.nick = a.nick
+	}
+	return p, nil
+}
