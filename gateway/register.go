@@ -26,10 +26,48 @@ func (g *Gateway) Registration(ctx context.Context, who jid.JID) (string, bool, 
 	return string(reg.Number), true, nil
 }
 
+// OptionAllowRemove is the registration option that lets the user's
+// unsubscribe remove accepted contacts from their IMIP list.
+const OptionAllowRemove = "allow_remove"
+
+var _ xmppside.OptionRegistrar = (*Gateway)(nil)
+
+// RegisterOptions implements xmppside.OptionRegistrar: the user may choose
+// allow_remove, unless the administrator allowed removal for everyone.
+func (g *Gateway) RegisterOptions(ctx context.Context, who jid.JID) ([]xmppside.RegisterOption, error) {
+	if g.cfg.AllowRemove {
+		return nil, nil
+	}
+	reg, err := g.cfg.Store.Registration(ctx, who.Bare().String())
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return nil, fmt.Errorf("gateway: %w", err)
+	}
+	return []xmppside.RegisterOption{{
+		Var:   OptionAllowRemove,
+		Label: "Removing a contact from my roster also removes it from my IMIP list",
+		Value: err == nil && reg.AllowRemove,
+	}}, nil
+}
+
+// RegisterWithOptions implements xmppside.OptionRegistrar.
+func (g *Gateway) RegisterWithOptions(ctx context.Context, who jid.JID, username, password string, options map[string]bool) error {
+	var allow *bool
+	if v, ok := options[OptionAllowRemove]; ok {
+		allow = &v
+	}
+	return g.register(ctx, who, username, password, allow)
+}
+
 // Register implements xmppside.Registrar. It logs into IMIP with the
 // credentials before storing them, on the user's run loop, so a session the
 // user already has is replaced rather than doubled.
 func (g *Gateway) Register(ctx context.Context, who jid.JID, username, password string) error {
+	return g.register(ctx, who, username, password, nil)
+}
+
+// register checks and stores a registration; allowRemove nil keeps the
+// user's previous choice.
+func (g *Gateway) register(ctx context.Context, who jid.JID, username, password string, allowRemove *bool) error {
 	n, err := wire.ParseNumber(username)
 	if err != nil {
 		return &xmppside.Error{Condition: stanza.NotAcceptable, Text: "An IMIP number is made of digits only."}
@@ -44,7 +82,9 @@ func (g *Gateway) Register(ctx context.Context, who jid.JID, username, password 
 	if u == nil {
 		return &xmppside.Error{Condition: stanza.ServiceUnavailable, Text: "The gateway is shutting down."}
 	}
-	return g.ask(ctx, u, func(reply chan error) event { return evRegister{number: n, password: password, reply: reply} })
+	return g.ask(ctx, u, func(reply chan error) event {
+		return evRegister{number: n, password: password, allowRemove: allowRemove, reply: reply}
+	})
 }
 
 // Unregister implements xmppside.Registrar.
@@ -71,7 +111,7 @@ func (g *Gateway) ask(ctx context.Context, u *user, mk func(chan error) event) e
 }
 
 // onRegister checks new credentials by logging in, then stores them.
-func (u *user) onRegister(n wire.Number, password string) error {
+func (u *user) onRegister(n wire.Number, password string, allowRemove *bool) error {
 	old := u.sess
 	if old != nil {
 		// The IMIP server allows one connection per number: end ours first.
@@ -98,9 +138,11 @@ func (u *user) onRegister(n wire.Number, password string) error {
 	if u.reg != nil {
 		reg.Created, reg.AllowRemove = u.reg.Created, u.reg.AllowRemove
 	}
+	if allowRemove != nil {
+		reg.AllowRemove = *allowRemove
+	}
 	ctx, cancel := u.opCtx()
 	defer cancel()
-	numberChanged := u.reg != nil && u.reg.Number != n
 	if err := u.g.cfg.Store.PutRegistration(ctx, reg); err != nil {
 		u.log.Error("storing registration", "err", err)
 		_ = sess.Close()
@@ -109,9 +151,8 @@ func (u *user) onRegister(n wire.Number, password string) error {
 	u.reg = &reg
 	u.authFailed = false
 	u.g.setRegistered(u.key, true)
-	if numberChanged || u.list == nil {
-		u.loadContacts(ctx)
-	}
+	// Reload: the number's contacts, and the list's removal option.
+	u.loadContacts(ctx)
 	u.log.Info("registered", "number", n)
 	// XEP-0100: the gateway asks for the user's presence.
 	u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "subscribe"})

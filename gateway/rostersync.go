@@ -74,15 +74,24 @@ func (u *user) imip(n wire.Number, what string, send func(IMIPSession) error) {
 	if u.sess == nil {
 		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
 			Body: "Not connected to the IMIP network: " + what + " " + string(n) + " was not sent. Go online and try again."})
+		u.unsent(n, what)
 		return
 	}
 	if err := send(u.sess); err != nil {
 		u.log.Warn("IMIP request failed", "request", what, "number", n, "err", err)
 		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
 			Body: "The IMIP network refused " + what + " " + string(n) + ": " + err.Error()})
-		if what == "LIST ADD" {
-			u.applyRoster(roster.ServerListReject{Number: n})
-		}
+		u.unsent(n, what)
+	}
+}
+
+// unsent undoes the list state of a request IMIP never got. A LIST ADD that
+// stayed pending would swallow every later subscribe to the same number
+// (roster.List does not ask twice), so it is withdrawn and the user's
+// subscription request is denied; the user may ask again.
+func (u *user) unsent(n wire.Number, what string) {
+	if what == "LIST ADD" {
+		u.applyRoster(roster.ServerListReject{Number: n})
 	}
 }
 
@@ -129,7 +138,7 @@ func (u *user) pushRoster(ctx context.Context, upserts []roster.Contact, removed
 	items := make([]xmppside.RosterItem, 0, len(upserts)+len(removed))
 	for _, c := range upserts {
 		items = append(items, xmppside.RosterItem{JID: u.g.contactJID(c.Number), Name: c.Nick,
-			Subscription: "both", Groups: []string{u.g.cfg.RosterGroup}})
+			Subscription: "to", Groups: []string{u.g.cfg.RosterGroup}})
 	}
 	for _, n := range removed {
 		items = append(items, xmppside.RosterItem{JID: u.g.contactJID(n), Remove: true})

@@ -26,9 +26,10 @@ type (
 		ev  imipside.Event
 	}
 	evRegister struct {
-		number   wire.Number
-		password string
-		reply    chan error
+		number      wire.Number
+		password    string
+		allowRemove *bool
+		reply       chan error
 	}
 	evUnregister struct{ reply chan error }
 	evRetry      struct{ gen uint64 }
@@ -116,7 +117,7 @@ func (u *user) handle(ev event) {
 			u.onIMIP(ev.ev)
 		}
 	case evRegister:
-		ev.reply <- u.onRegister(ev.number, ev.password)
+		ev.reply <- u.onRegister(ev.number, ev.password, ev.allowRemove)
 	case evUnregister:
 		ev.reply <- u.onUnregister()
 	case evRetry:

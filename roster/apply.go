@@ -148,8 +148,16 @@ func (l *List) userUnsubscribe(ev UserUnsubscribe) []Action {
 }
 
 func (l *List) serverListRemove(ev ServerListRemove) []Action {
-	if _, found, _ := l.lookup(ev.Number); !found {
-		return nil
+	if _, found, valid := l.lookup(ev.Number); !found {
+		if !valid {
+			return nil
+		}
+		// Not on the list (the user may have dropped it first): the
+		// subscription the contact had still ends on the XMPP side.
+		return []Action{
+			PresenceToUser{From: ev.Number, Type: Unsubscribe},
+			PresenceToUser{From: ev.Number, Type: Unsubscribed},
+		}
 	}
 	l.drop(ev.Number)
 	return []Action{

@@ -124,7 +124,9 @@ func TestApply(t *testing.T) {
 			want: []Action{PresenceToUser{From: "500", Type: Unsubscribe}, PresenceToUser{From: "500", Type: Unsubscribed},
 				RosterRemove{Number: "500"}, Persist{}},
 			after: []Contact{}},
-		38: {name: "stranger drops user", before: []Contact{listed}, ev: ServerListRemove{Number: "999"}, want: nil},
+		38: {name: "stranger drops user", before: []Contact{listed}, ev: ServerListRemove{Number: "999"},
+			want:  []Action{PresenceToUser{From: "999", Type: Unsubscribe}, PresenceToUser{From: "999", Type: Unsubscribed}},
+			after: []Contact{listed}},
 
 		39: {name: "unknown event", before: []Contact{listed}, ev: nil, want: nil},
 	}
@@ -173,7 +175,8 @@ func TestApplySequence(t *testing.T) {
 		8: {UserUnsubscribe{Number: "42"}, []Action{Refused{Number: "42", Reason: RefuseRemove}}},
 		9: {ServerListRemove{Number: "42"}, []Action{PresenceToUser{From: "42", Type: Unsubscribe},
 			PresenceToUser{From: "42", Type: Unsubscribed}, RosterRemove{Number: "42"}, Persist{}}},
-		10: {ServerListRemove{Number: "42"}, nil},
+		10: {ServerListRemove{Number: "42"}, []Action{PresenceToUser{From: "42", Type: Unsubscribe},
+			PresenceToUser{From: "42", Type: Unsubscribed}}},
 	}
 	for i, s := range steps {
 		if d := cmp.Diff(s.want, l.Apply(s.ev)); d != "" {

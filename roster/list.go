@@ -40,8 +40,8 @@ type Options struct {
 
 // RefuseRemove is the reason of the [Refused] action for an unsubscribe from
 // a listed contact while [Options.AllowRemove] is off.
-const RefuseRemove = "removing contacts from the IMIP list is disabled for this account; " +
-	"the contact stays on the IMIP list (enable removal in the gateway registration)"
+const RefuseRemove = "Removing contacts from your IMIP list is turned off for your account, so the contact " +
+	"stays on your IMIP list. To allow it, register again with the gateway and tick the option to remove contacts."
 
 // List is one user's contact list, kept sorted by number.
 // A List is not safe for concurrent use: one goroutine owns it.

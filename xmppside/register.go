@@ -59,13 +59,19 @@ func (l *link) registerGet(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.St
 		if err != nil {
 			return nil, err
 		}
-		return l.registerForm(username, registered), nil
+		var opts []RegisterOption
+		if or, ok := l.c.h.(OptionRegistrar); ok {
+			if opts, err = or.RegisterOptions(ctx, user); err != nil {
+				return nil, err
+			}
+		}
+		return l.registerForm(username, registered, opts), nil
 	})
 }
 
 // registerForm builds the XEP-0077 query with its legacy fields and an
 // equivalent data form.
-func (l *link) registerForm(username string, registered bool) xml.TokenReader {
+func (l *link) registerForm(username string, registered bool, opts []RegisterOption) xml.TokenReader {
 	children := []xml.TokenReader{textElem("", "instructions", l.c.cfg.Instructions)}
 	if registered {
 		children = append(children, textElem("", "registered", ""))
@@ -82,9 +88,35 @@ func (l *link) registerForm(username string, registered bool) xml.TokenReader {
 				textElem("", "value", nsRegister)),
 			formField("text-single", "username", "IMIP number", username),
 			formField("text-private", "password", "Password", ""),
+			optionFields(opts),
 		),
 	)
 	return elem(nsRegister, "query", nil, children...)
+}
+
+// optionFields builds the boolean fields of the registration options.
+func optionFields(opts []RegisterOption) xml.TokenReader {
+	fields := make([]xml.TokenReader, 0, len(opts))
+	for _, o := range opts {
+		v := "0"
+		if o.Value {
+			v = "1"
+		}
+		fields = append(fields, elem("", "field", attrs("type", "boolean", "var", o.Var, "label", o.Label),
+			textElem("", "value", v)))
+	}
+	return xmlstream.MultiReader(fields...)
+}
+
+// parseBool reads a XEP-0004 boolean value.
+func parseBool(v string) (b, ok bool) {
+	switch v {
+	case "1", "true":
+		return true, true
+	case "0", "false":
+		return false, true
+	}
+	return false, false
 }
 
 // formField builds a required data form field.
@@ -113,11 +145,25 @@ func (l *link) registerSet(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *
 		})
 	}
 	var username, password string
+	var options map[string]bool
 	switch {
 	case q.Form != nil && q.Form.Type == "cancel":
 		return replyResult(t, iq, nil)
 	case q.Form != nil:
 		username, password = q.Form.value("username"), q.Form.value("password")
+		for _, f := range q.Form.Fields {
+			if f.Var == "" || f.Var == "FORM_TYPE" || f.Var == "username" || f.Var == "password" || len(f.Values) == 0 {
+				continue
+			}
+			b, ok := parseBool(f.Values[0])
+			if !ok {
+				continue
+			}
+			if options == nil {
+				options = make(map[string]bool)
+			}
+			options[f.Var] = b
+		}
 	default:
 		if q.Username != nil {
 			username = *q.Username
@@ -130,6 +176,9 @@ func (l *link) registerSet(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *
 		return replyError(t, iq, Error{Condition: stanza.BadRequest, Text: "username and password are required"}.StanzaError())
 	}
 	return l.async(t, iq, "register", func(ctx context.Context) (xml.TokenReader, error) {
+		if or, ok := l.c.h.(OptionRegistrar); ok {
+			return nil, or.RegisterWithOptions(ctx, user, username, password, options)
+		}
 		return nil, l.c.h.Register(ctx, user, username, password)
 	})
 }

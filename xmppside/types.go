@@ -50,6 +50,27 @@ type Registrar interface {
 	Unregister(ctx context.Context, user jid.JID) error
 }
 
+// RegisterOption is a boolean field that the registration data form offers
+// besides the username and password, with the user's current value.
+type RegisterOption struct {
+	Var   string
+	Label string
+	Value bool
+}
+
+// OptionRegistrar is an optional extension of Registrar. A Handler that
+// implements it offers its options as boolean fields of the XEP-0077 data
+// form, and receives registrations through RegisterWithOptions instead of
+// Register. Both may block; they run in their own goroutine.
+type OptionRegistrar interface {
+	// RegisterOptions returns the options and user's current values.
+	RegisterOptions(ctx context.Context, user jid.JID) ([]RegisterOption, error)
+	// RegisterWithOptions is Register with the boolean fields the user
+	// submitted, by var; an option the user did not submit is absent
+	// (registration with plain fields submits none).
+	RegisterWithOptions(ctx context.Context, user jid.JID, username, password string, options map[string]bool) error
+}
+
 // Gateway backs XEP-0100 jabber:iq:gateway.
 // Its methods are called on the read loop and must not block.
 type Gateway interface {

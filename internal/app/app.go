@@ -134,3 +134,8 @@ func Run(ctx context.Context, o Options) error {
 	log.Info("stopped")
 	return nil
 }
+
+var (
+	_ gateway.XMPP         = (*xmppside.Component)(nil)
+	_ gateway.RosterAccess = (*xmppside.Component)(nil)
+)

@@ -249,7 +249,11 @@ func (c *client) iq(typ, to, payload string) got {
 	iqSeq.n++
 	id := fmt.Sprintf("e2e-%d", iqSeq.n)
 	iqSeq.Unlock()
-	c.send(`<iq type=%q id=%q to=%q>%s</iq>`, typ, id, to, payload)
+	if to == "" {
+		c.send(`<iq type=%q id=%q>%s</iq>`, typ, id, payload)
+	} else {
+		c.send(`<iq type=%q id=%q to=%q>%s</iq>`, typ, id, to, payload)
+	}
 	return c.expect("answer to iq "+id, func(g got) bool { return g.Name == "iq" && g.ID == id })
 }
 

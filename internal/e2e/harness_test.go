@@ -42,14 +42,22 @@ type transport struct {
 	gw     atomic.Pointer[gateway.Gateway]
 	cancel context.CancelFunc
 	done   chan error
+	// tweak, when set, adjusts the options before each start.
+	tweak func(*app.Options)
 }
 
 // startTransport starts the IMIP server with accounts and a transport
 // connected to srv, and waits until its component is connected.
 func startTransport(t *testing.T, srv xmppserver.Server, accounts ...imiptest.Account) *transport {
 	t.Helper()
+	return startTransportWith(t, srv, nil, accounts...)
+}
+
+// startTransportWith is startTransport with adjusted options.
+func startTransportWith(t *testing.T, srv xmppserver.Server, tweak func(*app.Options), accounts ...imiptest.Account) *transport {
+	t.Helper()
 	imip := imiptest.Start(t, imiptest.Options{Accounts: accounts})
-	tr := &transport{t: t, srv: srv, imip: imip, store: filepath.Join(t.TempDir(), "transport.db")}
+	tr := &transport{t: t, srv: srv, imip: imip, store: filepath.Join(t.TempDir(), "transport.db"), tweak: tweak}
 	tr.domain = jid.MustParse(srv.ComponentName())
 	tr.start()
 	t.Cleanup(tr.stop)
@@ -85,6 +93,9 @@ func (tr *transport) start() {
 			tr.gw.Store(g)
 			tr.comp.Store(c)
 		},
+	}
+	if tr.tweak != nil {
+		tr.tweak(&opts)
 	}
 	go func() { tr.done <- app.Run(ctx, opts) }()
 	tr.waitConnected()
@@ -140,6 +151,7 @@ var userSeq atomic.Int64
 func newUser(t *testing.T, srv xmppserver.Server, base string) *client {
 	t.Helper()
 	c := newQuietUser(t, srv, base)
+	c.rosterItems() // an interested resource: the server pushes roster changes to it
 	c.send(`<presence/>`)
 	return c
 }
