@@ -182,13 +182,24 @@ func testConfig(addr string) Config {
 // connected.
 func startEnv(t *testing.T, mod func(*Config)) *testEnv {
 	t.Helper()
+	return startEnvWith(t, mod, nil)
+}
+
+// startEnvWith is startEnv with the fake handler wrapped by wrap, for
+// handlers with optional interfaces.
+func startEnvWith(t *testing.T, mod func(*Config), wrap func(*fakeHandler) Handler) *testEnv {
+	t.Helper()
 	srv := newFakeServer(t, "s3cret")
 	h := newFakeHandler()
 	cfg := testConfig(srv.addr())
 	if mod != nil {
 		mod(&cfg)
 	}
-	c := New(cfg, h)
+	var handler Handler = h
+	if wrap != nil {
+		handler = wrap(h)
+	}
+	c := New(cfg, handler)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- c.Run(ctx) }()
