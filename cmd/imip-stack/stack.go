@@ -45,6 +45,7 @@ type stack struct {
 	dir      string
 	log      *slog.Logger
 	accounts []imipserver.Account
+	seed     imipserver.Seed
 	prosody  *xmppserver.Prosody
 }
 
@@ -164,10 +165,12 @@ func (s *stack) preflight() error {
 		return fmt.Errorf("demo IMIP accounts: %w (run from the repository root, or pass -accounts FILE)", err)
 	}
 	defer f.Close()
-	accts, err := imipserver.DecodeAccounts(f)
+	seed, err := imipserver.DecodeSeed(f)
 	if err != nil {
 		return fmt.Errorf("demo IMIP accounts %s: %w", s.o.Accounts, err)
 	}
+	accts := seed.Accounts
+	s.seed = seed
 	if len(accts) < 2 {
 		return fmt.Errorf("demo IMIP accounts %s: the demo needs at least two accounts, found %d", s.o.Accounts, len(accts))
 	}
@@ -233,11 +236,9 @@ func (s *stack) startIMIPD(ctx context.Context) (*part, error) {
 	if err != nil {
 		return nil, err
 	}
-	for _, a := range s.accounts {
-		if err := st.PutAccount(ctx, a); err != nil {
-			_ = st.Close()
-			return nil, fmt.Errorf("imipd: demo account %s: %w", a.Number, err)
-		}
+	if err := s.seed.Apply(ctx, st); err != nil {
+		_ = st.Close()
+		return nil, fmt.Errorf("imipd: demo accounts: %w", err)
 	}
 	srv, err := imipserver.New(imipserver.Config{Store: st, Logger: s.log.With("part", "imipd")})
 	if err != nil {

@@ -41,62 +41,109 @@ func (a Account) Validate() error {
 // accountsFile is the shape of accounts.toml.
 type accountsFile struct {
 	Account []struct {
-		Number   tomlNumber `toml:"number"`
-		Password string     `toml:"password"`
-		Nick     string     `toml:"nick"`
+		Number   tomlNumber   `toml:"number"`
+		Password string       `toml:"password"`
+		Nick     string       `toml:"nick"`
+		Contacts []tomlNumber `toml:"contacts"`
 	} `toml:"account"`
 }
 
-// DecodeAccounts decodes an accounts file:
+// Seed is what an accounts file holds: accounts, and the contacts each
+// account starts with on its list.
+type Seed struct {
+	Accounts []Account
+	// Lists maps an account to the numbers on its contact list.
+	Lists map[wire.Number][]wire.Number
+}
+
+// DecodeAccounts decodes an accounts file (see DecodeSeed) and returns its
+// accounts.
+func DecodeAccounts(r io.Reader) ([]Account, error) {
+	s, err := DecodeSeed(r)
+	return s.Accounts, err
+}
+
+// DecodeSeed decodes an accounts file:
 //
 //	[[account]]
 //	number = "1001001"
 //	password = "..."
 //	nick = "alice"
+//	contacts = [1002002]   # optional: numbers on this account's list
 //
-// Unknown keys, invalid accounts and duplicate numbers are errors.
-func DecodeAccounts(r io.Reader) ([]Account, error) {
+// Unknown keys, invalid accounts, duplicate numbers and contacts that are
+// not accounts of the file are errors.
+func DecodeSeed(r io.Reader) (Seed, error) {
 	var f accountsFile
 	md, err := toml.NewDecoder(r).Decode(&f)
 	if err != nil {
-		return nil, fmt.Errorf("imipserver: accounts: %w", err)
+		return Seed{}, fmt.Errorf("imipserver: accounts: %w", err)
 	}
 	if und := md.Undecoded(); len(und) > 0 {
 		keys := make([]string, len(und))
 		for i, k := range und {
 			keys[i] = k.String()
 		}
-		return nil, fmt.Errorf("imipserver: accounts: unknown keys: %s", strings.Join(keys, ", "))
+		return Seed{}, fmt.Errorf("imipserver: accounts: unknown keys: %s", strings.Join(keys, ", "))
 	}
 	seen := make(map[wire.Number]bool, len(f.Account))
 	out := make([]Account, 0, len(f.Account))
 	for i, e := range f.Account {
 		a := Account{Number: wire.Number(e.Number), Password: e.Password, Nick: e.Nick}
 		if err := a.Validate(); err != nil {
-			return nil, fmt.Errorf("imipserver: accounts: entry %d: %w", i+1, err)
+			return Seed{}, fmt.Errorf("imipserver: accounts: entry %d: %w", i+1, err)
 		}
 		if seen[a.Number] {
-			return nil, fmt.Errorf("imipserver: accounts: entry %d: duplicate number %s", i+1, a.Number)
+			return Seed{}, fmt.Errorf("imipserver: accounts: entry %d: duplicate number %s", i+1, a.Number)
 		}
 		seen[a.Number] = true
 		out = append(out, a)
 	}
-	return out, nil
+	seed := Seed{Accounts: out}
+	for i, e := range f.Account {
+		for _, c := range e.Contacts {
+			n := wire.Number(c)
+			if !seen[n] || n == wire.Number(e.Number) {
+				return Seed{}, fmt.Errorf("imipserver: accounts: entry %d: contact %q is not another account of the file", i+1, string(c))
+			}
+			if seed.Lists == nil {
+				seed.Lists = make(map[wire.Number][]wire.Number)
+			}
+			seed.Lists[wire.Number(e.Number)] = append(seed.Lists[wire.Number(e.Number)], n)
+		}
+	}
+	return seed, nil
 }
 
-// LoadAccounts decodes an accounts file (see DecodeAccounts) and upserts
-// every account into st. It returns how many accounts it stored.
+// Apply upserts the seed's accounts into st and adds their contacts.
+func (s Seed) Apply(ctx context.Context, st Store) error {
+	for _, a := range s.Accounts {
+		if err := st.PutAccount(ctx, a); err != nil {
+			return fmt.Errorf("imipserver: accounts: %w", err)
+		}
+	}
+	for owner, list := range s.Lists {
+		for _, c := range list {
+			if err := st.AddContact(ctx, owner, c); err != nil {
+				return fmt.Errorf("imipserver: accounts: contacts of %s: %w", owner, err)
+			}
+		}
+	}
+	return nil
+}
+
+// LoadAccounts decodes an accounts file (see DecodeSeed), upserts every
+// account into st and adds the contacts it lists. It returns how many
+// accounts it stored.
 func LoadAccounts(ctx context.Context, st Store, data []byte) (int, error) {
-	accts, err := DecodeAccounts(bytes.NewReader(data))
+	seed, err := DecodeSeed(bytes.NewReader(data))
 	if err != nil {
 		return 0, err
 	}
-	for i, a := range accts {
-		if err := st.PutAccount(ctx, a); err != nil {
-			return i, fmt.Errorf("imipserver: accounts: %w", err)
-		}
+	if err := seed.Apply(ctx, st); err != nil {
+		return 0, err
 	}
-	return len(accts), nil
+	return len(seed.Accounts), nil
 }
 
 // tomlNumber decodes a number written either as a TOML integer or string.

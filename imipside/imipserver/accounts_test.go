@@ -7,6 +7,7 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"imip-transport/imipside/imipserver"
+	"imip-transport/imipside/wire"
 )
 
 func TestDecodeAccounts(t *testing.T) {
@@ -59,5 +60,47 @@ func TestLoadAccountsUpserts(t *testing.T) {
 	}
 	if a, err := st.Account(t.Context(), "1001001"); err != nil || a.Password != "two" {
 		t.Errorf("after reload: %+v, %v", a, err)
+	}
+}
+
+func TestDecodeSeedContacts(t *testing.T) {
+	in := `
+[[account]]
+number = 1
+password = "a"
+contacts = [2, "3"]
+[[account]]
+number = 2
+password = "b"
+[[account]]
+number = 3
+password = "c"
+`
+	seed, err := imipserver.DecodeSeed(strings.NewReader(in))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := seed.Lists["1"]; len(got) != 2 || got[0] != "2" || got[1] != "3" {
+		t.Errorf("contacts of 1 = %v, want [2 3]", got)
+	}
+	st := imipserver.NewMemStore()
+	if n, err := imipserver.LoadAccounts(t.Context(), st, []byte(in)); n != 3 || err != nil {
+		t.Fatalf("LoadAccounts = %d, %v", n, err)
+	}
+	for _, c := range []string{"2", "3"} {
+		if ok, err := st.HasContact(t.Context(), "1", wire.Number(c)); !ok || err != nil {
+			t.Errorf("HasContact(1, %s) = %v, %v", c, ok, err)
+		}
+	}
+	if ok, _ := st.HasContact(t.Context(), "2", "1"); ok {
+		t.Errorf("lists are one-directional, but 2 has 1")
+	}
+	for i, bad := range []string{
+		"[[account]]\nnumber = 1\npassword = \"a\"\ncontacts = [9]\n",
+		"[[account]]\nnumber = 1\npassword = \"a\"\ncontacts = [1]\n",
+	} {
+		if _, err := imipserver.DecodeSeed(strings.NewReader(bad)); err == nil {
+			t.Errorf("%d: DecodeSeed accepted %q", i, bad)
+		}
 	}
 }
