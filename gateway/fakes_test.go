@@ -250,9 +250,9 @@ type fakeDialer struct {
 	mu       sync.Mutex
 	changed  chan struct{}
 	sessions []*fakeSession
-	attempts []string              // "number/password" of every Dial, failed ones included
-	fail     []error               // errors for the next Dials, in order
-	failAll  error                 // error of every Dial while non-nil (after fail is used up)
+	attempts []string // "number/password" of every Dial, failed ones included
+	fail     []error  // errors for the next Dials, in order
+	failAll  error    // error of every Dial while non-nil (after fail is used up)
 	buddies  map[wire.Number][]wire.Buddy
 	live     map[wire.Number]int // sessions not yet ended, by number
 	maxLive  int                 // the most live sessions one number ever had
@@ -389,7 +389,8 @@ type fakeSession struct {
 	calls   []string // "STAT ONLINE text", "MESG 123 text", "LIST ADD 123 text", "DISC", "CLOSE"
 	nextID  uint64
 	ended   bool
-	sendErr error // returned by SendMessage when set
+	sendErr error            // returned by SendMessage when set
+	burst   []imipside.Event // delivered by the "reader" just before its ClosedEvent
 }
 
 var _ IMIPSession = (*fakeSession)(nil)
@@ -492,9 +493,15 @@ func (s *fakeSession) end(what string, cause error) error {
 	s.d.live[s.number]--
 	s.d.mu.Unlock()
 	s.call(what)
+	s.mu.Lock()
+	burst := s.burst
+	s.mu.Unlock()
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
+		for _, ev := range burst {
+			s.h.HandleIMIP(ev)
+		}
 		s.h.HandleIMIP(imipside.ClosedEvent{Err: cause})
 	}()
 	<-done

@@ -26,6 +26,11 @@ const (
 	DefaultRosterGroup  = "IMIP"
 )
 
+// maxReadLoopReplies bounds the answers the component's read loop has handed
+// to their own goroutines and that are not sent yet. Beyond it (the link is
+// stuck) further answers are dropped and logged.
+const maxReadLoopReplies = 64
+
 // Config configures a Gateway.
 type Config struct {
 	Domain       jid.JID // the component's domain, e.g. imip.localhost
@@ -52,7 +57,8 @@ type Gateway struct {
 	users      map[string]*user // by bare JID, registered users only
 	registered map[string]struct{}
 	closing    bool
-	runs       tracker // run loops and helper goroutines in flight
+	runs       tracker       // run loops and helper goroutines in flight
+	replies    chan struct{} // semaphore of read-loop answers in flight
 
 	connMu   sync.Mutex
 	connGen  uint64
@@ -100,6 +106,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		users:      make(map[string]*user),
 		registered: make(map[string]struct{}, len(regs)),
 		shutdown:   make(chan struct{}),
+		replies:    make(chan struct{}, maxReadLoopReplies),
 	}
 	for _, r := range regs {
 		g.registered[r.JID] = struct{}{}
@@ -175,7 +182,7 @@ func (g *Gateway) HandlePresence(p xmppside.Presence) {
 	}
 	u := g.userFor(p.From.Bare(), false)
 	if u == nil {
-		g.answerUnregisteredPresence(p)
+		g.offRead("presence answer", func() { g.answerUnregisteredPresence(p) })
 		return
 	}
 	if !u.post(evPresence{p: p}) {
@@ -188,21 +195,50 @@ func (g *Gateway) HandleMessage(m xmppside.Message) {
 	if m.Type == "error" || m.Type == "groupchat" || m.Type == "headline" {
 		return // never answer an error with an error
 	}
-	if m.From.Localpart() == "" {
-		return
+	if m.From.Localpart() == "" || m.Body == "" {
+		return // chat states, receipts and the like have no IMIP form
 	}
 	u := g.userFor(m.From.Bare(), false)
 	if u == nil {
-		if m.Body != "" {
+		g.offRead("message error", func() {
 			g.bounce(m, stanza.Error{Type: stanza.Auth, Condition: stanza.RegistrationRequired,
 				Text: map[string]string{"": "Register with the IMIP gateway first."}})
-		}
+		})
 		return
 	}
-	if !u.post(evMessage{m: m}) && m.Body != "" {
-		g.bounce(m, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint,
-			Text: map[string]string{"": "Too many messages queued; try again shortly."}})
+	if !u.post(evMessage{m: m}) {
+		g.offRead("message error", func() {
+			g.bounce(m, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint,
+				Text: map[string]string{"": "Too many messages queued; try again shortly."}})
+		})
 	}
+}
+
+// offRead runs an answer the component's read loop owes (send is a stanza
+// send) on its own goroutine, so that the read loop never waits on the
+// component's write side. At most maxReadLoopReplies run at once; beyond
+// that, or once the gateway is closing, the answer is dropped and logged.
+// Close waits for those in flight.
+func (g *Gateway) offRead(what string, send func()) {
+	g.mu.Lock()
+	if g.closing {
+		g.mu.Unlock()
+		return
+	}
+	select {
+	case g.replies <- struct{}{}:
+	default:
+		g.mu.Unlock()
+		g.log.Warn("too many answers waiting for the component; one dropped", "what", what)
+		return
+	}
+	g.runs.add()
+	g.mu.Unlock()
+	go func() {
+		defer g.runs.done()
+		defer func() { <-g.replies }()
+		send()
+	}()
 }
 
 // answerUnregisteredPresence answers what an unregistered JID sends to the
@@ -230,7 +266,14 @@ func (g *Gateway) HandleConnected(ctx context.Context) {
 	for k := range g.registered {
 		users = append(users, k)
 	}
+	live := make([]*user, 0, len(g.users))
+	for _, u := range g.users {
+		live = append(live, u)
+	}
 	g.mu.Unlock()
+	for _, u := range live {
+		u.post(evLinkUp{}) // a full inbox has newer presence to send anyway
+	}
 	g.runs.add()
 	go func() {
 		defer g.runs.done()

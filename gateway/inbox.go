@@ -50,6 +50,20 @@ func (u *user) postWait(ev event, done <-chan struct{}) bool {
 	}
 }
 
+// postAlways queues ev whatever the inbox holds, unless the user has
+// stopped. It is for events of which at most one per user or per session
+// is ever in flight (a login retry, a session's ClosedEvent): dropping them
+// would strand the user, and waiting for room could wedge the run loop.
+func (u *user) postAlways(ev event) bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.stopped {
+		return false
+	}
+	u.enqueueLocked(ev)
+	return true
+}
+
 // postShutdown queues the shutdown event whatever the inbox holds, and
 // refuses everything after it.
 func (u *user) postShutdown() {

@@ -96,8 +96,25 @@ func (h *harness) login(full string, n wire.Number) *fakeSession {
 	h.available(full, "", "")
 	s := h.d.waitSession(h.t, i)
 	s.waitCall(h.t, "STAT ")
-	h.settle()
+	h.idle(jid.MustParse(full).Bare().String())
 	return s
+}
+
+// idle waits until the run loop of user bare has nothing left to do. Unlike
+// settle it ignores other users.
+func (h *harness) idle(bare string) {
+	h.t.Helper()
+	h.g.mu.Lock()
+	u := h.g.users[bare]
+	h.g.mu.Unlock()
+	if u == nil {
+		return
+	}
+	waitUntil(h.t, bare+" idle", func() bool {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return !u.running && len(u.inbox) == 0
+	})
 }
 
 // chat hands the gateway a message from -> to.

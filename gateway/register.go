@@ -123,14 +123,19 @@ func (u *user) onRegister(n wire.Number, password string, allowRemove *bool) err
 		}
 		cancel()
 	}
-	sess, err := u.dial(n, password)
-	if err != nil {
+	// failed keeps what was registered before: a user who was logged in
+	// logs in again with the old credentials.
+	failed := func() {
 		if old != nil && u.reg != nil && len(u.resources) > 0 {
-			u.scheduleRetry() // the old credentials still stand
+			u.scheduleRetry()
 		}
 		if !u.isRegisteredUser() {
 			u.g.dropUser(u)
 		}
+	}
+	sess, err := u.dial(n, password)
+	if err != nil {
+		failed()
 		return registerError(err)
 	}
 	now := time.Now().UTC()
@@ -145,7 +150,9 @@ func (u *user) onRegister(n wire.Number, password string, allowRemove *bool) err
 	defer cancel()
 	if err := u.g.cfg.Store.PutRegistration(ctx, reg); err != nil {
 		u.log.Error("storing registration", "err", err)
+		u.dropSession()
 		_ = sess.Close()
+		failed()
 		return fmt.Errorf("gateway: storing registration: %w", err)
 	}
 	u.reg = &reg

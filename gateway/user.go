@@ -33,6 +33,7 @@ type (
 	}
 	evUnregister struct{ reply chan error }
 	evRetry      struct{ gen uint64 }
+	evLinkUp     struct{} // the component link is up again
 	evShutdown   struct{}
 )
 
@@ -83,8 +84,8 @@ type user struct {
 	resources  map[string]resource
 	seq        uint64
 	sess       IMIPSession
-	gen        uint64 // generation of sess; events of older sessions are ignored
-	sessDone   chan struct{}
+	gen        uint64        // generation of sess; events of older sessions are ignored
+	abandon    chan struct{} // closed when the run loop lets go of the newest dialed session
 	loginTime  time.Time
 	sentStatus wire.Status
 	sentText   string
@@ -123,6 +124,12 @@ func (u *user) handle(ev event) {
 	case evRetry:
 		if ev.gen == u.gen && u.sess == nil && len(u.resources) > 0 {
 			u.login()
+		}
+	case evLinkUp:
+		if u.sess != nil {
+			// What was sent while the link was down is lost, and the
+			// user's answer to the gateway's probe changes nothing.
+			u.sendAllPresence(u.bare)
 		}
 	case evShutdown:
 		u.onShutdown()
@@ -298,29 +305,41 @@ func (u *user) login() {
 func (u *user) dial(number wire.Number, password string) (IMIPSession, error) {
 	u.gen++
 	gen := u.gen
-	done := make(chan struct{})
+	// abandon is closed by the run loop when it lets go of this session
+	// (dropSession), before it calls Disconnect or Close. Those wait for the
+	// session's reader, so the reader must never wait on the run loop then:
+	// events of an abandoned session are dropped (they would be ignored
+	// anyway), and the ClosedEvent, one per session, never waits for room.
+	abandon := make(chan struct{})
 	h := imipside.HandlerFunc(func(ev imipside.Event) {
+		select {
+		case <-abandon:
+			return
+		default:
+		}
 		if _, ok := ev.(imipside.ClosedEvent); ok {
-			u.postWait(evIMIP{gen: gen, ev: ev}, nil)
-			close(done)
+			u.postAlways(evIMIP{gen: gen, ev: ev})
 			return
 		}
-		u.postWait(evIMIP{gen: gen, ev: ev}, done)
+		u.postWait(evIMIP{gen: gen, ev: ev}, abandon)
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), u.g.cfg.LoginTimeout)
 	defer cancel()
 	u.dialing = true
 	defer func() { u.dialing = false }()
 	sess, err := u.g.cfg.Dialer.Dial(ctx, number, password, h)
-	if err == nil {
-		u.sessDone = done
+	if err != nil {
+		close(abandon)
+		return nil, err
 	}
-	return sess, err
+	u.abandon = abandon
+	return sess, nil
 }
 
 // adopt makes sess the user's live session: STAT, the gateway's presence,
 // and the roster sync.
 func (u *user) adopt(sess IMIPSession) {
+	u.stopRetry()
 	u.sess = sess
 	u.loginTime = time.Now()
 	u.retryDelay = 0
@@ -365,7 +384,9 @@ func (u *user) scheduleRetry() {
 	gen := u.gen
 	u.stopRetry()
 	u.retry = time.AfterFunc(u.retryDelay, func() {
-		u.post(evRetry{gen: gen})
+		// Not post: a retry refused by a full inbox would be lost, and the
+		// user would stay offline while online.
+		u.postAlways(evRetry{gen: gen})
 	})
 }
 
@@ -394,8 +415,13 @@ func (u *user) logout() {
 	u.log.Info("logged out of IMIP")
 }
 
-// dropSession forgets the live session and its contacts' presence.
+// dropSession forgets the live (or newest dialed) session and its
+// contacts' presence. Call it before Disconnect or Close of that session.
 func (u *user) dropSession() {
+	if u.abandon != nil {
+		close(u.abandon)
+		u.abandon = nil
+	}
 	u.sess = nil
 	u.gen++
 	clear(u.contacts)

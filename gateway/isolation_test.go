@@ -1,0 +1,245 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"imip-transport/imipside"
+	"imip-transport/imipside/wire"
+	"imip-transport/xmppside"
+)
+
+// quick is how long a method that must not block may take, generously.
+const quick = time.Second
+
+// One user whose IMIP session is stuck (SetStatus never answers) neither
+// stalls another user nor the read loop: its own full inbox answers
+// resource-constraint at once.
+func TestBlockedUserDoesNotStallOthers(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.InboxSize = 4; c.OpTimeout = 30 * time.Second })
+	release := make(chan struct{})
+	released := false
+	unblock := func() {
+		if !released {
+			released = true
+			close(release)
+		}
+	}
+	t.Cleanup(unblock) // before the harness closes the gateway
+	h.register(alice, "1111")
+	h.d.holdStatus("1111", release)
+	h.available(aliceHW, "", "")
+	sa := h.d.waitSession(t, 1) // alice's run loop is now stuck in SetStatus
+
+	bobS := h.login(bobHW, "2222")
+	mark := h.x.mark()
+	start := time.Now()
+	const n = 10
+	for i := range n {
+		h.chat(fmt.Sprintf("a%d", i), aliceHW, cj("100"), "chat", "from alice")
+	}
+	if d := time.Since(start); d > quick {
+		t.Errorf("%d messages to a stuck user took %v on the read loop", n, d)
+	}
+	// Bob is served meanwhile, both ways.
+	h.chat("b1", bobHW, cj("100"), "chat", "from bob")
+	bobS.waitCall(t, "MESG 100 from bob")
+	bobS.push(imipside.StatEvent{From: "300", Status: wire.StatusOnline})
+	h.x.waitPresence(t, mark, "bob's contact", presenceFromTo(cj("300"), jid.MustParse(bob), ""))
+	// Alice's overflow was refused with resource-constraint, at once.
+	errs := h.x.messages(mark, func(m xmppside.Message) bool { return m.Type == "error" })
+	if len(errs) != n-4 {
+		t.Errorf("%d errors for %d messages to a full inbox of 4, want %d:\n%s", len(errs), n, n-4, dump(toAny(errs)))
+	}
+	for _, m := range errs {
+		if m.Error.Condition != stanza.ResourceConstraint || m.Error.Type != stanza.Wait || !m.To.Equal(jid.MustParse(aliceHW)) {
+			t.Errorf("error %s/%s to %s, want wait/resource-constraint to %s", m.Error.Type, m.Error.Condition, m.To, aliceHW)
+		}
+	}
+	if got := sa.callsWith("MESG"); len(got) != 0 {
+		t.Errorf("stuck session sent %q", got)
+	}
+	// Once unstuck, the queued messages go out in order.
+	unblock()
+	sa.waitCall(t, "STAT ONLINE")
+	h.settle()
+	want := []string{"MESG 100 from alice", "MESG 100 from alice", "MESG 100 from alice", "MESG 100 from alice"}
+	if got := sa.callsWith("MESG"); fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("after release: %q, want %q", got, want)
+	}
+}
+
+// The read-loop methods never wait on the component: even while every send
+// blocks, answers to unregistered users and to full inboxes are left to
+// other goroutines.
+func TestReadLoopNeverBlocksOnSend(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.InboxSize = 1; c.OpTimeout = 30 * time.Second })
+	h.register(alice, "1111")
+	h.x.setBlocked(true)
+	t.Cleanup(func() { h.x.setBlocked(false) })
+	mark := h.x.mark()
+	start := time.Now()
+	h.chat("u1", bobHW, cj("100"), "chat", "unregistered")
+	h.presence(bobHW, cj("100"), "subscribe", "", "")
+	h.presence(bobHW, gw, "probe", "", "")
+	for i := range 5 { // alice is not logged in: her run loop blocks sending errors, her inbox fills
+		h.chat(fmt.Sprintf("a%d", i), aliceHW, cj("100"), "chat", "x")
+	}
+	if d := time.Since(start); d > quick {
+		t.Fatalf("read-loop methods took %v while the component was blocked", d)
+	}
+	h.x.setBlocked(false)
+	m := h.x.waitMessage(t, mark, "registration-required", func(m xmppside.Message) bool { return m.ID == "u1" })
+	if m.Error == nil || m.Error.Condition != stanza.RegistrationRequired {
+		t.Errorf("error to the unregistered user: %+v, want registration-required", m.Error)
+	}
+	h.x.waitPresence(t, mark, "unsubscribed", presenceFromTo(cj("100"), jid.MustParse(bob), "unsubscribed"))
+	for i := range 5 {
+		id := fmt.Sprintf("a%d", i)
+		h.x.waitMessage(t, mark, "error for "+id, func(m xmppside.Message) bool { return m.ID == id && m.Type == "error" })
+	}
+}
+
+// A retry that fires while the user's inbox is full is not lost.
+func TestRetryNotLostOnFullInbox(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) {
+		c.InboxSize = 1
+		c.RetryMin, c.RetryMax = 300*time.Millisecond, 300*time.Millisecond
+	})
+	h.register(alice, "1111")
+	h.d.setFail(nil, errors.New("connection refused"))
+	mark := h.x.mark()
+	h.available(aliceHW, "", "")
+	h.x.waitPresence(t, mark, "gateway unavailable", presenceFromTo(gw, aliceJID, "unavailable"))
+	h.settle() // the retry timer is armed
+	h.x.setBlocked(true)
+	t.Cleanup(func() { h.x.setBlocked(false) })
+	h.chat("m1", aliceHW, cj("100"), "chat", "x") // its error blocks the run loop
+	h.g.mu.Lock()
+	u := h.g.users[alice]
+	h.g.mu.Unlock()
+	waitUntil(t, "run loop busy with m1", func() bool {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.running && len(u.inbox) == 0
+	})
+	h.chat("m2", aliceHW, cj("100"), "chat", "x") // fills the inbox
+	time.Sleep(600 * time.Millisecond)            // the retry timer fires meanwhile
+	h.x.setBlocked(false)
+	h.d.waitAttempts(t, 3)
+	h.d.waitSession(t, 1).waitCall(t, "STAT ONLINE")
+}
+
+// Events a session delivers while the run loop is ending it (blocks that
+// arrived before the DISC answer) cannot wedge the logout, however many.
+func TestLogoutWithEventBurst(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.InboxSize = 2; c.OpTimeout = 30 * time.Second })
+	s := h.login(aliceHW, "1111")
+	burst := make([]imipside.Event, 10)
+	for i := range burst {
+		burst[i] = imipside.StatEvent{From: wire.Number(fmt.Sprint(100 + i)), Status: wire.StatusOnline}
+	}
+	s.mu.Lock()
+	s.burst = burst
+	s.mu.Unlock()
+	h.presence(aliceHW, gw, "unavailable", "", "")
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_ = h.g.runs.wait(ctx)
+	}()
+	select {
+	case <-done:
+	case <-time.After(4 * time.Second):
+	}
+	if got := s.callsWith("DISC"); len(got) != 1 {
+		t.Fatalf("no DISC: %q", s.callList())
+	}
+	h.settle()
+	// Nothing of the abandoned session reaches the user.
+	if got := h.x.presences(0, func(p xmppside.Presence) bool { return p.From.Equal(cj("105")) }); len(got) != 0 {
+		t.Errorf("event of an ended session forwarded:\n%s", dump(toAny(got)))
+	}
+}
+
+// Close logs every user out, tells online users their contacts and the
+// gateway went offline, and refuses work afterwards.
+func TestClose(t *testing.T) {
+	h := newHarness(t, "")
+	sa := h.login(aliceHW, "1111")
+	sb := h.login(bobHW, "2222")
+	sa.push(imipside.StatEvent{From: "100", Status: wire.StatusOnline})
+	sa.push(imipside.StatEvent{From: "200", Status: wire.StatusOffline})
+	sb.push(imipside.StatEvent{From: "300", Status: wire.StatusAway})
+	h.register("carol@localhost", "3333") // registered, not online
+	h.settle()
+	mark := h.x.mark()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := h.g.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	for i, s := range []*fakeSession{sa, sb} {
+		if got := s.callsWith("DISC"); len(got) != 1 {
+			t.Errorf("%d: session calls %q, want one DISC", i, s.callList())
+		}
+	}
+	bobJ := jid.MustParse(bob)
+	for _, w := range []struct{ from, to jid.JID }{{cj("100"), aliceJID}, {gw, aliceJID}, {cj("300"), bobJ}, {gw, bobJ}} {
+		if got := h.x.presences(mark, presenceFromTo(w.from, w.to, "unavailable")); len(got) != 1 {
+			t.Errorf("%d unavailable from %s to %s, want 1", len(got), w.from, w.to)
+		}
+	}
+	if got := h.x.presences(mark, func(p xmppside.Presence) bool { return p.From.Equal(cj("200")) }); len(got) != 0 {
+		t.Errorf("offline contact announced again")
+	}
+	if got := h.x.presences(mark, func(p xmppside.Presence) bool { return p.To.Bare().String() == "carol@localhost" }); len(got) != 0 {
+		t.Errorf("offline user sent presence at Close")
+	}
+	// After Close nothing logs in; Close again is fine.
+	n := h.d.attemptCount()
+	h.available(aliceHW, "away", "")
+	h.available("carol@localhost/x", "", "")
+	if err := h.g.Close(ctx); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+	if got := h.d.attemptCount(); got != n {
+		t.Errorf("Dial after Close")
+	}
+}
+
+// Close is bounded by its context when a run loop is stuck.
+func TestCloseBounded(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.OpTimeout = 30 * time.Second })
+	release := make(chan struct{})
+	t.Cleanup(func() { close(release) })
+	h.register(alice, "1111")
+	h.d.holdStatus("1111", release)
+	h.available(aliceHW, "", "")
+	h.d.waitSession(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	defer cancel()
+	if err := h.g.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("Close with a stuck run loop = %v, want deadline exceeded", err)
+	}
+}
+
+// waitUntil polls cond for up to waitFor.
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s within %v", what, waitFor)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

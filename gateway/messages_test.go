@@ -1,0 +1,187 @@
+package gateway
+
+import (
+	"errors"
+	"slices"
+	"testing"
+	"time"
+
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"imip-transport/imipside"
+	"imip-transport/imipside/wire"
+	"imip-transport/xmppside"
+)
+
+// Chat and normal messages with a body go out as MESG.
+func TestMessageToIMIP(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	h.chat("a1", aliceHW, cj("7744387"), "chat", "hello")
+	h.chat("a2", aliceHW, cj("100"), "normal", "second line\nhere")
+	h.chat("a3", aliceHW, jid.MustParse("100@imip.localhost/res"), "", "typeless")
+	h.settle()
+	want := []string{"MESG 7744387 hello", "MESG 100 second line\nhere", "MESG 100 typeless"}
+	if got := s.callsWith("MESG "); !slices.Equal(got, want) {
+		t.Errorf("MESGs = %q, want %q", got, want)
+	}
+	if errs := h.x.messages(0, func(m xmppside.Message) bool { return m.Error != nil }); len(errs) != 0 {
+		t.Errorf("unexpected errors:\n%s", dump(toAny(errs)))
+	}
+}
+
+// An IMIP MESG becomes a chat message from number@gateway with the nick; a
+// XEP-0203 delay only when Timo is over a minute old or before the login.
+func TestIMIPMessage(t *testing.T) {
+	h := newHarness(t, "")
+	before := time.Now()
+	s := h.login(aliceHW, "6340564")
+	tests := []struct {
+		name  string
+		at    time.Time
+		delay bool
+	}{
+		0: {"no Timo", time.Time{}, false},
+		1: {"fresh", time.Now().Add(time.Second).UTC().Truncate(time.Second), false},
+		2: {"two minutes old", time.Now().Add(-2 * time.Minute).UTC().Truncate(time.Second), true},
+		3: {"stored before login", before.Add(-20 * time.Second).UTC().Truncate(time.Second), true},
+	}
+	for i, tc := range tests {
+		mark := h.x.mark()
+		s.push(imipside.MessageEvent{ID: uint64(i + 1), From: "7744387", Nick: "mawis76", To: "6340564", Time: tc.at, Text: tc.name})
+		m := h.x.waitMessage(t, mark, "message from IMIP", func(m xmppside.Message) bool { return m.Body == tc.name })
+		if !m.From.Equal(cj("7744387")) || !m.To.Bare().Equal(aliceJID) || m.Type != "chat" || m.Nick != "mawis76" {
+			t.Errorf("%d %s: from=%s to=%s type=%q nick=%q; want from 7744387@%s, to %s, chat, nick mawis76",
+				i, tc.name, m.From, m.To, m.Type, m.Nick, gw, aliceJID)
+		}
+		if got := !m.Delay.IsZero(); got != tc.delay {
+			t.Errorf("%d %s: delay %v (%v), want delay %v", i, tc.name, got, m.Delay, tc.delay)
+		}
+		if tc.delay && (!m.Delay.Equal(tc.at) || !m.DelayFrom.Equal(gw)) {
+			t.Errorf("%d %s: delay %v from %s, want %v from %s", i, tc.name, m.Delay, m.DelayFrom, tc.at, gw)
+		}
+	}
+}
+
+// An ACK 811 to a MESG comes back to the sender as a message error with the
+// original id and item-not-found.
+func TestMessageFailed(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	h.chat("first", aliceHW, cj("100"), "chat", "ok")
+	h.chat("orig-id", aliceHW, cj("999"), "chat", "to nobody")
+	h.chat("third", aliceHW, cj("100"), "chat", "ok too")
+	h.settle()
+	// The fake numbers MESGs from 1001: the second one is 1002.
+	mark := h.x.mark()
+	s.push(imipside.MessageFailedEvent{ID: 1002, To: "999", Code: wire.CodeIllegalUser})
+	m := h.x.waitMessage(t, mark, "message error", func(m xmppside.Message) bool { return m.Type == "error" })
+	if m.ID != "orig-id" || !m.To.Equal(jid.MustParse(aliceHW)) || !m.From.Equal(cj("999")) {
+		t.Errorf("error id=%q from=%s to=%s; want id orig-id from 999@%s to %s", m.ID, m.From, m.To, gw, aliceHW)
+	}
+	if m.Error == nil || m.Error.Condition != stanza.ItemNotFound {
+		t.Errorf("error = %+v, want item-not-found", m.Error)
+	}
+	// The same failure again is not reported twice.
+	s.push(imipside.MessageFailedEvent{ID: 1002, To: "999", Code: wire.CodeIllegalUser})
+	h.settle()
+	if errs := h.x.messages(mark, func(m xmppside.Message) bool { return m.Type == "error" }); len(errs) != 1 {
+		t.Errorf("%d message errors, want 1:\n%s", len(errs), dump(toAny(errs)))
+	}
+}
+
+// Messages the gateway cannot send are answered with an error, never
+// silence, and make no IMIP call.
+func TestMessageErrors(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(h *harness)
+		from    string
+		to      jid.JID
+		cond    stanza.Condition
+		typ     stanza.ErrorType
+		errFrom jid.JID
+	}{
+		0: {name: "non-numeric contact", setup: func(h *harness) { h.login(aliceHW, "6340564") },
+			from: aliceHW, to: jid.MustParse("bob@imip.localhost"), cond: stanza.JIDMalformed, typ: stanza.Modify},
+		1: {name: "unregistered", setup: func(h *harness) {},
+			from: bobHW, to: cj("100"), cond: stanza.RegistrationRequired, typ: stanza.Auth},
+		2: {name: "registered, not online", setup: func(h *harness) { h.register(alice, "6340564") },
+			from: aliceHW, to: cj("100"), cond: stanza.RecipientUnavailable, typ: stanza.Wait},
+		3: {name: "IMIP unreachable", setup: func(h *harness) {
+			h.register(alice, "6340564")
+			h.d.setFail(errors.New("connection refused"))
+			h.available(aliceHW, "", "")
+			h.d.waitAttempts(h.t, 2)
+		}, from: aliceHW, to: cj("100"), cond: stanza.RemoteServerTimeout, typ: stanza.Wait},
+		4: {name: "login refused", setup: func(h *harness) {
+			h.register(alice, "6340564")
+			h.d.setFail(&imipside.LoginError{Code: wire.CodeWrongPassword})
+			h.available(aliceHW, "", "")
+			h.d.waitAttempts(h.t, 2)
+		}, from: aliceHW, to: cj("100"), cond: stanza.NotAuthorized, typ: stanza.Auth},
+		5: {name: "to the gateway itself", setup: func(h *harness) { h.login(aliceHW, "6340564") },
+			from: aliceHW, to: gw, cond: stanza.ServiceUnavailable, typ: stanza.Cancel, errFrom: gw},
+		6: {name: "session refuses MESG", setup: func(h *harness) {
+			s := h.login(aliceHW, "6340564")
+			s.mu.Lock()
+			s.sendErr = imipside.ErrClosed
+			s.mu.Unlock()
+		}, from: aliceHW, to: cj("100"), cond: stanza.RemoteServerTimeout, typ: stanza.Wait},
+	}
+	for i, tc := range tests {
+		h := newHarness(t, "")
+		tc.setup(h)
+		h.settle()
+		mark := h.x.mark()
+		h.chat("m1", tc.from, tc.to, "chat", "hi")
+		m := h.x.waitMessage(t, mark, "message error", func(m xmppside.Message) bool { return m.Type == "error" })
+		want := tc.errFrom
+		if want.String() == "" {
+			want = tc.to.Bare()
+		}
+		if m.ID != "m1" || !m.To.Equal(jid.MustParse(tc.from)) || !m.From.Bare().Equal(want) {
+			t.Errorf("%d %s: error id=%q from=%s to=%s; want id m1 from %s to %s", i, tc.name, m.ID, m.From, m.To, want, tc.from)
+		}
+		if m.Error == nil || m.Error.Condition != tc.cond || m.Error.Type != tc.typ {
+			t.Errorf("%d %s: error %+v, want %s/%s", i, tc.name, m.Error, tc.typ, tc.cond)
+		}
+		h.settle()
+		for j := range h.d.sessionCount() {
+			if got := h.d.waitSession(t, j).callsWith("MESG"); len(got) > 0 && tc.name != "session refuses MESG" {
+				t.Errorf("%d %s: IMIP calls %q", i, tc.name, got)
+			}
+		}
+	}
+}
+
+// Body-less messages (chat states, receipts) are neither sent nor answered.
+func TestBodylessMessageIgnored(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	mark := h.x.mark()
+	h.g.HandleMessage(xmppside.Message{ID: "cs", From: jid.MustParse(aliceHW), To: cj("100"), Type: "chat", ChatState: "composing"})
+	h.g.HandleMessage(xmppside.Message{ID: "rr", From: jid.MustParse(aliceHW), To: cj("100"), Type: "chat", ReceiptReceived: "x"})
+	h.g.HandleMessage(xmppside.Message{ID: "u", From: jid.MustParse(bobHW), To: cj("100"), Type: "chat", ChatState: "active"})
+	h.settle()
+	if got := h.x.since(mark); len(got) != 0 {
+		t.Errorf("body-less messages answered:\n%s", dump(got))
+	}
+	if got := s.callsWith("MESG"); len(got) != 0 {
+		t.Errorf("body-less messages sent to IMIP: %q", got)
+	}
+}
+
+// Errors and groupchat messages are never answered (no error loops).
+func TestErrorMessageNotAnswered(t *testing.T) {
+	h := newHarness(t, "")
+	mark := h.x.mark()
+	for _, typ := range []string{"error", "groupchat", "headline"} {
+		h.chat("e", bobHW, cj("100"), typ, "x")
+	}
+	h.settle()
+	if got := h.x.since(mark); len(got) != 0 {
+		t.Errorf("answered:\n%s", dump(got))
+	}
+}

@@ -1,0 +1,203 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"testing"
+
+	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
+
+	"imip-transport/imipside"
+	"imip-transport/imipside/wire"
+	"imip-transport/xmppside"
+)
+
+func TestRegisterErrors(t *testing.T) {
+	tests := []struct {
+		name       string
+		who        string
+		number, pw string
+		dialErr    error
+		cond       stanza.Condition
+		dials      int
+	}{
+		0: {name: "letters", who: alice, number: "alice", pw: "pw", cond: stanza.NotAcceptable},
+		1: {name: "sign", who: alice, number: "+123", pw: "pw", cond: stanza.NotAcceptable},
+		2: {name: "empty", who: alice, number: "", pw: "pw", cond: stanza.NotAcceptable},
+		3: {name: "no password", who: alice, number: "123", pw: "", cond: stanza.NotAcceptable},
+		4: {name: "wrong password", who: alice, number: "123", pw: "bad", dialErr: &imipside.LoginError{Code: wire.CodeWrongPassword},
+			cond: stanza.NotAuthorized, dials: 1},
+		5: {name: "unknown number", who: alice, number: "123", pw: "pw", dialErr: &imipside.LoginError{Code: wire.CodeIllegalUser},
+			cond: stanza.NotAcceptable, dials: 1},
+		6: {name: "unreachable", who: alice, number: "123", pw: "pw", dialErr: errors.New("connection refused"),
+			cond: stanza.RemoteServerNotFound, dials: 1},
+		7: {name: "server JID", who: "localhost", number: "123", pw: "pw", cond: stanza.NotAllowed},
+	}
+	for i, tc := range tests {
+		h := newHarness(t, "")
+		h.d.setFail(tc.dialErr)
+		err := h.g.Register(context.Background(), jid.MustParse(tc.who), tc.number, tc.pw)
+		var xe *xmppside.Error
+		if !errors.As(err, &xe) || xe.Condition != tc.cond {
+			t.Errorf("%d %s: Register = %v, want *xmppside.Error %s", i, tc.name, err, tc.cond)
+		}
+		if n := h.d.attemptCount(); n != tc.dials {
+			t.Errorf("%d %s: %d Dial calls, want %d", i, tc.name, n, tc.dials)
+		}
+		if _, ok := h.st.reg(jid.MustParse(tc.who).Bare().String()); ok {
+			t.Errorf("%d %s: registration stored after a failure", i, tc.name)
+		}
+		if _, ok, _ := h.g.Registration(context.Background(), jid.MustParse(tc.who)); ok {
+			t.Errorf("%d %s: Registration reports a failed registration", i, tc.name)
+		}
+		// Still unregistered: messages are refused.
+		mark := h.x.mark()
+		h.chat("x", aliceHW, cj("1"), "chat", "hi")
+		m := h.x.waitMessage(t, mark, "error", func(m xmppside.Message) bool { return m.Type == "error" })
+		if m.Error.Condition != stanza.RegistrationRequired {
+			t.Errorf("%d %s: message after failed Register: %s, want registration-required", i, tc.name, m.Error.Condition)
+		}
+	}
+}
+
+// A successful registration is stored, checked by one IMIP login that is
+// ended again (the user is not online), and the gateway asks for the user's
+// presence.
+func TestRegisterStores(t *testing.T) {
+	h := newHarness(t, "")
+	mark := h.x.mark()
+	if err := h.g.Register(context.Background(), jid.MustParse(aliceHW), "6340564", "secret"); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	r, ok := h.st.reg(alice)
+	if !ok || r.Number != "6340564" || r.Password != "secret" {
+		t.Fatalf("stored %+v (%v), want 6340564/secret under %s", r, ok, alice)
+	}
+	h.x.waitPresence(t, mark, "subscribe from the gateway", presenceFromTo(gw, aliceJID, "subscribe"))
+	s := h.d.waitSession(t, 0)
+	h.settle()
+	if got := s.callsWith("DISC"); len(got) != 1 {
+		t.Errorf("credential check session calls %q, want one DISC", s.callList())
+	}
+	if got := s.callsWith("STAT"); len(got) != 0 {
+		t.Errorf("credential check of an offline user sent STAT: %q", got)
+	}
+	name, ok, err := h.g.Registration(context.Background(), jid.MustParse(alicePh))
+	if name != "6340564" || !ok || err != nil {
+		t.Errorf("Registration = %q, %v, %v; want 6340564, true, nil", name, ok, err)
+	}
+	// A new Gateway on the same store knows the user.
+	g2, err := New(context.Background(), Config{Domain: gw, Store: h.st, Dialer: h.d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g2.isRegistered(alice) {
+		t.Errorf("a new Gateway does not load the registration")
+	}
+	if err := g2.Close(context.Background()); err != nil {
+		t.Error(err)
+	}
+}
+
+// Registering again while online: the old session ends before the new one
+// is dialed (never two sessions for a user), and the new credentials are
+// stored and used.
+func TestReRegisterOnline(t *testing.T) {
+	h := newHarness(t, "")
+	old := h.login(aliceHW, "6340564")
+	old.push(imipside.StatEvent{From: "100", Status: wire.StatusOnline})
+	h.settle()
+	mark := h.x.mark()
+	if err := h.g.Register(context.Background(), aliceJID, "6340564", "newpw"); err != nil {
+		t.Fatalf("Register: %v", err)
+	}
+	if got := old.callsWith("DISC"); len(got) != 1 {
+		t.Errorf("old session calls %q, want one DISC", old.callList())
+	}
+	s := h.d.waitSession(t, 2)
+	if s.password != "newpw" {
+		t.Errorf("new session password %q, want newpw", s.password)
+	}
+	s.waitCall(t, "STAT ONLINE")
+	if r, _ := h.st.reg(alice); r.Password != "newpw" {
+		t.Errorf("stored password %q, want newpw", r.Password)
+	}
+	h.x.waitPresence(t, mark, "contact unavailable", presenceFromTo(cj("100"), aliceJID, "unavailable"))
+	h.d.mu.Lock()
+	most := h.d.maxLive
+	h.d.mu.Unlock()
+	if most != 1 {
+		t.Errorf("up to %d IMIP sessions at once for one number, want 1", most)
+	}
+	// The new session is the live one.
+	h.chat("m", aliceHW, cj("100"), "chat", "hi")
+	s.waitCall(t, "MESG 100 hi")
+	if got := old.callsWith("MESG"); len(got) != 0 {
+		t.Errorf("message sent on the old session")
+	}
+
+	// A failed re-registration keeps the old credentials and logs in again
+	// with them.
+	h.d.setFail(nil, &imipside.LoginError{Code: wire.CodeWrongPassword})
+	err := h.g.Register(context.Background(), aliceJID, "6340564", "typo")
+	var xe *xmppside.Error
+	if !errors.As(err, &xe) || xe.Condition != stanza.NotAuthorized {
+		t.Errorf("Register with a bad password = %v, want not-authorized", err)
+	}
+	if r, _ := h.st.reg(alice); r.Password != "newpw" {
+		t.Errorf("stored password %q after a failed Register, want newpw", r.Password)
+	}
+	s3 := h.d.waitSession(t, 3)
+	if s3.password != "newpw" {
+		t.Errorf("re-login used password %q, want newpw", s3.password)
+	}
+	s3.waitCall(t, "STAT ONLINE")
+}
+
+// Unregister: the session ends, every contact and the gateway unsubscribe
+// and go unavailable, and the store forgets the user.
+func TestUnregister(t *testing.T) {
+	h := newHarness(t, "")
+	h.d.setBuddies("6340564", wire.Buddy{Number: "100", Nick: "ann"}, wire.Buddy{Number: "200", Nick: "bo"})
+	s := h.login(aliceHW, "6340564")
+	s.push(imipside.StatEvent{From: "100", Status: wire.StatusOnline})
+	h.settle()
+	mark := h.x.mark()
+	if err := h.g.Unregister(context.Background(), jid.MustParse(aliceHW)); err != nil {
+		t.Fatalf("Unregister: %v", err)
+	}
+	if got := s.callsWith("DISC"); len(got) != 1 {
+		t.Errorf("session calls %q, want one DISC", s.callList())
+	}
+	for _, from := range []jid.JID{cj("100"), cj("200"), gw} {
+		for _, typ := range []string{"unsubscribe", "unsubscribed", "unavailable"} {
+			h.x.waitPresence(t, mark, typ+" from "+from.String(), presenceFromTo(from, aliceJID, typ))
+		}
+	}
+	if _, ok := h.st.reg(alice); ok {
+		t.Errorf("registration still stored")
+	}
+	if cs := h.st.savedContacts(alice); len(cs) != 0 {
+		t.Errorf("contacts still stored: %+v", cs)
+	}
+	if _, ok, _ := h.g.Registration(context.Background(), aliceJID); ok {
+		t.Errorf("Registration still reports the user")
+	}
+	// Now unregistered: messages are refused, presence does not log in.
+	m2 := h.x.mark()
+	h.available(aliceHW, "", "")
+	h.chat("x", aliceHW, cj("100"), "chat", "hi")
+	m := h.x.waitMessage(t, m2, "error", func(m xmppside.Message) bool { return m.Type == "error" })
+	if m.Error.Condition != stanza.RegistrationRequired {
+		t.Errorf("message after Unregister: %s, want registration-required", m.Error.Condition)
+	}
+	h.settle()
+	if n := h.d.attemptCount(); n != 2 {
+		t.Errorf("%d Dial calls, want 2 (register, login)", n)
+	}
+	var xe *xmppside.Error
+	if err := h.g.Unregister(context.Background(), aliceJID); !errors.As(err, &xe) || xe.Condition != stanza.RegistrationRequired {
+		t.Errorf("second Unregister = %v, want registration-required", err)
+	}
+}
