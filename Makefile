@@ -10,7 +10,7 @@ STACK_FLAGS ?=
 
 help:
 	@echo "make test         run the CI suite (.ci/run)"
-	@echo "make stack        install Prosody if missing, then run the local demo stack"
+	@echo "make stack        install the system packages if missing, then run the local demo stack"
 	@echo "                  (Prosody + imipd + transport on 127.0.0.1; state in .stack/)"
 	@echo "make deps         install the system packages (.ci/install-deps.sh, as root)"
 	@echo "make build        build bin/imip-transport and bin/imipd"
@@ -28,7 +28,10 @@ stack:
 		echo "Prosody or prosody-modules missing: running .ci/install-deps.sh"; \
 		bash .ci/install-deps.sh; \
 	fi
-	$(GO) run ./cmd/imip-stack $(STACK_FLAGS)
+	@mkdir -p bin
+	$(GO) build -o bin/imip-stack ./cmd/imip-stack
+	@# exec: Ctrl-C reaches the stack, which stops cleanly and exits 0
+	exec bin/imip-stack $(STACK_FLAGS)
 
 deps:
 	bash .ci/install-deps.sh

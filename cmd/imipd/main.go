@@ -33,17 +33,19 @@ func main() {
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, ready chan<- net.Addr) int {
 	if len(args) > 0 && args[0] == "add-account" {
 		if err := addAccount(ctx, args[1:], stdin, stdout, stderr); err != nil {
-			if !errors.Is(err, flag.ErrHelp) {
-				fmt.Fprintln(stderr, err)
+			if errors.Is(err, flag.ErrHelp) {
+				return 0
 			}
+			fmt.Fprintln(stderr, err)
 			return 2
 		}
 		return 0
 	}
 	if err := serve(ctx, args, stderr, ready); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(stderr, err)
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
 		}
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	return 0
