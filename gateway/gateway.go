@@ -24,6 +24,12 @@ const (
 	DefaultRetryMin     = 2 * time.Second
 	DefaultRetryMax     = 5 * time.Minute
 	DefaultRosterGroup  = "IMIP"
+	// DefaultRegisterGrace is how long the session that checked a new
+	// registration stays logged in, waiting for the user's presence.
+	DefaultRegisterGrace = 30 * time.Second
+	// DefaultProbeTimeout is how long a user's resource has to answer the
+	// gateway's probe after the component link came back.
+	DefaultProbeTimeout = 10 * time.Second
 )
 
 // maxReadLoopReplies bounds the answers the component's read loop has handed
@@ -43,7 +49,16 @@ type Config struct {
 	RetryMin     time.Duration // first delay before logging in again after a drop
 	RetryMax     time.Duration // longest delay between login attempts
 	RosterGroup  string        // roster group of IMIP contacts
-	AllowRemove  bool          // let users' unsubscribe remove accepted contacts
+	// RegisterGrace is how long the login that checked a registration is
+	// kept, waiting for the user's presence (0: 30 s). Negative: the
+	// checking login ends at once, and the user's presence logs in anew
+	// (contacts see the user come, go and come back).
+	RegisterGrace time.Duration
+	// ProbeTimeout is how long, after the component link came back, a
+	// resource known from before has to answer the gateway's probe before
+	// it is taken as gone (default 10 s).
+	ProbeTimeout time.Duration
+	AllowRemove  bool // let users' unsubscribe remove accepted contacts
 }
 
 // Gateway bridges XMPP users to IMIP sessions. Its Handle* methods implement
@@ -91,6 +106,12 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = DefaultRetryMax
+	}
+	if cfg.ProbeTimeout <= 0 {
+		cfg.ProbeTimeout = DefaultProbeTimeout
+	}
+	if cfg.RegisterGrace == 0 {
+		cfg.RegisterGrace = DefaultRegisterGrace
 	}
 	if cfg.RosterGroup == "" {
 		cfg.RosterGroup = DefaultRosterGroup
@@ -272,7 +293,7 @@ func (g *Gateway) HandleConnected(ctx context.Context) {
 	}
 	g.mu.Unlock()
 	for _, u := range live {
-		u.post(evLinkUp{}) // a full inbox has newer presence to send anyway
+		u.postAlways(evLinkUp{})
 	}
 	g.runs.add()
 	go func() {

@@ -176,3 +176,26 @@ func TestReconnectResendsPresence(t *testing.T) {
 		t.Errorf("STATs %q, want the first one only", got)
 	}
 }
+
+// After the component link comes back, resources known from before must
+// answer the gateway's probe within ProbeTimeout: one that does keeps the
+// session; when none does, the user is logged out (ejabberd answers a probe
+// of an offline user with nothing).
+func TestLinkUpDropsSilentResources(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.ProbeTimeout = 50 * time.Millisecond })
+	s := h.login(aliceHW, "6340564")
+	h.available(alicePh, "", "")
+	h.settle()
+
+	// First reconnect: the laptop answers the probe, the phone is gone.
+	h.g.HandleConnected(context.Background())
+	h.available(aliceHW, "", "")
+	time.Sleep(150 * time.Millisecond)
+	h.settle()
+	if got := s.callsWith("DISC"); len(got) != 0 {
+		t.Fatalf("logged out although a resource answered the probe: %q", s.callList())
+	}
+	// Second reconnect: nobody answers.
+	h.g.HandleConnected(context.Background())
+	s.waitCall(t, "DISC")
+}

@@ -44,6 +44,9 @@ func newHarness(t *testing.T, privMode string, opts ...func(*Config)) *harness {
 		OpTimeout:    2 * time.Second,
 		RetryMin:     20 * time.Millisecond,
 		RetryMax:     80 * time.Millisecond,
+		// The checking login ends at once, so that the first available
+		// presence dials a new session; TestRegisterGrace covers the grace.
+		RegisterGrace: -1,
 	}
 	for _, o := range opts {
 		o(&cfg)

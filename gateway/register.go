@@ -163,16 +163,38 @@ func (u *user) onRegister(n wire.Number, password string, allowRemove *bool) err
 	u.log.Info("registered", "number", n)
 	// XEP-0100: the gateway asks for the user's presence.
 	u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "subscribe"})
-	if len(u.resources) > 0 {
-		u.adopt(sess)
+	if len(u.resources) == 0 && u.g.cfg.RegisterGrace < 0 {
+		u.syncRoster(sess.Contacts())
+		u.dropSession()
+		if err := sess.Disconnect(ctx); err != nil {
+			_ = sess.Close()
+		}
 		return nil
 	}
-	u.syncRoster(sess.Contacts())
-	u.dropSession()
-	if err := sess.Disconnect(ctx); err != nil {
-		_ = sess.Close()
+	u.adopt(sess)
+	if len(u.resources) == 0 {
+		// The user's presence reaches the gateway only once they approve
+		// its subscription, usually a moment from now. Keep the checked
+		// session that long instead of logging out and in again, which
+		// contacts would see as a flap.
+		u.armGrace()
 	}
 	return nil
+}
+
+// armGrace logs the session out after RegisterGrace unless a resource of
+// the user has become available by then.
+func (u *user) armGrace() {
+	u.stopGrace()
+	gen := u.gen
+	u.grace = time.AfterFunc(u.g.cfg.RegisterGrace, func() { u.postAlways(evGrace{gen: gen}) })
+}
+
+func (u *user) stopGrace() {
+	if u.grace != nil {
+		u.grace.Stop()
+		u.grace = nil
+	}
 }
 
 func (u *user) isRegisteredUser() bool { return u.g.isRegistered(u.key) }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"testing"
+	"time"
 
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
@@ -200,4 +201,36 @@ func TestUnregister(t *testing.T) {
 	if err := h.g.Unregister(context.Background(), aliceJID); !errors.As(err, &xe) || xe.Condition != stanza.RegistrationRequired {
 		t.Errorf("second Unregister = %v, want registration-required", err)
 	}
+}
+
+// The login that checked a registration is kept for RegisterGrace, so the
+// user's presence that follows the approval of the gateway's subscription
+// reuses it (contacts see no flap); without a presence it ends after the
+// grace.
+func TestRegisterGrace(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.RegisterGrace = time.Minute })
+	h.register(alice, "6340564")
+	s := h.d.waitSession(t, 0)
+	h.settle()
+	if got := s.callList(); len(s.callsWith("DISC")) != 0 || len(s.callsWith("STAT")) != 0 {
+		t.Errorf("checking session during the grace: calls %q, want no DISC and no STAT", got)
+	}
+	h.available(aliceHW, "away", "")
+	if got := s.waitCall(t, "STAT "); got != "STAT AWAY" {
+		t.Errorf("STAT on the kept session = %q, want STAT AWAY", got)
+	}
+	h.settle()
+	if n := h.d.sessionCount(); n != 1 {
+		t.Errorf("%d sessions, want 1: the presence must reuse the checking login", n)
+	}
+
+	h2 := newHarness(t, "", func(c *Config) { c.RegisterGrace = 50 * time.Millisecond })
+	h2.register(bob, "2222")
+	s2 := h2.d.waitSession(t, 0)
+	s2.waitCall(t, "DISC")
+	if got := s2.callsWith("STAT"); len(got) != 0 {
+		t.Errorf("checking session sent %q before ending", got)
+	}
+	h2.available(bobHW, "", "")
+	h2.d.waitSession(t, 1).waitCall(t, "STAT ONLINE")
 }

@@ -33,7 +33,9 @@ type (
 	}
 	evUnregister struct{ reply chan error }
 	evRetry      struct{ gen uint64 }
-	evLinkUp     struct{} // the component link is up again
+	evGrace      struct{ gen uint64 } // the registration's grace period ended
+	evLinkUp     struct{}             // the component link is up again
+	evConfirm    struct{ seq uint64 } // resources had their time to answer the probe
 	evShutdown   struct{}
 )
 
@@ -43,6 +45,9 @@ type resource struct {
 	status   string
 	priority int
 	seq      uint64 // when it last changed, to break priority ties
+	// unconfirmed: known from before the component link went down, and not
+	// heard of since.
+	unconfirmed bool
 }
 
 // contactPresence is the last STAT of a contact.
@@ -94,6 +99,9 @@ type user struct {
 	sent       []sentMessage
 	authFailed bool
 	retry      *time.Timer
+	grace      *time.Timer // ends a session kept after registration
+	confirm    *time.Timer // drops resources that did not answer the probe
+	confirmSeq uint64
 	retryDelay time.Duration
 	dialing    bool
 }
@@ -125,11 +133,16 @@ func (u *user) handle(ev event) {
 		if ev.gen == u.gen && u.sess == nil && len(u.resources) > 0 {
 			u.login()
 		}
+	case evGrace:
+		u.grace = nil
+		if ev.gen == u.gen && u.sess != nil && len(u.resources) == 0 {
+			u.logout()
+		}
 	case evLinkUp:
-		if u.sess != nil {
-			// What was sent while the link was down is lost, and the
-			// user's answer to the gateway's probe changes nothing.
-			u.sendAllPresence(u.bare)
+		u.onLinkUp()
+	case evConfirm:
+		if ev.seq == u.confirmSeq {
+			u.dropUnconfirmed()
 		}
 	case evShutdown:
 		u.onShutdown()
@@ -254,6 +267,10 @@ func (u *user) onAvailability(p xmppside.Presence) {
 	old, existed := u.resources[res]
 	r := resource{show: p.Show, status: p.Status, priority: p.Priority, seq: u.seq}
 	if existed && old.show == r.show && old.status == r.status && old.priority == r.priority {
+		if old.unconfirmed {
+			old.unconfirmed = false // it answered the probe
+			u.resources[res] = old
+		}
 		return // the same presence again, through another contact's JID
 	}
 	u.resources[res] = r
@@ -269,10 +286,56 @@ func (u *user) onAvailability(p xmppside.Presence) {
 	u.updateStatus()
 }
 
+// onLinkUp handles a new component link. What was sent while the link was
+// down is lost, so a logged-in user gets the presence of the gateway and of
+// their online contacts again. The user's resources are known from before
+// the outage: the gateway's probe asks the server for the live ones, and
+// those that have not answered after ProbeTimeout are taken as gone (some
+// servers answer a probe of an offline user with nothing at all).
+func (u *user) onLinkUp() {
+	if len(u.resources) > 0 {
+		for k, r := range u.resources {
+			r.unconfirmed = true
+			u.resources[k] = r
+		}
+		u.confirmSeq++
+		seq := u.confirmSeq
+		if u.confirm != nil {
+			u.confirm.Stop()
+		}
+		u.confirm = time.AfterFunc(u.g.cfg.ProbeTimeout, func() { u.postAlways(evConfirm{seq: seq}) })
+	}
+	if u.sess != nil {
+		u.sendAllPresence(u.bare)
+	}
+}
+
+// dropUnconfirmed forgets the resources that did not answer the probe, and
+// logs out when none is left.
+func (u *user) dropUnconfirmed() {
+	u.confirm = nil
+	dropped := 0
+	for k, r := range u.resources {
+		if r.unconfirmed {
+			delete(u.resources, k)
+			dropped++
+		}
+	}
+	if dropped == 0 {
+		return
+	}
+	u.log.Info("resources did not answer the probe after the link came back", "dropped", dropped, "left", len(u.resources))
+	if len(u.resources) == 0 {
+		u.logout()
+		return
+	}
+	u.updateStatus()
+}
+
 // updateStatus sends STAT when the aggregate status changed.
 func (u *user) updateStatus() {
-	if u.sess == nil {
-		return
+	if u.sess == nil || len(u.resources) == 0 {
+		return // no resource yet (a registration's grace period): keep the login's ONLINE
 	}
 	st, text := u.aggregate()
 	if st == u.sentStatus && text == u.sentText {
@@ -400,6 +463,7 @@ func (u *user) stopRetry() {
 // logout ends the IMIP session after the user's last resource left.
 func (u *user) logout() {
 	u.stopRetry()
+	u.stopGrace()
 	u.retryDelay = 0
 	if u.sess == nil {
 		return

@@ -39,8 +39,11 @@ type Options struct {
 	StorePath    string // SQLite file
 	RosterGroup  string
 	AllowRemove  bool
-	Version      string
-	Logger       *slog.Logger
+	// ProbeTimeout and RegisterGrace tune the gateway (zero: its defaults).
+	ProbeTimeout  time.Duration
+	RegisterGrace time.Duration
+	Version       string
+	Logger        *slog.Logger
 	// Ready, when set, is called once the parts are built, before the
 	// component connects.
 	Ready func(*gateway.Gateway, *xmppside.Component)
@@ -75,16 +78,18 @@ func Run(ctx context.Context, o Options) error {
 		return s, nil
 	})
 	g, err := gateway.New(ctx, gateway.Config{
-		Domain:       o.Domain,
-		Store:        store,
-		Dialer:       dialer,
-		Logger:       log,
-		LoginTimeout: o.LoginTimeout,
-		OpTimeout:    o.OpTimeout,
-		RetryMin:     o.RetryMin,
-		RetryMax:     o.RetryMax,
-		RosterGroup:  o.RosterGroup,
-		AllowRemove:  o.AllowRemove,
+		Domain:        o.Domain,
+		Store:         store,
+		Dialer:        dialer,
+		Logger:        log,
+		LoginTimeout:  o.LoginTimeout,
+		OpTimeout:     o.OpTimeout,
+		RetryMin:      o.RetryMin,
+		RetryMax:      o.RetryMax,
+		RosterGroup:   o.RosterGroup,
+		AllowRemove:   o.AllowRemove,
+		ProbeTimeout:  o.ProbeTimeout,
+		RegisterGrace: o.RegisterGrace,
 	})
 	if err != nil {
 		return err

@@ -87,6 +87,7 @@ func (tr *transport) start() {
 		RetryMin:     200 * time.Millisecond,
 		RetryMax:     2 * time.Second,
 		StorePath:    tr.store,
+		ProbeTimeout: 2 * time.Second,
 		Version:      "e2e",
 		Logger:       log,
 		Ready: func(g *gateway.Gateway, c *xmppside.Component) {
