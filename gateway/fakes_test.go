@@ -194,6 +194,9 @@ type fakeRosterXMPP struct {
 	sets  []xmppside.RosterItem // every item of a successful RosterSet
 	tries int                   // RosterSet calls, failed ones included
 	items []xmppside.RosterItem // what RosterGet returns
+	// rosterx lists the full JIDs whose disco#info advertises XEP-0144.
+	rosterx   map[string]bool
+	exchanges map[string][]xmppside.RosterItem // XEP-0144 items sent, by full JID
 }
 
 var _ RosterAccess = (*fakeRosterXMPP)(nil)
@@ -230,11 +233,31 @@ func (f *fakeRosterXMPP) RosterSet(ctx context.Context, user jid.JID, items []xm
 }
 
 func (f *fakeRosterXMPP) DiscoFeatures(ctx context.Context, to jid.JID) ([]string, error) {
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	if f.rosterx[to.String()] {
+		return []string{"http://jabber.org/protocol/disco#info", NSRosterX}, nil
+	}
 	return []string{"http://jabber.org/protocol/disco#info"}, nil
 }
 
 func (f *fakeRosterXMPP) SendRosterExchange(ctx context.Context, to jid.JID, items []xmppside.RosterItem) error {
-	return errors.New("fake: no XEP-0144")
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	if !f.rosterx[to.String()] {
+		return errors.New("fake: no XEP-0144 at " + to.String())
+	}
+	if f.exchanges == nil {
+		f.exchanges = make(map[string][]xmppside.RosterItem)
+	}
+	f.exchanges[to.String()] = append(f.exchanges[to.String()], items...)
+	return nil
+}
+
+func (f *fakeRosterXMPP) exchanged(to string) []xmppside.RosterItem {
+	f.rmu.Lock()
+	defer f.rmu.Unlock()
+	return slices.Clone(f.exchanges[to])
 }
 
 func (f *fakeRosterXMPP) rosterSets() ([]xmppside.RosterItem, int) {

@@ -218,3 +218,33 @@ func TestListRemove(t *testing.T) {
 		t.Errorf("stored contacts %+v, want none", cs)
 	}
 }
+
+// Without privileges, a resource that advertises XEP-0144 gets the contacts
+// as a roster item exchange (names and group), and no subscription request
+// is sent; a resource without it would get the presence fallback.
+func TestRosterSyncRosterExchange(t *testing.T) {
+	h := newHarness(t, privNone)
+	h.rx.rmu.Lock()
+	h.rx.rosterx = map[string]bool{aliceHW: true}
+	h.rx.rmu.Unlock()
+	h.register(alice, "6340564")
+	h.settle()
+	h.d.setBuddies("6340564", wire.Buddy{Number: "100", Nick: "ann"}, wire.Buddy{Number: "200", Nick: "bo"})
+	mark := h.x.mark()
+	i := h.d.sessionCount()
+	h.available(aliceHW, "", "")
+	h.d.waitSession(t, i).waitCall(t, "STAT ")
+	h.settle()
+	got := h.rx.exchanged(aliceHW)
+	if len(got) != 2 {
+		t.Fatalf("XEP-0144 items to %s: %+v, want ann and bo", aliceHW, got)
+	}
+	for i, want := range []struct{ jid, name string }{{"100@" + gw.String(), "ann"}, {"200@" + gw.String(), "bo"}} {
+		if got[i].JID.String() != want.jid || got[i].Name != want.name || len(got[i].Groups) != 1 || got[i].Groups[0] != DefaultRosterGroup || got[i].Remove {
+			t.Errorf("item %d = %+v, want %s %q in %s", i, got[i], want.jid, want.name, DefaultRosterGroup)
+		}
+	}
+	if subs := h.x.presences(mark, func(p xmppside.Presence) bool { return p.Type == "subscribe" && p.From.Localpart() != "" }); len(subs) != 0 {
+		t.Errorf("subscription requests sent although XEP-0144 was used:\n%s", dump(toAny(subs)))
+	}
+}
