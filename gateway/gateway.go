@@ -75,10 +75,6 @@ type Gateway struct {
 	runs       tracker       // run loops and helper goroutines in flight
 	replies    chan struct{} // semaphore of read-loop answers in flight
 
-	connMu   sync.Mutex
-	connGen  uint64
-	linkUp   bool
-	shutdown chan struct{}
 }
 
 var _ xmppside.Handler = (*Gateway)(nil)
@@ -126,7 +122,6 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		log:        cfg.Logger,
 		users:      make(map[string]*user),
 		registered: make(map[string]struct{}, len(regs)),
-		shutdown:   make(chan struct{}),
 		replies:    make(chan struct{}, maxReadLoopReplies),
 	}
 	for _, r := range regs {
@@ -278,10 +273,6 @@ func (g *Gateway) answerUnregisteredPresence(p xmppside.Presence) {
 // gateway probes each registered user, so their servers tell it who is
 // online.
 func (g *Gateway) HandleConnected(ctx context.Context) {
-	g.connMu.Lock()
-	g.connGen++
-	g.linkUp = true
-	g.connMu.Unlock()
 	g.mu.Lock()
 	users := make([]string, 0, len(g.registered))
 	for k := range g.registered {
@@ -313,10 +304,14 @@ func (g *Gateway) HandleConnected(ctx context.Context) {
 
 // HandleDisconnected implements xmppside.Handler.
 func (g *Gateway) HandleDisconnected(err error) {
-	g.connMu.Lock()
-	g.linkUp = false
-	g.connMu.Unlock()
-	g.log.Info("component link down; IMIP sessions kept", "err", err)
+	g.mu.Lock()
+	closing := g.closing
+	g.mu.Unlock()
+	if closing {
+		g.log.Info("component link closed")
+		return
+	}
+	g.log.Info("component link down; IMIP sessions kept until it is back", "err", err)
 }
 
 // Prompt implements xmppside.Gateway (XEP-0100).
@@ -376,7 +371,6 @@ func (g *Gateway) Close(ctx context.Context) error {
 		return nil
 	}
 	g.closing = true
-	close(g.shutdown)
 	users := make([]*user, 0, len(g.users))
 	for _, u := range g.users {
 		users = append(users, u)
