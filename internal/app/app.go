@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"time"
 
@@ -44,6 +45,8 @@ type Options struct {
 	RegisterGrace time.Duration
 	Version       string
 	Logger        *slog.Logger
+	// Trace, when set, receives the component's XML stream (both ways).
+	Trace io.Writer
 	// Ready, when set, is called once the parts are built, before the
 	// component connects.
 	Ready func(*gateway.Gateway, *xmppside.Component)
@@ -103,6 +106,7 @@ func Run(ctx context.Context, o Options) error {
 		Logger:     log,
 		MinBackoff: o.MinBackoff,
 		MaxBackoff: o.MaxBackoff,
+		Trace:      o.Trace,
 	}, g)
 	g.SetXMPP(comp)
 	if o.Ready != nil {

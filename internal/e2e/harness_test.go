@@ -95,6 +95,9 @@ func (tr *transport) start() {
 			tr.comp.Store(c)
 		},
 	}
+	if os.Getenv("E2E_TRACE") != "" {
+		opts.Trace = testWriter{t}
+	}
 	if tr.tweak != nil {
 		tr.tweak(&opts)
 	}
