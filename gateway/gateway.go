@@ -196,14 +196,30 @@ func (g *Gateway) HandlePresence(p xmppside.Presence) {
 		g.log.Debug("presence error from user", "from", p.From, "to", p.To)
 		return
 	}
+	if p.Type == "unavailable" && g.loadedUser(p.From.Bare()) == nil {
+		// Nothing to log out (the answers to the gateway's probes after
+		// a reconnect are mostly these): do not load the user for it.
+		return
+	}
 	u := g.userFor(p.From.Bare(), false)
 	if u == nil {
 		g.offRead("presence answer", func() { g.answerUnregisteredPresence(p) })
 		return
 	}
-	if !u.post(evPresence{p: p}) {
-		g.log.Warn("inbox full: presence dropped", "user", u.key)
+	if p.Type == "" || p.Type == "unavailable" {
+		u.postAvailability(p) // never dropped, duplicates merged
+		return
 	}
+	if !u.post(evPresence{p: p}) {
+		g.log.Warn("inbox full: presence dropped", "user", u.key, "type", p.Type)
+	}
+}
+
+// loadedUser returns the user value of bare if there is one.
+func (g *Gateway) loadedUser(bare jid.JID) *user {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.users[bare.String()]
 }
 
 // HandleMessage implements xmppside.Handler. It never blocks.

@@ -3,6 +3,8 @@ package gateway
 import (
 	"context"
 	"sync"
+
+	"imip-transport/xmppside"
 )
 
 // event is anything a user's run loop handles.
@@ -62,6 +64,59 @@ func (u *user) postAlways(ev event) bool {
 	}
 	u.enqueueLocked(ev)
 	return true
+}
+
+// pendingAvail is the newest availability presence of one resource that the
+// run loop has not handled yet. toGateway records whether the presence (or
+// an identical copy of it) was addressed to the gateway's own JID.
+type pendingAvail struct {
+	p         xmppside.Presence
+	toGateway bool
+}
+
+// postAvailability hands an available or unavailable presence to the run
+// loop without ever dropping it: the newest presence of each resource is
+// kept beside the inbox, and one evAvailability in the inbox stands for all
+// of them. The user's server sends each presence to the gateway and to
+// every contact JID with a subscription, so a user with many contacts sends
+// many identical copies; they take one slot, not one each.
+func (u *user) postAvailability(p xmppside.Presence) {
+	toGateway := p.To.Localpart() == ""
+	res := p.From.Resourcepart()
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.stopped {
+		return
+	}
+	if u.avail == nil {
+		u.avail = make(map[string]pendingAvail, 1)
+	}
+	old, ok := u.avail[res]
+	if ok && samePresence(old.p, p) {
+		old.toGateway = old.toGateway || toGateway
+		u.avail[res] = old
+	} else {
+		u.avail[res] = pendingAvail{p: p, toGateway: toGateway}
+	}
+	if !u.availQueued {
+		u.availQueued = true
+		u.enqueueLocked(evAvailability{})
+	}
+}
+
+// takeAvailability returns the pending availability presences and clears
+// them.
+func (u *user) takeAvailability() map[string]pendingAvail {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	m := u.avail
+	u.avail = nil
+	u.availQueued = false
+	return m
+}
+
+func samePresence(a, b xmppside.Presence) bool {
+	return a.Type == b.Type && a.Show == b.Show && a.Status == b.Status && a.Priority == b.Priority
 }
 
 // postShutdown queues the shutdown event whatever the inbox holds, and

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"fmt"
 	"slices"
 	"testing"
 
@@ -236,4 +237,41 @@ func toAny[T any](xs []T) []any {
 		out[i] = x
 	}
 	return out
+}
+
+// The server copies every presence to the gateway and to each contact JID:
+// with more copies than the inbox holds, none may be lost, least of all
+// the unavailable that logs the user out.
+func TestPresenceCopiesNeverDropped(t *testing.T) {
+	h := newHarness(t, "") // InboxSize 16
+	s := h.login(aliceHW, "6340564")
+	targets := []jid.JID{gw}
+	for i := range 40 {
+		targets = append(targets, cj(fmt.Sprintf("%d", 100+i)))
+	}
+	for _, to := range targets {
+		h.presence(aliceHW, to, "", "away", "")
+	}
+	for _, to := range targets {
+		h.presence(aliceHW, to, "unavailable", "", "")
+	}
+	s.waitCall(t, "DISC")
+	h.settle()
+	if got := s.callsWith("STAT"); len(got) > 2 {
+		t.Errorf("STATs %q: copies of one presence sent more than one STAT", got)
+	}
+}
+
+// An unavailable directed at one contact JID ("invisible to X") does not log
+// the user out: IMIP has no per-contact presence. The broadcast one does.
+func TestDirectedUnavailableIgnored(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	h.presence(aliceHW, cj("100"), "unavailable", "", "")
+	h.settle()
+	if got := s.callsWith("DISC"); len(got) != 0 {
+		t.Fatalf("a directed unavailable logged the user out: %q", s.callList())
+	}
+	h.presence(aliceHW, gw, "unavailable", "", "")
+	s.waitCall(t, "DISC")
 }

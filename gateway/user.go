@@ -19,9 +19,10 @@ import (
 
 // Events of a user's run loop.
 type (
-	evPresence struct{ p xmppside.Presence }
-	evMessage  struct{ m xmppside.Message }
-	evIMIP     struct {
+	evPresence     struct{ p xmppside.Presence } // subscriptions and probes
+	evAvailability struct{}                      // see postAvailability
+	evMessage      struct{ m xmppside.Message }
+	evIMIP         struct {
 		gen uint64
 		ev  imipside.Event
 	}
@@ -48,6 +49,9 @@ type resource struct {
 	// unconfirmed: known from before the component link went down, and not
 	// heard of since.
 	unconfirmed bool
+	// viaGateway: its presence reached the gateway's own JID (a broadcast),
+	// so a lone unavailable to one contact JID is directed, not a logout.
+	viaGateway bool
 }
 
 // contactPresence is the last STAT of a contact.
@@ -83,6 +87,10 @@ type user struct {
 	running bool
 	stopped bool
 	space   chan struct{} // closed when the inbox shrinks
+	// avail holds availability presences not yet handled, by resource;
+	// availQueued says an evAvailability is in the inbox for them.
+	avail       map[string]pendingAvail
+	availQueued bool
 
 	loaded     bool
 	reg        *Registration
@@ -119,6 +127,24 @@ func (u *user) handle(ev event) {
 	switch ev := ev.(type) {
 	case evPresence:
 		u.onPresence(ev.p)
+	case evAvailability:
+		pend := u.takeAvailability()
+		if u.reg == nil {
+			return
+		}
+		// Unavailable before available, so that a resource that left and
+		// one that came are both seen; the order between resources does not
+		// matter otherwise.
+		for _, pa := range pend {
+			if pa.p.Type == "unavailable" {
+				u.onAvailability(pa.p, pa.toGateway)
+			}
+		}
+		for _, pa := range pend {
+			if pa.p.Type != "unavailable" {
+				u.onAvailability(pa.p, pa.toGateway)
+			}
+		}
 	case evMessage:
 		u.onMessage(ev.m)
 	case evIMIP:
@@ -205,8 +231,6 @@ func (u *user) onPresence(p xmppside.Presence) {
 	}
 	toGateway := p.To.Localpart() == ""
 	switch p.Type {
-	case "", "unavailable":
-		u.onAvailability(p)
 	case "probe":
 		if toGateway {
 			u.sendGatewayPresence(p.From)
@@ -245,9 +269,14 @@ func (u *user) onGatewaySubscription(p xmppside.Presence) {
 
 // onAvailability tracks the user's resources: the first available one logs
 // in, a change updates STAT, the last unavailable one logs out.
-func (u *user) onAvailability(p xmppside.Presence) {
+func (u *user) onAvailability(p xmppside.Presence, toGateway bool) {
 	res := p.From.Resourcepart()
 	if p.Type == "unavailable" {
+		if r, ok := u.resources[res]; ok && r.viaGateway && !toGateway {
+			// Directed unavailable to one contact ("invisible to X"): IMIP
+			// has no per-contact presence, and the user is still online.
+			return
+		}
 		if res == "" {
 			clear(u.resources)
 		} else {
@@ -265,12 +294,12 @@ func (u *user) onAvailability(p xmppside.Presence) {
 	}
 	u.seq++
 	old, existed := u.resources[res]
-	r := resource{show: p.Show, status: p.Status, priority: p.Priority, seq: u.seq}
+	r := resource{show: p.Show, status: p.Status, priority: p.Priority, seq: u.seq,
+		viaGateway: toGateway || old.viaGateway}
 	if existed && old.show == r.show && old.status == r.status && old.priority == r.priority {
-		if old.unconfirmed {
-			old.unconfirmed = false // it answered the probe
-			u.resources[res] = old
-		}
+		old.unconfirmed = false // it answered the probe, if one was asked
+		old.viaGateway = r.viaGateway
+		u.resources[res] = old
 		return // the same presence again, through another contact's JID
 	}
 	u.resources[res] = r
