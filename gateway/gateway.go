@@ -176,12 +176,24 @@ func (g *Gateway) setRegistered(bare string, on bool) {
 }
 
 // dropUser forgets u if it is still the registered value for its JID.
+// The value takes no new events after it; those still in its inbox run,
+// and registration requests among them are forwarded (see forward).
 func (g *Gateway) dropUser(u *user) {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	if g.users[u.key] == u {
 		delete(g.users, u.key)
 	}
+	g.mu.Unlock()
+	u.mu.Lock()
+	u.stopped, u.gone = true, true
+	u.mu.Unlock()
+}
+
+// isGone reports whether the user value was dropped from the registry.
+func (u *user) isGone() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.gone
 }
 
 // contactJID maps a number to its JID on the gateway.

@@ -83,7 +83,7 @@ func (g *Gateway) register(ctx context.Context, who jid.JID, username, password 
 		return &xmppside.Error{Condition: stanza.ServiceUnavailable, Text: "The gateway is shutting down."}
 	}
 	return g.ask(ctx, u, func(reply chan error) event {
-		return evRegister{number: n, password: password, allowRemove: allowRemove, reply: reply}
+		return evRegister{ctx: ctx, number: n, password: password, allowRemove: allowRemove, reply: reply}
 	})
 }
 
@@ -110,8 +110,29 @@ func (g *Gateway) ask(ctx context.Context, u *user, mk func(chan error) event) e
 	}
 }
 
-// onRegister checks new credentials by logging in, then stores them.
-func (u *user) onRegister(n wire.Number, password string, allowRemove *bool) error {
+// forward hands a registration request that reached a user value which
+// was dropped meanwhile (unregistered, or a failed first registration) to
+// the JID's current user value.
+func (u *user) forward(ev event, reply chan error) {
+	nu := u.g.userFor(u.bare, true)
+	switch {
+	case nu == nil:
+		reply <- &xmppside.Error{Condition: stanza.ServiceUnavailable, Text: "The gateway is shutting down."}
+	case nu == u:
+		reply <- &xmppside.Error{Condition: stanza.ResourceConstraint, Text: "Busy; try again shortly."}
+	case !nu.post(ev):
+		reply <- &xmppside.Error{Condition: stanza.ResourceConstraint, Text: "Busy; try again shortly."}
+	}
+}
+
+// onRegister checks new credentials by logging in, then stores them. ctx is
+// the request's: once it has ended the requester has been told it failed,
+// so nothing is stored.
+func (u *user) onRegister(ctx context.Context, n wire.Number, password string, allowRemove *bool) error {
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("gateway: %w", err)
+	}
+	u.stopRetry()
 	old := u.sess
 	if old != nil {
 		// The IMIP server allows one connection per number: end ours first.
@@ -126,7 +147,7 @@ func (u *user) onRegister(n wire.Number, password string, allowRemove *bool) err
 	// failed keeps what was registered before: a user who was logged in
 	// logs in again with the old credentials.
 	failed := func() {
-		if old != nil && u.reg != nil && len(u.resources) > 0 {
+		if u.reg != nil && len(u.resources) > 0 && u.sess == nil && !u.authFailed {
 			u.scheduleRetry()
 		}
 		if !u.isRegisteredUser() {
@@ -138,6 +159,13 @@ func (u *user) onRegister(n wire.Number, password string, allowRemove *bool) err
 		failed()
 		return registerError(err)
 	}
+	if err := ctx.Err(); err != nil {
+		// Too late: the requester was already answered with an error.
+		u.dropSession()
+		_ = sess.Close()
+		failed()
+		return fmt.Errorf("gateway: %w", err)
+	}
 	now := time.Now().UTC()
 	reg := Registration{JID: u.key, Number: n, Password: password, Created: now, Updated: now}
 	if u.reg != nil {
@@ -146,9 +174,9 @@ func (u *user) onRegister(n wire.Number, password string, allowRemove *bool) err
 	if allowRemove != nil {
 		reg.AllowRemove = *allowRemove
 	}
-	ctx, cancel := u.opCtx()
+	sctx, cancel := u.opCtx()
 	defer cancel()
-	if err := u.g.cfg.Store.PutRegistration(ctx, reg); err != nil {
+	if err := u.g.cfg.Store.PutRegistration(sctx, reg); err != nil {
 		u.log.Error("storing registration", "err", err)
 		u.dropSession()
 		_ = sess.Close()
@@ -221,7 +249,11 @@ func registerError(err error) error {
 // onUnregister closes the session, cleans the user's roster and deletes
 // what is stored.
 func (u *user) onUnregister() error {
+	if u.reg == nil {
+		return &xmppside.Error{Condition: stanza.RegistrationRequired, Text: "You are not registered."}
+	}
 	u.stopRetry()
+	u.stopGrace()
 	if u.sess != nil {
 		sess := u.sess
 		u.dropSession()
@@ -243,9 +275,6 @@ func (u *user) onUnregister() error {
 	}
 	u.g.setRegistered(u.key, false)
 	u.g.dropUser(u)
-	u.mu.Lock()
-	u.stopped = true
-	u.mu.Unlock()
 	u.reg = nil
 	u.resources = nil
 	u.log.Info("unregistered")

@@ -234,3 +234,70 @@ func TestRegisterGrace(t *testing.T) {
 	h2.available(bobHW, "", "")
 	h2.d.waitSession(t, 1).waitCall(t, "STAT ONLINE")
 }
+
+// inboxLen returns how many events wait in bare's inbox.
+func (h *harness) inboxLen(bare string) int {
+	h.g.mu.Lock()
+	u := h.g.users[bare]
+	h.g.mu.Unlock()
+	if u == nil {
+		return 0
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return len(u.inbox)
+}
+
+// An unregistration and a registration queued behind each other on the same
+// user end consistently: the registration is carried out by the JID's new
+// user value, no IMIP session is orphaned, and one number never has two.
+func TestUnregisterThenRegisterQueued(t *testing.T) {
+	h := newHarness(t, "")
+	h.login(aliceHW, "1111")
+	release := make(chan struct{})
+	h.d.holdStatus("1111", release)
+	ctx := context.Background()
+	errs := make(chan error, 3)
+	go func() { errs <- h.g.Register(ctx, aliceJID, "1111", "pw") }() // the run loop blocks in SetStatus
+	h.d.waitSession(t, 2)
+	go func() { errs <- h.g.Unregister(ctx, aliceJID) }()
+	waitUntil(t, "unregister queued", func() bool { return h.inboxLen(alice) >= 1 })
+	go func() { errs <- h.g.Register(ctx, aliceJID, "1111", "pw") }()
+	waitUntil(t, "register queued", func() bool { return h.inboxLen(alice) >= 2 })
+	close(release)
+	for range 3 {
+		if err := <-errs; err != nil {
+			t.Errorf("request failed: %v", err)
+		}
+	}
+	h.settle()
+	if _, ok := h.st.reg(alice); !ok {
+		t.Fatalf("not registered after the last request, a registration")
+	}
+	h.d.mu.Lock()
+	live, maxLive := h.d.live["1111"], h.d.maxLive
+	h.d.mu.Unlock()
+	if live != 0 || maxLive > 1 {
+		t.Errorf("live sessions %d (want 0: nobody is online), most at once %d (want 1)", live, maxLive)
+	}
+	n := h.d.sessionCount()
+	h.available(aliceHW, "", "")
+	h.d.waitSession(t, n).waitCall(t, "STAT ONLINE")
+}
+
+// A re-registration whose login fails keeps the old credentials, and an
+// online user is logged in again with them.
+func TestFailedReRegistrationLogsInAgain(t *testing.T) {
+	h := newHarness(t, "")
+	h.login(aliceHW, "1111")
+	h.d.setFail(nil, errors.New("dial tcp: connection refused"))
+	if err := h.g.Register(context.Background(), aliceJID, "1111", "new-pw"); err == nil {
+		t.Fatal("Register succeeded although the login failed")
+	}
+	n := h.d.sessionCount()
+	s := h.d.waitSession(t, n)
+	if s.password != "pw" {
+		t.Errorf("logged in again with password %q, want the old one", s.password)
+	}
+	s.waitCall(t, "STAT ONLINE")
+}

@@ -27,6 +27,7 @@ type (
 		ev  imipside.Event
 	}
 	evRegister struct {
+		ctx         context.Context // the request's
 		number      wire.Number
 		password    string
 		allowRemove *bool
@@ -86,6 +87,7 @@ type user struct {
 	inbox   []event
 	running bool
 	stopped bool
+	gone    bool          // dropped from the registry
 	space   chan struct{} // closed when the inbox shrinks
 	// avail holds availability presences not yet handled, by resource;
 	// availQueued says an evAvailability is in the inbox for them.
@@ -152,10 +154,19 @@ func (u *user) handle(ev event) {
 			u.onIMIP(ev.ev)
 		}
 	case evRegister:
-		ev.reply <- u.onRegister(ev.number, ev.password, ev.allowRemove)
+		if u.isGone() {
+			u.forward(ev, ev.reply)
+			return
+		}
+		ev.reply <- u.onRegister(ev.ctx, ev.number, ev.password, ev.allowRemove)
 	case evUnregister:
+		if u.isGone() {
+			u.forward(ev, ev.reply)
+			return
+		}
 		ev.reply <- u.onUnregister()
 	case evRetry:
+		u.retry = nil
 		if ev.gen == u.gen && u.sess == nil && len(u.resources) > 0 {
 			u.login()
 		}
