@@ -34,7 +34,13 @@ func (u *user) postWait(ev event, done <-chan struct{}) bool {
 			u.mu.Unlock()
 			return false
 		}
-		if len(u.inbox) < 2*u.g.cfg.InboxSize {
+		limit := 2 * u.g.cfg.InboxSize
+		if u.inCall {
+			// The run loop waits for an answer this reader has to read:
+			// waiting here would stall both until the request times out.
+			limit = 16 * u.g.cfg.InboxSize
+		}
+		if len(u.inbox) < limit {
 			u.enqueueLocked(ev)
 			u.mu.Unlock()
 			return true

@@ -243,3 +243,39 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// While the run loop waits for an IMIP answer (here a STAT's ACK), the
+// session's reader must be able to queue the events in front of that answer
+// even past the inbox bound; else both wait until the request times out.
+func TestReaderNotBlockedWhileRunLoopAwaitsAnswer(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.OpTimeout = time.Minute })
+	release := make(chan struct{})
+	released := false
+	t.Cleanup(func() {
+		if !released {
+			close(release)
+		}
+	})
+	h.register(alice, "1111")
+	h.d.holdStatus("1111", release)
+	h.available(aliceHW, "", "")
+	s := h.d.waitSession(t, 1) // the run loop now waits in SetStatus
+	pushed := make(chan struct{})
+	go func() {
+		defer close(pushed)
+		for i := range 100 { // far more than 2 x InboxSize (16)
+			s.push(imipside.StatEvent{From: wire.Number(fmt.Sprintf("%d", 1000+i)), Status: wire.StatusOnline})
+		}
+	}()
+	select {
+	case <-pushed:
+	case <-time.After(waitFor):
+		t.Fatal("the reader blocked while the run loop waited for its answer")
+	}
+	close(release)
+	released = true
+	h.settle()
+	mark := h.x.mark()
+	h.presence(aliceHW, cj("1099"), "probe", "", "")
+	h.x.waitPresence(t, mark, "presence of the last pushed contact", presenceFromTo(cj("1099"), jid.MustParse(aliceHW), ""))
+}

@@ -55,6 +55,10 @@ func (u *user) do(a roster.Action) {
 		u.imip(a.Number, "LIST REMOVE", func(s IMIPSession) error { return s.ListRemove(ctx, a.Number) })
 	case roster.PresenceToUser:
 		u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(a.From), To: u.bare, Type: string(a.Type), Nick: a.Nick, Status: a.Status})
+		if a.Type == roster.Subscribed {
+			// RFC 6121 3.1.5: the contact's current presence follows.
+			u.sendContactPresence(a.From, u.bare)
+		}
 		if a.Type == roster.Unsubscribed {
 			u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(a.From), To: u.bare, Type: "unavailable"})
 		}
@@ -77,7 +81,7 @@ func (u *user) imip(n wire.Number, what string, send func(IMIPSession) error) {
 		u.unsent(n, what)
 		return
 	}
-	if err := send(u.sess); err != nil {
+	if err := u.awaitIMIP(func() error { return send(u.sess) }); err != nil {
 		u.log.Warn("IMIP request failed", "request", what, "number", n, "err", err)
 		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
 			Body: "The IMIP network refused " + what + " " + string(n) + ": " + err.Error()})

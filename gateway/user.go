@@ -88,6 +88,7 @@ type user struct {
 	running bool
 	stopped bool
 	gone    bool          // dropped from the registry
+	inCall  bool          // the run loop waits for an IMIP answer (awaitIMIP)
 	space   chan struct{} // closed when the inbox shrinks
 	// avail holds availability presences not yet handled, by resource;
 	// availQueued says an evAvailability is in the inbox for them.
@@ -383,11 +384,31 @@ func (u *user) updateStatus() {
 	}
 	ctx, cancel := u.opCtx()
 	defer cancel()
-	if err := u.sess.SetStatus(ctx, st, text); err != nil {
+	if err := u.awaitIMIP(func() error { return u.sess.SetStatus(ctx, st, text) }); err != nil {
 		u.log.Warn("STAT failed", "status", st, "err", err)
 		return
 	}
 	u.sentStatus, u.sentText = st, text
+}
+
+// awaitIMIP runs a request that waits for the IMIP server's answer. The
+// session's reader must be able to read that answer, so while the run loop
+// waits the reader may queue events past the usual bound instead of
+// waiting for room (see postWait).
+func (u *user) awaitIMIP(call func() error) error {
+	u.mu.Lock()
+	u.inCall = true
+	if u.space != nil {
+		close(u.space) // wake a reader waiting for room: it may go on now
+		u.space = nil
+	}
+	u.mu.Unlock()
+	defer func() {
+		u.mu.Lock()
+		u.inCall = false
+		u.mu.Unlock()
+	}()
+	return call()
 }
 
 // login dials IMIP for the user's registration.
