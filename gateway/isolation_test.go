@@ -52,8 +52,11 @@ func TestBlockedUserDoesNotStallOthers(t *testing.T) {
 	bobS.waitCall(t, "MESG 100 from bob")
 	bobS.push(imipside.StatEvent{From: "300", Status: wire.StatusOnline})
 	h.x.waitPresence(t, mark, "bob's contact", presenceFromTo(cj("300"), jid.MustParse(bob), ""))
-	// Alice's overflow was refused with resource-constraint, at once.
-	errs := h.x.messages(mark, func(m xmppside.Message) bool { return m.Type == "error" })
+	// Alice's overflow was refused with resource-constraint (sent from
+	// goroutines of their own, so they may still be on their way).
+	isErr := func(m xmppside.Message) bool { return m.Type == "error" }
+	waitUntil(t, "the refusals", func() bool { return len(h.x.messages(mark, isErr)) >= n-4 })
+	errs := h.x.messages(mark, isErr)
 	if len(errs) != n-4 {
 		t.Errorf("%d errors for %d messages to a full inbox of 4, want %d:\n%s", len(errs), n, n-4, dump(toAny(errs)))
 	}
