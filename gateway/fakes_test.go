@@ -33,14 +33,26 @@ type fakeXMPP struct {
 	changed chan struct{} // closed and replaced on every send
 	sent    []any         // xmppside.Presence or xmppside.Message, in order
 	block   chan struct{} // while non-nil, sends wait until it is closed or ctx ends
+	down    bool          // the link is down: sends fail with ErrNotConnected
+}
+
+// setDown makes sends fail with xmppside.ErrNotConnected (true), as while
+// the component link is down, or succeed again (false).
+func (f *fakeXMPP) setDown(on bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.down = on
 }
 
 func newFakeXMPP() *fakeXMPP { return &fakeXMPP{changed: make(chan struct{})} }
 
 func (f *fakeXMPP) record(s any, ctx context.Context) error {
 	f.mu.Lock()
-	block := f.block
+	block, down := f.block, f.down
 	f.mu.Unlock()
+	if down {
+		return xmppside.ErrNotConnected
+	}
 	if block != nil {
 		select {
 		case <-block:

@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"errors"
+	"slices"
 	"time"
 
 	"mellium.im/xmpp/stanza"
@@ -122,8 +123,49 @@ func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
 		}
 	}
 	if err := u.g.sendMessage(m); err != nil {
+		if errors.Is(err, xmppside.ErrNotConnected) {
+			u.hold(m, ev.Time)
+			return
+		}
 		u.log.Warn("message from IMIP not delivered to XMPP", "from", ev.From, "err", err)
 	}
+}
+
+// maxHeld bounds the IMIP messages a user's run loop keeps while the
+// component link is down.
+const maxHeld = 64
+
+// hold keeps a message that could not be sent because the component link
+// is down, to send it when the link is back (onLinkUp), marked as delayed.
+// Beyond maxHeld the oldest is dropped and logged.
+func (u *user) hold(m xmppside.Message, sent time.Time) {
+	if m.Delay.IsZero() {
+		if sent.IsZero() {
+			sent = time.Now()
+		}
+		m.Delay, m.DelayFrom = sent.UTC().Truncate(time.Second), u.g.cfg.Domain
+	}
+	if len(u.held) >= maxHeld {
+		u.log.Warn("component link down too long: oldest held IMIP message dropped", "from", u.held[0].From)
+		u.held = slices.Delete(u.held, 0, 1)
+	}
+	u.held = append(u.held, m)
+}
+
+// flushHeld sends the messages held while the link was down, in order, and
+// keeps those that still cannot be sent.
+func (u *user) flushHeld() {
+	for len(u.held) > 0 {
+		if err := u.g.sendMessage(u.held[0]); err != nil {
+			if errors.Is(err, xmppside.ErrNotConnected) {
+				return // down again: the next link-up tries again
+			}
+			u.log.Warn("held message from IMIP not delivered to XMPP", "from", u.held[0].From, "err", err)
+		}
+		u.held[0] = xmppside.Message{}
+		u.held = u.held[1:]
+	}
+	u.held = nil
 }
 
 // onMessageFailed reports an IMIP refusal of a message to its sender, with

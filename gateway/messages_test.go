@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
@@ -183,5 +185,31 @@ func TestErrorMessageNotAnswered(t *testing.T) {
 	h.settle()
 	if got := h.x.since(mark); len(got) != 0 {
 		t.Errorf("answered:\n%s", dump(got))
+	}
+}
+
+// IMIP messages that arrive while the component link is down are held and
+// sent, in order and marked as delayed, once the link is back.
+func TestMessagesHeldWhileLinkDown(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	h.x.setDown(true)
+	for _, text := range []string{"one", "two"} {
+		s.push(imipside.MessageEvent{From: "100", Nick: "ann", To: "6340564", Text: text})
+	}
+	h.settle()
+	h.x.setDown(false)
+	mark := h.x.mark()
+	h.g.HandleConnected(context.Background())
+	h.settle()
+	var got []string
+	for _, m := range h.x.messages(mark, func(m xmppside.Message) bool { return m.Type == "chat" }) {
+		got = append(got, m.Body)
+		if m.Delay.IsZero() || !m.From.Equal(cj("100")) {
+			t.Errorf("held message %q: from %s, delay %v (want 100@gateway and a delay)", m.Body, m.From, m.Delay)
+		}
+	}
+	if fmt.Sprint(got) != "[one two]" {
+		t.Errorf("after the link came back: %q, want [one two]", got)
 	}
 }

@@ -108,6 +108,7 @@ type user struct {
 	contacts   map[wire.Number]contactPresence
 	list       *roster.List
 	sent       []sentMessage
+	held       []xmppside.Message // IMIP messages kept while the component link is down
 	authFailed bool
 	retry      *time.Timer
 	grace      *time.Timer // ends a session kept after registration
@@ -349,6 +350,7 @@ func (u *user) onLinkUp() {
 	if u.sess != nil {
 		u.sendAllPresence(u.bare)
 	}
+	u.flushHeld()
 }
 
 // dropUnconfirmed forgets the resources that did not answer the probe, and
