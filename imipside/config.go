@@ -23,8 +23,8 @@ const (
 	DefaultWriteTimeout = 30 * time.Second
 	// maxKeepAlive caps a server's Keep-Alive value.
 	maxKeepAlive = 24 * time.Hour
-	// maxTrackedMessages bounds the errors-only MESGs remembered while no
-	// reply confirms them.
+	// maxTrackedMessages bounds the blocks sent without waiting (errors-only
+	// MESG, LIST REJECT) remembered while no reply confirms them.
 	maxTrackedMessages = 128
 	// maxEarlyEvents bounds the pushed blocks kept while logging in.
 	maxEarlyEvents = 32

@@ -23,19 +23,23 @@
 //
 // # Replies
 //
-// Requests that wait (SetStatus, the List methods, Ping, Disconnect) park
-// on a one-slot channel registered under the block's ID; a 6xx ACK is
-// success and an 8xx ACK is an *AckError. SendMessage uses ACK-Type
-// errors-only and does not wait: its ID is remembered until a reply to a
+// Requests that wait (SetStatus, ListAdd, ListAccept, ListRemove, Ping,
+// Disconnect) park on a one-slot channel registered under the block's ID; a
+// 6xx ACK is success and an 8xx ACK is an *AckError. Their ACKs are all seen
+// on the wire or stated in the write-up. SendMessage (ACK-Type errors-only)
+// and ListReject (whose ACK is only this project's rule, so a server may
+// never send it) do not wait: the block's ID is remembered until a reply to a
 // later block confirms it (the server answers in order), and an 8xx ACK that
-// references it arrives as a MessageFailedEvent.
+// references it arrives as a MessageFailedEvent or a RequestFailedEvent.
 //
 // # Tolerance
 //
 // The session accepts blocks without the empty line, headers in any order
 // and case, several blocks in one read, Time for Timo, and a HELO without
 // Keep-Alive (60 s). Blocks of unknown type, and pushed blocks it cannot
-// decode, are logged at debug level and ignored; a block the wire codec
-// rejects ends the session. Passwords and the LOGN digest never appear in
+// decode, are logged and ignored (at warn level for a MESG or LIST, a lost
+// message or request; at debug level otherwise); a block the wire codec
+// rejects ends the session. A Buddy header that does not parse costs only
+// its malformed entries (logged at warn), never the login. Passwords and the LOGN digest never appear in
 // logs, errors or the trace.
 package imipside

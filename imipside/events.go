@@ -1,8 +1,10 @@
 package imipside
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
 
@@ -15,7 +17,7 @@ import (
 // time, in the order the server sent the blocks. It must not block: decode,
 // enqueue, return. While it runs no further block is read, keep-alive ACKs
 // included. It must not call the Session methods that wait for the server
-// (SetStatus, ListAdd, ListAccept, ListReject, ListRemove, Ping, Disconnect):
+// (SetStatus, ListAdd, ListAccept, ListRemove, Ping, Disconnect):
 // their answer would be read by the very goroutine it is holding. Close may
 // be called from it.
 type Handler interface {
@@ -29,7 +31,8 @@ type HandlerFunc func(Event)
 func (f HandlerFunc) HandleIMIP(ev Event) { f(ev) }
 
 // Event is one of StatEvent, MessageEvent, ListAddEvent, ListAcceptEvent,
-// ListRejectEvent, ListRemoveEvent, MessageFailedEvent and ClosedEvent.
+// ListRejectEvent, ListRemoveEvent, MessageFailedEvent, RequestFailedEvent
+// and ClosedEvent.
 type Event interface {
 	imipEvent()
 }
@@ -85,6 +88,17 @@ type MessageFailedEvent struct {
 	Code wire.Code
 }
 
+// RequestFailedEvent reports an ACK 8xx referencing a request sent without
+// waiting for its reply, other than a MESG (which gets MessageFailedEvent).
+// Today that is only ListReject: Type is "LIST REJECT", Number the number
+// whose request was to be refused, ID the block's ID.
+type RequestFailedEvent struct {
+	ID     uint64
+	Type   string
+	Number wire.Number
+	Code   wire.Code
+}
+
 // ClosedEvent is the last event of a session. Err is why it ended: nil after
 // Disconnect or Close.
 type ClosedEvent struct {
@@ -98,6 +112,7 @@ func (ListAcceptEvent) imipEvent()    {}
 func (ListRejectEvent) imipEvent()    {}
 func (ListRemoveEvent) imipEvent()    {}
 func (MessageFailedEvent) imipEvent() {}
+func (RequestFailedEvent) imipEvent() {}
 func (ClosedEvent) imipEvent()        {}
 
 // errIgnored marks a pushed block that cannot be turned into an event; the
@@ -141,7 +156,8 @@ func decodeMesg(b *wire.Block, own wire.Number) (Event, error) {
 	}
 	to := own
 	if v, ok := b.Lookup(wire.HdrTo); ok {
-		if to, err = wire.ParseNumber(strings.TrimSpace(v)); err != nil {
+		// Like From, To may carry a nickname: `To: 123 "me"`; it is ignored.
+		if to, _, err = wire.ParseFrom(v); err != nil {
 			return nil, ignored("MESG To: %v", err)
 		}
 	}
@@ -203,4 +219,19 @@ func fromHeader(b *wire.Block, arg string) (party, error) {
 		p.nick = a.nick
 	}
 	return p, nil
+}
+
+// logIgnored logs a pushed block that decodePush could not turn into an
+// event. A lost MESG or LIST is a message or contact request the user never
+// sees, so it is a warning; anything else (a STAT with an unknown presence,
+// an unknown block type) is routine and logged at debug level. The text of a
+// message is never logged.
+func (s *Session) logIgnored(msg string, b *wire.Block, reason error) {
+	level := slog.LevelDebug
+	switch strings.ToUpper(b.Type) {
+	case wire.TypeMESG, wire.TypeLIST:
+		level = slog.LevelWarn
+	}
+	id, _ := b.ID()
+	s.log.Log(context.Background(), level, msg, "number", s.number, "type", b.Type, "id", id, "reason", reason)
 }

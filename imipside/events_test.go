@@ -50,6 +50,9 @@ func TestDecodePush(t *testing.T) {
 		24: {frame("LIST MOVE 1", "From: 1\r\n"), nil},
 		25: {frame("LIST", "From: 1\r\n"), nil},
 		26: {frame("NOTE 1", "From: 1\r\n"), nil},
+		27: {frame("MESG", "From: 1\r\nTo: 123 \"me\"\r\n\r\nx"), MessageEvent{From: "1", To: "123", Text: "x"}},
+		28: {frame("MESG", "From: 1\r\nTo:  123 \r\n\r\nx"), MessageEvent{From: "1", To: "123", Text: "x"}},
+		29: {frame("MESG", "From: 1\r\nTo: 123 me\r\n\r\nx"), nil},
 	}
 	for i, tt := range tests {
 		b := parseBlock(t, tt.raw)
@@ -224,7 +227,7 @@ func TestTrackedMessagesBounded(t *testing.T) {
 func trackedCount(s *Session) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return len(s.mesgs)
+	return len(s.unacked)
 }
 
 // TestPushBeforeLoginReply: blocks pushed before the LOGN reply are kept

@@ -77,7 +77,7 @@ func (s *Session) dispatch(b *wire.Block) error {
 	case wire.TypeSTAT, wire.TypeMESG, wire.TypeLIST:
 		ev, err := decodePush(b, s.number)
 		if err != nil {
-			s.log.Debug("imipside: ignoring block", "number", s.number, "type", b.Type, "reason", err)
+			s.logIgnored("imipside: ignoring block", b, err)
 			return nil
 		}
 		s.emit(ev)
@@ -101,7 +101,8 @@ func (s *Session) dispatch(b *wire.Block) error {
 }
 
 // reply delivers the answer to the client block ref. The server answers in
-// order, so it also confirms every earlier errors-only MESG.
+// order, so it also confirms every earlier block sent without waiting
+// (errors-only MESG, LIST REJECT).
 func (s *Session) reply(ref uint64, code wire.Code, typ string) {
 	s.mu.Lock()
 	if s.closed {
@@ -120,22 +121,22 @@ func (s *Session) reply(ref uint64, code wire.Code, typ string) {
 			s.pending = nil
 		}
 	}
-	var failed *MessageFailedEvent
+	var failed Event
 	i := 0
-	for i < len(s.mesgs) && s.mesgs[i].id < ref {
+	for i < len(s.unacked) && s.unacked[i].id < ref {
 		i++
 	}
-	mesg := i < len(s.mesgs) && s.mesgs[i].id == ref
-	if mesg {
+	hit := i < len(s.unacked) && s.unacked[i].id == ref
+	if hit {
 		if !code.OK() {
-			failed = &MessageFailedEvent{ID: ref, To: s.mesgs[i].to, Code: code}
+			failed = s.unacked[i].failure(code)
 		}
 		i++
 	}
-	if i == len(s.mesgs) {
-		s.mesgs = nil
+	if i == len(s.unacked) {
+		s.unacked = nil
 	} else {
-		s.mesgs = s.mesgs[i:]
+		s.unacked = s.unacked[i:]
 	}
 	s.mu.Unlock()
 
@@ -143,8 +144,8 @@ func (s *Session) reply(ref uint64, code wire.Code, typ string) {
 	case w != nil:
 		w.deliver(ackResult{code: code})
 	case failed != nil:
-		s.emit(*failed)
-	case !mesg && !ping:
+		s.emit(failed)
+	case !hit && !ping:
 		s.log.Debug("imipside: reply to no waiting request", "number", s.number, "type", typ, "reference", ref, "code", int(code))
 	}
 }

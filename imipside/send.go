@@ -32,7 +32,8 @@ func (w *waiter) deliver(r ackResult) {
 // sendOpts says what to remember about a block being sent.
 type sendOpts struct {
 	wait      *waiter     // register for the reply
-	mesgTo    wire.Number // track as an errors-only MESG to this number
+	track     trackKind   // remember without waiting: an 8xx ACK becomes an event
+	trackNum  wire.Number // the number that event names
 	keepAlive bool        // the keep-alive PING
 	disc      bool        // DISC
 	timeout   time.Duration
@@ -72,11 +73,11 @@ func (s *Session) send(ctx context.Context, b *wire.Block, opts sendOpts) (uint6
 		}
 		s.pending[id] = opts.wait
 	}
-	if opts.mesgTo != "" {
-		if len(s.mesgs) >= maxTrackedMessages {
-			s.mesgs = s.mesgs[1:]
+	if opts.track != 0 {
+		if len(s.unacked) >= maxTrackedMessages {
+			s.unacked = s.unacked[1:]
 		}
-		s.mesgs = append(s.mesgs, trackedMesg{id: id, to: opts.mesgTo})
+		s.unacked = append(s.unacked, tracked{id: id, num: opts.trackNum, kind: opts.track})
 	}
 	if opts.keepAlive {
 		s.pingOut = id
@@ -185,7 +186,7 @@ func (s *Session) SendMessage(ctx context.Context, to wire.Number, text string) 
 		{Name: wire.HdrACKType, Value: wire.ACKTypeErrorsOnly},
 		{Name: wire.HdrFrom, Value: string(s.number)},
 	}, Body: []byte(text)}
-	return s.send(ctx, &b, sendOpts{mesgTo: to})
+	return s.send(ctx, &b, sendOpts{track: trackMESG, trackNum: to})
 }
 
 // ListAdd asks to add n to the contact list (LIST ADD), with text as the
@@ -201,10 +202,19 @@ func (s *Session) ListAccept(ctx context.Context, n wire.Number, nick string) er
 	return s.listRequest(ctx, "ACCEPT", n, nick, false, "")
 }
 
-// ListReject refuses n's request to add the user (LIST REJECT) and waits for
-// the ACK.
+// ListReject refuses n's request to add the user (LIST REJECT) and returns
+// once the block is written: it does not wait for the server, since the
+// ACK to a client LIST REJECT is this project's own rule (IMIP.md [ours])
+// that a server may never follow. Like a MESG, the block is remembered until
+// a reply to a later block confirms it; an 8xx ACK that references it arrives
+// as a RequestFailedEvent with Type "LIST REJECT".
 func (s *Session) ListReject(ctx context.Context, n wire.Number) error {
-	return s.listRequest(ctx, "REJECT", n, "", false, "")
+	b, err := s.listBlock("REJECT", n, "", false, "")
+	if err != nil {
+		return err
+	}
+	_, err = s.send(ctx, b, sendOpts{track: trackListReject, trackNum: n})
+	return err
 }
 
 // ListRemove drops n from the contact list (LIST REMOVE) and waits for the
@@ -214,8 +224,17 @@ func (s *Session) ListRemove(ctx context.Context, n wire.Number) error {
 }
 
 func (s *Session) listRequest(ctx context.Context, op string, n wire.Number, nick string, buddyList bool, text string) error {
+	b, err := s.listBlock(op, n, nick, buddyList, text)
+	if err != nil {
+		return err
+	}
+	return s.request(ctx, b, sendOpts{})
+}
+
+// listBlock builds a client LIST block (its ID is set by send).
+func (s *Session) listBlock(op string, n wire.Number, nick string, buddyList bool, text string) (*wire.Block, error) {
 	if !n.Valid() {
-		return fmt.Errorf("imipside: LIST %s: invalid number %q", op, n)
+		return nil, fmt.Errorf("imipside: LIST %s: invalid number %q", op, n)
 	}
 	hdrs := make([]wire.Header, 0, 3)
 	hdrs = append(hdrs, idHeader())
@@ -227,8 +246,7 @@ func (s *Session) listRequest(ctx context.Context, op string, n wire.Number, nic
 	if text != "" {
 		body = []byte(text)
 	}
-	b := wire.Block{Type: wire.TypeLIST, Arg: op + " " + wire.FormatFrom(n, nick), Headers: hdrs, Body: body}
-	return s.request(ctx, &b, sendOpts{})
+	return &wire.Block{Type: wire.TypeLIST, Arg: op + " " + wire.FormatFrom(n, nick), Headers: hdrs, Body: body}, nil
 }
 
 // Ping sends PING and waits for the ACK.

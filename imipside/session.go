@@ -41,7 +41,7 @@ type Session struct {
 
 	mu            sync.Mutex
 	pending       map[uint64]*waiter // requests waiting for their reply
-	mesgs         []trackedMesg      // errors-only MESGs not yet confirmed, ascending IDs
+	unacked       []tracked          // blocks sent without waiting (MESG, LIST REJECT) not yet confirmed, ascending IDs
 	ka            *time.Timer        // keep-alive timer, nil before login
 	pingOut       uint64             // ID of the unanswered keep-alive PING, 0 if none
 	closed        bool
@@ -53,9 +53,27 @@ type Session struct {
 	done      chan struct{}
 }
 
-type trackedMesg struct {
-	id uint64
-	to wire.Number
+// tracked is a block sent without waiting for its reply: an errors-only
+// MESG or a LIST REJECT. An 8xx ACK that references it becomes an event.
+type tracked struct {
+	id   uint64
+	num  wire.Number // the MESG's recipient, the number rejected
+	kind trackKind
+}
+
+type trackKind uint8
+
+const (
+	trackMESG trackKind = iota + 1
+	trackListReject
+)
+
+// failure is the event reporting an 8xx ACK to t.
+func (t tracked) failure(code wire.Code) Event {
+	if t.kind == trackListReject {
+		return RequestFailedEvent{ID: t.id, Type: wire.TypeLIST + " REJECT", Number: t.num, Code: code}
+	}
+	return MessageFailedEvent{ID: t.id, To: t.num, Code: code}
 }
 
 // Dial connects to cfg.Addr and logs in: HELO, then LOGN with the MD5 of the
@@ -143,7 +161,14 @@ func (s *Session) handshake(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return fmt.Errorf("imipside: login: %w", err)
 	}
-	b, err := s.awaitReply(wire.TypeHELO, heloID)
+	var dropped int
+	defer func() {
+		if dropped > 0 {
+			s.log.Warn("imipside: login: dropped blocks pushed before login completed",
+				"number", s.number, "dropped", dropped, "kept", maxEarlyEvents)
+		}
+	}()
+	b, err := s.awaitReply(wire.TypeHELO, heloID, &dropped)
 	if err != nil {
 		return err
 	}
@@ -173,7 +198,7 @@ func (s *Session) handshake(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("imipside: login: %w", err)
 	}
 	clear(logn.Body)
-	b, err = s.awaitReply(wire.TypeLOGN, lognID)
+	b, err = s.awaitReply(wire.TypeLOGN, lognID, &dropped)
 	if err != nil {
 		return err
 	}
@@ -181,9 +206,13 @@ func (s *Session) handshake(ctx context.Context, cfg Config) error {
 		return nil // a 6xx ACK instead of the LOGN reply: logged in, no contacts
 	}
 	if v, ok := b.Lookup(wire.HdrBuddy); ok {
-		list, err := wire.ParseBuddyList(v)
+		// Lenient: a contact controls its own nickname, and one that does
+		// not survive the unescaped header format must not lock the user
+		// out. The entries that parse are kept.
+		list, err := wire.ParseBuddyListLenient(v)
 		if err != nil {
-			return fmt.Errorf("imipside: login: Buddy header: %w", err)
+			s.log.Warn("imipside: login: malformed Buddy header, skipped what did not parse",
+				"number", s.number, "kept", len(list), "err", err)
 		}
 		s.contacts = list
 	}
@@ -193,8 +222,8 @@ func (s *Session) handshake(ctx context.Context, cfg Config) error {
 // awaitReply reads blocks until the server's answer to the block typ sent
 // with ID id: a block of type typ (not referencing another block), or an ACK
 // referencing id. A failure ACK is a *LoginError. Blocks pushed meanwhile are
-// kept for the Handler.
-func (s *Session) awaitReply(typ string, id uint64) (*wire.Block, error) {
+// kept for the Handler, up to maxEarlyEvents; *dropped counts the others.
+func (s *Session) awaitReply(typ string, id uint64, dropped *int) (*wire.Block, error) {
 	b := &s.in
 	for range 64 {
 		if err := s.r.ReadBlock(b); err != nil {
@@ -219,11 +248,13 @@ func (s *Session) awaitReply(typ string, id uint64) (*wire.Block, error) {
 		default:
 			ev, err := decodePush(b, s.number)
 			if err != nil {
-				s.log.Debug("imipside: ignoring block while logging in", "number", s.number, "type", b.Type, "reason", err)
+				s.logIgnored("imipside: ignoring block while logging in", b, err)
 				continue
 			}
 			if len(s.early) < maxEarlyEvents {
 				s.early = append(s.early, ev)
+			} else {
+				*dropped++
 			}
 		}
 	}
@@ -306,7 +337,7 @@ func (s *Session) closeWith(cause error) {
 	s.closed = true
 	s.err = cause
 	pending := s.pending
-	s.pending, s.mesgs = nil, nil
+	s.pending, s.unacked = nil, nil
 	if s.ka != nil {
 		s.ka.Stop()
 	}

@@ -75,52 +75,91 @@ func FormatFrom(n Number, nick string) string {
 // number optionally followed by its nickname in double quotes. Spaces after
 // commas and entries without a nickname are accepted; a nickname may itself
 // hold commas and quotes, since it ends only at a quote followed by a comma
-// or the end.
+// or the end. Any malformed entry makes the whole header an error; see
+// ParseBuddyListLenient for a parser that skips it.
 func ParseBuddyList(s string) ([]Buddy, error) {
+	return parseBuddyList(s, false)
+}
+
+// ParseBuddyListLenient parses a Buddy header like ParseBuddyList but skips
+// what it cannot read: a malformed entry is dropped up to the next comma and
+// parsing goes on after it. It returns the entries it could read and the
+// first error met (nil when the header is well formed, and then the result
+// equals ParseBuddyList's). A nickname that holds `", ` (which
+// FormatBuddyList does not escape) costs the entry its nickname's tail, not
+// the whole list.
+func ParseBuddyListLenient(s string) ([]Buddy, error) {
+	return parseBuddyList(s, true)
+}
+
+func parseBuddyList(s string, lenient bool) ([]Buddy, error) {
 	var out []Buddy
+	var first error
 	s = strings.TrimSpace(s)
 	for s != "" {
-		i := 0
-		for i < len(s) && s[i] >= '0' && s[i] <= '9' {
-			i++
+		b, rest, err := nextBuddy(s)
+		if err == nil {
+			out = append(out, b)
+			if rest == "" {
+				break
+			}
+			// rest starts with ','.
+			if s = strings.TrimLeft(rest[1:], " "); s == "" {
+				err = protoErr(ErrBadValue, "buddy list ends with ','")
+			}
 		}
-		n, err := ParseNumber(s[:i])
 		if err != nil {
-			return nil, err
-		}
-		s = strings.TrimLeft(s[i:], " ")
-		nick := ""
-		if strings.HasPrefix(s, `"`) {
-			end := -1
-			for j := 1; j < len(s); j++ {
-				if s[j] != '"' {
-					continue
-				}
-				after := strings.TrimLeft(s[j+1:], " ")
-				if after == "" || after[0] == ',' {
-					end = j
-					break
-				}
+			if !lenient {
+				return nil, err
 			}
-			if end < 0 {
-				return nil, protoErr(ErrBadValue, "unterminated nickname in buddy list")
+			if first == nil {
+				first = err
 			}
-			nick = s[1:end]
-			s = strings.TrimLeft(s[end+1:], " ")
-		}
-		out = append(out, Buddy{Number: n, Nick: nick})
-		if s == "" {
-			break
-		}
-		if s[0] != ',' {
-			return nil, protoErr(ErrBadValue, "buddy list: expected ',' at "+strconv.Quote(clip(s)))
-		}
-		s = strings.TrimLeft(s[1:], " ")
-		if s == "" {
-			return nil, protoErr(ErrBadValue, "buddy list ends with ','")
+			i := strings.IndexByte(s, ',')
+			if i < 0 {
+				break
+			}
+			s = strings.TrimLeft(s[i+1:], " ")
 		}
 	}
-	return out, nil
+	return out, first
+}
+
+// nextBuddy parses the entry at the start of s. rest is what follows it:
+// "" or a string starting with ','.
+func nextBuddy(s string) (b Buddy, rest string, err error) {
+	i := 0
+	for i < len(s) && s[i] >= '0' && s[i] <= '9' {
+		i++
+	}
+	n, err := ParseNumber(s[:i])
+	if err != nil {
+		return b, "", err
+	}
+	s = strings.TrimLeft(s[i:], " ")
+	nick := ""
+	if strings.HasPrefix(s, `"`) {
+		end := -1
+		for j := 1; j < len(s); j++ {
+			if s[j] != '"' {
+				continue
+			}
+			after := strings.TrimLeft(s[j+1:], " ")
+			if after == "" || after[0] == ',' {
+				end = j
+				break
+			}
+		}
+		if end < 0 {
+			return b, "", protoErr(ErrBadValue, "unterminated nickname in buddy list")
+		}
+		nick = s[1:end]
+		s = strings.TrimLeft(s[end+1:], " ")
+	}
+	if s != "" && s[0] != ',' {
+		return b, "", protoErr(ErrBadValue, "buddy list: expected ',' at "+strconv.Quote(clip(s)))
+	}
+	return Buddy{Number: n, Nick: nick}, s, nil
 }
 
 // FormatBuddyList returns the Buddy header value for list, entries joined by

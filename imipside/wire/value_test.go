@@ -60,6 +60,93 @@ func TestParseBuddyList(t *testing.T) {
 	}
 }
 
+func TestParseBuddyListLenient(t *testing.T) {
+	hostile := FormatBuddyList([]Buddy{{"42", "a"}, {"43", `x", y`}, {"44", "b"}})
+	cases := []struct {
+		in     string
+		want   []Buddy
+		errors bool
+	}{
+		0: {`7744387 "mawis76",1234567 "other"`, []Buddy{{"7744387", "mawis76"}, {"1234567", "other"}}, false},
+		1: {``, nil, false},
+		2: {`42 "Smith, John",43 "x"`, []Buddy{{"42", "Smith, John"}, {"43", "x"}}, false},
+		// A contact's nickname holding `", ` (FormatBuddyList does not
+		// escape it): that contact keeps its number and the head of its
+		// nickname, the others are intact.
+		3:  {hostile, []Buddy{{"42", "a"}, {"43", "x"}, {"44", "b"}}, true},
+		4:  {`42 "a", x",43 "b"`, []Buddy{{"42", "a"}, {"43", "b"}}, true},
+		5:  {`42,`, []Buddy{{"42", ""}}, true},
+		6:  {`42, `, []Buddy{{"42", ""}}, true},
+		7:  {`,42`, []Buddy{{"42", ""}}, true},
+		8:  {`42,,43`, []Buddy{{"42", ""}, {"43", ""}}, true},
+		9:  {`abc "x",43`, []Buddy{{"43", ""}}, true},
+		10: {`12a "x",43 "y"`, []Buddy{{"43", "y"}}, true},
+		11: {`42 nick,43`, []Buddy{{"43", ""}}, true},
+		12: {`42 "unterminated`, nil, true},
+		13: {`41,42 "unterminated,43`, []Buddy{{"41", ""}, {"43", ""}}, true},
+		14: {strings.Repeat("1", 21) + `,42`, []Buddy{{"42", ""}}, true},
+		15: {`x`, nil, true},
+		16: {`,,,`, nil, true},
+	}
+	for i, c := range cases {
+		got, err := ParseBuddyListLenient(c.in)
+		if (err != nil) != c.errors {
+			t.Errorf("%d %q: err %v, want error %v", i, c.in, err, c.errors)
+		}
+		if err != nil && !errors.Is(err, ErrBadValue) {
+			t.Errorf("%d %q: %v does not match ErrBadValue", i, c.in, err)
+		}
+		if !slices.Equal(got, c.want) {
+			t.Errorf("%d %q: %q, want %q", i, c.in, got, c.want)
+		}
+		// The strict parser fails exactly where the lenient one reports
+		// an error, and agrees with it otherwise.
+		strict, serr := ParseBuddyList(c.in)
+		if (serr != nil) != c.errors || (serr == nil && !slices.Equal(strict, got)) {
+			t.Errorf("%d %q: strict %q, %v; lenient %q, %v", i, c.in, strict, serr, got, err)
+		}
+	}
+}
+
+func FuzzParseBuddyList(f *testing.F) {
+	for _, s := range []string{
+		`7744387 "mawis76",1234567 "other"`,
+		`7744387 "mawis76", 1234567 "other"`,
+		`42 "Smith, John",43 "x"`,
+		`42 "the "boss"",43`,
+		`42 "a", x",43 "b"`,
+		`42 "a",43 "x", y",44 "b"`,
+		`42,,43`,
+		`,42`,
+		`42 "unterminated`,
+		`42 nick,43`,
+		strings.Repeat("1", 21) + `,42`,
+	} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		strict, serr := ParseBuddyList(s)
+		lenient, lerr := ParseBuddyListLenient(s)
+		if (serr == nil) != (lerr == nil) {
+			t.Fatalf("%q: strict err %v, lenient err %v", s, serr, lerr)
+		}
+		if serr == nil && !slices.Equal(strict, lenient) {
+			t.Fatalf("%q: strict %q, lenient %q", s, strict, lenient)
+		}
+		if lerr != nil && !errors.Is(lerr, ErrBadValue) {
+			t.Fatalf("%q: %v does not match ErrBadValue", s, lerr)
+		}
+		if n := strings.Count(s, ",") + 1; len(lenient) > n {
+			t.Fatalf("%q: %d entries from %d comma-separated parts", s, len(lenient), n)
+		}
+		for _, b := range lenient {
+			if !b.Number.Valid() {
+				t.Fatalf("%q: invalid number %q", s, b.Number)
+			}
+		}
+	})
+}
+
 func TestFormatBuddyListRoundTrip(t *testing.T) {
 	lists := [][]Buddy{
 		{{"7744387", "mawis76"}, {"1234567", "other"}},
