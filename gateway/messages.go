@@ -85,6 +85,10 @@ func (u *user) onIMIP(ev imipside.Event) {
 	case imipside.ListRemoveEvent:
 		u.applyRoster(roster.ServerListRemove{Number: ev.From})
 		delete(u.contacts, ev.From)
+	case imipside.RequestFailedEvent:
+		u.log.Warn("IMIP refused a request", "request", ev.Type, "number", ev.Number, "code", int(ev.Code))
+		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
+			Body: "The IMIP network refused " + ev.Type + " " + string(ev.Number) + ": " + ev.Code.String()})
 	case imipside.ClosedEvent:
 		u.onClosed(ev.Err)
 	}
