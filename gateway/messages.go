@@ -4,6 +4,7 @@ import (
 	"errors"
 	"slices"
 	"time"
+	"unicode/utf8"
 
 	"mellium.im/xmpp/stanza"
 
@@ -77,7 +78,7 @@ func (u *user) onIMIP(ev imipside.Event) {
 	case imipside.MessageFailedEvent:
 		u.onMessageFailed(ev)
 	case imipside.ListAddEvent:
-		u.applyRoster(roster.ServerListAdd{Number: ev.From, Nick: ev.Nick, Text: ev.Text})
+		u.onListAdd(ev)
 	case imipside.ListAcceptEvent:
 		u.applyRoster(roster.ServerListAccept{Number: ev.From, Nick: ev.Nick})
 	case imipside.ListRejectEvent:
@@ -92,6 +93,43 @@ func (u *user) onIMIP(ev imipside.Event) {
 	case imipside.ClosedEvent:
 		u.onClosed(ev.Err)
 	}
+}
+
+// Limits on contact requests from IMIP, which any IMIP user can send.
+const (
+	maxPendingIn   = 100  // unanswered requests kept per user
+	maxRequestText = 1024 // bytes of a request's text kept and shown
+)
+
+// onListAdd handles a contact request, within the limits: the text is cut
+// to maxRequestText, and beyond maxPendingIn unanswered requests new ones
+// are ignored (the IMIP server keeps them and delivers them again at the
+// next login).
+func (u *user) onListAdd(ev imipside.ListAddEvent) {
+	if _, known := u.list.Contact(ev.From); !known {
+		pending := 0
+		for _, c := range u.list.Contacts() {
+			if c.PendingIn {
+				pending++
+			}
+		}
+		if pending >= maxPendingIn {
+			u.log.Warn("too many unanswered contact requests: one ignored", "from", ev.From, "pending", pending)
+			return
+		}
+	}
+	u.applyRoster(roster.ServerListAdd{Number: ev.From, Nick: ev.Nick, Text: truncateUTF8(ev.Text, maxRequestText)})
+}
+
+// truncateUTF8 cuts s to at most n bytes without splitting a character.
+func truncateUTF8(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
 
 // onStat caches a contact's presence and forwards it.

@@ -1,9 +1,11 @@
 package gateway
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"mellium.im/xmpp/jid"
 
@@ -246,5 +248,27 @@ func TestRosterSyncRosterExchange(t *testing.T) {
 	}
 	if subs := h.x.presences(mark, func(p xmppside.Presence) bool { return p.Type == "subscribe" && p.From.Localpart() != "" }); len(subs) != 0 {
 		t.Errorf("subscription requests sent although XEP-0144 was used:\n%s", dump(toAny(subs)))
+	}
+}
+
+// Contact requests from IMIP are bounded: the text is cut, and beyond
+// maxPendingIn unanswered requests new ones are ignored.
+func TestIncomingRequestLimits(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	long := strings.Repeat("é", maxRequestText) // 2 bytes each
+	mark := h.x.mark()
+	s.push(imipside.ListAddEvent{From: "5", Nick: "five", Text: long})
+	p := h.x.waitPresence(t, mark, "subscribe from 5", presenceFromTo(cj("5"), aliceJID, "subscribe"))
+	if len(p.Status) > maxRequestText || !utf8.ValidString(p.Status) || len(p.Status) < maxRequestText-1 {
+		t.Errorf("request text of %d bytes (valid UTF-8: %v), want cut to about %d", len(p.Status), utf8.ValidString(p.Status), maxRequestText)
+	}
+	for i := range maxPendingIn + 20 {
+		s.push(imipside.ListAddEvent{From: wire.Number(fmt.Sprintf("%d", 1000+i)), Nick: "x"})
+	}
+	h.settle()
+	subs := h.x.presences(mark, func(p xmppside.Presence) bool { return p.Type == "subscribe" && p.From.Localpart() != "" })
+	if len(subs) != maxPendingIn {
+		t.Errorf("%d requests passed on, want %d", len(subs), maxPendingIn)
 	}
 }
