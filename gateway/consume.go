@@ -22,7 +22,9 @@ type XMPP interface {
 // component implements it; a sender without it makes the gateway fall back to
 // subscription presences.
 type RosterAccess interface {
-	Privileges() xmppside.Privileges
+	// PrivilegesFor returns the XEP-0356 grant of the server of user's
+	// domain (the zero value when it granted nothing).
+	PrivilegesFor(user jid.JID) xmppside.Privileges
 	RosterGet(ctx context.Context, user jid.JID) ([]xmppside.RosterItem, error)
 	RosterSet(ctx context.Context, user jid.JID, items []xmppside.RosterItem) error
 	DiscoFeatures(ctx context.Context, to jid.JID) ([]string, error)

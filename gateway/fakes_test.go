@@ -213,7 +213,7 @@ type fakeRosterXMPP struct {
 
 var _ RosterAccess = (*fakeRosterXMPP)(nil)
 
-func (f *fakeRosterXMPP) Privileges() xmppside.Privileges {
+func (f *fakeRosterXMPP) PrivilegesFor(user jid.JID) xmppside.Privileges {
 	switch f.mode {
 	case privBoth, privSetFail:
 		return xmppside.Privileges{Namespace: "urn:xmpp:privilege:2", Roster: "both"}

@@ -358,14 +358,19 @@ func (g *Gateway) Translate(input string) (jid.JID, error) {
 
 // sendPresence sends p bounded by the op timeout, logging a failure.
 func (g *Gateway) sendPresence(p xmppside.Presence) {
+	if err := g.trySendPresence(p); err != nil {
+		g.log.Debug("presence not sent", "to", p.To, "type", p.Type, "err", err)
+	}
+}
+
+// trySendPresence sends p bounded by the op timeout and returns the error.
+func (g *Gateway) trySendPresence(p xmppside.Presence) error {
 	if g.xmpp == nil {
-		return
+		return errors.New("gateway: no component attached")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
 	defer cancel()
-	if err := g.xmpp.SendPresence(ctx, p); err != nil {
-		g.log.Debug("presence not sent", "to", p.To, "type", p.Type, "err", err)
-	}
+	return g.xmpp.SendPresence(ctx, p)
 }
 
 // sendMessage sends m bounded by the op timeout and returns the error.

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -270,5 +271,34 @@ func TestIncomingRequestLimits(t *testing.T) {
 	subs := h.x.presences(mark, func(p xmppside.Presence) bool { return p.Type == "subscribe" && p.From.Localpart() != "" })
 	if len(subs) != maxPendingIn {
 		t.Errorf("%d requests passed on, want %d", len(subs), maxPendingIn)
+	}
+}
+
+// A roster sync that could not reach the user (the component link was
+// down) is pushed again when the link is back, although the stored list
+// already holds the contacts.
+func TestRosterPushedAgainAfterLinkDown(t *testing.T) {
+	h := newHarness(t, "")
+	h.d.setBuddies("6340564", wire.Buddy{Number: "100", Nick: "ann"})
+	h.x.setDown(true)
+	h.register(alice, "6340564")
+	i := h.d.sessionCount()
+	h.available(aliceHW, "", "")
+	h.d.waitSession(t, i).waitCall(t, "STAT ONLINE")
+	h.settle()
+	h.x.setDown(false)
+	mark := h.x.mark()
+	h.g.HandleConnected(context.Background())
+	p := h.x.waitPresence(t, mark, "subscribe from ann", presenceFromTo(cj("100"), aliceJID, "subscribe"))
+	if p.Nick != "ann" {
+		t.Errorf("subscribe nick %q, want ann", p.Nick)
+	}
+	// Pushed once: a second link-up sends nothing more.
+	h.settle()
+	mark = h.x.mark()
+	h.g.HandleConnected(context.Background())
+	h.settle()
+	if subs := h.x.presences(mark, func(p xmppside.Presence) bool { return p.Type == "subscribe" && p.From.Localpart() != "" }); len(subs) != 0 {
+		t.Errorf("pushed again after a successful push:\n%s", dump(toAny(subs)))
 	}
 }

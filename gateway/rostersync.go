@@ -2,6 +2,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"slices"
 
 	"mellium.im/xmpp/jid"
@@ -63,9 +64,9 @@ func (u *user) do(a roster.Action) {
 			u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(a.From), To: u.bare, Type: "unavailable"})
 		}
 	case roster.RosterUpsert:
-		u.pushRoster(ctx, []roster.Contact{a.Contact}, nil, false)
+		_ = u.pushRoster([]roster.Contact{a.Contact}, nil, false)
 	case roster.RosterRemove:
-		u.pushRoster(ctx, nil, []wire.Number{a.Number}, false)
+		_ = u.pushRoster(nil, []wire.Number{a.Number}, false)
 	case roster.Refused:
 		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Body: a.Reason})
 	case roster.Persist:
@@ -113,20 +114,54 @@ func (u *user) persist(ctx context.Context) {
 func (u *user) syncRoster(buddies []wire.Buddy) {
 	plan := roster.Sync(u.list.Contacts(), buddies)
 	if !plan.Changed() {
+		if u.rosterStale {
+			u.resyncRoster()
+		}
 		return
 	}
 	allow := u.g.cfg.AllowRemove || (u.reg != nil && u.reg.AllowRemove)
 	u.list = roster.New(roster.Options{AllowRemove: allow}, plan.Result)
 	ctx, cancel := u.opCtx()
-	defer cancel()
 	u.persist(ctx)
+	cancel()
 	removed := make([]wire.Number, 0, len(plan.Remove))
 	for _, c := range plan.Remove {
 		removed = append(removed, c.Number)
 	}
 	upserts := append(slices.Clone(plan.Add), plan.Update...)
+	if u.rosterStale {
+		upserts = append(upserts, listed(plan.Unchanged)...)
+	}
 	u.log.Info("roster sync", "added", len(plan.Add), "updated", len(plan.Update), "removed", len(plan.Remove))
-	u.pushRoster(ctx, upserts, removed, true)
+	u.noteRosterPush(u.pushRoster(upserts, removed, true))
+}
+
+// resyncRoster pushes every listed contact again, after a push that did
+// not reach the user (the component link was down).
+func (u *user) resyncRoster() {
+	u.log.Info("roster sync again after a failed push")
+	u.noteRosterPush(u.pushRoster(listed(u.list.Contacts()), nil, true))
+}
+
+// noteRosterPush records whether the user's roster may lack what the store
+// says was synced; such a roster is pushed again at the next login or when
+// the component link is back.
+func (u *user) noteRosterPush(err error) {
+	if err != nil {
+		u.log.Warn("roster push did not reach the user; will push again", "err", err)
+	}
+	u.rosterStale = err != nil
+}
+
+// listed returns the contacts on the user's IMIP list.
+func listed(cs []roster.Contact) []roster.Contact {
+	var out []roster.Contact
+	for _, c := range cs {
+		if c.InList {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // pushRoster puts contacts into the user's roster and takes numbers out of
@@ -134,10 +169,12 @@ func (u *user) syncRoster(buddies []wire.Buddy) {
 // privileged roster access, else XEP-0144 roster item exchange to resources
 // that support it, else subscription presences. fallback says whether the
 // presence tier should send subscriptions itself (a sync) or whether the
-// roster state machine already did (a single transition).
-func (u *user) pushRoster(ctx context.Context, upserts []roster.Contact, removed []wire.Number, fallback bool) {
+// roster state machine already did (a single transition). It returns an
+// error when nothing could reach the user (the component link is down).
+// Each network request has its own time bound.
+func (u *user) pushRoster(upserts []roster.Contact, removed []wire.Number, fallback bool) error {
 	if len(upserts) == 0 && len(removed) == 0 {
-		return
+		return nil
 	}
 	items := make([]xmppside.RosterItem, 0, len(upserts)+len(removed))
 	for _, c := range upserts {
@@ -148,42 +185,64 @@ func (u *user) pushRoster(ctx context.Context, upserts []roster.Contact, removed
 		items = append(items, xmppside.RosterItem{JID: u.g.contactJID(n), Remove: true})
 	}
 	if ra, ok := u.g.xmpp.(RosterAccess); ok {
-		if pr := ra.Privileges(); pr.Roster == "set" || pr.Roster == "both" {
-			if err := u.rosterSet(ctx, ra, items); err == nil {
-				return
-			} else {
-				u.log.Info("privileged roster set failed; falling back", "err", err)
+		if pr := u.privileges(ra); pr.Roster == "set" || pr.Roster == "both" {
+			err := u.rosterSet(ra, items)
+			if err == nil {
+				return nil
 			}
+			if errors.Is(err, xmppside.ErrNotConnected) {
+				return err
+			}
+			u.log.Info("privileged roster set failed; falling back", "err", err)
 		}
-		if targets := u.rosterxTargets(ctx, ra); len(targets) > 0 {
-			sent := false
-			for _, to := range targets {
-				if err := ra.SendRosterExchange(ctx, to, items); err == nil {
-					sent = true
-				}
+		ctx, cancel := u.opCtx()
+		targets := u.rosterxTargets(ctx, ra)
+		cancel()
+		sent := false
+		for _, to := range targets {
+			ctx, cancel := u.opCtx()
+			if err := ra.SendRosterExchange(ctx, to, items); err == nil {
+				sent = true
 			}
-			if sent {
-				return
-			}
+			cancel()
+		}
+		if sent {
+			return nil
 		}
 	}
 	if !fallback {
-		return
+		return nil
+	}
+	var firstErr error
+	send := func(p xmppside.Presence) {
+		if err := u.g.trySendPresence(p); err != nil && firstErr == nil {
+			firstErr = err
+		}
 	}
 	for _, c := range upserts {
-		u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(c.Number), To: u.bare, Type: "subscribe", Nick: c.Nick})
+		send(xmppside.Presence{From: u.g.contactJID(c.Number), To: u.bare, Type: "subscribe", Nick: c.Nick})
 	}
 	for _, n := range removed {
 		for _, t := range [...]string{"unsubscribe", "unsubscribed", "unavailable"} {
-			u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(n), To: u.bare, Type: t})
+			send(xmppside.Presence{From: u.g.contactJID(n), To: u.bare, Type: t})
 		}
 	}
+	return firstErr
 }
 
-// rosterSet sets items one by one (a roster set holds one item).
-func (u *user) rosterSet(ctx context.Context, ra RosterAccess, items []xmppside.RosterItem) error {
+// privileges returns the XEP-0356 grant that covers the user.
+func (u *user) privileges(ra RosterAccess) xmppside.Privileges {
+	return ra.PrivilegesFor(u.bare)
+}
+
+// rosterSet sets items one by one (a roster set holds one item), each
+// bounded by the op timeout.
+func (u *user) rosterSet(ra RosterAccess, items []xmppside.RosterItem) error {
 	for _, it := range items {
-		if err := ra.RosterSet(ctx, u.bare, []xmppside.RosterItem{it}); err != nil {
+		ctx, cancel := u.opCtx()
+		err := ra.RosterSet(ctx, u.bare, []xmppside.RosterItem{it})
+		cancel()
+		if err != nil {
 			return err
 		}
 	}
@@ -220,7 +279,7 @@ func (u *user) cleanRoster() {
 		nums = append(nums, c.Number)
 	}
 	if ra, ok := u.g.xmpp.(RosterAccess); ok {
-		if pr := ra.Privileges(); pr.Roster == "both" {
+		if pr := u.privileges(ra); pr.Roster == "both" {
 			if items, err := ra.RosterGet(ctx, u.bare); err == nil {
 				for _, it := range items {
 					if it.JID.Domainpart() != u.g.cfg.Domain.Domainpart() || it.JID.Localpart() == "" {

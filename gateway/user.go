@@ -109,13 +109,15 @@ type user struct {
 	list       *roster.List
 	sent       []sentMessage
 	held       []xmppside.Message // IMIP messages kept while the component link is down
-	authFailed bool
-	retry      *time.Timer
-	grace      *time.Timer // ends a session kept after registration
-	confirm    *time.Timer // drops resources that did not answer the probe
-	confirmSeq uint64
-	retryDelay time.Duration
-	dialing    bool
+	// rosterStale: a roster push did not reach the user; push again.
+	rosterStale bool
+	authFailed  bool
+	retry       *time.Timer
+	grace       *time.Timer // ends a session kept after registration
+	confirm     *time.Timer // drops resources that did not answer the probe
+	confirmSeq  uint64
+	retryDelay  time.Duration
+	dialing     bool
 }
 
 func newUser(g *Gateway, bare jid.JID) *user {
@@ -349,6 +351,9 @@ func (u *user) onLinkUp() {
 	}
 	if u.sess != nil {
 		u.sendAllPresence(u.bare)
+		if u.rosterStale {
+			u.resyncRoster()
+		}
 	}
 	u.flushHeld()
 }

@@ -14,6 +14,9 @@ import (
 
 // SendIQ sends an IQ of type get or set from the component (iq.From empty
 // means the component domain) and waits for the reply.
+// ctx is checked before the write and bounds the wait for the reply; it
+// never interrupts the write itself (bounded by the link's write timeout; a
+// failed write tears the link down).
 // The reply is read whole before SendIQ returns, so the returned reader
 // (the complete <iq/> element) holds no lock on the stream; closing it is
 // optional. A reply of type error is returned as a stanza.Error (use
@@ -39,22 +42,24 @@ func (c *Component) SendIQ(ctx context.Context, iq stanza.IQ, payload xml.TokenR
 	if iq.ID == "" {
 		iq.ID = randomID()
 	}
-	rctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	stop := context.AfterFunc(l.ctx, cancel)
-	defer stop()
-
-	resp, err := l.sess.SendIQ(rctx, iq.Wrap(payload))
-	if err != nil {
-		if ctx.Err() == nil && l.ctx.Err() != nil {
-			return nil, fmt.Errorf("%w: %w", ErrNotConnected, err)
-		}
+	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("xmppside: iq to %s: %w", to, err)
 	}
-	toks, err := xmlstream.ReadAll(resp)
-	_ = resp.Close()
-	if err != nil {
-		return nil, fmt.Errorf("xmppside: read iq reply from %s: %w", to, err)
+	ch := make(chan []xml.Token, 1)
+	if !l.addPending(iq.ID, ch) {
+		return nil, fmt.Errorf("xmppside: iq to %s: id %q already in use", to, iq.ID)
+	}
+	defer l.removePending(iq.ID, ch)
+	if err := l.write(iq.Wrap(payload)); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrNotConnected, err)
+	}
+	var toks []xml.Token
+	select {
+	case toks = <-ch:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("xmppside: iq to %s: %w", to, ctx.Err())
+	case <-l.ctx.Done():
+		return nil, fmt.Errorf("%w: link dropped before the reply from %s", ErrNotConnected, to)
 	}
 	if len(toks) == 0 {
 		return nil, ErrUnexpectedResponse

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"sync"
@@ -21,8 +20,9 @@ import (
 // closeGrace bounds the orderly close of a stream when Run's context ends.
 const closeGrace = time.Second
 
-// writeTimeout bounds one stanza write; a write that takes longer means the
-// link is dead and it is torn down.
+// writeTimeout bounds each write on the connection (set by linkConn, never
+// by a caller's context); a write that takes longer means the link is dead
+// and it is torn down.
 const writeTimeout = 30 * time.Second
 
 // errStreamClosed is the cause given when the server ends the stream
@@ -141,25 +141,22 @@ func (c *Component) connectAndServe(ctx context.Context) (up time.Duration, wasU
 	if err != nil {
 		return 0, false, fmt.Errorf("xmppside: dial %s: %w", c.cfg.Server, err)
 	}
-	var conn net.Conn = raw
-	var tc *traceConn
+	var tr *tracer
 	if c.cfg.Trace != nil {
-		tc = &traceConn{Conn: raw, w: c.cfg.Trace}
-		conn = tc
+		tr = &tracer{w: c.cfg.Trace}
 	}
+	conn := newLinkConn(raw, writeTimeout, tr)
 	sess, err := component.NewSession(dctx, c.domain, []byte(c.cfg.Secret), conn)
 	if err != nil {
 		_ = raw.Close()
 		return 0, false, fmt.Errorf("xmppside: handshake with %s: %w", c.cfg.Server, err)
 	}
-	if tc != nil {
-		tc.on.Store(true)
-	}
+	conn.start()
 
 	start := time.Now()
 	lctx, lcancel := context.WithCancel(ctx)
 	defer lcancel()
-	l := newLink(c, sess, raw, lctx)
+	l := newLink(c, sess, conn, lctx)
 	c.resetPrivileges()
 	c.link.Store(l)
 	c.connected.Store(true)
@@ -175,7 +172,7 @@ func (c *Component) connectAndServe(ctx context.Context) (up time.Duration, wasU
 		defer close(closed)
 		// Close the stream in order; the deadline bounds the wait for the
 		// server's closing tag and any write stuck in progress.
-		_ = raw.SetDeadline(time.Now().Add(closeGrace))
+		conn.expire(time.Now().Add(closeGrace))
 		_ = sess.Close()
 	})
 
@@ -211,37 +208,6 @@ func (c *Component) current() *link {
 		return nil
 	}
 	return l
-}
-
-// traceConn copies the traffic to a writer once switched on.
-type traceConn struct {
-	net.Conn
-	w  io.Writer
-	on atomic.Bool
-	mu sync.Mutex
-}
-
-func (t *traceConn) Read(p []byte) (int, error) {
-	n, err := t.Conn.Read(p)
-	if n > 0 && t.on.Load() {
-		t.trace("RECV ", p[:n])
-	}
-	return n, err
-}
-
-func (t *traceConn) Write(p []byte) (int, error) {
-	if t.on.Load() {
-		t.trace("SEND ", p)
-	}
-	return t.Conn.Write(p)
-}
-
-func (t *traceConn) trace(dir string, p []byte) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	_, _ = io.WriteString(t.w, dir)
-	_, _ = t.w.Write(p)
-	_, _ = io.WriteString(t.w, "\n")
 }
 
 var _ xmpp.Handler = (*link)(nil)

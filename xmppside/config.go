@@ -61,7 +61,12 @@ type Config struct {
 	MaxRegistrations int
 
 	// Trace, if not nil, receives a copy of the traffic after the handshake
-	// (the handshake itself is never traced).
+	// (the handshake, with the secret, is never traced). It is for
+	// debugging only: XEP-0077 <password> values and data form
+	// var="password" field values are replaced by [redacted], but the trace
+	// is copied per network read and write, so a password split across two
+	// of them is not recognised, and other traffic (messages, contacts) is
+	// copied in clear. Treat the trace as possibly holding secrets.
 	Trace io.Writer
 }
 

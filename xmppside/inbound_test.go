@@ -150,7 +150,7 @@ func TestHostileStanzas(t *testing.T) {
 		t.Errorf("junk presence = %+v", p)
 	}
 	// The bad register form is answered; the rest got no reply.
-	if n := env.fc.expect(t); n.attr("id") != "h3" || errCondition(n) != "bad-request" {
+	if n := env.fc.expect(t); n.attr("id") != "h3" || errCondition(n) != "not-acceptable" {
 		t.Errorf("reply to the junk register form = %s", n)
 	}
 	reply := env.fc.roundTrip(t, `<iq type="get" id="alive" from="juliet@localhost/x" to="imip.localhost"><ping xmlns="urn:xmpp:ping"/></iq>`)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"sync"
 	"time"
 
@@ -28,18 +27,21 @@ import (
 type link struct {
 	c    *Component
 	sess *xmpp.Session
-	raw  net.Conn
+	conn *linkConn
 	ctx  context.Context // ends when the link goes down
 	mux  *mux.ServeMux
 	wg   sync.WaitGroup // IQ goroutines (registration)
 	sem  chan struct{}  // bounds them
+
+	pendMu  sync.Mutex
+	pending map[string]chan []xml.Token // SendIQ waiters by IQ id
 }
 
-func newLink(c *Component, sess *xmpp.Session, raw net.Conn, ctx context.Context) *link {
+func newLink(c *Component, sess *xmpp.Session, conn *linkConn, ctx context.Context) *link {
 	l := &link{
 		c:    c,
 		sess: sess,
-		raw:  raw,
+		conn: conn,
 		ctx:  ctx,
 		sem:  make(chan struct{}, c.cfg.MaxRegistrations),
 	}
@@ -135,8 +137,7 @@ func (l *link) handlePresence(t xml.TokenReader, start xml.StartElement) error {
 func (l *link) handleIQ(t xmlstream.TokenReadEncoder, start xml.StartElement) error {
 	typ := stanza.IQType(attrValue(start.Attr, "type"))
 	if typ == stanza.ResultIQ || typ == stanza.ErrorIQ {
-		// A reply nobody waits for (any awaited one was taken by mellium).
-		return nil
+		return l.deliverReply(t, start)
 	}
 	f := attrValue(start.Attr, "from")
 	from, err := jid.Parse(f)
@@ -240,12 +241,22 @@ func (l *link) async(w xmlstream.TokenWriter, iq stanza.IQ, what string, f func(
 		} else {
 			reply = iq.Result(payload)
 		}
-		sctx, scancel := context.WithTimeout(l.ctx, writeTimeout)
-		defer scancel()
-		if err := l.sess.Send(sctx, reply); err != nil {
+		if err := l.write(reply); err != nil {
 			l.c.log.Debug("xmpp could not answer IQ", "op", what, "err", err)
 		}
 	}()
+	return nil
+}
+
+// write sends one stanza on the link. mellium gets a context that never
+// ends: the write is bounded by linkConn's per-write deadline, and a
+// cancelled context must not cut a stanza in half. Any error tears the link
+// down, as the stream may hold part of the stanza.
+func (l *link) write(r xml.TokenReader) error {
+	if err := l.sess.Send(context.Background(), r); err != nil {
+		l.conn.expire(time.Now())
+		return err
+	}
 	return nil
 }
 
@@ -261,10 +272,7 @@ func (c *Component) send(ctx context.Context, r xml.TokenReader) error {
 	if l == nil {
 		return ErrNotConnected
 	}
-	sctx, cancel := context.WithTimeout(l.ctx, writeTimeout)
-	defer cancel()
-	if err := l.sess.Send(sctx, r); err != nil {
-		_ = l.raw.SetDeadline(time.Now()) // unblock the read loop: reconnect
+	if err := l.write(r); err != nil {
 		return fmt.Errorf("%w: %w", ErrNotConnected, err)
 	}
 	return nil

@@ -8,8 +8,10 @@ import (
 	"mellium.im/xmpp/stanza"
 )
 
-// grantPrivileges records a XEP-0356 announcement. Only a server (a bare
-// domain other than the component's) may grant privileges.
+// grantPrivileges records a XEP-0356 announcement, keyed by the sender's
+// domain. Only a server (a bare domain: no localpart, no resourcepart, not
+// the component's) may grant privileges, and its grant only covers users of
+// that domain (see PrivilegesFor).
 func (c *Component) grantPrivileges(from jid.JID, w *wirePrivilege) {
 	if from.Localpart() != "" || from.Resourcepart() != "" || from.Domainpart() == c.domain.Domainpart() {
 		c.log.Warn("xmpp ignoring privilege announcement from a non-server", "from", from.String())
@@ -49,20 +51,26 @@ func (c *Component) resetPrivileges() {
 }
 
 // Privileges returns the most recent XEP-0356 grant on the current link
-// (the zero value if none). With several server hosts use PrivilegesFor.
+// (the zero value if none), whichever server sent it.
+//
+// Deprecated: any server domain may send a grant (a federated one too), so
+// the most recent grant says nothing about a given user's server. Use
+// PrivilegesFor(user), which only looks at the grant of user's own domain.
 func (c *Component) Privileges() Privileges {
 	c.privMu.Lock()
 	defer c.privMu.Unlock()
 	return c.last
 }
 
-// PrivilegesFor returns the grant of the server host of user (e.g.
-// localhost for juliet@localhost).
-func (c *Component) PrivilegesFor(user jid.JID) (Privileges, bool) {
+// PrivilegesFor returns the XEP-0356 grant that the server of user's
+// domainpart (e.g. localhost for juliet@localhost/balcony) made on the
+// current link, or the zero value (Namespace "", nothing allowed) if that
+// server granted nothing. A grant from any other domain never changes it.
+// The gateway should check privileges with this, per user.
+func (c *Component) PrivilegesFor(user jid.JID) Privileges {
 	c.privMu.Lock()
 	defer c.privMu.Unlock()
-	p, ok := c.privs[user.Domainpart()]
-	return p, ok
+	return c.privs[user.Domainpart()]
 }
 
 // wireRoster is a jabber:iq:roster query.
@@ -81,7 +89,7 @@ type wireRoster struct {
 // granted no roster read, a stanza.Error when the server refuses, and the
 // SendIQ errors otherwise; callers fall back on any of them.
 func (c *Component) RosterGet(ctx context.Context, user jid.JID) ([]RosterItem, error) {
-	if p, ok := c.PrivilegesFor(user); !ok || !p.CanGetRoster() {
+	if !c.PrivilegesFor(user).CanGetRoster() {
 		return nil, fmt.Errorf("%w: get for %s", ErrNoPrivilege, user.Bare())
 	}
 	var q wireRoster
@@ -106,7 +114,7 @@ func (c *Component) RosterGet(ctx context.Context, user jid.JID) ([]RosterItem, 
 // (servers with XEP-0356 honour it). Errors as RosterGet; it stops at the
 // first failing item.
 func (c *Component) RosterSet(ctx context.Context, user jid.JID, items []RosterItem) error {
-	if p, ok := c.PrivilegesFor(user); !ok || !p.CanSetRoster() {
+	if !c.PrivilegesFor(user).CanSetRoster() {
 		return fmt.Errorf("%w: set for %s", ErrNoPrivilege, user.Bare())
 	}
 	for _, it := range items {

@@ -173,7 +173,9 @@ func (l *link) registerSet(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *
 		}
 	}
 	if username == "" || password == "" {
-		return replyError(t, iq, Error{Condition: stanza.BadRequest, Text: "username and password are required"}.StanzaError())
+		// XEP-0077 section 3.1: missing required information is
+		// not-acceptable (type modify).
+		return replyError(t, iq, Error{Condition: stanza.NotAcceptable, Type: stanza.Modify, Text: "username and password are required"}.StanzaError())
 	}
 	return l.async(t, iq, "register", func(ctx context.Context) (xml.TokenReader, error) {
 		if or, ok := l.c.h.(OptionRegistrar); ok {

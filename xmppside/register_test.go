@@ -88,12 +88,14 @@ func TestRegisterSet(t *testing.T) {
 	}{
 		0: {"plain fields", `<username>12345</username><password>pw 1</password>`, "", "juliet@localhost 12345 pw 1"},
 		1: {"data form", `<x xmlns="jabber:x:data" type="submit"><field var="FORM_TYPE"><value>jabber:iq:register</value></field><field var="username"><value>777</value></field><field var="password"><value>s</value></field></x>`, "", "juliet@localhost 777 s"},
-		2: {"missing password", `<username>12345</username>`, "bad-request", ""},
-		3: {"empty fields", `<username/><password/>`, "bad-request", ""},
-		4: {"form missing username", `<x xmlns="jabber:x:data" type="submit"><field var="password"><value>s</value></field></x>`, "bad-request", ""},
+		2: {"missing password", `<username>12345</username>`, "not-acceptable", ""},
+		3: {"empty fields", `<username/><password/>`, "not-acceptable", ""},
+		4: {"form missing username", `<x xmlns="jabber:x:data" type="submit"><field var="password"><value>s</value></field></x>`, "not-acceptable", ""},
 		5: {"form cancel", `<x xmlns="jabber:x:data" type="cancel"/>`, "", ""},
 		6: {"remove", `<remove/>`, "", "remove juliet@localhost"},
 		7: {"remove again", `<remove/>`, "registration-required", ""},
+		8: {"missing username", `<password>pw</password>`, "not-acceptable", ""},
+		9: {"form missing password", `<x xmlns="jabber:x:data" type="submit"><field var="username"><value>777</value></field></x>`, "not-acceptable", ""},
 	}
 	for i, tc := range tests {
 		before := len(env.h.calls())
@@ -105,6 +107,9 @@ func TestRegisterSet(t *testing.T) {
 		}
 		if reply.attr("type") != wantType || errCondition(reply) != tc.cond {
 			t.Errorf("%d %s: reply = %s, want %s %s", i, tc.name, reply, wantType, tc.cond)
+		}
+		if tc.cond == "not-acceptable" && reply.child("", "error").attr("type") != "modify" {
+			t.Errorf("%d %s: error type = %q, want modify", i, tc.name, reply.child("", "error").attr("type"))
 		}
 		if reply.attr("from") != "imip.localhost" || reply.attr("to") != "juliet@localhost/balcony" {
 			t.Errorf("%d %s: reply addressed from %q to %q", i, tc.name, reply.attr("from"), reply.attr("to"))
