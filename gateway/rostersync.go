@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -195,9 +196,7 @@ func (u *user) pushRoster(upserts []roster.Contact, removed []wire.Number, fallb
 			}
 			u.log.Info("privileged roster set failed; falling back", "err", err)
 		}
-		ctx, cancel := u.opCtx()
-		targets := u.rosterxTargets(ctx, ra)
-		cancel()
+		targets := u.rosterxTargets(ra)
 		sent := false
 		for _, to := range targets {
 			ctx, cancel := u.opCtx()
@@ -251,9 +250,9 @@ func (u *user) rosterSet(ra RosterAccess, items []xmppside.RosterItem) error {
 
 // rosterxTargets returns the user's available resources that advertise
 // XEP-0144.
-func (u *user) rosterxTargets(ctx context.Context, ra RosterAccess) []jid.JID {
+func (u *user) rosterxTargets(ra RosterAccess) []jid.JID {
 	var out []jid.JID
-	for res := range u.resources {
+	for res, r := range u.resources {
 		if res == "" {
 			continue
 		}
@@ -261,13 +260,24 @@ func (u *user) rosterxTargets(ctx context.Context, ra RosterAccess) []jid.JID {
 		if err != nil {
 			continue
 		}
-		feats, err := ra.DiscoFeatures(ctx, full)
-		if err == nil && slices.Contains(feats, NSRosterX) {
+		if !r.discoDone {
+			// Asked once per resource, with a short bound: a client that
+			// never answers costs the run loop one discoTimeout, once.
+			ctx, cancel := context.WithTimeout(context.Background(), min(discoTimeout, u.g.cfg.OpTimeout))
+			feats, err := ra.DiscoFeatures(ctx, full)
+			cancel()
+			r.discoDone, r.rosterx = true, err == nil && slices.Contains(feats, NSRosterX)
+			u.resources[res] = r
+		}
+		if r.rosterx {
 			out = append(out, full)
 		}
 	}
 	return out
 }
+
+// discoTimeout bounds the disco#info query to one of the user's resources.
+const discoTimeout = 5 * time.Second
 
 // cleanRoster takes every IMIP contact out of the user's roster at
 // unregistration.

@@ -53,6 +53,9 @@ type resource struct {
 	// viaGateway: its presence reached the gateway's own JID (a broadcast),
 	// so a lone unavailable to one contact JID is directed, not a logout.
 	viaGateway bool
+	// discoDone: its disco#info was asked (once per resource); rosterx: it
+	// advertises XEP-0144.
+	discoDone, rosterx bool
 }
 
 // contactPresence is the last STAT of a contact.
@@ -310,7 +313,7 @@ func (u *user) onAvailability(p xmppside.Presence, toGateway bool) {
 	u.seq++
 	old, existed := u.resources[res]
 	r := resource{show: p.Show, status: p.Status, priority: p.Priority, seq: u.seq,
-		viaGateway: toGateway || old.viaGateway}
+		viaGateway: toGateway || old.viaGateway, discoDone: old.discoDone, rosterx: old.rosterx}
 	if existed && old.show == r.show && old.status == r.status && old.priority == r.priority {
 		old.unconfirmed = false // it answered the probe, if one was asked
 		old.viaGateway = r.viaGateway
