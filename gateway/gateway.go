@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/time/rate"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
@@ -74,6 +75,9 @@ type Gateway struct {
 	closing    bool
 	runs       tracker       // run loops and helper goroutines in flight
 	replies    chan struct{} // semaphore of read-loop answers in flight
+
+	limMu    sync.Mutex
+	limiters map[string]*rate.Limiter // registration attempts, by bare JID
 
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"golang.org/x/time/rate"
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
@@ -24,6 +25,34 @@ func (g *Gateway) Registration(ctx context.Context, who jid.JID) (string, bool, 
 		return "", false, fmt.Errorf("gateway: %w", err)
 	}
 	return string(reg.Number), true, nil
+}
+
+// Registration attempts: each one logs into IMIP, so a JID may not use the
+// gateway to guess IMIP passwords. registerBurst attempts at once, then one
+// per registerEvery; at most maxLimiters JIDs are tracked (the table is
+// reset beyond that, which only ever lets a guesser through sooner).
+const (
+	registerBurst = 5
+	registerEvery = 12 * time.Second
+	maxLimiters   = 10000
+)
+
+// allowRegister reports whether bare may try to register now.
+func (g *Gateway) allowRegister(bare string) bool {
+	g.limMu.Lock()
+	defer g.limMu.Unlock()
+	l := g.limiters[bare]
+	if l == nil {
+		if len(g.limiters) >= maxLimiters {
+			clear(g.limiters)
+		}
+		if g.limiters == nil {
+			g.limiters = make(map[string]*rate.Limiter)
+		}
+		l = rate.NewLimiter(rate.Every(registerEvery), registerBurst)
+		g.limiters[bare] = l
+	}
+	return l.Allow()
 }
 
 // OptionAllowRemove is the registration option that lets the user's
@@ -77,6 +106,10 @@ func (g *Gateway) register(ctx context.Context, who jid.JID, username, password 
 	}
 	if who.Localpart() == "" {
 		return &xmppside.Error{Condition: stanza.NotAllowed, Text: "Only user accounts can register."}
+	}
+	if !g.allowRegister(who.Bare().String()) {
+		return &xmppside.Error{Condition: stanza.PolicyViolation, Type: stanza.Wait,
+			Text: "Too many registration attempts; wait a minute and try again."}
 	}
 	u := g.userFor(who.Bare(), true)
 	if u == nil {

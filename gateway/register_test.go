@@ -301,3 +301,29 @@ func TestFailedReRegistrationLogsInAgain(t *testing.T) {
 	}
 	s.waitCall(t, "STAT ONLINE")
 }
+
+// Each registration logs into IMIP: a JID cannot use the gateway to guess
+// IMIP passwords at speed. Other JIDs are not affected.
+func TestRegisterRateLimited(t *testing.T) {
+	h := newHarness(t, "")
+	h.d.setFail(&imipside.LoginError{Code: wire.CodeWrongPassword})
+	ctx := context.Background()
+	var limited int
+	for range registerBurst + 3 {
+		err := h.g.Register(ctx, aliceJID, "1111", "guess")
+		var xe *xmppside.Error
+		if errors.As(err, &xe) && xe.Condition == stanza.PolicyViolation {
+			limited++
+		}
+	}
+	if limited != 3 {
+		t.Errorf("%d of %d attempts refused by the limit, want 3", limited, registerBurst+3)
+	}
+	if n := h.d.attemptCount(); n != registerBurst {
+		t.Errorf("%d IMIP logins, want %d", n, registerBurst)
+	}
+	h.d.setFail(nil)
+	if err := h.g.Register(ctx, jid.MustParse(bob), "2222", "pw"); err != nil {
+		t.Errorf("another JID: %v", err)
+	}
+}
