@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
+	"slices"
 	"sync"
 
 	"imip-transport/xmppside"
@@ -78,6 +80,7 @@ func (u *user) postAlways(ev event) bool {
 type pendingAvail struct {
 	p         xmppside.Presence
 	toGateway bool
+	seq       uint64 // arrival order of the newest copy
 }
 
 // postAvailability hands an available or unavailable presence to the run
@@ -97,12 +100,13 @@ func (u *user) postAvailability(p xmppside.Presence) {
 	if u.avail == nil {
 		u.avail = make(map[string]pendingAvail, 1)
 	}
+	u.availSeq++
 	old, ok := u.avail[res]
 	if ok && samePresence(old.p, p) {
 		old.toGateway = old.toGateway || toGateway
 		u.avail[res] = old
 	} else {
-		u.avail[res] = pendingAvail{p: p, toGateway: toGateway}
+		u.avail[res] = pendingAvail{p: p, toGateway: toGateway, seq: u.availSeq}
 	}
 	if !u.availQueued {
 		u.availQueued = true
@@ -110,15 +114,20 @@ func (u *user) postAvailability(p xmppside.Presence) {
 	}
 }
 
-// takeAvailability returns the pending availability presences and clears
-// them.
-func (u *user) takeAvailability() map[string]pendingAvail {
+// takeAvailability returns the pending availability presences in the order
+// they arrived, and clears them.
+func (u *user) takeAvailability() []pendingAvail {
 	u.mu.Lock()
-	defer u.mu.Unlock()
 	m := u.avail
 	u.avail = nil
 	u.availQueued = false
-	return m
+	u.mu.Unlock()
+	out := make([]pendingAvail, 0, len(m))
+	for _, pa := range m {
+		out = append(out, pa)
+	}
+	slices.SortFunc(out, func(a, b pendingAvail) int { return cmp.Compare(a.seq, b.seq) })
+	return out
 }
 
 func samePresence(a, b xmppside.Presence) bool {

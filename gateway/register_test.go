@@ -327,3 +327,25 @@ func TestRegisterRateLimited(t *testing.T) {
 		t.Errorf("another JID: %v", err)
 	}
 }
+
+// A bare unavailable while no resource is known (servers send one in answer
+// to presence from a JID the user has not approved yet) does not end the
+// registration's grace session; the resource that follows reuses it.
+func TestGraceSurvivesBareUnavailable(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.RegisterGrace = time.Minute })
+	h.register(alice, "6340564")
+	s := h.d.waitSession(t, 0)
+	h.presence(alice, gw, "unavailable", "", "")
+	h.settle()
+	if got := s.callsWith("DISC"); len(got) != 0 {
+		t.Fatalf("grace session ended by a bare unavailable: %q", s.callList())
+	}
+	h.available(aliceHW, "", "")
+	s.waitCall(t, "STAT ONLINE")
+	if n := h.d.sessionCount(); n != 1 {
+		t.Errorf("%d sessions, want the grace session reused", n)
+	}
+	// Once a resource is known, the last unavailable logs out.
+	h.presence(aliceHW, gw, "unavailable", "", "")
+	s.waitCall(t, "DISC")
+}

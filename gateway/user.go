@@ -97,6 +97,7 @@ type user struct {
 	// availQueued says an evAvailability is in the inbox for them.
 	avail       map[string]pendingAvail
 	availQueued bool
+	availSeq    uint64
 
 	loaded     bool
 	reg        *Registration
@@ -138,21 +139,8 @@ func (u *user) handle(ev event) {
 		u.onPresence(ev.p)
 	case evAvailability:
 		pend := u.takeAvailability()
-		if u.reg == nil {
-			return
-		}
-		// Unavailable before available, so that a resource that left and
-		// one that came are both seen; the order between resources does not
-		// matter otherwise.
-		for _, pa := range pend {
-			if pa.p.Type == "unavailable" {
-				u.onAvailability(pa.p, pa.toGateway)
-			}
-		}
-		for _, pa := range pend {
-			if pa.p.Type != "unavailable" {
-				u.onAvailability(pa.p, pa.toGateway)
-			}
+		if u.reg != nil {
+			u.onAvailability(pend)
 		}
 	case evMessage:
 		u.onMessage(ev.m)
@@ -180,7 +168,7 @@ func (u *user) handle(ev event) {
 	case evGrace:
 		u.grace = nil
 		if ev.gen == u.gen && u.sess != nil && len(u.resources) == 0 {
-			u.logout()
+			u.logout("no presence within the registration's grace period")
 		}
 	case evLinkUp:
 		u.onLinkUp()
@@ -287,25 +275,50 @@ func (u *user) onGatewaySubscription(p xmppside.Presence) {
 
 // onAvailability tracks the user's resources: the first available one logs
 // in, a change updates STAT, the last unavailable one logs out.
-func (u *user) onAvailability(p xmppside.Presence, toGateway bool) {
+func (u *user) onAvailability(pend []pendingAvail) {
+	hadResources := len(u.resources) > 0
+	var fresh []jid.JID // resources new since the last batch
+	for _, pa := range pend {
+		if full, isNew := u.applyAvailability(pa.p, pa.toGateway); isNew {
+			fresh = append(fresh, full)
+		}
+	}
+	switch {
+	case len(u.resources) == 0:
+		// Only when a resource left: a bare unavailable while none is
+		// known (servers send one in answer to presence from a JID that
+		// is not subscribed yet) must not end a registration's grace.
+		if hadResources {
+			u.logout("last resource unavailable")
+		}
+	case u.sess == nil:
+		if !u.dialing && u.retry == nil {
+			u.login()
+		}
+	default:
+		for _, full := range fresh {
+			u.sendAllPresence(full)
+		}
+		u.updateStatus()
+	}
+}
+
+// applyAvailability records one availability presence of a resource and
+// reports whether it is a resource the gateway did not know.
+func (u *user) applyAvailability(p xmppside.Presence, toGateway bool) (jid.JID, bool) {
 	res := p.From.Resourcepart()
 	if p.Type == "unavailable" {
 		if r, ok := u.resources[res]; ok && r.viaGateway && !toGateway {
 			// Directed unavailable to one contact ("invisible to X"): IMIP
 			// has no per-contact presence, and the user is still online.
-			return
+			return jid.JID{}, false
 		}
 		if res == "" {
 			clear(u.resources)
 		} else {
 			delete(u.resources, res)
 		}
-		if len(u.resources) == 0 {
-			u.logout()
-			return
-		}
-		u.updateStatus()
-		return
+		return jid.JID{}, false
 	}
 	if u.resources == nil {
 		u.resources = make(map[string]resource, 1)
@@ -318,19 +331,10 @@ func (u *user) onAvailability(p xmppside.Presence, toGateway bool) {
 		old.unconfirmed = false // it answered the probe, if one was asked
 		old.viaGateway = r.viaGateway
 		u.resources[res] = old
-		return // the same presence again, through another contact's JID
+		return jid.JID{}, false // the same presence again, through another contact's JID
 	}
 	u.resources[res] = r
-	if u.sess == nil {
-		if !u.dialing && (u.retry == nil) {
-			u.login()
-		}
-		return
-	}
-	if !existed {
-		u.sendAllPresence(p.From)
-	}
-	u.updateStatus()
+	return p.From, !existed
 }
 
 // onLinkUp handles a new component link. What was sent while the link was
@@ -377,7 +381,7 @@ func (u *user) dropUnconfirmed() {
 	}
 	u.log.Info("resources did not answer the probe after the link came back", "dropped", dropped, "left", len(u.resources))
 	if len(u.resources) == 0 {
-		u.logout()
+		u.logout("no resource answered the probe")
 		return
 	}
 	u.updateStatus()
@@ -532,7 +536,7 @@ func (u *user) stopRetry() {
 }
 
 // logout ends the IMIP session after the user's last resource left.
-func (u *user) logout() {
+func (u *user) logout(why string) {
 	u.stopRetry()
 	u.stopGrace()
 	u.retryDelay = 0
@@ -547,7 +551,7 @@ func (u *user) logout() {
 		u.log.Debug("DISC", "err", err)
 		_ = sess.Close()
 	}
-	u.log.Info("logged out of IMIP")
+	u.log.Info("logged out of IMIP", "why", why)
 }
 
 // dropSession forgets the live (or newest dialed) session and its
@@ -618,6 +622,6 @@ func (u *user) onShutdown() {
 	u.stopRetry()
 	if u.sess != nil {
 		u.offlineAll("The IMIP gateway is shutting down.")
-		u.logout()
+		u.logout("shutdown")
 	}
 }
