@@ -80,6 +80,8 @@ type client struct {
 	mu      sync.Mutex
 	backlog []got
 	notify  chan struct{}
+	// online: the client sent its initial presence.
+	online bool
 	// autoApprove answers subscribe requests from JIDs ending in it with
 	// subscribed and a subscribe back, as most clients do once the user
 	// accepts (slixmpp's auto_subscribe).

@@ -157,6 +157,7 @@ func newUser(t *testing.T, srv xmppserver.Server, base string) *client {
 	c := newQuietUser(t, srv, base)
 	c.rosterItems() // an interested resource: the server pushes roster changes to it
 	c.send(`<presence/>`)
+	c.online = true
 	return c
 }
 
@@ -189,6 +190,14 @@ func (c *client) mustRegister(tr *transport, number, password string) {
 	c.expect("subscribe from the gateway", isPresence(tr.domain.String(), "subscribe"))
 	c.send(`<presence type="subscribed" to=%q/>`, tr.domain.String())
 	c.send(`<presence type="subscribe" to=%q/>`, tr.domain.String())
+	if c.online {
+		// The approval sends the gateway this resource's presence; the
+		// gateway answers the new resource with its own presence, to the
+		// full JID. From then on the gateway knows the resource.
+		c.expect("the gateway's presence to this resource", func(g got) bool {
+			return isPresence(tr.domain.String(), "")(g) && g.To == c.jid.String()
+		})
+	}
 }
 
 // imipUser is an IMIP client on the other side of the gateway.
