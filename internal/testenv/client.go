@@ -39,10 +39,11 @@ func TryDialClient(ctx context.Context, srv xmppserver.Server, user, password, r
 		return nil, fmt.Errorf("testenv: client JID: %w", err)
 	}
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp", srv.C2SAddr())
+	raw, err := d.DialContext(ctx, "tcp", srv.C2SAddr())
 	if err != nil {
 		return nil, fmt.Errorf("testenv: dial %s c2s: %w", srv.Kind(), err)
 	}
+	conn := writeDeadlineFree{raw}
 	sess, err := xmpp.NewClientSession(ctx, origin, conn,
 		xmpp.StartTLS(TLSConfig(srv.Domain())),
 		xmpp.SASL("", password, sasl.ScramSha256, sasl.Plain),
@@ -66,6 +67,18 @@ func DialClient(ctx context.Context, t testing.TB, srv xmppserver.Server, user, 
 	t.Cleanup(func() { closeSession(sess) })
 	return sess
 }
+
+// writeDeadlineFree ignores write deadlines. mellium v0.22.0 starts a
+// goroutine per Send that, when the caller's context ends, sets a write
+// deadline in the past; cancelling the context right after a successful
+// Send (as every caller does) then makes a later write fail at random with
+// "i/o timeout". Test clients therefore never let mellium set one; their
+// writes go to a loopback server and every wait in the tests is bounded
+// elsewhere. (xmppside solves the same problem for the component.)
+type writeDeadlineFree struct{ net.Conn }
+
+func (c writeDeadlineFree) SetDeadline(t time.Time) error      { return c.Conn.SetReadDeadline(t) }
+func (c writeDeadlineFree) SetWriteDeadline(t time.Time) error { return nil }
 
 // TryDialComponent opens a XEP-0114 session to srv's component port as
 // srv.ComponentName() with secret. The caller closes the session and its
