@@ -63,7 +63,12 @@ func Run(ctx context.Context, o Options) error {
 	if err != nil {
 		return err
 	}
-	defer store.Close()
+	closeStore := true // false when run loops may still use it
+	defer func() {
+		if closeStore {
+			_ = store.Close()
+		}
+	}()
 
 	dialer := gateway.DialerFunc(func(ctx context.Context, n wire.Number, password string, h imipside.Handler) (gateway.IMIPSession, error) {
 		s, err := imipside.Dial(ctx, imipside.Config{
@@ -129,7 +134,11 @@ func Run(ctx context.Context, o Options) error {
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace-time.Second)
 	defer cancel()
 	if err := g.Close(sctx); err != nil {
+		// Some run loop is stuck past the grace: leave the store open for
+		// it (the process is about to exit; SQLite's WAL keeps what was
+		// committed).
 		log.Warn("gateway close", "err", err)
+		closeStore = false
 	}
 	cancelComp()
 	select {
