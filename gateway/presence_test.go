@@ -275,3 +275,19 @@ func TestDirectedUnavailableIgnored(t *testing.T) {
 	h.presence(aliceHW, gw, "unavailable", "", "")
 	s.waitCall(t, "DISC")
 }
+
+// The presence a new resource gets from the cache carries the contact's
+// nickname, as the live one does.
+func TestCachedPresenceHasNick(t *testing.T) {
+	h := newHarness(t, "")
+	h.d.setBuddies("6340564", wire.Buddy{Number: "100", Nick: "ann"})
+	s := h.login(aliceHW, "6340564")
+	s.push(imipside.StatEvent{From: "100", Status: wire.StatusOnline})
+	h.settle()
+	mark := h.x.mark()
+	h.available(alicePh, "", "")
+	p := h.x.waitPresence(t, mark, "ann's presence to the phone", presenceFromTo(cj("100"), jid.MustParse(alicePh), ""))
+	if p.Nick != "ann" {
+		t.Errorf("cached presence nick %q, want ann", p.Nick)
+	}
+}
