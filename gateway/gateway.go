@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -75,6 +76,10 @@ type Gateway struct {
 	closing    bool
 	runs       tracker       // run loops and helper goroutines in flight
 	replies    chan struct{} // semaphore of read-loop answers in flight
+
+	// link counts component links; availability presence is stamped with
+	// the link it came on (see onLinkUp).
+	link atomic.Uint64
 
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter // registration attempts, by bare JID
@@ -306,6 +311,11 @@ func (g *Gateway) answerUnregisteredPresence(p xmppside.Presence) {
 // online.
 func (g *Gateway) HandleConnected(ctx context.Context) {
 	g.mu.Lock()
+	if g.closing {
+		g.mu.Unlock()
+		return
+	}
+	link := g.link.Add(1)
 	users := make([]string, 0, len(g.registered))
 	for k := range g.registered {
 		users = append(users, k)
@@ -316,7 +326,7 @@ func (g *Gateway) HandleConnected(ctx context.Context) {
 	}
 	g.mu.Unlock()
 	for _, u := range live {
-		u.postAlways(evLinkUp{})
+		u.postAlways(evLinkUp{link: link})
 	}
 	g.runs.add()
 	go func() {

@@ -81,6 +81,7 @@ type pendingAvail struct {
 	p         xmppside.Presence
 	toGateway bool
 	seq       uint64 // arrival order of the newest copy
+	link      uint64 // the component link it came on
 }
 
 // postAvailability hands an available or unavailable presence to the run
@@ -101,12 +102,18 @@ func (u *user) postAvailability(p xmppside.Presence) {
 		u.avail = make(map[string]pendingAvail, 1)
 	}
 	u.availSeq++
+	link := u.g.link.Load()
 	old, ok := u.avail[res]
-	if ok && samePresence(old.p, p) {
+	switch {
+	case ok && samePresence(old.p, p):
 		old.toGateway = old.toGateway || toGateway
+		old.seq, old.link = u.availSeq, link
 		u.avail[res] = old
-	} else {
-		u.avail[res] = pendingAvail{p: p, toGateway: toGateway, seq: u.availSeq}
+	case ok && old.p.Type == "" && old.toGateway && p.Type == "unavailable" && !toGateway:
+		// A directed unavailable ("invisible to one contact") right after
+		// the broadcast available: the resource is still online.
+	default:
+		u.avail[res] = pendingAvail{p: p, toGateway: toGateway, seq: u.availSeq, link: link}
 	}
 	if !u.availQueued {
 		u.availQueued = true

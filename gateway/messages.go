@@ -164,6 +164,14 @@ func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
 			m.DelayFrom = u.g.cfg.Domain
 		}
 	}
+	if len(u.held) > 0 {
+		// Older messages wait: they go first, in order.
+		u.flushHeld()
+		if len(u.held) > 0 {
+			u.hold(m, ev.Time)
+			return
+		}
+	}
 	if err := u.g.sendMessage(m); err != nil {
 		if errors.Is(err, xmppside.ErrNotConnected) {
 			u.hold(m, ev.Time)

@@ -27,32 +27,49 @@ func (g *Gateway) Registration(ctx context.Context, who jid.JID) (string, bool, 
 	return string(reg.Number), true, nil
 }
 
-// Registration attempts: each one logs into IMIP, so a JID may not use the
-// gateway to guess IMIP passwords. registerBurst attempts at once, then one
-// per registerEvery; at most maxLimiters JIDs are tracked (the table is
-// reset beyond that, which only ever lets a guesser through sooner).
+// Registration attempts: each one logs into IMIP, so nobody may use the
+// gateway to guess IMIP passwords. Per JID and per IMIP number alike:
+// registerBurst attempts at once, then one per registerEvery. At most
+// maxLimiters keys are tracked; beyond that the idle ones (full again) are
+// forgotten.
 const (
 	registerBurst = 5
 	registerEvery = 12 * time.Second
 	maxLimiters   = 10000
 )
 
-// allowRegister reports whether bare may try to register now.
-func (g *Gateway) allowRegister(bare string) bool {
+// allowRegister reports whether bare may try to register number now.
+func (g *Gateway) allowRegister(bare string, number wire.Number) bool {
 	g.limMu.Lock()
 	defer g.limMu.Unlock()
-	l := g.limiters[bare]
-	if l == nil {
-		if len(g.limiters) >= maxLimiters {
-			clear(g.limiters)
-		}
-		if g.limiters == nil {
-			g.limiters = make(map[string]*rate.Limiter)
-		}
-		l = rate.NewLimiter(rate.Every(registerEvery), registerBurst)
-		g.limiters[bare] = l
+	jl, nl := g.limiter("jid:"+bare), g.limiter("num:"+string(number))
+	if jl.Tokens() < 1 || nl.Tokens() < 1 {
+		return false
 	}
-	return l.Allow()
+	return jl.Allow() && nl.Allow()
+}
+
+// limiter returns the limiter of key, creating it. g.limMu is held.
+func (g *Gateway) limiter(key string) *rate.Limiter {
+	if l := g.limiters[key]; l != nil {
+		return l
+	}
+	if len(g.limiters) >= maxLimiters {
+		for k, l := range g.limiters {
+			if l.Tokens() >= registerBurst {
+				delete(g.limiters, k) // idle: as good as new
+			}
+		}
+		if len(g.limiters) >= 2*maxLimiters {
+			clear(g.limiters) // a flood of fresh keys: memory wins
+		}
+	}
+	if g.limiters == nil {
+		g.limiters = make(map[string]*rate.Limiter)
+	}
+	l := rate.NewLimiter(rate.Every(registerEvery), registerBurst)
+	g.limiters[key] = l
+	return l
 }
 
 // OptionAllowRemove is the registration option that lets the user's
@@ -107,7 +124,7 @@ func (g *Gateway) register(ctx context.Context, who jid.JID, username, password 
 	if who.Localpart() == "" {
 		return &xmppside.Error{Condition: stanza.NotAllowed, Text: "Only user accounts can register."}
 	}
-	if !g.allowRegister(who.Bare().String()) {
+	if !g.allowRegister(who.Bare().String(), n) {
 		return &xmppside.Error{Condition: stanza.PolicyViolation, Type: stanza.Wait,
 			Text: "Too many registration attempts; wait a minute and try again."}
 	}
@@ -115,7 +132,7 @@ func (g *Gateway) register(ctx context.Context, who jid.JID, username, password 
 	if u == nil {
 		return &xmppside.Error{Condition: stanza.ServiceUnavailable, Text: "The gateway is shutting down."}
 	}
-	return g.ask(ctx, u, func(reply chan error) event {
+	return g.ask(ctx, u, true, func(reply chan error) event {
 		return evRegister{ctx: ctx, number: n, password: password, allowRemove: allowRemove, reply: reply}
 	})
 }
@@ -126,14 +143,25 @@ func (g *Gateway) Unregister(ctx context.Context, who jid.JID) error {
 	if u == nil {
 		return &xmppside.Error{Condition: stanza.RegistrationRequired, Text: "You are not registered."}
 	}
-	return g.ask(ctx, u, func(reply chan error) event { return evUnregister{reply: reply} })
+	return g.ask(ctx, u, false, func(reply chan error) event { return evUnregister{reply: reply} })
 }
 
 // ask posts a request to u's run loop and waits for its answer.
-func (g *Gateway) ask(ctx context.Context, u *user, mk func(chan error) event) error {
+// A user value dropped meanwhile is replaced by the JID's current one
+// (created when create is set).
+func (g *Gateway) ask(ctx context.Context, u *user, create bool, mk func(chan error) event) error {
 	reply := make(chan error, 1)
 	if !u.post(mk(reply)) {
-		return &xmppside.Error{Condition: stanza.ResourceConstraint, Text: "Busy; try again shortly."}
+		nu := u
+		if u.isGone() {
+			nu = g.userFor(u.bare, create)
+		}
+		if nu == nil && !create {
+			return &xmppside.Error{Condition: stanza.RegistrationRequired, Text: "You are not registered."}
+		}
+		if nu == nil || nu == u || !nu.post(mk(reply)) {
+			return &xmppside.Error{Condition: stanza.ResourceConstraint, Text: "Busy; try again shortly."}
+		}
 	}
 	select {
 	case err := <-reply:
@@ -147,8 +175,11 @@ func (g *Gateway) ask(ctx context.Context, u *user, mk func(chan error) event) e
 // was dropped meanwhile (unregistered, or a failed first registration) to
 // the JID's current user value.
 func (u *user) forward(ev event, reply chan error) {
-	nu := u.g.userFor(u.bare, true)
+	_, isRegister := ev.(evRegister)
+	nu := u.g.userFor(u.bare, isRegister) // an unregistration creates nothing
 	switch {
+	case nu == nil && !isRegister:
+		reply <- &xmppside.Error{Condition: stanza.RegistrationRequired, Text: "You are not registered."}
 	case nu == nil:
 		reply <- &xmppside.Error{Condition: stanza.ServiceUnavailable, Text: "The gateway is shutting down."}
 	case nu == u:
@@ -216,11 +247,16 @@ func (u *user) onRegister(ctx context.Context, n wire.Number, password string, a
 		failed()
 		return fmt.Errorf("gateway: storing registration: %w", err)
 	}
+	if u.reg != nil && u.reg.Number != n {
+		// The old number's contacts leave the roster; the store dropped
+		// them already, and the new number's sync starts from nothing.
+		u.cleanRoster()
+	}
 	u.reg = &reg
 	u.authFailed = false
 	u.g.setRegistered(u.key, true)
 	// Reload: the number's contacts, and the list's removal option.
-	u.loadContacts(ctx)
+	u.loadContacts(sctx)
 	u.log.Info("registered", "number", n)
 	// XEP-0100: the gateway asks for the user's presence.
 	u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "subscribe"})
@@ -305,6 +341,10 @@ func (u *user) onUnregister() error {
 	if err := u.g.cfg.Store.DeleteRegistration(ctx, u.key); err != nil {
 		u.log.Error("deleting registration", "err", err)
 		return fmt.Errorf("gateway: deleting registration: %w", err)
+	}
+	if len(u.held) > 0 {
+		u.log.Warn("unregistered with IMIP messages still held for the component link", "dropped", len(u.held))
+		u.held = nil
 	}
 	u.g.setRegistered(u.key, false)
 	u.g.dropUser(u)

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"mellium.im/xmpp/jid"
+	"mellium.im/xmpp/stanza"
 
 	"imip-transport/imipside/wire"
 	"imip-transport/roster"
@@ -56,7 +57,8 @@ func (u *user) do(a roster.Action) {
 	case roster.SendListRemove:
 		u.imip(a.Number, "LIST REMOVE", func(s IMIPSession) error { return s.ListRemove(ctx, a.Number) })
 	case roster.PresenceToUser:
-		u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(a.From), To: u.bare, Type: string(a.Type), Nick: a.Nick, Status: a.Status})
+		err := u.g.trySendPresence(xmppside.Presence{From: u.g.contactJID(a.From), To: u.bare, Type: string(a.Type), Nick: a.Nick, Status: a.Status})
+		u.noteLostPush(err)
 		if a.Type == roster.Subscribed {
 			// RFC 6121 3.1.5: the contact's current presence follows.
 			u.sendContactPresence(a.From, u.bare)
@@ -65,9 +67,9 @@ func (u *user) do(a roster.Action) {
 			u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(a.From), To: u.bare, Type: "unavailable"})
 		}
 	case roster.RosterUpsert:
-		_ = u.pushRoster([]roster.Contact{a.Contact}, nil, false)
+		u.noteLostPush(u.pushRoster([]roster.Contact{a.Contact}, nil, false))
 	case roster.RosterRemove:
-		_ = u.pushRoster(nil, []wire.Number{a.Number}, false)
+		u.noteLostPush(u.pushRoster(nil, []wire.Number{a.Number}, false))
 	case roster.Refused:
 		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Body: a.Reason})
 	case roster.Persist:
@@ -152,6 +154,17 @@ func (u *user) noteRosterPush(err error) {
 		u.log.Warn("roster push did not reach the user; will push again", "err", err)
 	}
 	u.rosterStale = err != nil
+}
+
+// noteLostPush marks the roster for a push again when a single change could
+// not reach the user because the component link was down (the store
+// already holds the change, so no later sync would notice).
+func (u *user) noteLostPush(err error) {
+	if errors.Is(err, xmppside.ErrNotConnected) {
+		u.rosterStale = true
+	} else if err != nil {
+		u.log.Debug("roster change not sent", "err", err)
+	}
 }
 
 // listed returns the contacts on the user's IMIP list.
@@ -266,8 +279,13 @@ func (u *user) rosterxTargets(ra RosterAccess) []jid.JID {
 			ctx, cancel := context.WithTimeout(context.Background(), min(discoTimeout, u.g.cfg.OpTimeout))
 			feats, err := ra.DiscoFeatures(ctx, full)
 			cancel()
-			r.discoDone, r.rosterx = true, err == nil && slices.Contains(feats, NSRosterX)
-			u.resources[res] = r
+			var se stanza.Error
+			if err == nil || errors.As(err, &se) {
+				// An answer, an error answer included: final for this
+				// resource. A timeout or a dropped link is asked again.
+				r.discoDone, r.rosterx = true, err == nil && slices.Contains(feats, NSRosterX)
+				u.resources[res] = r
+			}
 		}
 		if r.rosterx {
 			out = append(out, full)

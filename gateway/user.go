@@ -35,9 +35,9 @@ type (
 	}
 	evUnregister struct{ reply chan error }
 	evRetry      struct{ gen uint64 }
-	evGrace      struct{ gen uint64 } // the registration's grace period ended
-	evLinkUp     struct{}             // the component link is up again
-	evConfirm    struct{ seq uint64 } // resources had their time to answer the probe
+	evGrace      struct{ gen uint64 }  // the registration's grace period ended
+	evLinkUp     struct{ link uint64 } // the component link is up again
+	evConfirm    struct{ seq uint64 }  // resources had their time to answer the probe
 	evShutdown   struct{}
 )
 
@@ -53,9 +53,11 @@ type resource struct {
 	// viaGateway: its presence reached the gateway's own JID (a broadcast),
 	// so a lone unavailable to one contact JID is directed, not a logout.
 	viaGateway bool
-	// discoDone: its disco#info was asked (once per resource); rosterx: it
-	// advertises XEP-0144.
+	// discoDone: its disco#info was answered (asked once per resource);
+	// rosterx: it advertises XEP-0144.
 	discoDone, rosterx bool
+	// link: the component link its last presence came on.
+	link uint64
 }
 
 // contactPresence is the last STAT of a contact.
@@ -121,7 +123,6 @@ type user struct {
 	confirm     *time.Timer // drops resources that did not answer the probe
 	confirmSeq  uint64
 	retryDelay  time.Duration
-	dialing     bool
 }
 
 func newUser(g *Gateway, bare jid.JID) *user {
@@ -161,17 +162,23 @@ func (u *user) handle(ev event) {
 		}
 		ev.reply <- u.onUnregister()
 	case evRetry:
+		if ev.gen != u.gen {
+			return
+		}
 		u.retry = nil
-		if ev.gen == u.gen && u.sess == nil && len(u.resources) > 0 {
+		if u.sess == nil && len(u.resources) > 0 {
 			u.login()
 		}
 	case evGrace:
+		if ev.gen != u.gen {
+			return
+		}
 		u.grace = nil
-		if ev.gen == u.gen && u.sess != nil && len(u.resources) == 0 {
+		if u.sess != nil && len(u.resources) == 0 {
 			u.logout("no presence within the registration's grace period")
 		}
 	case evLinkUp:
-		u.onLinkUp()
+		u.onLinkUp(ev.link)
 	case evConfirm:
 		if ev.seq == u.confirmSeq {
 			u.dropUnconfirmed()
@@ -185,15 +192,18 @@ func (u *user) handle(ev event) {
 func (u *user) load() {
 	ctx, cancel := context.WithTimeout(context.Background(), u.g.cfg.OpTimeout)
 	defer cancel()
-	u.loaded = true
 	reg, err := u.g.cfg.Store.Registration(ctx, u.key)
 	if err != nil {
-		if !errors.Is(err, ErrNotFound) {
-			u.log.Error("loading registration", "err", err)
-		}
 		u.list = roster.New(roster.Options{AllowRemove: u.g.cfg.AllowRemove}, nil)
+		if !errors.Is(err, ErrNotFound) {
+			// Not loaded: the next event tries again.
+			u.log.Error("loading registration", "err", err)
+			return
+		}
+		u.loaded = true
 		return
 	}
+	u.loaded = true
 	u.reg = &reg
 	u.loadContacts(ctx)
 }
@@ -279,7 +289,7 @@ func (u *user) onAvailability(pend []pendingAvail) {
 	hadResources := len(u.resources) > 0
 	var fresh []jid.JID // resources new since the last batch
 	for _, pa := range pend {
-		if full, isNew := u.applyAvailability(pa.p, pa.toGateway); isNew {
+		if full, isNew := u.applyAvailability(pa.p, pa.toGateway, pa.link); isNew {
 			fresh = append(fresh, full)
 		}
 	}
@@ -292,7 +302,7 @@ func (u *user) onAvailability(pend []pendingAvail) {
 			u.logout("last resource unavailable")
 		}
 	case u.sess == nil:
-		if !u.dialing && u.retry == nil {
+		if u.retry == nil {
 			u.login()
 		}
 	default:
@@ -305,10 +315,10 @@ func (u *user) onAvailability(pend []pendingAvail) {
 
 // applyAvailability records one availability presence of a resource and
 // reports whether it is a resource the gateway did not know.
-func (u *user) applyAvailability(p xmppside.Presence, toGateway bool) (jid.JID, bool) {
+func (u *user) applyAvailability(p xmppside.Presence, toGateway bool, link uint64) (jid.JID, bool) {
 	res := p.From.Resourcepart()
 	if p.Type == "unavailable" {
-		if r, ok := u.resources[res]; ok && r.viaGateway && !toGateway {
+		if !toGateway && u.broadcastSeen(res) {
 			// Directed unavailable to one contact ("invisible to X"): IMIP
 			// has no per-contact presence, and the user is still online.
 			return jid.JID{}, false
@@ -326,9 +336,12 @@ func (u *user) applyAvailability(p xmppside.Presence, toGateway bool) (jid.JID, 
 	u.seq++
 	old, existed := u.resources[res]
 	r := resource{show: p.Show, status: p.Status, priority: p.Priority, seq: u.seq,
-		viaGateway: toGateway || old.viaGateway, discoDone: old.discoDone, rosterx: old.rosterx}
+		viaGateway: toGateway || old.viaGateway, discoDone: old.discoDone, rosterx: old.rosterx, link: link}
 	if existed && old.show == r.show && old.status == r.status && old.priority == r.priority {
-		old.unconfirmed = false // it answered the probe, if one was asked
+		if link >= old.link {
+			old.unconfirmed = false // it answered the probe, if one was asked
+			old.link = link
+		}
 		old.viaGateway = r.viaGateway
 		u.resources[res] = old
 		return jid.JID{}, false // the same presence again, through another contact's JID
@@ -337,18 +350,41 @@ func (u *user) applyAvailability(p xmppside.Presence, toGateway bool) (jid.JID, 
 	return p.From, !existed
 }
 
+// broadcastSeen reports whether the presence of resource res (every
+// resource, for the bare JID) has reached the gateway's own JID, so that an
+// unavailable sent to one contact JID only is a directed one.
+func (u *user) broadcastSeen(res string) bool {
+	if res != "" {
+		r, ok := u.resources[res]
+		return ok && r.viaGateway
+	}
+	for _, r := range u.resources {
+		if r.viaGateway {
+			return true
+		}
+	}
+	return false
+}
+
 // onLinkUp handles a new component link. What was sent while the link was
 // down is lost, so a logged-in user gets the presence of the gateway and of
 // their online contacts again. The user's resources are known from before
 // the outage: the gateway's probe asks the server for the live ones, and
 // those that have not answered after ProbeTimeout are taken as gone (some
 // servers answer a probe of an offline user with nothing at all).
-func (u *user) onLinkUp() {
-	if len(u.resources) > 0 {
-		for k, r := range u.resources {
+func (u *user) onLinkUp(link uint64) {
+	marked := false
+	for k, r := range u.resources {
+		// A presence that came on this link already answered; a resource
+		// whose presence never reached the gateway's own JID cannot answer
+		// the gateway's probe, and is kept.
+		if r.link < link && r.viaGateway {
 			r.unconfirmed = true
 			u.resources[k] = r
+			marked = true
 		}
+	}
+	if marked {
 		u.confirmSeq++
 		seq := u.confirmSeq
 		if u.confirm != nil {
@@ -463,8 +499,6 @@ func (u *user) dial(number wire.Number, password string) (IMIPSession, error) {
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), u.g.cfg.LoginTimeout)
 	defer cancel()
-	u.dialing = true
-	defer func() { u.dialing = false }()
 	sess, err := u.g.cfg.Dialer.Dial(ctx, number, password, h)
 	if err != nil {
 		close(abandon)
