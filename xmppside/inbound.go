@@ -88,6 +88,30 @@ type wirePrivilege struct {
 	} `xml:"perm"`
 }
 
+// eachChild calls fn with each child element of the stanza that r reads
+// (r is positioned after the start element). fn must consume the child,
+// with DecodeElement or Skip. Only a broken token stream, or fn, fails it.
+func eachChild(r xml.TokenReader, fn func(d *xml.Decoder, se xml.StartElement) error) error {
+	d := xml.NewTokenDecoder(xmlstream.Inner(r))
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		switch tok := tok.(type) {
+		case xml.StartElement:
+			if err := fn(d, tok); err != nil {
+				return err
+			}
+		case xml.EndElement:
+			return nil
+		}
+	}
+}
+
 // decodeMessage reads a whole <message/> once, children in any order.
 // Only a broken token stream returns an error; unknown children are skipped.
 func decodeMessage(r xml.TokenReader, start xml.StartElement) (m Message, priv *wirePrivilege, err error) {
@@ -99,22 +123,7 @@ func decodeMessage(r xml.TokenReader, start xml.StartElement) (m Message, priv *
 		m.Type = "normal" // RFC 6121 section 5.2.2
 	}
 	var bodies, subjects []langText
-	d := xml.NewTokenDecoder(xmlstream.Inner(r))
-	for {
-		tok, err := d.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return m, nil, err
-		}
-		se, ok := tok.(xml.StartElement)
-		if !ok {
-			if _, end := tok.(xml.EndElement); end {
-				break
-			}
-			continue
-		}
+	err = eachChild(r, func(d *xml.Decoder, se xml.StartElement) (err error) {
 		n := se.Name
 		switch {
 		case inStanzaNS(n.Space) && n.Local == "body":
@@ -157,9 +166,10 @@ func decodeMessage(r xml.TokenReader, start xml.StartElement) (m Message, priv *
 		default:
 			err = d.Skip()
 		}
-		if err != nil {
-			return m, nil, err
-		}
+		return err
+	})
+	if err != nil {
+		return m, nil, err
 	}
 	m.Body = pickText(bodies)
 	m.Subject = pickText(subjects)
@@ -181,22 +191,7 @@ func decodePresence(r xml.TokenReader, start xml.StartElement) (p Presence, err 
 	p.ID = attrValue(start.Attr, "id")
 	p.Type = attrValue(start.Attr, "type")
 	var statuses []langText
-	d := xml.NewTokenDecoder(xmlstream.Inner(r))
-	for {
-		tok, err := d.Token()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return p, err
-		}
-		se, ok := tok.(xml.StartElement)
-		if !ok {
-			if _, end := tok.(xml.EndElement); end {
-				break
-			}
-			continue
-		}
+	err = eachChild(r, func(d *xml.Decoder, se xml.StartElement) (err error) {
 		n := se.Name
 		switch {
 		case inStanzaNS(n.Space) && n.Local == "show":
@@ -234,9 +229,10 @@ func decodePresence(r xml.TokenReader, start xml.StartElement) (p Presence, err 
 		default:
 			err = d.Skip()
 		}
-		if err != nil {
-			return p, err
-		}
+		return err
+	})
+	if err != nil {
+		return p, err
 	}
 	p.Status = pickText(statuses)
 	return p, nil
