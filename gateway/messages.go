@@ -140,12 +140,7 @@ func (u *user) onStat(ev imipside.StatEvent) {
 	} else {
 		u.contacts[ev.From] = contactPresence{status: ev.Status, text: ev.Text}
 	}
-	p := statToPresence(ev.Status, ev.Text)
-	p.From, p.To = u.g.contactJID(ev.From), u.bare
-	if c, ok := u.list.Contact(ev.From); ok && c.Nick != "" && p.Type == "" {
-		p.Nick = c.Nick
-	}
-	u.g.sendPresence(p)
+	u.sendContactPresence(ev.From, u.bare)
 }
 
 // onIMIPMessage forwards an IMIP message as a chat message.

@@ -622,7 +622,7 @@ func (u *user) sendContactPresence(n wire.Number, to jid.JID) {
 	p := statToPresence(cp.status, cp.text)
 	p.From, p.To = u.g.contactJID(n), to
 	if c, ok := u.list.Contact(n); ok && c.Nick != "" && p.Type == "" {
-		p.Nick = c.Nick // as on the live path (onStat)
+		p.Nick = c.Nick
 	}
 	u.g.sendPresence(p)
 }

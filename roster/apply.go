@@ -33,7 +33,7 @@ func (l *List) Apply(ev Event) []Action {
 // lookup returns contact n (or a new one), whether it existed, and whether n
 // is a valid number at all.
 func (l *List) lookup(n wire.Number) (c Contact, found, valid bool) {
-	if !validNumber(string(n)) {
+	if !n.Valid() {
 		return Contact{}, false, false
 	}
 	c, found = l.Contact(n)

@@ -18,19 +18,6 @@ var (
 	ErrMalformed = errors.New("roster: localpart is not an IMIP number")
 )
 
-// validNumber reports whether s is 1 to wire.MaxNumberLen ASCII digits.
-func validNumber(s string) bool {
-	if len(s) == 0 || len(s) > wire.MaxNumberLen {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 // JID returns the XMPP address of the IMIP contact n: the bare JID
 // n@gateway, where gateway is the domainpart of gatewayDomain (any localpart
 // or resourcepart of gatewayDomain is ignored).
@@ -39,7 +26,7 @@ func validNumber(s string) bool {
 // For an invalid number, or a zero gatewayDomain, JID returns the zero
 // jid.JID, never the gateway's own address.
 func JID(n wire.Number, gatewayDomain jid.JID) jid.JID {
-	if !validNumber(string(n)) || gatewayDomain.Domainpart() == "" {
+	if !n.Valid() || gatewayDomain.Domainpart() == "" {
 		return jid.JID{}
 	}
 	j, err := gatewayDomain.Domain().WithLocal(string(n))
@@ -61,7 +48,7 @@ func Number(j jid.JID, gatewayDomain jid.JID) (wire.Number, error) {
 		return "", fmt.Errorf("%w: %q", ErrNotGateway, j.Bare().String())
 	}
 	local := j.Localpart()
-	if !validNumber(local) {
+	if !wire.Number(local).Valid() {
 		return "", fmt.Errorf("%w: %q", ErrMalformed, j.Bare().String())
 	}
 	n, err := wire.ParseNumber(local)

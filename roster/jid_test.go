@@ -125,7 +125,7 @@ func FuzzNumber(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if !validNumber(string(n)) {
+		if !n.Valid() {
 			t.Fatalf("Number(%q) = %q: not digits only", s, n)
 		}
 		if back := JID(n, gw); !back.Equal(j.Bare()) {

@@ -57,7 +57,7 @@ type List struct {
 func New(opts Options, cs []Contact) *List {
 	l := &List{Options: opts, cs: make([]Contact, 0, len(cs))}
 	for _, c := range cs {
-		if !validNumber(string(c.Number)) || !c.live() {
+		if !c.Number.Valid() || !c.live() {
 			continue
 		}
 		if _, ok := l.find(c.Number); ok {

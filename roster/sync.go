@@ -41,7 +41,7 @@ func Sync(last []Contact, buddies []wire.Buddy) SyncPlan {
 	next := New(Options{}, nil)
 	var p SyncPlan
 	for _, b := range buddies {
-		if !validNumber(string(b.Number)) {
+		if !b.Number.Valid() {
 			continue
 		}
 		if _, dup := next.Contact(b.Number); dup {

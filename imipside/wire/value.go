@@ -18,21 +18,24 @@ type Number string
 // ParseNumber returns s as a Number, or an error wrapping ErrBadValue when s
 // is empty, longer than MaxNumberLen, or holds anything but ASCII digits.
 func ParseNumber(s string) (Number, error) {
-	if s == "" || len(s) > MaxNumberLen {
+	if !Number(s).Valid() {
 		return "", protoErr(ErrBadValue, "number "+strconv.Quote(clip(s)))
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return "", protoErr(ErrBadValue, "number "+strconv.Quote(clip(s)))
-		}
 	}
 	return Number(s), nil
 }
 
-// Valid reports whether n holds digits only, as ParseNumber requires.
+// Valid reports whether n is 1 to MaxNumberLen ASCII digits, as ParseNumber
+// requires. It does not allocate.
 func (n Number) Valid() bool {
-	_, err := ParseNumber(string(n))
-	return err == nil
+	if n == "" || len(n) > MaxNumberLen {
+		return false
+	}
+	for i := 0; i < len(n); i++ {
+		if n[i] < '0' || n[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // String returns the number's digits.
