@@ -217,12 +217,17 @@ func (g *Gateway) HandlePresence(p xmppside.Presence) {
 		g.log.Debug("presence error from user", "from", p.From, "to", p.To)
 		return
 	}
-	if p.Type == "unavailable" && g.loadedUser(p.From.Bare()) == nil {
-		// Nothing to log out (the answers to the gateway's probes after
-		// a reconnect are mostly these): do not load the user for it.
-		return
+	var u *user
+	if p.Type == "unavailable" {
+		// Nothing to log out for a user not loaded (the answers to the
+		// gateway's probes after a reconnect are mostly these): do not
+		// load the user for it.
+		if u = g.loadedUser(p.From.Bare()); u == nil {
+			return
+		}
+	} else {
+		u = g.userFor(p.From.Bare(), false)
 	}
-	u := g.userFor(p.From.Bare(), false)
 	if u == nil {
 		g.offRead("presence answer", func() { g.answerUnregisteredPresence(p) })
 		return

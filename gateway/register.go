@@ -201,12 +201,7 @@ func (u *user) onRegister(ctx context.Context, n wire.Number, password string, a
 	if old != nil {
 		// The IMIP server allows one connection per number: end ours first.
 		u.offlineAll("Reconnecting with new credentials.")
-		u.dropSession()
-		ctx, cancel := u.opCtx()
-		if err := old.Disconnect(ctx); err != nil {
-			_ = old.Close()
-		}
-		cancel()
+		u.endSession(old)
 	}
 	// failed keeps what was registered before: a user who was logged in
 	// logs in again with the old credentials.
@@ -262,10 +257,7 @@ func (u *user) onRegister(ctx context.Context, n wire.Number, password string, a
 	u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "subscribe"})
 	if len(u.resources) == 0 && u.g.cfg.RegisterGrace < 0 {
 		u.syncRoster(sess.Contacts())
-		u.dropSession()
-		if err := sess.Disconnect(ctx); err != nil {
-			_ = sess.Close()
-		}
+		u.endSession(sess)
 		return nil
 	}
 	u.adopt(sess)
@@ -324,18 +316,10 @@ func (u *user) onUnregister() error {
 	u.stopRetry()
 	u.stopGrace()
 	if u.sess != nil {
-		sess := u.sess
-		u.dropSession()
-		ctx, cancel := u.opCtx()
-		if err := sess.Disconnect(ctx); err != nil {
-			_ = sess.Close()
-		}
-		cancel()
+		u.endSession(u.sess)
 	}
 	u.cleanRoster()
-	for _, t := range [...]string{"unsubscribe", "unsubscribed", "unavailable"} {
-		u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: t})
-	}
+	_ = u.sendGone(u.g.cfg.Domain)
 	ctx, cancel := u.opCtx()
 	defer cancel()
 	if err := u.g.cfg.Store.DeleteRegistration(ctx, u.key); err != nil {

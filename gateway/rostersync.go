@@ -199,7 +199,7 @@ func (u *user) pushRoster(upserts []roster.Contact, removed []wire.Number, fallb
 		items = append(items, xmppside.RosterItem{JID: u.g.contactJID(n), Remove: true})
 	}
 	if ra, ok := u.g.xmpp.(RosterAccess); ok {
-		if pr := u.privileges(ra); pr.Roster == "set" || pr.Roster == "both" {
+		if ra.PrivilegesFor(u.bare).CanSetRoster() {
 			err := u.rosterSet(ra, items)
 			if err == nil {
 				return nil
@@ -235,20 +235,27 @@ func (u *user) pushRoster(upserts []roster.Contact, removed []wire.Number, fallb
 		send(xmppside.Presence{From: u.g.contactJID(c.Number), To: u.bare, Type: "subscribe", Nick: c.Nick})
 	}
 	for _, n := range removed {
-		for _, t := range [...]string{"unsubscribe", "unsubscribed", "unavailable"} {
-			send(xmppside.Presence{From: u.g.contactJID(n), To: u.bare, Type: t})
+		if err := u.sendGone(u.g.contactJID(n)); err != nil && firstErr == nil {
+			firstErr = err
 		}
 	}
 	return firstErr
 }
 
-// privileges returns the XEP-0356 grant that covers the user.
-func (u *user) privileges(ra RosterAccess) xmppside.Privileges {
-	return ra.PrivilegesFor(u.bare)
+// sendGone tells the user that from (a contact, or the gateway) leaves:
+// unsubscribe, unsubscribed and unavailable. It returns the first error.
+func (u *user) sendGone(from jid.JID) error {
+	var first error
+	for _, t := range [...]string{"unsubscribe", "unsubscribed", "unavailable"} {
+		if err := u.g.trySendPresence(xmppside.Presence{From: from, To: u.bare, Type: t}); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
-// rosterSet sets items one by one (a roster set holds one item), each
-// bounded by the op timeout.
+// rosterSet sets items one by one, each bounded by its own op timeout (one
+// slow item does not eat the others' time).
 func (u *user) rosterSet(ra RosterAccess, items []xmppside.RosterItem) error {
 	for _, it := range items {
 		ctx, cancel := u.opCtx()
@@ -307,7 +314,7 @@ func (u *user) cleanRoster() {
 		nums = append(nums, c.Number)
 	}
 	if ra, ok := u.g.xmpp.(RosterAccess); ok {
-		if pr := u.privileges(ra); pr.Roster == "both" {
+		if pr := ra.PrivilegesFor(u.bare); pr.CanGetRoster() && pr.CanSetRoster() {
 			if items, err := ra.RosterGet(ctx, u.bare); err == nil {
 				for _, it := range items {
 					if it.JID.Domainpart() != u.g.cfg.Domain.Domainpart() || it.JID.Localpart() == "" {
@@ -324,8 +331,6 @@ func (u *user) cleanRoster() {
 		}
 	}
 	for _, n := range nums {
-		for _, t := range [...]string{"unsubscribe", "unsubscribed", "unavailable"} {
-			u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(n), To: u.bare, Type: t})
-		}
+		_ = u.sendGone(u.g.contactJID(n))
 	}
 }

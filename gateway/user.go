@@ -577,7 +577,14 @@ func (u *user) logout(why string) {
 	if u.sess == nil {
 		return
 	}
-	sess := u.sess
+	u.endSession(u.sess)
+	u.log.Info("logged out of IMIP", "why", why)
+}
+
+// endSession lets go of sess, the live or newest dialed session (its
+// events are dropped from now on), and ends it with DISC, or Close when
+// that fails.
+func (u *user) endSession(sess IMIPSession) {
 	u.dropSession()
 	ctx, cancel := u.opCtx()
 	defer cancel()
@@ -585,7 +592,6 @@ func (u *user) logout(why string) {
 		u.log.Debug("DISC", "err", err)
 		_ = sess.Close()
 	}
-	u.log.Info("logged out of IMIP", "why", why)
 }
 
 // dropSession forgets the live (or newest dialed) session and its

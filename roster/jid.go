@@ -51,9 +51,5 @@ func Number(j jid.JID, gatewayDomain jid.JID) (wire.Number, error) {
 	if !wire.Number(local).Valid() {
 		return "", fmt.Errorf("%w: %q", ErrMalformed, j.Bare().String())
 	}
-	n, err := wire.ParseNumber(local)
-	if err != nil {
-		return "", fmt.Errorf("%w: %q: %w", ErrMalformed, j.Bare().String(), err)
-	}
-	return n, nil
+	return wire.Number(local), nil
 }
