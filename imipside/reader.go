@@ -25,12 +25,11 @@ func (s *Session) readLoop() {
 			break
 		}
 		s.traceBlock('S', b)
-		big := wire.ContentSize(b) > 1024
 		if err := s.dispatch(b); err != nil {
 			s.closeWith(err)
 			break
 		}
-		s.release(big)
+		s.release()
 	}
 	s.cbs.Wait()
 	s.emit(ClosedEvent{Err: s.Err()})
@@ -38,17 +37,15 @@ func (s *Session) readLoop() {
 }
 
 // release drops what the last block left behind so an idle session stays
-// small: its strings, and buffers grown for a large block.
-func (s *Session) release(big bool) {
+// small: its strings, and a body or header slice grown for a large block
+// (the wire.Reader drops its own grown buffer).
+func (s *Session) release() {
 	s.in.Reset()
 	if cap(s.in.Body) > 1024 {
 		s.in.Body = nil
 	}
 	if cap(s.in.Headers) > 16 {
 		s.in.Headers = nil
-	}
-	if big && s.r.Buffered() == 0 {
-		s.r = wire.NewReader(s.conn, s.lim) // drops the Reader's grown scratch buffer
 	}
 }
 

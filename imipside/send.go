@@ -103,12 +103,9 @@ func (s *Session) send(ctx context.Context, b *wire.Block, opts sendOpts) (uint6
 			stop = context.AfterFunc(ctx, func() { s.conn.SetWriteDeadline(longAgo) })
 		}
 		s.traceBlock('C', b)
-		err = s.w.WriteBlock(b)
+		err = s.w.WriteBlock(b) // the Writer drops a buffer grown for a large block
 		if stop != nil {
 			stop()
-		}
-		if wire.ContentSize(b) > 1024 {
-			s.w = wire.NewWriter(s.conn) // drop the grown buffer: idle sessions stay small
 		}
 	}
 	if err != nil {

@@ -20,7 +20,6 @@ import (
 // All its methods are safe for concurrent use.
 type Session struct {
 	conn     net.Conn
-	lim      wire.Limits
 	number   wire.Number
 	contacts []wire.Buddy
 	handler  Handler
@@ -113,7 +112,6 @@ func newSession(conn net.Conn, cfg Config) *Session {
 	}
 	return &Session{
 		conn:    conn,
-		lim:     cfg.Limits,
 		number:  cfg.Number,
 		handler: cfg.Handler,
 		log:     log,

@@ -19,7 +19,7 @@ const (
 	DefaultReadBuffer = 512
 	// keepScratch is the largest scratch buffer kept between blocks; a larger
 	// one, grown for a big block, is dropped so an idle reader stays small.
-	keepScratch = 4 << 10
+	keepScratch = 1 << 10
 	// maxMaxSize caps MaxSize and MaxLine whatever the configuration, so
 	// that offsets inside a block fit in an int32.
 	maxMaxSize = 1 << 30
