@@ -320,7 +320,20 @@ func (d *fakeDialer) Dial(ctx context.Context, n wire.Number, password string, h
 	}
 	s := &fakeSession{d: d, number: n, password: password, h: h, buddies: slices.Clone(d.buddies[n]),
 		nextID: 1000, block: d.hold[n]}
+	// The IMIP server keeps only the newest login of a number: the older
+	// sessions end, from the server's side.
+	var older []*fakeSession
+	for _, o := range d.sessions {
+		if o.number == n && o.alive() == nil {
+			older = append(older, o)
+		}
+	}
 	d.sessions = append(d.sessions, s)
+	d.mu.Unlock()
+	for _, o := range older {
+		o.drop(errors.New("imipside: server closed the connection: logged in elsewhere"))
+	}
+	d.mu.Lock()
 	d.live[n]++
 	d.maxLive = max(d.maxLive, d.live[n])
 	return s, nil

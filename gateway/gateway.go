@@ -205,6 +205,22 @@ func (u *user) isGone() bool {
 	return u.gone
 }
 
+// spawn runs f on its own goroutine; Close waits for it.
+func (g *Gateway) spawn(f func()) {
+	g.runs.add()
+	go func() {
+		defer g.runs.done()
+		f()
+	}()
+}
+
+// endConn ends a session no run loop will take (its user stopped) without
+// waiting for the server.
+func (g *Gateway) endConn(c *imipConn) {
+	c.letGo()
+	_ = c.sess.Close()
+}
+
 // contactJID maps a number to its JID on the gateway.
 func (g *Gateway) contactJID(n wire.Number) jid.JID { return roster.JID(n, g.cfg.Domain) }
 

@@ -9,9 +9,6 @@ import (
 	"imip-transport/xmppside"
 )
 
-// event is anything a user's run loop handles.
-type event any
-
 // post queues ev for u without blocking. It reports false when the inbox is
 // full or the user has stopped.
 func (u *user) post(ev event) bool {
@@ -227,4 +224,24 @@ func (t *tracker) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
+}
+
+// awaitIMIP runs a request that waits for the IMIP server's answer. The
+// session's reader must be able to read that answer, so while the run loop
+// waits the reader may queue events past the usual bound instead of
+// waiting for room (see postWait).
+func (u *user) awaitIMIP(call func() error) error {
+	u.mu.Lock()
+	u.inCall = true
+	if u.space != nil {
+		close(u.space) // wake a reader waiting for room: it may go on now
+		u.space = nil
+	}
+	u.mu.Unlock()
+	defer func() {
+		u.mu.Lock()
+		u.inCall = false
+		u.mu.Unlock()
+	}()
+	return call()
 }

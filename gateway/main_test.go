@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"log/slog"
+	"os"
 	"testing"
 	"time"
 
@@ -47,6 +49,9 @@ func newHarness(t *testing.T, privMode string, opts ...func(*Config)) *harness {
 		// The checking login ends at once, so that the first available
 		// presence dials a new session; TestRegisterGrace covers the grace.
 		RegisterGrace: -1,
+	}
+	if testing.Verbose() && os.Getenv("GATEWAY_DEBUG") != "" {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
 	for _, o := range opts {
 		o(&cfg)

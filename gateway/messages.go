@@ -39,10 +39,10 @@ func (u *user) onMessage(m xmppside.Message) {
 	if u.sess == nil {
 		text := "Not connected to the IMIP network right now; the message was not sent."
 		cond, typ := stanza.RemoteServerTimeout, stanza.Wait
-		if u.authFailed {
+		if u.link.state == linkAuthFailed {
 			text = "IMIP refused your login; register again with the right password. The message was not sent."
 			cond, typ = stanza.NotAuthorized, stanza.Auth
-		} else if len(u.resources) == 0 {
+		} else if !u.res.any() {
 			text = "You are not online to the IMIP gateway; send it your presence first. The message was not sent."
 			cond, typ = stanza.RecipientUnavailable, stanza.Wait
 		}
@@ -90,8 +90,6 @@ func (u *user) onIMIP(ev imipside.Event) {
 		u.log.Warn("IMIP refused a request", "request", ev.Type, "number", ev.Number, "code", int(ev.Code))
 		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
 			Body: "The IMIP network refused " + ev.Type + " " + string(ev.Number) + ": " + ev.Code.String()})
-	case imipside.ClosedEvent:
-		u.onClosed(ev.Err)
 	}
 }
 
@@ -226,15 +224,4 @@ func (u *user) onMessageFailed(ev imipside.MessageFailedEvent) {
 		return
 	}
 	u.log.Info("IMIP refused a message the gateway no longer remembers", "to", ev.To, "code", int(ev.Code))
-}
-
-// onClosed handles the end of the live session: contacts go offline and,
-// while the user is online, the gateway logs in again after a delay.
-func (u *user) onClosed(err error) {
-	u.log.Warn("IMIP session ended", "err", err)
-	u.offlineAll("Disconnected from the IMIP network; reconnecting.")
-	u.dropSession()
-	if len(u.resources) > 0 {
-		u.scheduleRetry()
-	}
 }

@@ -189,101 +189,154 @@ func (u *user) forward(ev event, reply chan error) {
 	}
 }
 
-// onRegister checks new credentials by logging in, then stores them. ctx is
-// the request's: once it has ended the requester has been told it failed,
-// so nothing is stored.
-func (u *user) onRegister(ctx context.Context, n wire.Number, password string, allowRemove *bool) error {
-	if err := ctx.Err(); err != nil {
-		return fmt.Errorf("gateway: %w", err)
+// errShuttingDown answers a request the gateway can no longer carry out.
+var errShuttingDown = &xmppside.Error{Condition: stanza.ServiceUnavailable, Text: "The gateway is shutting down."}
+
+// nextRequest carries out the registration requests in the order they came:
+// an unregistration at once, a registration by starting the login that
+// checks its credentials (its result comes back as evRegisterDialed, and
+// the requests behind it wait for it).
+func (u *user) nextRequest() {
+	for !u.reqBusy && len(u.reqs) > 0 {
+		req := u.reqs[0]
+		u.reqs = u.reqs[1:]
+		switch req := req.(type) {
+		case evUnregister:
+			req.reply <- u.onUnregister()
+			if u.isGone() {
+				u.forwardRequests()
+				return
+			}
+		case evRegister:
+			if err := req.ctx.Err(); err != nil {
+				req.reply <- fmt.Errorf("gateway: %w", err)
+				continue
+			}
+			u.reqBusy, u.checking = true, req.number
+			u.g.spawn(func() {
+				c, err := u.dial(req.ctx, req.number, req.password)
+				if !u.postAlways(evRegisterDialed{req: req, c: c, err: err}) {
+					if c != nil {
+						u.g.endConn(c)
+					}
+					req.reply <- &xmppside.Error{Condition: stanza.ResourceConstraint, Text: "Busy; try again shortly."}
+				}
+			})
+		}
 	}
-	u.stopRetry()
-	old := u.sess
-	if old != nil {
-		// The IMIP server allows one connection per number: end ours first.
-		u.offlineAll("Reconnecting with new credentials.")
-		u.endSession(old)
+}
+
+// forwardRequests hands the requests still queued on a user value that was
+// dropped to the JID's current one.
+func (u *user) forwardRequests() {
+	reqs := u.reqs
+	u.reqs = nil
+	for _, r := range reqs {
+		switch r := r.(type) {
+		case evRegister:
+			u.forward(r, r.reply)
+		case evUnregister:
+			u.forward(r, r.reply)
+		}
 	}
-	// failed keeps what was registered before: a user who was logged in
-	// logs in again with the old credentials.
-	failed := func() {
-		if u.reg != nil && len(u.resources) > 0 && u.sess == nil && !u.authFailed {
-			u.scheduleRetry()
+}
+
+// failRegistrations answers every queued request with err.
+func (u *user) failRegistrations(err error) {
+	for _, r := range u.reqs {
+		switch r := r.(type) {
+		case evRegister:
+			r.reply <- err
+		case evUnregister:
+			r.reply <- err
+		}
+	}
+	u.reqs = nil
+}
+
+// onRegisterDialed finishes a registration once the login that checked its
+// credentials ended: on success the credentials are stored and that login
+// becomes the user's live session (the IMIP server keeps only the newest
+// login of a number, so it replaces the old one); on failure what was
+// registered before stays, and a live session stays live.
+func (u *user) onRegisterDialed(ev evRegisterDialed) {
+	u.reqBusy = false
+	defer u.nextRequest()
+	lost := u.lostDuringCheck
+	u.lostDuringCheck = false
+	req := ev.req
+	failed := func(err error) {
+		if ev.c != nil {
+			u.endConn(ev.c, "registration not completed")
+		}
+		if lost {
+			u.applyLink(linkClosed{}, nil)
 		}
 		if !u.isRegisteredUser() {
 			u.g.dropUser(u)
+			u.forwardRequests()
 		}
+		req.reply <- err
 	}
-	sess, err := u.dial(n, password)
-	if err != nil {
-		failed()
-		return registerError(err)
+	if ev.err != nil {
+		failed(registerError(ev.err))
+		return
 	}
-	if err := ctx.Err(); err != nil {
+	if err := req.ctx.Err(); err != nil {
 		// Too late: the requester was already answered with an error.
-		u.dropSession()
-		_ = sess.Close()
-		failed()
-		return fmt.Errorf("gateway: %w", err)
+		failed(fmt.Errorf("gateway: %w", err))
+		return
 	}
 	now := time.Now().UTC()
-	reg := Registration{JID: u.key, Number: n, Password: password, Created: now, Updated: now}
+	reg := Registration{JID: u.key, Number: req.number, Password: req.password, Created: now, Updated: now}
 	if u.reg != nil {
 		reg.Created, reg.AllowRemove = u.reg.Created, u.reg.AllowRemove
 	}
-	if allowRemove != nil {
-		reg.AllowRemove = *allowRemove
+	if req.allowRemove != nil {
+		reg.AllowRemove = *req.allowRemove
 	}
 	sctx, cancel := u.opCtx()
 	defer cancel()
 	if err := u.g.cfg.Store.PutRegistration(sctx, reg); err != nil {
 		u.log.Error("storing registration", "err", err)
-		u.dropSession()
-		_ = sess.Close()
-		failed()
-		return fmt.Errorf("gateway: storing registration: %w", err)
+		failed(fmt.Errorf("gateway: storing registration: %w", err))
+		return
 	}
-	if u.reg != nil && u.reg.Number != n {
+	if u.reg != nil && u.reg.Number != req.number {
 		// The old number's contacts leave the roster; the store dropped
 		// them already, and the new number's sync starts from nothing.
 		u.cleanRoster()
 	}
+	if u.conn != nil {
+		// The new login's contacts report their presence afresh.
+		u.offlineContacts()
+		if u.conn.number == req.number {
+			// Pushed out by the new login: its end is no news to the user.
+			u.dropLive()
+		}
+	}
 	u.reg = &reg
-	u.authFailed = false
 	u.g.setRegistered(u.key, true)
 	// Reload: the number's contacts, and the list's removal option.
 	u.loadContacts(sctx)
-	u.log.Info("registered", "number", n)
+	u.log.Info("registered", "number", req.number)
 	// XEP-0100: the gateway asks for the user's presence.
 	u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "subscribe"})
-	if len(u.resources) == 0 && u.g.cfg.RegisterGrace < 0 {
-		u.syncRoster(sess.Contacts())
-		u.endSession(sess)
-		return nil
+	if u.g.cfg.RegisterGrace < 0 && !u.link.want {
+		// No grace: the checked login ends at once; the user's presence
+		// will log in anew.
+		u.syncRoster(ev.c.sess.Contacts())
+		u.endConn(ev.c, "registration checked")
+		u.applyLink(linkCredentials{}, nil)
+		req.reply <- nil
+		return
 	}
-	u.adopt(sess)
-	if len(u.resources) == 0 {
-		// The user's presence reaches the gateway only once they approve
-		// its subscription, usually a moment from now. Keep the checked
-		// session that long instead of logging out and in again, which
-		// contacts would see as a flap.
-		u.armGrace()
-	}
-	return nil
-}
-
-// armGrace logs the session out after RegisterGrace unless a resource of
-// the user has become available by then.
-func (u *user) armGrace() {
-	u.stopGrace()
-	gen := u.gen
-	u.grace = time.AfterFunc(u.g.cfg.RegisterGrace, func() { u.postAlways(evGrace{gen: gen}) })
-}
-
-func (u *user) stopGrace() {
-	if u.grace != nil {
-		u.grace.Stop()
-		u.grace = nil
-	}
+	// The user's presence reaches the gateway only once they approve its
+	// subscription, usually a moment from now: the checked login is kept
+	// that long (the grace state) instead of logging out and in again,
+	// which contacts would see as a flap.
+	u.applyLink(linkAdopt{}, ev.c)
+	req.reply <- nil
 }
 
 func (u *user) isRegisteredUser() bool { return u.g.isRegistered(u.key) }
@@ -313,11 +366,8 @@ func (u *user) onUnregister() error {
 	if u.reg == nil {
 		return &xmppside.Error{Condition: stanza.RegistrationRequired, Text: "You are not registered."}
 	}
-	u.stopRetry()
-	u.stopGrace()
-	if u.sess != nil {
-		u.endSession(u.sess)
-	}
+	u.applyLink(linkStop{}, nil)
+	u.timers.stop()
 	u.cleanRoster()
 	_ = u.sendGone(u.g.cfg.Domain)
 	ctx, cancel := u.opCtx()
@@ -333,7 +383,7 @@ func (u *user) onUnregister() error {
 	u.g.setRegistered(u.key, false)
 	u.g.dropUser(u)
 	u.reg = nil
-	u.resources = nil
+	u.res.reset()
 	u.log.Info("unregistered")
 	return nil
 }

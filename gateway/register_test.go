@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -101,9 +102,10 @@ func TestRegisterStores(t *testing.T) {
 	}
 }
 
-// Registering again while online: the old session ends before the new one
-// is dialed (never two sessions for a user), and the new credentials are
-// stored and used.
+// Registering again while online: the new credentials are checked by a
+// login beside the live one; the IMIP server keeps only the newest login of
+// a number, so the old session ends (never two live sessions for a number),
+// and the new credentials are stored and used.
 func TestReRegisterOnline(t *testing.T) {
 	h := newHarness(t, "")
 	old := h.login(aliceHW, "6340564")
@@ -113,8 +115,8 @@ func TestReRegisterOnline(t *testing.T) {
 	if err := h.g.Register(context.Background(), aliceJID, "6340564", "newpw"); err != nil {
 		t.Fatalf("Register: %v", err)
 	}
-	if got := old.callsWith("DISC"); len(got) != 1 {
-		t.Errorf("old session calls %q, want one DISC", old.callList())
+	if old.alive() == nil {
+		t.Errorf("old session still live after the new login: calls %q", old.callList())
 	}
 	s := h.d.waitSession(t, 2)
 	if s.password != "newpw" {
@@ -138,8 +140,7 @@ func TestReRegisterOnline(t *testing.T) {
 		t.Errorf("message sent on the old session")
 	}
 
-	// A failed re-registration keeps the old credentials and logs in again
-	// with them.
+	// A failed re-registration keeps the old credentials...
 	h.d.setFail(nil, &imipside.LoginError{Code: wire.CodeWrongPassword})
 	err := h.g.Register(context.Background(), aliceJID, "6340564", "typo")
 	var xe *xmppside.Error
@@ -149,11 +150,9 @@ func TestReRegisterOnline(t *testing.T) {
 	if r, _ := h.st.reg(alice); r.Password != "newpw" {
 		t.Errorf("stored password %q after a failed Register, want newpw", r.Password)
 	}
-	s3 := h.d.waitSession(t, 3)
-	if s3.password != "newpw" {
-		t.Errorf("re-login used password %q, want newpw", s3.password)
-	}
-	s3.waitCall(t, "STAT ONLINE")
+	// ... and the live session stays (TestFailedReRegistrationKeepsSession).
+	h.chat("m2", aliceHW, cj("100"), "chat", "again")
+	s.waitCall(t, "MESG 100 again")
 }
 
 // Unregister: the session ends, every contact and the gateway unsubscribe
@@ -248,6 +247,19 @@ func (h *harness) inboxLen(bare string) int {
 	return len(u.inbox)
 }
 
+// inboxHas reports whether an event matching f waits in bare's inbox.
+func (h *harness) inboxHas(bare string, f func(event) bool) bool {
+	h.g.mu.Lock()
+	u := h.g.users[bare]
+	h.g.mu.Unlock()
+	if u == nil {
+		return false
+	}
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return slices.ContainsFunc(u.inbox, f)
+}
+
 // An unregistration and a registration queued behind each other on the same
 // user end consistently: the registration is carried out by the JID's new
 // user value, no IMIP session is orphaned, and one number never has two.
@@ -261,9 +273,9 @@ func TestUnregisterThenRegisterQueued(t *testing.T) {
 	go func() { errs <- h.g.Register(ctx, aliceJID, "1111", "pw") }() // the run loop blocks in SetStatus
 	h.d.waitSession(t, 2)
 	go func() { errs <- h.g.Unregister(ctx, aliceJID) }()
-	waitUntil(t, "unregister queued", func() bool { return h.inboxLen(alice) >= 1 })
+	waitUntil(t, "unregister queued", func() bool { return h.inboxHas(alice, func(ev event) bool { _, ok := ev.(evUnregister); return ok }) })
 	go func() { errs <- h.g.Register(ctx, aliceJID, "1111", "pw") }()
-	waitUntil(t, "register queued", func() bool { return h.inboxLen(alice) >= 2 })
+	waitUntil(t, "register queued", func() bool { return h.inboxHas(alice, func(ev event) bool { _, ok := ev.(evRegister); return ok }) })
 	close(release)
 	for range 3 {
 		if err := <-errs; err != nil {
@@ -285,21 +297,35 @@ func TestUnregisterThenRegisterQueued(t *testing.T) {
 	h.d.waitSession(t, n).waitCall(t, "STAT ONLINE")
 }
 
-// A re-registration whose login fails keeps the old credentials, and an
-// online user is logged in again with them.
-func TestFailedReRegistrationLogsInAgain(t *testing.T) {
+// A re-registration whose login fails keeps the old credentials, and the
+// live session stays live: the check logs in beside it, so a typo costs
+// the user nothing (no flap, no new login).
+func TestFailedReRegistrationKeepsSession(t *testing.T) {
 	h := newHarness(t, "")
-	h.login(aliceHW, "1111")
-	h.d.setFail(nil, errors.New("dial tcp: connection refused"))
-	if err := h.g.Register(context.Background(), aliceJID, "1111", "new-pw"); err == nil {
-		t.Fatal("Register succeeded although the login failed")
+	s := h.login(aliceHW, "1111")
+	s.push(imipside.StatEvent{From: "100", Status: wire.StatusOnline})
+	h.settle()
+	mark := h.x.mark()
+	for _, fail := range []error{errors.New("dial tcp: connection refused"), &imipside.LoginError{Code: wire.CodeWrongPassword}} {
+		h.d.setFail(nil, fail)
+		if err := h.g.Register(context.Background(), aliceJID, "1111", "new-pw"); err == nil {
+			t.Fatal("Register succeeded although the login failed")
+		}
 	}
-	n := h.d.sessionCount()
-	s := h.d.waitSession(t, n)
-	if s.password != "pw" {
-		t.Errorf("logged in again with password %q, want the old one", s.password)
+	if r, _ := h.st.reg(alice); r.Password != "pw" {
+		t.Errorf("stored password %q after failed registrations, want the old one", r.Password)
 	}
-	s.waitCall(t, "STAT ONLINE")
+	h.chat("m1", aliceHW, cj("100"), "chat", "still here")
+	s.waitCall(t, "MESG 100 still here")
+	if got := s.callsWith("DISC"); len(got) != 0 {
+		t.Errorf("live session ended by a failed registration: %q", s.callList())
+	}
+	if n := h.d.sessionCount(); n != 2 {
+		t.Errorf("%d sessions dialed, want 2 (registration, login): no new login", n)
+	}
+	if ps := h.x.presences(mark, presenceFromTo(cj("100"), aliceJID, "unavailable")); len(ps) != 0 {
+		t.Errorf("contact went unavailable after a failed registration: %v", ps)
+	}
 }
 
 // Each registration logs into IMIP: a JID cannot use the gateway to guess

@@ -272,7 +272,7 @@ func (u *user) rosterSet(ra RosterAccess, items []xmppside.RosterItem) error {
 // XEP-0144.
 func (u *user) rosterxTargets(ra RosterAccess) []jid.JID {
 	var out []jid.JID
-	for res, r := range u.resources {
+	for res, r := range u.res.m {
 		if res == "" {
 			continue
 		}
@@ -291,7 +291,7 @@ func (u *user) rosterxTargets(ra RosterAccess) []jid.JID {
 				// An answer, an error answer included: final for this
 				// resource. A timeout or a dropped link is asked again.
 				r.discoDone, r.rosterx = true, err == nil && slices.Contains(feats, NSRosterX)
-				u.resources[res] = r
+				u.res.m[res] = r
 			}
 		}
 		if r.rosterx {

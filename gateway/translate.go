@@ -1,9 +1,6 @@
 package gateway
 
 import (
-	"math/rand/v2"
-	"time"
-
 	"mellium.im/xmpp/stanza"
 
 	"imip-transport/imipside/wire"
@@ -81,18 +78,4 @@ func malformedError() *stanza.Error {
 
 func textError(t stanza.ErrorType, c stanza.Condition, text string) stanza.Error {
 	return stanza.Error{Type: t, Condition: c, Text: map[string]string{"": text}}
-}
-
-// nextDelay doubles the previous delay within [min, max], with up to 25%
-// jitter either way so users do not reconnect in lockstep.
-func nextDelay(prev, min, max time.Duration) time.Duration {
-	d := prev * 2
-	if d < min {
-		d = min
-	}
-	if d > max {
-		d = max
-	}
-	jitter := time.Duration(rand.Int64N(int64(d)/2+1)) - d/4
-	return d + jitter
 }

@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v5"
 	"mellium.im/xmpp/jid"
 
 	"imip-transport/imipside"
@@ -17,14 +19,25 @@ import (
 	"imip-transport/xmppside"
 )
 
+// event is anything a user's run loop handles: a closed set, each type
+// marked by isEvent.
+type event interface{ isEvent() }
+
 // Events of a user's run loop.
 type (
 	evPresence     struct{ p xmppside.Presence } // subscriptions and probes
 	evAvailability struct{}                      // see postAvailability
 	evMessage      struct{ m xmppside.Message }
-	evIMIP         struct {
-		gen uint64
-		ev  imipside.Event
+	// evIMIP is an event of one IMIP session; c says which.
+	evIMIP struct {
+		c  *imipConn
+		ev imipside.Event
+	}
+	// evDialed: the login of ticket t ended (c is nil when err is set).
+	evDialed struct {
+		t   *dialTicket
+		c   *imipConn
+		err error
 	}
 	evRegister struct {
 		ctx         context.Context // the request's
@@ -33,32 +46,29 @@ type (
 		allowRemove *bool
 		reply       chan error
 	}
+	// evRegisterDialed: the login that checks a registration ended.
+	evRegisterDialed struct {
+		req evRegister
+		c   *imipConn
+		err error
+	}
 	evUnregister struct{ reply chan error }
-	evRetry      struct{ gen uint64 }
-	evGrace      struct{ gen uint64 }  // the registration's grace period ended
+	evTimer      struct{}              // a deadline of the user's timer may have passed
 	evLinkUp     struct{ link uint64 } // the component link is up again
-	evConfirm    struct{ seq uint64 }  // resources had their time to answer the probe
 	evShutdown   struct{}
 )
 
-// resource is one available XMPP resource of the user.
-type resource struct {
-	show     string
-	status   string
-	priority int
-	seq      uint64 // when it last changed, to break priority ties
-	// unconfirmed: known from before the component link went down, and not
-	// heard of since.
-	unconfirmed bool
-	// viaGateway: its presence reached the gateway's own JID (a broadcast),
-	// so a lone unavailable to one contact JID is directed, not a logout.
-	viaGateway bool
-	// discoDone: its disco#info was answered (asked once per resource);
-	// rosterx: it advertises XEP-0144.
-	discoDone, rosterx bool
-	// link: the component link its last presence came on.
-	link uint64
-}
+func (evPresence) isEvent()       {}
+func (evAvailability) isEvent()   {}
+func (evMessage) isEvent()        {}
+func (evIMIP) isEvent()           {}
+func (evDialed) isEvent()         {}
+func (evRegister) isEvent()       {}
+func (evRegisterDialed) isEvent() {}
+func (evUnregister) isEvent()     {}
+func (evTimer) isEvent()          {}
+func (evLinkUp) isEvent()         {}
+func (evShutdown) isEvent()       {}
 
 // contactPresence is the last STAT of a contact.
 type contactPresence struct {
@@ -92,22 +102,37 @@ type user struct {
 	inbox   []event
 	running bool
 	stopped bool
-	gone    bool          // dropped from the registry
-	inCall  bool          // the run loop waits for an IMIP answer (awaitIMIP)
-	space   chan struct{} // closed when the inbox shrinks
+	gone    bool // dropped from the registry
 	// avail holds availability presences not yet handled, by resource;
 	// availQueued says an evAvailability is in the inbox for them.
 	avail       map[string]pendingAvail
 	availQueued bool
 	availSeq    uint64
+	// timerQueued says an evTimer is in the inbox.
+	timerQueued bool
+	inCall      bool          // the run loop waits for an IMIP answer (awaitIMIP)
+	space       chan struct{} // closed when the inbox shrinks
 
-	loaded     bool
-	reg        *Registration
-	resources  map[string]resource
-	seq        uint64
-	sess       IMIPSession
-	gen        uint64        // generation of sess; events of older sessions are ignored
-	abandon    chan struct{} // closed when the run loop lets go of the newest dialed session
+	loaded bool
+	reg    *Registration
+	res    resources // the presence machine
+	link   imipLink  // the IMIP link machine
+	conn   *imipConn // the live session (link state online or grace)
+	sess   IMIPSession
+	// dialing is the login in flight (link state dialing), nil otherwise.
+	dialing *dialTicket
+	// reqs are registration requests (evRegister, evUnregister) waiting
+	// for the one in flight (reqBusy: a registration's login) to end.
+	reqs    []event
+	reqBusy bool
+	// lostDuringCheck: the live session ended while a registration's login
+	// for the same number was in flight (the IMIP server keeps only the
+	// newest login of a number); the outcome of that login decides.
+	lostDuringCheck bool
+	checking        wire.Number // the number of the registration's login in flight
+	timers          deadlines
+	bo              *backoff.ExponentialBackOff // login retries; nil until one fails
+
 	loginTime  time.Time
 	sentStatus wire.Status
 	sentText   string
@@ -117,12 +142,6 @@ type user struct {
 	held       []xmppside.Message // IMIP messages kept while the component link is down
 	// rosterStale: a roster push did not reach the user; push again.
 	rosterStale bool
-	authFailed  bool
-	retry       *time.Timer
-	grace       *time.Timer // ends a session kept after registration
-	confirm     *time.Timer // drops resources that did not answer the probe
-	confirmSeq  uint64
-	retryDelay  time.Duration
 }
 
 func newUser(g *Gateway, bare jid.JID) *user {
@@ -130,7 +149,7 @@ func newUser(g *Gateway, bare jid.JID) *user {
 	return &user{g: g, bare: bare, key: key, log: g.log.With("user", key)}
 }
 
-// handle runs one event on the run loop.
+// handle dispatches one event on the run loop.
 func (u *user) handle(ev event) {
 	if !u.loaded {
 		u.load()
@@ -146,43 +165,29 @@ func (u *user) handle(ev event) {
 	case evMessage:
 		u.onMessage(ev.m)
 	case evIMIP:
-		if ev.gen == u.gen && u.sess != nil {
-			u.onIMIP(ev.ev)
-		}
+		u.onIMIPEvent(ev.c, ev.ev)
+	case evDialed:
+		u.onDialed(ev)
 	case evRegister:
 		if u.isGone() {
 			u.forward(ev, ev.reply)
 			return
 		}
-		ev.reply <- u.onRegister(ev.ctx, ev.number, ev.password, ev.allowRemove)
+		u.reqs = append(u.reqs, ev)
+		u.nextRequest()
+	case evRegisterDialed:
+		u.onRegisterDialed(ev)
 	case evUnregister:
 		if u.isGone() {
 			u.forward(ev, ev.reply)
 			return
 		}
-		ev.reply <- u.onUnregister()
-	case evRetry:
-		if ev.gen != u.gen {
-			return
-		}
-		u.retry = nil
-		if u.sess == nil && len(u.resources) > 0 {
-			u.login()
-		}
-	case evGrace:
-		if ev.gen != u.gen {
-			return
-		}
-		u.grace = nil
-		if u.sess != nil && len(u.resources) == 0 {
-			u.logout("no presence within the registration's grace period")
-		}
+		u.reqs = append(u.reqs, ev)
+		u.nextRequest()
+	case evTimer:
+		u.onTimer()
 	case evLinkUp:
 		u.onLinkUp(ev.link)
-	case evConfirm:
-		if ev.seq == u.confirmSeq {
-			u.dropUnconfirmed()
-		}
 	case evShutdown:
 		u.onShutdown()
 	}
@@ -225,20 +230,240 @@ func (u *user) opCtx() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), u.g.cfg.OpTimeout)
 }
 
-// aggregate returns the IMIP status that stands for the user's resources:
-// the highest priority resource's, the most recently changed on a tie.
-func (u *user) aggregate() (wire.Status, string) {
-	var best *resource
-	for _, r := range u.resources {
-		if best == nil || r.priority > best.priority || (r.priority == best.priority && r.seq > best.seq) {
-			best = &r
-		}
+// ---------------------------------------------------------------- the link
+
+// applyLink runs ev through the link machine and carries out its actions.
+// c is the session a finished login produced, for the actions that need it.
+func (u *user) applyLink(ev linkEvent, c *imipConn) {
+	before := u.link.state
+	acts := u.link.apply(ev)
+	if u.link.state != before {
+		u.log.Debug("IMIP link", "from", before.String(), "to", u.link.state.String(), "event", fmt.Sprintf("%T", ev), "actions", fmt.Sprint(acts))
 	}
-	if best == nil {
-		return wire.StatusOffline, ""
+	for _, a := range acts {
+		u.execLink(a, c)
 	}
-	return showToStatus(best.show), best.status
 }
+
+// execLink carries out one action of the link machine.
+func (u *user) execLink(a linkAction, c *imipConn) {
+	switch a {
+	case actDial:
+		u.startDial()
+	case actAbandonDial:
+		u.dialing = nil // its result is ended when it comes (onDialed)
+	case actEndDialed:
+		if c != nil {
+			u.endConn(c, "login no longer wanted")
+		}
+	case actLogout:
+		if u.conn != nil {
+			c := u.conn
+			u.dropLive()
+			u.endConn(c, "logout")
+		}
+	case actUp:
+		u.up(c)
+	case actLost:
+		u.offlineAll("Disconnected from the IMIP network; reconnecting.")
+		u.dropLive()
+	case actLoginFailed:
+		u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "unavailable",
+			Status: "Cannot reach the IMIP network; retrying."})
+	case actAuthFailed:
+		// Told in onDialed, which knows the code.
+	case actArmRetry:
+		if u.bo == nil {
+			u.bo = newBackoff(u.g.cfg.RetryMin, u.g.cfg.RetryMax)
+		}
+		u.arm(timerRetry, u.bo.NextBackOff())
+	case actCancelRetry:
+		u.disarm(timerRetry)
+		u.bo = nil
+	case actArmGrace:
+		u.arm(timerGrace, max(u.g.cfg.RegisterGrace, 0))
+	case actCancelGrace:
+		u.disarm(timerGrace)
+	}
+}
+
+// newBackoff returns the login retry backoff: exponential from min to max,
+// with jitter so that users do not log in again in lockstep.
+func newBackoff(min, max time.Duration) *backoff.ExponentialBackOff {
+	b := &backoff.ExponentialBackOff{
+		InitialInterval:     min,
+		RandomizationFactor: 0.25,
+		Multiplier:          2,
+		MaxInterval:         max,
+	}
+	b.Reset()
+	return b
+}
+
+// dialTicket identifies one login in flight; a result whose ticket is not
+// u.dialing any more is not wanted.
+type dialTicket struct{}
+
+// imipConn is one IMIP session of the user, from its login to its end.
+// The session's reader hands its events to the run loop only once the loop
+// has adopted it (ready), and drops them once the loop let go (abandon):
+// so no event of a session is handled before the session is live, and the
+// reader never waits on a loop that no longer wants it.
+type imipConn struct {
+	sess    IMIPSession
+	number  wire.Number
+	ready   chan struct{} // closed when the session became the live one
+	abandon chan struct{} // closed when the run loop let go of it
+	once    sync.Once
+}
+
+func newConn(n wire.Number) *imipConn {
+	return &imipConn{number: n, ready: make(chan struct{}), abandon: make(chan struct{})}
+}
+
+func (c *imipConn) letGo() { c.once.Do(func() { close(c.abandon) }) }
+
+// handler returns the imipside.Handler of c: it runs on the session's
+// reader goroutine.
+func (u *user) handler(c *imipConn) imipside.Handler {
+	return imipside.HandlerFunc(func(ev imipside.Event) {
+		select {
+		case <-c.ready:
+		case <-c.abandon:
+			return
+		}
+		select {
+		case <-c.abandon:
+			return
+		default:
+		}
+		if _, ok := ev.(imipside.ClosedEvent); ok {
+			u.postAlways(evIMIP{c: c, ev: ev}) // one per session: never dropped
+			return
+		}
+		u.postWait(evIMIP{c: c, ev: ev}, c.abandon)
+	})
+}
+
+// dial logs number in on the calling goroutine.
+func (u *user) dial(ctx context.Context, n wire.Number, password string) (*imipConn, error) {
+	c := newConn(n)
+	ctx, cancel := context.WithTimeout(ctx, u.g.cfg.LoginTimeout)
+	defer cancel()
+	sess, err := u.g.cfg.Dialer.Dial(ctx, n, password, u.handler(c))
+	if err != nil {
+		c.letGo()
+		return nil, err
+	}
+	c.sess = sess
+	return c, nil
+}
+
+// startDial starts a login with the registered credentials on its own
+// goroutine; its result comes back as evDialed.
+func (u *user) startDial() {
+	t := &dialTicket{}
+	u.dialing = t
+	n, pw := u.reg.Number, u.reg.Password
+	u.g.spawn(func() {
+		c, err := u.dial(context.Background(), n, pw)
+		if !u.postAlways(evDialed{t: t, c: c, err: err}) && c != nil {
+			u.g.endConn(c)
+		}
+	})
+}
+
+// onDialed handles the end of a login.
+func (u *user) onDialed(ev evDialed) {
+	if ev.t != u.dialing {
+		if ev.c != nil {
+			u.endConn(ev.c, "login no longer wanted")
+		}
+		return
+	}
+	u.dialing = nil
+	if ev.err == nil {
+		u.applyLink(linkDialed{result: dialOK}, ev.c)
+		return
+	}
+	var le *imipside.LoginError
+	if errors.As(ev.err, &le) && (le.Code == wire.CodeWrongPassword || le.Code == wire.CodeIllegalUser) {
+		u.log.Warn("IMIP refused the credentials; not retrying until the user registers again", "code", int(le.Code))
+		text := "IMIP login failed: wrong password. Register again with the right password to reconnect."
+		if le.Code == wire.CodeIllegalUser {
+			text = "IMIP login failed: the IMIP server does not know this number. Register again with a valid number."
+		}
+		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Subject: "IMIP login failed", Body: text})
+		u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "error", Error: loginError(le.Code)})
+		u.applyLink(linkDialed{result: dialAuth}, nil)
+		return
+	}
+	u.log.Warn("IMIP login failed", "err", ev.err)
+	u.applyLink(linkDialed{result: dialTransient}, nil)
+}
+
+// up makes c the live session: STAT, the gateway's presence, the roster
+// sync.
+func (u *user) up(c *imipConn) {
+	u.conn, u.sess = c, c.sess
+	close(c.ready)
+	u.loginTime = time.Now()
+	u.sentStatus, u.sentText = "", ""
+	if u.contacts == nil {
+		u.contacts = make(map[wire.Number]contactPresence)
+	}
+	u.log.Info("logged in to IMIP", "number", c.number)
+	u.updateStatus()
+	u.sendGatewayPresence(u.bare)
+	u.syncRoster(c.sess.Contacts())
+}
+
+// dropLive forgets the live session and its contacts' presence; its events
+// are dropped from now on.
+func (u *user) dropLive() {
+	if u.conn != nil {
+		u.conn.letGo()
+	}
+	u.conn, u.sess = nil, nil
+	clear(u.contacts)
+	u.contacts = nil
+	u.sent = nil
+	u.sentStatus, u.sentText = "", ""
+}
+
+// endConn ends a session the loop has let go of (or never adopted) with
+// DISC, or Close when that fails.
+func (u *user) endConn(c *imipConn, why string) {
+	c.letGo()
+	ctx, cancel := u.opCtx()
+	defer cancel()
+	if err := c.sess.Disconnect(ctx); err != nil {
+		u.log.Debug("DISC", "err", err)
+		_ = c.sess.Close()
+	}
+	u.log.Info("logged out of IMIP", "why", why)
+}
+
+// onIMIPEvent handles an event of session c.
+func (u *user) onIMIPEvent(c *imipConn, ev imipside.Event) {
+	if c != u.conn {
+		return // a session the loop let go of
+	}
+	if ce, ok := ev.(imipside.ClosedEvent); ok {
+		u.log.Warn("IMIP session ended", "err", ce.Err)
+		if u.reqBusy && u.checking == c.number {
+			// The registration's own login of this number pushed it out;
+			// that login's outcome decides what follows.
+			u.lostDuringCheck = true
+			return
+		}
+		u.applyLink(linkClosed{}, nil)
+		return
+	}
+	u.onIMIP(ev)
+}
+
+// ---------------------------------------------------------------- presence
 
 // onPresence handles a presence stanza from one of the user's resources.
 func (u *user) onPresence(p xmppside.Presence) {
@@ -283,87 +508,17 @@ func (u *user) onGatewaySubscription(p xmppside.Presence) {
 	}
 }
 
-// onAvailability tracks the user's resources: the first available one logs
-// in, a change updates STAT, the last unavailable one logs out.
+// onAvailability runs a batch of availability presence through the
+// presence machine and tells the link machine whether the user is there.
 func (u *user) onAvailability(pend []pendingAvail) {
-	hadResources := len(u.resources) > 0
-	var fresh []jid.JID // resources new since the last batch
-	for _, pa := range pend {
-		if full, isNew := u.applyAvailability(pa.p, pa.toGateway, pa.link); isNew {
-			fresh = append(fresh, full)
-		}
-	}
-	switch {
-	case len(u.resources) == 0:
-		// Only when a resource left: a bare unavailable while none is
-		// known (servers send one in answer to presence from a JID that
-		// is not subscribed yet) must not end a registration's grace.
-		if hadResources {
-			u.logout("last resource unavailable")
-		}
-	case u.sess == nil:
-		if u.retry == nil {
-			u.login()
-		}
-	default:
+	fresh := u.res.apply(pend)
+	if u.sess != nil {
 		for _, full := range fresh {
 			u.sendAllPresence(full)
 		}
-		u.updateStatus()
 	}
-}
-
-// applyAvailability records one availability presence of a resource and
-// reports whether it is a resource the gateway did not know.
-func (u *user) applyAvailability(p xmppside.Presence, toGateway bool, link uint64) (jid.JID, bool) {
-	res := p.From.Resourcepart()
-	if p.Type == "unavailable" {
-		if !toGateway && u.broadcastSeen(res) {
-			// Directed unavailable to one contact ("invisible to X"): IMIP
-			// has no per-contact presence, and the user is still online.
-			return jid.JID{}, false
-		}
-		if res == "" {
-			clear(u.resources)
-		} else {
-			delete(u.resources, res)
-		}
-		return jid.JID{}, false
-	}
-	if u.resources == nil {
-		u.resources = make(map[string]resource, 1)
-	}
-	u.seq++
-	old, existed := u.resources[res]
-	r := resource{show: p.Show, status: p.Status, priority: p.Priority, seq: u.seq,
-		viaGateway: toGateway || old.viaGateway, discoDone: old.discoDone, rosterx: old.rosterx, link: link}
-	if existed && old.show == r.show && old.status == r.status && old.priority == r.priority {
-		if link >= old.link {
-			old.unconfirmed = false // it answered the probe, if one was asked
-			old.link = link
-		}
-		old.viaGateway = r.viaGateway
-		u.resources[res] = old
-		return jid.JID{}, false // the same presence again, through another contact's JID
-	}
-	u.resources[res] = r
-	return p.From, !existed
-}
-
-// broadcastSeen reports whether the presence of resource res (every
-// resource, for the bare JID) has reached the gateway's own JID, so that an
-// unavailable sent to one contact JID only is a directed one.
-func (u *user) broadcastSeen(res string) bool {
-	if res != "" {
-		r, ok := u.resources[res]
-		return ok && r.viaGateway
-	}
-	for _, r := range u.resources {
-		if r.viaGateway {
-			return true
-		}
-	}
-	return false
+	u.applyLink(linkWant{on: u.res.any()}, nil)
+	u.updateStatus()
 }
 
 // onLinkUp handles a new component link. What was sent while the link was
@@ -373,24 +528,8 @@ func (u *user) broadcastSeen(res string) bool {
 // those that have not answered after ProbeTimeout are taken as gone (some
 // servers answer a probe of an offline user with nothing at all).
 func (u *user) onLinkUp(link uint64) {
-	marked := false
-	for k, r := range u.resources {
-		// A presence that came on this link already answered; a resource
-		// whose presence never reached the gateway's own JID cannot answer
-		// the gateway's probe, and is kept.
-		if r.link < link && r.viaGateway {
-			r.unconfirmed = true
-			u.resources[k] = r
-			marked = true
-		}
-	}
-	if marked {
-		u.confirmSeq++
-		seq := u.confirmSeq
-		if u.confirm != nil {
-			u.confirm.Stop()
-		}
-		u.confirm = time.AfterFunc(u.g.cfg.ProbeTimeout, func() { u.postAlways(evConfirm{seq: seq}) })
+	if u.res.linkUp(link) {
+		u.arm(timerConfirm, u.g.cfg.ProbeTimeout)
 	}
 	if u.sess != nil {
 		u.sendAllPresence(u.bare)
@@ -401,34 +540,23 @@ func (u *user) onLinkUp(link uint64) {
 	u.flushHeld()
 }
 
-// dropUnconfirmed forgets the resources that did not answer the probe, and
-// logs out when none is left.
+// dropUnconfirmed forgets the resources that did not answer the probe.
 func (u *user) dropUnconfirmed() {
-	u.confirm = nil
-	dropped := 0
-	for k, r := range u.resources {
-		if r.unconfirmed {
-			delete(u.resources, k)
-			dropped++
-		}
-	}
+	dropped := u.res.dropUnconfirmed()
 	if dropped == 0 {
 		return
 	}
-	u.log.Info("resources did not answer the probe after the link came back", "dropped", dropped, "left", len(u.resources))
-	if len(u.resources) == 0 {
-		u.logout("no resource answered the probe")
-		return
-	}
+	u.log.Info("resources did not answer the probe after the link came back", "dropped", dropped, "left", u.res.count())
+	u.applyLink(linkWant{on: u.res.any()}, nil)
 	u.updateStatus()
 }
 
 // updateStatus sends STAT when the aggregate status changed.
 func (u *user) updateStatus() {
-	if u.sess == nil || len(u.resources) == 0 {
+	if u.sess == nil || !u.res.any() {
 		return // no resource yet (a registration's grace period): keep the login's ONLINE
 	}
-	st, text := u.aggregate()
+	st, text := u.res.aggregate()
 	if st == u.sentStatus && text == u.sentText {
 		return
 	}
@@ -439,174 +567,6 @@ func (u *user) updateStatus() {
 		return
 	}
 	u.sentStatus, u.sentText = st, text
-}
-
-// awaitIMIP runs a request that waits for the IMIP server's answer. The
-// session's reader must be able to read that answer, so while the run loop
-// waits the reader may queue events past the usual bound instead of
-// waiting for room (see postWait).
-func (u *user) awaitIMIP(call func() error) error {
-	u.mu.Lock()
-	u.inCall = true
-	if u.space != nil {
-		close(u.space) // wake a reader waiting for room: it may go on now
-		u.space = nil
-	}
-	u.mu.Unlock()
-	defer func() {
-		u.mu.Lock()
-		u.inCall = false
-		u.mu.Unlock()
-	}()
-	return call()
-}
-
-// login dials IMIP for the user's registration.
-func (u *user) login() {
-	if u.reg == nil || u.authFailed {
-		return
-	}
-	u.stopRetry()
-	sess, err := u.dial(u.reg.Number, u.reg.Password)
-	if err != nil {
-		u.loginFailed(err)
-		return
-	}
-	u.adopt(sess)
-}
-
-// dial logs number into IMIP with a fresh session generation.
-func (u *user) dial(number wire.Number, password string) (IMIPSession, error) {
-	u.gen++
-	gen := u.gen
-	// abandon is closed by the run loop when it lets go of this session
-	// (dropSession), before it calls Disconnect or Close. Those wait for the
-	// session's reader, so the reader must never wait on the run loop then:
-	// events of an abandoned session are dropped (they would be ignored
-	// anyway), and the ClosedEvent, one per session, never waits for room.
-	abandon := make(chan struct{})
-	h := imipside.HandlerFunc(func(ev imipside.Event) {
-		select {
-		case <-abandon:
-			return
-		default:
-		}
-		if _, ok := ev.(imipside.ClosedEvent); ok {
-			u.postAlways(evIMIP{gen: gen, ev: ev})
-			return
-		}
-		u.postWait(evIMIP{gen: gen, ev: ev}, abandon)
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), u.g.cfg.LoginTimeout)
-	defer cancel()
-	sess, err := u.g.cfg.Dialer.Dial(ctx, number, password, h)
-	if err != nil {
-		close(abandon)
-		return nil, err
-	}
-	u.abandon = abandon
-	return sess, nil
-}
-
-// adopt makes sess the user's live session: STAT, the gateway's presence,
-// and the roster sync.
-func (u *user) adopt(sess IMIPSession) {
-	u.stopRetry()
-	u.sess = sess
-	u.loginTime = time.Now()
-	u.retryDelay = 0
-	u.sentStatus, u.sentText = "", ""
-	if u.contacts == nil {
-		u.contacts = make(map[wire.Number]contactPresence)
-	}
-	u.log.Info("logged in to IMIP", "number", u.reg.Number)
-	u.updateStatus()
-	u.sendGatewayPresence(u.bare)
-	u.syncRoster(sess.Contacts())
-}
-
-// loginFailed tells the user why a login failed, and retries unless the
-// credentials were refused.
-func (u *user) loginFailed(err error) {
-	var le *imipside.LoginError
-	if errors.As(err, &le) && (le.Code == wire.CodeWrongPassword || le.Code == wire.CodeIllegalUser) {
-		u.authFailed = true
-		u.log.Warn("IMIP refused the credentials; not retrying until the user registers again", "code", int(le.Code))
-		text := "IMIP login failed: wrong password. Register again with the right password to reconnect."
-		if le.Code == wire.CodeIllegalUser {
-			text = "IMIP login failed: the IMIP server does not know this number. Register again with a valid number."
-		}
-		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Subject: "IMIP login failed", Body: text})
-		u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "error", Error: loginError(le.Code)})
-		return
-	}
-	u.log.Warn("IMIP login failed; will retry", "err", err)
-	u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "unavailable",
-		Status: "Cannot reach the IMIP network; retrying."})
-	u.scheduleRetry()
-}
-
-// scheduleRetry posts a login retry after an exponential, jittered delay. It
-// uses a runtime timer: no goroutine waits meanwhile.
-func (u *user) scheduleRetry() {
-	if len(u.resources) == 0 {
-		return
-	}
-	u.retryDelay = nextDelay(u.retryDelay, u.g.cfg.RetryMin, u.g.cfg.RetryMax)
-	gen := u.gen
-	u.stopRetry()
-	u.retry = time.AfterFunc(u.retryDelay, func() {
-		// Not post: a retry refused by a full inbox would be lost, and the
-		// user would stay offline while online.
-		u.postAlways(evRetry{gen: gen})
-	})
-}
-
-func (u *user) stopRetry() {
-	if u.retry != nil {
-		u.retry.Stop()
-		u.retry = nil
-	}
-}
-
-// logout ends the IMIP session after the user's last resource left.
-func (u *user) logout(why string) {
-	u.stopRetry()
-	u.stopGrace()
-	u.retryDelay = 0
-	if u.sess == nil {
-		return
-	}
-	u.endSession(u.sess)
-	u.log.Info("logged out of IMIP", "why", why)
-}
-
-// endSession lets go of sess, the live or newest dialed session (its
-// events are dropped from now on), and ends it with DISC, or Close when
-// that fails.
-func (u *user) endSession(sess IMIPSession) {
-	u.dropSession()
-	ctx, cancel := u.opCtx()
-	defer cancel()
-	if err := sess.Disconnect(ctx); err != nil {
-		u.log.Debug("DISC", "err", err)
-		_ = sess.Close()
-	}
-}
-
-// dropSession forgets the live (or newest dialed) session and its
-// contacts' presence. Call it before Disconnect or Close of that session.
-func (u *user) dropSession() {
-	if u.abandon != nil {
-		close(u.abandon)
-		u.abandon = nil
-	}
-	u.sess = nil
-	u.gen++
-	clear(u.contacts)
-	u.contacts = nil
-	u.sent = nil
-	u.sentStatus, u.sentText = "", ""
 }
 
 // sendGatewayPresence sends the gateway's own presence to to: available
@@ -650,21 +610,29 @@ func (u *user) sendAllPresence(to jid.JID) {
 }
 
 // offlineAll tells the user every online contact and the gateway went
-// offline, and forgets their presence.
+// offline.
 func (u *user) offlineAll(status string) {
+	u.offlineContacts()
+	u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "unavailable", Status: status})
+}
+
+// offlineContacts tells the user every online contact went offline, and
+// forgets their presence.
+func (u *user) offlineContacts() {
 	for n, cp := range u.contacts {
 		if cp.status != wire.StatusOffline {
 			u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(n), To: u.bare, Type: "unavailable"})
 		}
 	}
-	u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "unavailable", Status: status})
+	clear(u.contacts)
 }
 
 // onShutdown logs out and tells an online user everything went offline.
 func (u *user) onShutdown() {
-	u.stopRetry()
 	if u.sess != nil {
 		u.offlineAll("The IMIP gateway is shutting down.")
-		u.logout("shutdown")
 	}
+	u.applyLink(linkStop{}, nil)
+	u.failRegistrations(errShuttingDown)
+	u.timers.stop()
 }
