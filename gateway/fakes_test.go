@@ -622,6 +622,7 @@ type memStore struct {
 	regs     map[string]Registration
 	contacts map[string][]roster.Contact
 	saves    int
+	hold     chan struct{} // while non-nil, SaveContacts waits until it is closed
 }
 
 var _ Store = (*memStore)(nil)
@@ -686,6 +687,12 @@ func (m *memStore) Contacts(ctx context.Context, bare string) ([]roster.Contact,
 }
 
 func (m *memStore) SaveContacts(ctx context.Context, bare string, cs []roster.Contact) error {
+	m.mu.Lock()
+	hold := m.hold
+	m.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.regs[bare]; !ok {

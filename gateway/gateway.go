@@ -34,11 +34,6 @@ const (
 	DefaultProbeTimeout = 10 * time.Second
 )
 
-// maxReadLoopReplies bounds the answers the component's read loop has handed
-// to their own goroutines and that are not sent yet. Beyond it (the link is
-// stuck) further answers are dropped and logged.
-const maxReadLoopReplies = 64
-
 // Config configures a Gateway.
 type Config struct {
 	Domain       jid.JID // the component's domain, e.g. imip.localhost
@@ -61,6 +56,9 @@ type Config struct {
 	// it is taken as gone (default 10 s).
 	ProbeTimeout time.Duration
 	AllowRemove  bool // let users' unsubscribe remove accepted contacts
+	// OutboxSize bounds the stanzas waiting for the component link
+	// (default DefaultOutboxSize); beyond it stanzas are dropped and logged.
+	OutboxSize int
 }
 
 // Gateway bridges XMPP users to IMIP sessions. Its Handle* methods implement
@@ -74,8 +72,11 @@ type Gateway struct {
 	users      map[string]*user // by bare JID, registered users only
 	registered map[string]struct{}
 	closing    bool
-	runs       tracker       // run loops and helper goroutines in flight
-	replies    chan struct{} // semaphore of read-loop answers in flight
+	runs       tracker // run loops and helper goroutines in flight
+	out        outbox  // every stanza sent goes through it
+	// up says the component link is up (between HandleConnected and
+	// HandleDisconnected).
+	up atomic.Bool
 
 	// link counts component links; availability presence is stamped with
 	// the link it came on (see onLinkUp).
@@ -118,6 +119,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.RegisterGrace == 0 {
 		cfg.RegisterGrace = DefaultRegisterGrace
 	}
+	if cfg.OutboxSize <= 0 {
+		cfg.OutboxSize = DefaultOutboxSize
+	}
 	if cfg.RosterGroup == "" {
 		cfg.RosterGroup = DefaultRosterGroup
 	}
@@ -131,8 +135,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		log:        cfg.Logger,
 		users:      make(map[string]*user),
 		registered: make(map[string]struct{}, len(regs)),
-		replies:    make(chan struct{}, maxReadLoopReplies),
 	}
+	g.out.g = g
 	for _, r := range regs {
 		g.registered[r.JID] = struct{}{}
 	}
@@ -245,7 +249,7 @@ func (g *Gateway) HandlePresence(p xmppside.Presence) {
 		u = g.userFor(p.From.Bare(), false)
 	}
 	if u == nil {
-		g.offRead("presence answer", func() { g.answerUnregisteredPresence(p) })
+		g.answerUnregisteredPresence(p)
 		return
 	}
 	if p.Type == "" || p.Type == "unavailable" {
@@ -274,45 +278,14 @@ func (g *Gateway) HandleMessage(m xmppside.Message) {
 	}
 	u := g.userFor(m.From.Bare(), false)
 	if u == nil {
-		g.offRead("message error", func() {
-			g.bounce(m, stanza.Error{Type: stanza.Auth, Condition: stanza.RegistrationRequired,
-				Text: map[string]string{"": "Register with the IMIP gateway first."}})
-		})
+		g.bounce(m, stanza.Error{Type: stanza.Auth, Condition: stanza.RegistrationRequired,
+			Text: map[string]string{"": "Register with the IMIP gateway first."}})
 		return
 	}
 	if !u.post(evMessage{m: m}) {
-		g.offRead("message error", func() {
-			g.bounce(m, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint,
-				Text: map[string]string{"": "Too many messages queued; try again shortly."}})
-		})
+		g.bounce(m, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint,
+			Text: map[string]string{"": "Too many messages queued; try again shortly."}})
 	}
-}
-
-// offRead runs an answer the component's read loop owes (send is a stanza
-// send) on its own goroutine, so that the read loop never waits on the
-// component's write side. At most maxReadLoopReplies run at once; beyond
-// that, or once the gateway is closing, the answer is dropped and logged.
-// Close waits for those in flight.
-func (g *Gateway) offRead(what string, send func()) {
-	g.mu.Lock()
-	if g.closing {
-		g.mu.Unlock()
-		return
-	}
-	select {
-	case g.replies <- struct{}{}:
-	default:
-		g.mu.Unlock()
-		g.log.Warn("too many answers waiting for the component; one dropped", "what", what)
-		return
-	}
-	g.runs.add()
-	g.mu.Unlock()
-	go func() {
-		defer g.runs.done()
-		defer func() { <-g.replies }()
-		send()
-	}()
 }
 
 // answerUnregisteredPresence answers what an unregistered JID sends to the
@@ -337,6 +310,7 @@ func (g *Gateway) HandleConnected(ctx context.Context) {
 		return
 	}
 	link := g.link.Add(1)
+	g.up.Store(true)
 	users := make([]string, 0, len(g.registered))
 	for k := range g.registered {
 		users = append(users, k)
@@ -367,6 +341,7 @@ func (g *Gateway) HandleConnected(ctx context.Context) {
 
 // HandleDisconnected implements xmppside.Handler.
 func (g *Gateway) HandleDisconnected(err error) {
+	g.up.Store(false)
 	g.mu.Lock()
 	closing := g.closing
 	g.mu.Unlock()
@@ -391,31 +366,20 @@ func (g *Gateway) Translate(input string) (jid.JID, error) {
 	return g.contactJID(n), nil
 }
 
-// sendPresence sends p bounded by the op timeout, logging a failure.
-func (g *Gateway) sendPresence(p xmppside.Presence) {
-	if err := g.trySendPresence(p); err != nil {
-		g.log.Debug("presence not sent", "to", p.To, "type", p.Type, "err", err)
-	}
+// sendPresence queues p in the outbox; a failure is logged.
+func (g *Gateway) sendPresence(p xmppside.Presence) { g.out.push(outItem{p: &p}) }
+
+// sendPresenceThen queues p; done gets the outcome (see outbox).
+func (g *Gateway) sendPresenceThen(p xmppside.Presence, done func(error)) {
+	g.out.push(outItem{p: &p, done: done})
 }
 
-// trySendPresence sends p bounded by the op timeout and returns the error.
-func (g *Gateway) trySendPresence(p xmppside.Presence) error {
-	if g.xmpp == nil {
-		return errors.New("gateway: no component attached")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
-	defer cancel()
-	return g.xmpp.SendPresence(ctx, p)
-}
+// sendMessage queues m in the outbox; a failure is logged.
+func (g *Gateway) sendMessage(m xmppside.Message) { g.out.push(outItem{m: &m}) }
 
-// sendMessage sends m bounded by the op timeout and returns the error.
-func (g *Gateway) sendMessage(m xmppside.Message) error {
-	if g.xmpp == nil {
-		return errors.New("gateway: no component attached")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
-	defer cancel()
-	return g.xmpp.SendMessage(ctx, m)
+// sendMessageThen queues m; done gets the outcome (see outbox).
+func (g *Gateway) sendMessageThen(m xmppside.Message, done func(error)) {
+	g.out.push(outItem{m: &m, done: done})
 }
 
 // bounce answers message m with an error of the same id.
@@ -424,9 +388,7 @@ func (g *Gateway) bounce(m xmppside.Message, e stanza.Error) {
 	if reply.From.Domainpart() != g.cfg.Domain.Domainpart() {
 		reply.From = g.cfg.Domain
 	}
-	if err := g.sendMessage(reply); err != nil {
-		g.log.Debug("message error not sent", "to", m.From, "err", err)
-	}
+	g.sendMessage(reply)
 }
 
 // Close logs every user out of IMIP, sends each online user unavailable

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -109,7 +108,8 @@ func TestReadLoopNeverBlocksOnSend(t *testing.T) {
 	}
 }
 
-// A retry that fires while the user's inbox is full is not lost.
+// A retry that fires while the user's inbox is full is not lost: the
+// timer's event never counts against the bound.
 func TestRetryNotLostOnFullInbox(t *testing.T) {
 	h := newHarness(t, "", func(c *Config) {
 		c.InboxSize = 1
@@ -120,122 +120,40 @@ func TestRetryNotLostOnFullInbox(t *testing.T) {
 	mark := h.x.mark()
 	h.available(aliceHW, "", "")
 	h.x.waitPresence(t, mark, "gateway unavailable", presenceFromTo(gw, aliceJID, "unavailable"))
-	h.settle() // the retry timer is armed
-	h.x.setBlocked(true)
-	t.Cleanup(func() { h.x.setBlocked(false) })
-	h.chat("m1", aliceHW, cj("100"), "chat", "x") // its error blocks the run loop
+	h.idle(alice) // the retry timer is armed
 	h.g.mu.Lock()
 	u := h.g.users[alice]
 	h.g.mu.Unlock()
-	waitUntil(t, "run loop busy with m1", func() bool {
+	// A subscription while offline is refused and the list saved: the
+	// save blocks the run loop.
+	release := make(chan struct{})
+	h.st.mu.Lock()
+	h.st.hold = release
+	h.st.mu.Unlock()
+	h.presence(aliceHW, cj("100"), "subscribe", "", "")
+	waitUntil(t, "run loop busy", func() bool {
 		u.mu.Lock()
 		defer u.mu.Unlock()
 		return u.running && len(u.inbox) == 0
 	})
 	h.chat("m2", aliceHW, cj("100"), "chat", "x") // fills the inbox
-	time.Sleep(600 * time.Millisecond)            // the retry timer fires meanwhile
-	h.x.setBlocked(false)
+	h.chat("m3", aliceHW, cj("100"), "chat", "x") // refused: the inbox is full
+	h.x.waitMessage(t, mark, "m3 refused", func(m xmppside.Message) bool {
+		return m.ID == "m3" && m.Error != nil && m.Error.Condition == stanza.ResourceConstraint
+	})
+	waitUntil(t, "retry queued past the bound", func() bool {
+		u.mu.Lock()
+		defer u.mu.Unlock()
+		return u.timerQueued && len(u.inbox) == 2
+	})
+	h.st.mu.Lock()
+	h.st.hold = nil
+	h.st.mu.Unlock()
+	close(release)
 	h.d.waitAttempts(t, 3)
 	h.d.waitSession(t, 1).waitCall(t, "STAT ONLINE")
 }
 
-// Events a session delivers while the run loop is ending it (blocks that
-// arrived before the DISC answer) cannot wedge the logout, however many.
-func TestLogoutWithEventBurst(t *testing.T) {
-	h := newHarness(t, "", func(c *Config) { c.InboxSize = 2; c.OpTimeout = 30 * time.Second })
-	s := h.login(aliceHW, "1111")
-	burst := make([]imipside.Event, 10)
-	for i := range burst {
-		burst[i] = imipside.StatEvent{From: wire.Number(fmt.Sprint(100 + i)), Status: wire.StatusOnline}
-	}
-	s.mu.Lock()
-	s.burst = burst
-	s.mu.Unlock()
-	h.presence(aliceHW, gw, "unavailable", "", "")
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		_ = h.g.runs.wait(ctx)
-	}()
-	select {
-	case <-done:
-	case <-time.After(4 * time.Second):
-	}
-	if got := s.callsWith("DISC"); len(got) != 1 {
-		t.Fatalf("no DISC: %q", s.callList())
-	}
-	h.settle()
-	// Nothing of the abandoned session reaches the user.
-	if got := h.x.presences(0, func(p xmppside.Presence) bool { return p.From.Equal(cj("105")) }); len(got) != 0 {
-		t.Errorf("event of an ended session forwarded:\n%s", dump(toAny(got)))
-	}
-}
-
-// Close logs every user out, tells online users their contacts and the
-// gateway went offline, and refuses work afterwards.
-func TestClose(t *testing.T) {
-	h := newHarness(t, "")
-	sa := h.login(aliceHW, "1111")
-	sb := h.login(bobHW, "2222")
-	sa.push(imipside.StatEvent{From: "100", Status: wire.StatusOnline})
-	sa.push(imipside.StatEvent{From: "200", Status: wire.StatusOffline})
-	sb.push(imipside.StatEvent{From: "300", Status: wire.StatusAway})
-	h.register("carol@localhost", "3333") // registered, not online
-	h.settle()
-	mark := h.x.mark()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	if err := h.g.Close(ctx); err != nil {
-		t.Fatalf("Close: %v", err)
-	}
-	for i, s := range []*fakeSession{sa, sb} {
-		if got := s.callsWith("DISC"); len(got) != 1 {
-			t.Errorf("%d: session calls %q, want one DISC", i, s.callList())
-		}
-	}
-	bobJ := jid.MustParse(bob)
-	for _, w := range []struct{ from, to jid.JID }{{cj("100"), aliceJID}, {gw, aliceJID}, {cj("300"), bobJ}, {gw, bobJ}} {
-		if got := h.x.presences(mark, presenceFromTo(w.from, w.to, "unavailable")); len(got) != 1 {
-			t.Errorf("%d unavailable from %s to %s, want 1", len(got), w.from, w.to)
-		}
-	}
-	if got := h.x.presences(mark, func(p xmppside.Presence) bool { return p.From.Equal(cj("200")) }); len(got) != 0 {
-		t.Errorf("offline contact announced again")
-	}
-	if got := h.x.presences(mark, func(p xmppside.Presence) bool { return p.To.Bare().String() == "carol@localhost" }); len(got) != 0 {
-		t.Errorf("offline user sent presence at Close")
-	}
-	// After Close nothing logs in; Close again is fine.
-	n := h.d.attemptCount()
-	h.available(aliceHW, "away", "")
-	h.available("carol@localhost/x", "", "")
-	if err := h.g.Close(ctx); err != nil {
-		t.Errorf("second Close: %v", err)
-	}
-	if got := h.d.attemptCount(); got != n {
-		t.Errorf("Dial after Close")
-	}
-}
-
-// Close is bounded by its context when a run loop is stuck.
-func TestCloseBounded(t *testing.T) {
-	h := newHarness(t, "", func(c *Config) { c.OpTimeout = 30 * time.Second })
-	release := make(chan struct{})
-	t.Cleanup(func() { close(release) })
-	h.register(alice, "1111")
-	h.d.holdStatus("1111", release)
-	h.available(aliceHW, "", "")
-	h.d.waitSession(t, 1)
-	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancel()
-	if err := h.g.Close(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Close with a stuck run loop = %v, want deadline exceeded", err)
-	}
-}
-
-// waitUntil polls cond for up to waitFor.
 func waitUntil(t *testing.T, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitFor)

@@ -119,9 +119,12 @@ func (h *harness) idle(bare string) {
 		return
 	}
 	waitUntil(h.t, bare+" idle", func() bool {
+		h.g.out.mu.Lock()
+		out := h.g.out.running
+		h.g.out.mu.Unlock()
 		u.mu.Lock()
 		defer u.mu.Unlock()
-		return !u.running && len(u.inbox) == 0
+		return !u.running && len(u.inbox) == 0 && u.jobs.Load() == 0 && !out
 	})
 }
 

@@ -88,7 +88,7 @@ func (u *user) onIMIP(ev imipside.Event) {
 		delete(u.contacts, ev.From)
 	case imipside.RequestFailedEvent:
 		u.log.Warn("IMIP refused a request", "request", ev.Type, "number", ev.Number, "code", int(ev.Code))
-		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
+		u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
 			Body: "The IMIP network refused " + ev.Type + " " + string(ev.Number) + ": " + ev.Code.String()})
 	}
 }
@@ -158,20 +158,24 @@ func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
 		}
 	}
 	if len(u.held) > 0 {
-		// Older messages wait: they go first, in order.
-		u.flushHeld()
-		if len(u.held) > 0 {
-			u.hold(m, ev.Time)
-			return
-		}
+		// Older messages wait for the link: this one goes after them.
+		u.hold(m, ev.Time)
+		return
 	}
-	if err := u.g.sendMessage(m); err != nil {
-		if errors.Is(err, xmppside.ErrNotConnected) {
-			u.hold(m, ev.Time)
-			return
+	u.deliver(m, ev.Time)
+}
+
+// deliver queues an IMIP message for the user; if the component link turns
+// out to be down, it comes back (evUndelivered) to be held.
+func (u *user) deliver(m xmppside.Message, sent time.Time) {
+	u.g.sendMessageThen(m, func(err error) {
+		switch {
+		case errors.Is(err, xmppside.ErrNotConnected):
+			u.postAlways(evUndelivered{m: m, sent: sent, link: u.g.link.Load()})
+		case err != nil:
+			u.log.Warn("message from IMIP not delivered to XMPP", "from", m.From, "err", err)
 		}
-		u.log.Warn("message from IMIP not delivered to XMPP", "from", ev.From, "err", err)
-	}
+	})
 }
 
 // maxHeld bounds the IMIP messages a user's run loop keeps while the
@@ -181,7 +185,12 @@ const maxHeld = 64
 // hold keeps a message that could not be sent because the component link
 // is down, to send it when the link is back (onLinkUp), marked as delayed.
 // Beyond maxHeld the oldest is dropped and logged.
-func (u *user) hold(m xmppside.Message, sent time.Time) {
+func (u *user) hold(m xmppside.Message, sent time.Time) { u.holdFrom(m, sent, 0) }
+
+// holdFrom is hold for a message whose send failed on component link
+// failedOn (0: none): when a newer link is up already, the held messages
+// go at once.
+func (u *user) holdFrom(m xmppside.Message, sent time.Time, failedOn uint64) {
 	if m.Delay.IsZero() {
 		if sent.IsZero() {
 			sent = time.Now()
@@ -193,22 +202,20 @@ func (u *user) hold(m xmppside.Message, sent time.Time) {
 		u.held = slices.Delete(u.held, 0, 1)
 	}
 	u.held = append(u.held, m)
+	if failedOn != 0 && u.g.up.Load() && u.g.link.Load() > failedOn {
+		// A new link came up before this one was known undelivered.
+		u.flushHeld()
+	}
 }
 
-// flushHeld sends the messages held while the link was down, in order, and
-// keeps those that still cannot be sent.
+// flushHeld sends the messages held while the link was down, in order;
+// those that still cannot be sent come back to be held.
 func (u *user) flushHeld() {
-	for len(u.held) > 0 {
-		if err := u.g.sendMessage(u.held[0]); err != nil {
-			if errors.Is(err, xmppside.ErrNotConnected) {
-				return // down again: the next link-up tries again
-			}
-			u.log.Warn("held message from IMIP not delivered to XMPP", "from", u.held[0].From, "err", err)
-		}
-		u.held[0] = xmppside.Message{}
-		u.held = u.held[1:]
-	}
+	held := u.held
 	u.held = nil
+	for _, m := range held {
+		u.deliver(m, m.Delay)
+	}
 }
 
 // onMessageFailed reports an IMIP refusal of a message to its sender, with

@@ -213,7 +213,7 @@ func (u *user) nextRequest() {
 				continue
 			}
 			u.reqBusy, u.checking = true, req.number
-			u.g.spawn(func() {
+			u.spawnJob(func() {
 				c, err := u.dial(req.ctx, req.number, req.password)
 				if !u.postAlways(evRegisterDialed{req: req, c: c, err: err}) {
 					if c != nil {
@@ -369,7 +369,7 @@ func (u *user) onUnregister() error {
 	u.applyLink(linkStop{}, nil)
 	u.timers.stop()
 	u.cleanRoster()
-	_ = u.sendGone(u.g.cfg.Domain)
+	u.sendGone(u.g.cfg.Domain)
 	ctx, cancel := u.opCtx()
 	defer cancel()
 	if err := u.g.cfg.Store.DeleteRegistration(ctx, u.key); err != nil {

@@ -3,8 +3,12 @@ package gateway
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"slices"
+	"sync"
 	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
@@ -57,8 +61,8 @@ func (u *user) do(a roster.Action) {
 	case roster.SendListRemove:
 		u.imip(a.Number, "LIST REMOVE", func(s IMIPSession) error { return s.ListRemove(ctx, a.Number) })
 	case roster.PresenceToUser:
-		err := u.g.trySendPresence(xmppside.Presence{From: u.g.contactJID(a.From), To: u.bare, Type: string(a.Type), Nick: a.Nick, Status: a.Status})
-		u.noteLostPush(err)
+		u.g.sendPresenceThen(xmppside.Presence{From: u.g.contactJID(a.From), To: u.bare, Type: string(a.Type), Nick: a.Nick, Status: a.Status},
+			u.lostPushNotice())
 		if a.Type == roster.Subscribed {
 			// RFC 6121 3.1.5: the contact's current presence follows.
 			u.sendContactPresence(a.From, u.bare)
@@ -67,11 +71,11 @@ func (u *user) do(a roster.Action) {
 			u.g.sendPresence(xmppside.Presence{From: u.g.contactJID(a.From), To: u.bare, Type: "unavailable"})
 		}
 	case roster.RosterUpsert:
-		u.noteLostPush(u.pushRoster([]roster.Contact{a.Contact}, nil, false))
+		u.pushRoster([]roster.Contact{a.Contact}, nil, false, false)
 	case roster.RosterRemove:
-		u.noteLostPush(u.pushRoster(nil, []wire.Number{a.Number}, false))
+		u.pushRoster(nil, []wire.Number{a.Number}, false, false)
 	case roster.Refused:
-		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Body: a.Reason})
+		u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Body: a.Reason})
 	case roster.Persist:
 		u.persist(ctx)
 	}
@@ -80,14 +84,14 @@ func (u *user) do(a roster.Action) {
 // imip sends a LIST request, or reports to the user why it could not.
 func (u *user) imip(n wire.Number, what string, send func(IMIPSession) error) {
 	if u.sess == nil {
-		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
+		u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
 			Body: "Not connected to the IMIP network: " + what + " " + string(n) + " was not sent. Go online and try again."})
 		u.unsent(n, what)
 		return
 	}
 	if err := u.awaitIMIP(func() error { return send(u.sess) }); err != nil {
 		u.log.Warn("IMIP request failed", "request", what, "number", n, "err", err)
-		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
+		u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
 			Body: "The IMIP network refused " + what + " " + string(n) + ": " + err.Error()})
 		u.unsent(n, what)
 	}
@@ -136,14 +140,14 @@ func (u *user) syncRoster(buddies []wire.Buddy) {
 		upserts = append(upserts, listed(plan.Unchanged)...)
 	}
 	u.log.Info("roster sync", "added", len(plan.Add), "updated", len(plan.Update), "removed", len(plan.Remove))
-	u.noteRosterPush(u.pushRoster(upserts, removed, true))
+	u.pushRoster(upserts, removed, true, true)
 }
 
 // resyncRoster pushes every listed contact again, after a push that did
 // not reach the user (the component link was down).
 func (u *user) resyncRoster() {
 	u.log.Info("roster sync again after a failed push")
-	u.noteRosterPush(u.pushRoster(listed(u.list.Contacts()), nil, true))
+	u.pushRoster(listed(u.list.Contacts()), nil, true, true)
 }
 
 // noteRosterPush records whether the user's roster may lack what the store
@@ -156,14 +160,17 @@ func (u *user) noteRosterPush(err error) {
 	u.rosterStale = err != nil
 }
 
-// noteLostPush marks the roster for a push again when a single change could
-// not reach the user because the component link was down (the store
-// already holds the change, so no later sync would notice).
-func (u *user) noteLostPush(err error) {
-	if errors.Is(err, xmppside.ErrNotConnected) {
-		u.rosterStale = true
-	} else if err != nil {
-		u.log.Debug("roster change not sent", "err", err)
+// lostPushNotice returns the outcome function of a presence that carries a
+// roster change: when it could not reach the user because the component
+// link was down, the roster is marked for a push again (the store already
+// holds the change, so no later sync would notice).
+func (u *user) lostPushNotice() func(error) {
+	return func(err error) {
+		if errors.Is(err, xmppside.ErrNotConnected) {
+			u.postAlways(evRosterDone{lost: true})
+		} else if err != nil {
+			u.log.Debug("roster change not sent", "err", err)
+		}
 	}
 }
 
@@ -178,100 +185,55 @@ func listed(cs []roster.Contact) []roster.Contact {
 	return out
 }
 
-// pushRoster puts contacts into the user's roster and takes numbers out of
-// it, by the best means the user's server and clients offer: XEP-0356
-// privileged roster access, else XEP-0144 roster item exchange to resources
-// that support it, else subscription presences. fallback says whether the
-// presence tier should send subscriptions itself (a sync) or whether the
-// roster state machine already did (a single transition). It returns an
-// error when nothing could reach the user (the component link is down).
-// Each network request has its own time bound.
-func (u *user) pushRoster(upserts []roster.Contact, removed []wire.Number, fallback bool) error {
+// rosterJob is one change of the user's roster, carried out off the run
+// loop (it waits for IQ round trips): by XEP-0356 privileged roster set,
+// else XEP-0144 roster item exchange to resources that support it, else
+// subscription presences (only when fallback is set: for a single
+// transition the roster machine already sent them). A user has one job in
+// flight at a time, so changes reach the roster in order.
+type rosterJob struct {
+	upserts  []roster.Contact
+	removed  []wire.Number
+	fallback bool
+	sync     bool // a whole sync: its outcome decides rosterStale
+	// targets are the user's resources, with what is known of their
+	// XEP-0144 support; the job asks those not asked yet.
+	targets []rxTarget
+}
+
+// rxTarget is one resource of the user as a roster exchange target.
+type rxTarget struct {
+	res              string
+	full             jid.JID
+	asked, rosterx   bool // asked: disco#info answered
+	nowAsked, failed bool // set by the job
+}
+
+// evRosterDone reports a finished roster job (job nil: a lost presence).
+type evRosterDone struct {
+	job  *rosterJob
+	err  error
+	lost bool // a roster presence did not reach the user
+}
+
+func (evRosterDone) isEvent() {}
+
+// pushRoster queues a roster change for the user.
+func (u *user) pushRoster(upserts []roster.Contact, removed []wire.Number, fallback, sync bool) {
 	if len(upserts) == 0 && len(removed) == 0 {
-		return nil
+		return
 	}
-	items := make([]xmppside.RosterItem, 0, len(upserts)+len(removed))
-	for _, c := range upserts {
-		items = append(items, xmppside.RosterItem{JID: u.g.contactJID(c.Number), Name: c.Nick,
-			Subscription: "to", Groups: []string{u.g.cfg.RosterGroup}})
-	}
-	for _, n := range removed {
-		items = append(items, xmppside.RosterItem{JID: u.g.contactJID(n), Remove: true})
-	}
-	if ra, ok := u.g.xmpp.(RosterAccess); ok {
-		if ra.PrivilegesFor(u.bare).CanSetRoster() {
-			err := u.rosterSet(ra, items)
-			if err == nil {
-				return nil
-			}
-			if errors.Is(err, xmppside.ErrNotConnected) {
-				return err
-			}
-			u.log.Info("privileged roster set failed; falling back", "err", err)
-		}
-		targets := u.rosterxTargets(ra)
-		sent := false
-		for _, to := range targets {
-			ctx, cancel := u.opCtx()
-			if err := ra.SendRosterExchange(ctx, to, items); err == nil {
-				sent = true
-			}
-			cancel()
-		}
-		if sent {
-			return nil
-		}
-	}
-	if !fallback {
-		return nil
-	}
-	var firstErr error
-	send := func(p xmppside.Presence) {
-		if err := u.g.trySendPresence(p); err != nil && firstErr == nil {
-			firstErr = err
-		}
-	}
-	for _, c := range upserts {
-		send(xmppside.Presence{From: u.g.contactJID(c.Number), To: u.bare, Type: "subscribe", Nick: c.Nick})
-	}
-	for _, n := range removed {
-		if err := u.sendGone(u.g.contactJID(n)); err != nil && firstErr == nil {
-			firstErr = err
-		}
-	}
-	return firstErr
+	u.rosterJobs = append(u.rosterJobs, &rosterJob{upserts: upserts, removed: removed, fallback: fallback, sync: sync})
+	u.nextRosterJob()
 }
 
-// sendGone tells the user that from (a contact, or the gateway) leaves:
-// unsubscribe, unsubscribed and unavailable. It returns the first error.
-func (u *user) sendGone(from jid.JID) error {
-	var first error
-	for _, t := range [...]string{"unsubscribe", "unsubscribed", "unavailable"} {
-		if err := u.g.trySendPresence(xmppside.Presence{From: from, To: u.bare, Type: t}); err != nil && first == nil {
-			first = err
-		}
+// nextRosterJob starts the next queued job unless one is in flight.
+func (u *user) nextRosterJob() {
+	if u.rosterBusy || len(u.rosterJobs) == 0 {
+		return
 	}
-	return first
-}
-
-// rosterSet sets items one by one, each bounded by its own op timeout (one
-// slow item does not eat the others' time).
-func (u *user) rosterSet(ra RosterAccess, items []xmppside.RosterItem) error {
-	for _, it := range items {
-		ctx, cancel := u.opCtx()
-		err := ra.RosterSet(ctx, u.bare, []xmppside.RosterItem{it})
-		cancel()
-		if err != nil {
-			return err
-		}
-	}
-	return nil
-}
-
-// rosterxTargets returns the user's available resources that advertise
-// XEP-0144.
-func (u *user) rosterxTargets(ra RosterAccess) []jid.JID {
-	var out []jid.JID
+	j := u.rosterJobs[0]
+	u.rosterJobs = u.rosterJobs[1:]
 	for res, r := range u.res.m {
 		if res == "" {
 			continue
@@ -280,57 +242,204 @@ func (u *user) rosterxTargets(ra RosterAccess) []jid.JID {
 		if err != nil {
 			continue
 		}
-		if !r.discoDone {
-			// Asked once per resource, with a short bound: a client that
-			// never answers costs the run loop one discoTimeout, once.
-			ctx, cancel := context.WithTimeout(context.Background(), min(discoTimeout, u.g.cfg.OpTimeout))
-			feats, err := ra.DiscoFeatures(ctx, full)
-			cancel()
+		j.targets = append(j.targets, rxTarget{res: res, full: full, asked: r.discoDone, rosterx: r.rosterx})
+	}
+	u.rosterBusy = true
+	g, bare, log := u.g, u.bare, u.log
+	u.spawnJob(func() {
+		err := j.run(g, bare, log)
+		u.postAlways(evRosterDone{job: j, err: err})
+	})
+}
+
+// onRosterDone records what a job learnt and starts the next one.
+func (u *user) onRosterDone(ev evRosterDone) {
+	if ev.job == nil {
+		if ev.lost {
+			u.rosterStale = true
+		}
+		return
+	}
+	u.rosterBusy = false
+	for _, t := range ev.job.targets {
+		if r, ok := u.res.m[t.res]; ok && t.nowAsked {
+			r.discoDone, r.rosterx = true, t.rosterx
+			u.res.m[t.res] = r
+		}
+	}
+	switch {
+	case ev.job.sync && ev.err != nil:
+		u.log.Warn("roster push did not reach the user; will push again", "err", ev.err)
+		u.rosterStale = true
+	case ev.job.sync:
+		u.rosterStale = false
+	case errors.Is(ev.err, xmppside.ErrNotConnected):
+		u.rosterStale = true
+	case ev.err != nil:
+		u.log.Debug("roster change not sent", "err", ev.err)
+	}
+	u.nextRosterJob()
+}
+
+// maxRosterSetsInFlight bounds the privileged roster sets one job has
+// waiting for their answers at once.
+const maxRosterSetsInFlight = 16
+
+// run carries out the job on its own goroutine. It returns an error when
+// nothing could reach the user (the component link is down).
+func (j *rosterJob) run(g *Gateway, user jid.JID, log *slog.Logger) error {
+	items := make([]xmppside.RosterItem, 0, len(j.upserts)+len(j.removed))
+	for _, c := range j.upserts {
+		items = append(items, xmppside.RosterItem{JID: g.contactJID(c.Number), Name: c.Nick,
+			Subscription: "to", Groups: []string{g.cfg.RosterGroup}})
+	}
+	for _, n := range j.removed {
+		items = append(items, xmppside.RosterItem{JID: g.contactJID(n), Remove: true})
+	}
+	if ra, ok := g.xmpp.(RosterAccess); ok {
+		if ra.PrivilegesFor(user).CanSetRoster() {
+			err := rosterSetAll(g, ra, user, items)
+			if err == nil {
+				return nil
+			}
+			if errors.Is(err, xmppside.ErrNotConnected) {
+				return err
+			}
+			log.Info("privileged roster set failed; falling back", "err", err)
+		}
+		if j.exchange(g, ra, items) {
+			return nil
+		}
+	}
+	if !j.fallback {
+		return nil
+	}
+	var firstErr error
+	send := func(p xmppside.Presence) {
+		if err := g.sendNow(outItem{p: &p}); err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	for _, c := range j.upserts {
+		send(xmppside.Presence{From: g.contactJID(c.Number), To: user, Type: "subscribe", Nick: c.Nick})
+	}
+	for _, n := range j.removed {
+		for _, p := range goneStanzas(g.contactJID(n), user) {
+			send(p)
+		}
+	}
+	return firstErr
+}
+
+// rosterSetAll sets items by privileged roster sets, one item each (a roster
+// set carries one item), up to maxRosterSetsInFlight at once, each bounded
+// by the op timeout. It returns the first error.
+func rosterSetAll(g *Gateway, ra RosterAccess, user jid.JID, items []xmppside.RosterItem) error {
+	var eg errgroup.Group
+	eg.SetLimit(maxRosterSetsInFlight)
+	for _, it := range items {
+		eg.Go(func() error {
+			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
+			defer cancel()
+			return ra.RosterSet(ctx, user, []xmppside.RosterItem{it})
+		})
+	}
+	return eg.Wait()
+}
+
+// exchange sends items by XEP-0144 to every resource that advertises it,
+// asking (in parallel, each with a short bound) the resources whose
+// disco#info is not known yet. It reports whether one exchange was sent.
+func (j *rosterJob) exchange(g *Gateway, ra RosterAccess, items []xmppside.RosterItem) bool {
+	var wg sync.WaitGroup
+	for i := range j.targets {
+		t := &j.targets[i]
+		if t.asked {
+			continue
+		}
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), min(discoTimeout, g.cfg.OpTimeout))
+			defer cancel()
+			feats, err := ra.DiscoFeatures(ctx, t.full)
 			var se stanza.Error
 			if err == nil || errors.As(err, &se) {
 				// An answer, an error answer included: final for this
 				// resource. A timeout or a dropped link is asked again.
-				r.discoDone, r.rosterx = true, err == nil && slices.Contains(feats, NSRosterX)
-				u.res.m[res] = r
+				t.nowAsked, t.rosterx = true, err == nil && slices.Contains(feats, NSRosterX)
 			}
-		}
-		if r.rosterx {
-			out = append(out, full)
-		}
+		})
 	}
-	return out
+	wg.Wait()
+	sent := false
+	for _, t := range j.targets {
+		if !t.rosterx {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
+		if err := ra.SendRosterExchange(ctx, t.full, items); err == nil {
+			sent = true
+		}
+		cancel()
+	}
+	return sent
+}
+
+// goneStanzas are the presences that tell user that from (a contact, or
+// the gateway) leaves: unsubscribe, unsubscribed and unavailable.
+func goneStanzas(from, user jid.JID) []xmppside.Presence {
+	return []xmppside.Presence{
+		{From: from, To: user, Type: "unsubscribe"},
+		{From: from, To: user, Type: "unsubscribed"},
+		{From: from, To: user, Type: "unavailable"},
+	}
+}
+
+// sendGone queues the presences that tell the user from leaves.
+func (u *user) sendGone(from jid.JID) {
+	for _, p := range goneStanzas(from, u.bare) {
+		u.g.sendPresence(p)
+	}
 }
 
 // discoTimeout bounds the disco#info query to one of the user's resources.
 const discoTimeout = 5 * time.Second
 
 // cleanRoster takes every IMIP contact out of the user's roster at
-// unregistration.
+// unregistration or a change of number, on its own goroutine: with
+// privileged roster access, every item of the gateway's domain (also those
+// the gateway no longer knows of); by presences, those it knows.
 func (u *user) cleanRoster() {
-	ctx, cancel := u.opCtx()
-	defer cancel()
 	var nums []wire.Number
 	for _, c := range u.list.Contacts() {
 		nums = append(nums, c.Number)
 	}
-	if ra, ok := u.g.xmpp.(RosterAccess); ok {
-		if pr := ra.PrivilegesFor(u.bare); pr.CanGetRoster() && pr.CanSetRoster() {
-			if items, err := ra.RosterGet(ctx, u.bare); err == nil {
-				for _, it := range items {
-					if it.JID.Domainpart() != u.g.cfg.Domain.Domainpart() || it.JID.Localpart() == "" {
-						continue // only the gateway's contacts are ever touched
-					}
-					if n, err := roster.Number(it.JID, u.g.cfg.Domain); err == nil && !slices.Contains(nums, n) {
-						nums = append(nums, n)
+	g, bare := u.g, u.bare
+	g.spawn(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
+		defer cancel()
+		if ra, ok := g.xmpp.(RosterAccess); ok {
+			if pr := ra.PrivilegesFor(bare); pr.CanGetRoster() && pr.CanSetRoster() {
+				if items, err := ra.RosterGet(ctx, bare); err == nil {
+					for _, it := range items {
+						if it.JID.Domainpart() != g.cfg.Domain.Domainpart() || it.JID.Localpart() == "" {
+							continue // only the gateway's contacts are ever touched
+						}
+						if n, err := roster.Number(it.JID, g.cfg.Domain); err == nil && !slices.Contains(nums, n) {
+							nums = append(nums, n)
+						}
 					}
 				}
-			}
-			for _, n := range nums {
-				_ = ra.RosterSet(ctx, u.bare, []xmppside.RosterItem{{JID: u.g.contactJID(n), Remove: true}})
+				items := make([]xmppside.RosterItem, 0, len(nums))
+				for _, n := range nums {
+					items = append(items, xmppside.RosterItem{JID: g.contactJID(n), Remove: true})
+				}
+				_ = rosterSetAll(g, ra, bare, items)
 			}
 		}
-	}
-	for _, n := range nums {
-		_ = u.sendGone(u.g.contactJID(n))
-	}
+		for _, n := range nums {
+			for _, p := range goneStanzas(g.contactJID(n), bare) {
+				g.sendPresence(p)
+			}
+		}
+	})
 }

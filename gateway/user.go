@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/cenkalti/backoff/v5"
@@ -54,6 +55,13 @@ type (
 	}
 	evUnregister struct{ reply chan error }
 	evTimer      struct{}              // a deadline of the user's timer may have passed
+	// evUndelivered: an IMIP message the outbox could not send (the
+	// component link is down).
+	evUndelivered struct {
+		m    xmppside.Message
+		sent time.Time
+		link uint64 // the component link it failed on
+	}
 	evLinkUp     struct{ link uint64 } // the component link is up again
 	evShutdown   struct{}
 )
@@ -67,6 +75,7 @@ func (evRegister) isEvent()       {}
 func (evRegisterDialed) isEvent() {}
 func (evUnregister) isEvent()     {}
 func (evTimer) isEvent()          {}
+func (evUndelivered) isEvent()    {}
 func (evLinkUp) isEvent()         {}
 func (evShutdown) isEvent()       {}
 
@@ -108,6 +117,9 @@ type user struct {
 	avail       map[string]pendingAvail
 	availQueued bool
 	availSeq    uint64
+	// jobs counts the user's goroutines in flight (logins, roster jobs)
+	// whose result is still to come as an event.
+	jobs atomic.Int32
 	// timerQueued says an evTimer is in the inbox.
 	timerQueued bool
 	inCall      bool          // the run loop waits for an IMIP answer (awaitIMIP)
@@ -142,6 +154,9 @@ type user struct {
 	held       []xmppside.Message // IMIP messages kept while the component link is down
 	// rosterStale: a roster push did not reach the user; push again.
 	rosterStale bool
+	// rosterJobs wait for the one in flight (rosterBusy).
+	rosterJobs []*rosterJob
+	rosterBusy bool
 }
 
 func newUser(g *Gateway, bare jid.JID) *user {
@@ -186,6 +201,10 @@ func (u *user) handle(ev event) {
 		u.nextRequest()
 	case evTimer:
 		u.onTimer()
+	case evRosterDone:
+		u.onRosterDone(ev)
+	case evUndelivered:
+		u.holdFrom(ev.m, ev.sent, ev.link)
 	case evLinkUp:
 		u.onLinkUp(ev.link)
 	case evShutdown:
@@ -365,11 +384,21 @@ func (u *user) startDial() {
 	t := &dialTicket{}
 	u.dialing = t
 	n, pw := u.reg.Number, u.reg.Password
-	u.g.spawn(func() {
+	u.spawnJob(func() {
 		c, err := u.dial(context.Background(), n, pw)
 		if !u.postAlways(evDialed{t: t, c: c, err: err}) && c != nil {
 			u.g.endConn(c)
 		}
+	})
+}
+
+// spawnJob runs f, a job whose result f posts as an event, on its own
+// goroutine.
+func (u *user) spawnJob(f func()) {
+	u.jobs.Add(1)
+	u.g.spawn(func() {
+		defer u.jobs.Add(-1)
+		f()
 	})
 }
 
@@ -393,7 +422,7 @@ func (u *user) onDialed(ev evDialed) {
 		if le.Code == wire.CodeIllegalUser {
 			text = "IMIP login failed: the IMIP server does not know this number. Register again with a valid number."
 		}
-		_ = u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Subject: "IMIP login failed", Body: text})
+		u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Subject: "IMIP login failed", Body: text})
 		u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "error", Error: loginError(le.Code)})
 		u.applyLink(linkDialed{result: dialAuth}, nil)
 		return
