@@ -12,7 +12,7 @@
 //
 // # What is durable when
 //
-// Each method is one transaction, so one fsync.
+// Each writing method is one transaction, so one fsync.
 // [Store.Apply] writes a whole batch of ops (queued messages, single
 // contacts, the online flag) in one transaction: all of it is on disk when
 // Apply returns nil, none of it when Apply returns an error.
