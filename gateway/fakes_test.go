@@ -623,6 +623,7 @@ type memStore struct {
 	contacts map[string][]roster.Contact
 	saves    int
 	hold     chan struct{} // while non-nil, SaveContacts waits until it is closed
+	q        memQueue      // queued messages and online flags: see Apply
 }
 
 var _ Store = (*memStore)(nil)
@@ -666,6 +667,7 @@ func (m *memStore) DeleteRegistration(ctx context.Context, bare string) error {
 	}
 	delete(m.regs, bare)
 	delete(m.contacts, bare)
+	m.q.drop(bare)
 	return nil
 }
 
@@ -716,4 +718,110 @@ func (m *memStore) savedContacts(bare string) []roster.Contact {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return slices.Clone(m.contacts[bare])
+}
+
+// memQueue holds memStore's queued messages and online flags; its zero value
+// is empty. memStore.mu guards it.
+type memQueue struct {
+	lastID int64
+	msgs   []QueuedMessage // ordered by ID
+	online map[string]bool
+}
+
+// drop deletes everything of bare.
+func (q *memQueue) drop(bare string) {
+	q.msgs = slices.DeleteFunc(q.msgs, func(m QueuedMessage) bool { return m.JID == bare })
+	delete(q.online, bare)
+}
+
+// Apply performs ops all at once, as Store.Apply does: nothing is changed
+// when an op is invalid.
+func (m *memStore) Apply(ctx context.Context, ops []Op) error {
+	if err := CheckOps(ops); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("memstore: %w", err)
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	now := time.Now()
+	for _, op := range ops {
+		switch op := op.(type) {
+		case OpPutMessage:
+			op.Msg.ID, op.Msg.Accepted = 0, time.Time{}
+			if _, ok := m.regs[op.Msg.JID]; !ok {
+				continue
+			}
+			m.q.lastID++
+			op.Msg.ID, op.Msg.Accepted = m.q.lastID, now
+			m.q.msgs = append(m.q.msgs, *op.Msg)
+		case OpDeleteMessage:
+			m.q.msgs = slices.DeleteFunc(m.q.msgs, func(q QueuedMessage) bool { return q.ID == op.ID })
+		case OpTouchMessage:
+			for i := range m.q.msgs {
+				if m.q.msgs[i].ID == op.ID {
+					m.q.msgs[i].Tries = op.Tries
+				}
+			}
+		case OpPutContact:
+			if _, ok := m.regs[op.JID]; !ok {
+				continue
+			}
+			cs := m.contacts[op.JID]
+			if i := slices.IndexFunc(cs, func(c roster.Contact) bool { return c.Number == op.Contact.Number }); i >= 0 {
+				cs[i] = op.Contact
+			} else {
+				cs = append(cs, op.Contact)
+			}
+			m.contacts[op.JID] = cs
+		case OpDeleteContact:
+			m.contacts[op.JID] = slices.DeleteFunc(m.contacts[op.JID], func(c roster.Contact) bool { return c.Number == op.Number })
+		case OpSetOnline:
+			if _, ok := m.regs[op.JID]; !ok {
+				continue
+			}
+			if m.q.online == nil {
+				m.q.online = map[string]bool{}
+			}
+			m.q.online[op.JID] = op.Online
+		}
+	}
+	return nil
+}
+
+func (m *memStore) Messages(ctx context.Context, bare string) ([]QueuedMessage, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []QueuedMessage{}
+	for _, q := range m.q.msgs {
+		if q.JID == bare {
+			out = append(out, q)
+		}
+	}
+	return out, nil
+}
+
+func (m *memStore) QueuedJIDs(ctx context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []string{}
+	for _, q := range m.q.msgs {
+		out = append(out, q.JID)
+	}
+	slices.Sort(out)
+	return slices.Compact(out), nil
+}
+
+func (m *memStore) OnlineJIDs(ctx context.Context) ([]string, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []string{}
+	for jid, on := range m.q.online {
+		if on {
+			out = append(out, jid)
+		}
+	}
+	slices.Sort(out)
+	return out, nil
 }

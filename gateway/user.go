@@ -54,7 +54,7 @@ type (
 		err error
 	}
 	evUnregister struct{ reply chan error }
-	evTimer      struct{}              // a deadline of the user's timer may have passed
+	evTimer      struct{} // a deadline of the user's timer may have passed
 	// evUndelivered: an IMIP message the outbox could not send (the
 	// component link is down).
 	evUndelivered struct {
@@ -62,8 +62,8 @@ type (
 		sent time.Time
 		link uint64 // the component link it failed on
 	}
-	evLinkUp     struct{ link uint64 } // the component link is up again
-	evShutdown   struct{}
+	evLinkUp   struct{ link uint64 } // the component link is up again
+	evShutdown struct{}
 )
 
 func (evPresence) isEvent()       {}

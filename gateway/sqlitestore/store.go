@@ -81,8 +81,9 @@ func (s *Store) PutRegistration(ctx context.Context, r gateway.Registration) err
 	}, "put registration %q", r.JID)
 }
 
-// DeleteRegistration deletes the registration of bareJID and its contacts,
-// or returns an error wrapping gateway.ErrNotFound.
+// DeleteRegistration deletes the registration of bareJID, its contacts and
+// its queued messages (by foreign-key cascade), or returns an error wrapping
+// gateway.ErrNotFound.
 func (s *Store) DeleteRegistration(ctx context.Context, bareJID string) error {
 	res, err := s.db.ExecContext(ctx, "DELETE FROM registrations WHERE jid = ?", bareJID)
 	if err != nil {
@@ -117,46 +118,84 @@ func (s *Store) Registrations(ctx context.Context) ([]gateway.Registration, erro
 	return rs, nil
 }
 
+const (
+	contactColumns = "number, nick, in_list, pending_out, out_text, pending_in, in_text"
+
+	// upsertContact writes one contact row, whatever was there.
+	upsertContact = `INSERT INTO contacts (jid, ` + contactColumns + `)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (jid, number) DO UPDATE SET
+			nick = excluded.nick,
+			in_list = excluded.in_list,
+			pending_out = excluded.pending_out,
+			out_text = excluded.out_text,
+			pending_in = excluded.pending_in,
+			in_text = excluded.in_text`
+)
+
+func scanContact(row scanner) (roster.Contact, error) {
+	var (
+		c      roster.Contact
+		number string
+	)
+	if err := row.Scan(&number, &c.Nick, &c.InList, &c.PendingOut, &c.OutText, &c.PendingIn, &c.InText); err != nil {
+		return roster.Contact{}, err
+	}
+	c.Number = wire.Number(number)
+	return c, nil
+}
+
 // Contacts returns the saved contact list of bareJID, ordered by number.
 func (s *Store) Contacts(ctx context.Context, bareJID string) ([]roster.Contact, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT number, nick, in_list, pending_out, out_text, pending_in, in_text
-		FROM contacts WHERE jid = ? ORDER BY number`, bareJID)
+	cs, err := contacts(ctx, s.db, bareJID)
 	if err != nil {
-		return nil, fmt.Errorf("sqlitestore: contacts of %q: %w", bareJID, err)
-	}
-	defer rows.Close()
-	cs := []roster.Contact{}
-	for rows.Next() {
-		var (
-			c      roster.Contact
-			number string
-		)
-		if err := rows.Scan(&number, &c.Nick, &c.InList, &c.PendingOut, &c.OutText, &c.PendingIn, &c.InText); err != nil {
-			return nil, fmt.Errorf("sqlitestore: contacts of %q: %w", bareJID, err)
-		}
-		c.Number = wire.Number(number)
-		cs = append(cs, c)
-	}
-	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("sqlitestore: contacts of %q: %w", bareJID, err)
 	}
 	return cs, nil
 }
 
+// contacts reads the contact list of bareJID through q (the database or a
+// transaction), ordered by number; never nil.
+func contacts(ctx context.Context, q interface {
+	QueryContext(context.Context, string, ...any) (*sql.Rows, error)
+}, bareJID string) ([]roster.Contact, error) {
+	rows, err := q.QueryContext(ctx, "SELECT "+contactColumns+" FROM contacts WHERE jid = ? ORDER BY number", bareJID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	cs := []roster.Contact{}
+	for rows.Next() {
+		c, err := scanContact(rows)
+		if err != nil {
+			return nil, err
+		}
+		cs = append(cs, c)
+	}
+	return cs, rows.Err()
+}
+
 // SaveContacts replaces the contact list of bareJID with cs in one
-// transaction. It returns an error wrapping gateway.ErrNotFound when bareJID
-// is not registered; duplicate or empty numbers are an error and change
-// nothing.
+// transaction, writing only the rows that differ from the stored list: new
+// and changed contacts are written, contacts missing from cs deleted, equal
+// ones left untouched.
+// It returns an error wrapping gateway.ErrNotFound when bareJID is not
+// registered; duplicate or empty numbers are an error and change nothing.
 func (s *Store) SaveContacts(ctx context.Context, bareJID string, cs []roster.Contact) error {
+	seen := make(map[wire.Number]bool, len(cs))
 	for _, c := range cs {
 		if c.Number == "" {
 			return fmt.Errorf("sqlitestore: save contacts of %q: contact without a number", bareJID)
 		}
+		if seen[c.Number] {
+			return fmt.Errorf("sqlitestore: save contacts of %q: number %s twice", bareJID, c.Number)
+		}
+		seen[c.Number] = true
 	}
 	var missing bool
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		var one int
-		err := tx.QueryRowContext(ctx, "SELECT 1 FROM registrations WHERE jid = ?", bareJID).Scan(&one)
+		err := tx.QueryRowContext(ctx, isRegistered, bareJID).Scan(&one)
 		if errors.Is(err, sql.ErrNoRows) {
 			missing = true
 			return nil
@@ -164,23 +203,29 @@ func (s *Store) SaveContacts(ctx context.Context, bareJID string, cs []roster.Co
 		if err != nil {
 			return err
 		}
-		if _, err := tx.ExecContext(ctx, "DELETE FROM contacts WHERE jid = ?", bareJID); err != nil {
-			return err
-		}
-		if len(cs) == 0 {
-			return nil
-		}
-		ins, err := tx.PrepareContext(ctx, `INSERT INTO contacts
-			(jid, number, nick, in_list, pending_out, out_text, pending_in, in_text)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`)
+		old, err := contacts(ctx, tx, bareJID)
 		if err != nil {
 			return err
 		}
-		defer ins.Close()
+		stored := make(map[wire.Number]roster.Contact, len(old))
+		for _, c := range old {
+			stored[c.Number] = c
+		}
+		a := applier{ctx: ctx, tx: tx}
 		for _, c := range cs {
-			if _, err := ins.ExecContext(ctx, bareJID, string(c.Number), c.Nick,
+			was, ok := stored[c.Number]
+			delete(stored, c.Number)
+			if ok && was == c {
+				continue
+			}
+			if _, err := a.exec(upsertContact, bareJID, string(c.Number), c.Nick,
 				c.InList, c.PendingOut, c.OutText, c.PendingIn, c.InText); err != nil {
 				return fmt.Errorf("contact %s: %w", c.Number, err)
+			}
+		}
+		for n := range stored {
+			if _, err := a.exec(deleteContact, bareJID, string(n)); err != nil {
+				return fmt.Errorf("contact %s: %w", n, err)
 			}
 		}
 		return nil

@@ -1,0 +1,284 @@
+package gateway
+
+// The group commit: one goroutine writes the ops of every user to the Store,
+// all that are waiting in one transaction, so that under load one fsync
+// serves many messages and at low load an op commits at once.
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+)
+
+// The committer's defaults, used for zero (or negative) fields of
+// commitConfig.
+const (
+	defaultMaxBatch      = 512
+	defaultMaxQueue      = 65536
+	defaultCommitTimeout = 30 * time.Second
+)
+
+// commitConfig holds the committer's limits.
+type commitConfig struct {
+	// MaxBatch is the most ops in one transaction (default 512). The ops of
+	// one Submit are never split: a Submit with more ops than MaxBatch is
+	// committed alone, in a transaction of its own.
+	MaxBatch int
+	// MaxQueue is the most ops waiting to be committed (default 65536),
+	// not counting the batch being committed. A Submit that would go beyond
+	// it is refused; an empty or invalid Submit counts as one op.
+	MaxQueue int
+	// Timeout bounds each Store.Apply (default 30 s).
+	Timeout time.Duration
+}
+
+// commitStats are the committer's counters, for metrics.
+type commitStats struct {
+	// Batches is the number of transactions committed, Ops the number of
+	// ops in them.
+	Batches, Ops uint64
+	// Retries counts the batches whose first Apply failed; Failed, those
+	// whose retry failed too (their Submits' dones got the error).
+	Retries, Failed uint64
+	// LastBatch is the number of ops of the last batch tried.
+	LastBatch int
+	// Queued is the number of ops waiting now.
+	Queued int
+}
+
+// commitReq is one Submit.
+type commitReq struct {
+	ops  []Op
+	done func(error)
+	err  error // set when ops failed CheckOps: done gets it, Apply never sees ops
+	cost int   // what it counts against MaxQueue
+}
+
+// committer is the group commit: Submit queues ops without blocking, and one
+// goroutine commits everything waiting (up to MaxBatch ops) with one
+// Store.Apply, then calls the Submits' dones, and repeats. While a
+// transaction runs, new Submits accumulate, so batches grow with the load by
+// themselves; no timer delays a commit.
+// Its methods are safe for concurrent use.
+type committer struct {
+	store Store
+	log   *slog.Logger
+	cfg   commitConfig
+
+	ctx     context.Context // of every Apply; canceled when Close gives up
+	cancel  context.CancelFunc
+	wake    chan struct{} // capacity 1: work was queued, or Close was called
+	stopped chan struct{} // closed when the goroutine has ended
+
+	mu     sync.Mutex
+	queue  []commitReq // waiting: queue[head:]
+	head   int
+	queued int // the cost of queue[head:]
+	closed bool
+	stats  commitStats
+}
+
+// newCommitter returns a committer writing to store, and starts its
+// goroutine; Close stops it. A nil log discards.
+func newCommitter(store Store, log *slog.Logger, cfg commitConfig) *committer {
+	if cfg.MaxBatch <= 0 {
+		cfg.MaxBatch = defaultMaxBatch
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = defaultMaxQueue
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = defaultCommitTimeout
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &committer{
+		store:   store,
+		log:     log,
+		cfg:     cfg,
+		ctx:     ctx,
+		cancel:  cancel,
+		wake:    make(chan struct{}, 1),
+		stopped: make(chan struct{}),
+	}
+	go c.run()
+	return c
+}
+
+// Submit queues ops to be committed in one transaction, and returns at
+// once. It returns false, and queues nothing, when the queue is full (see
+// commitConfig.MaxQueue) or the committer is closed; then done is never
+// called.
+// Otherwise done (when not nil) is called exactly once, from the committer's
+// goroutine, after the transaction holding all of ops committed (nil) or
+// failed (the error): ops that fail CheckOps fail with it, alone, without
+// reaching the Store. done must not block: it holds up every later commit.
+// The caller must not change ops, nor the messages they point to, until
+// done is called.
+func (c *committer) Submit(ops []Op, done func(error)) bool {
+	r := commitReq{ops: ops, done: done, err: CheckOps(ops), cost: max(len(ops), 1)}
+	if r.err != nil {
+		r.ops, r.cost = nil, 1
+	}
+	c.mu.Lock()
+	if c.closed || c.queued+r.cost > c.cfg.MaxQueue {
+		c.mu.Unlock()
+		return false
+	}
+	c.queue = append(c.queue, r)
+	c.queued += r.cost
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+	return true
+}
+
+// Close stops taking Submits, commits what is queued and waits for the
+// committer's goroutine to end. When ctx ends first, Close cancels the
+// Apply in progress, returns ctx's error and does not wait: the goroutine
+// then fails what is left (each done gets an error) and ends as soon as
+// that Apply returns.
+func (c *committer) Close(ctx context.Context) error {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
+	select {
+	case c.wake <- struct{}{}:
+	default:
+	}
+	select {
+	case <-c.stopped:
+		return nil
+	case <-ctx.Done():
+		c.cancel()
+		return fmt.Errorf("gateway: closing the committer: %w", ctx.Err())
+	}
+}
+
+// Stats returns the counters. It does not block on a commit.
+func (c *committer) Stats() commitStats {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s := c.stats
+	s.Queued = c.queued
+	return s
+}
+
+// run is the committer's goroutine.
+func (c *committer) run() {
+	defer close(c.stopped)
+	defer c.cancel()
+	var (
+		batch []commitReq
+		ops   []Op
+	)
+	for {
+		var ok bool
+		batch, ops, ok = c.take(batch[:0], ops[:0])
+		if !ok {
+			return
+		}
+		c.commit(batch, ops)
+		clear(batch) // drop the references to ops and dones
+		clear(ops)
+		if cap(ops) > 2*c.cfg.MaxBatch { // a big Submit went through
+			ops = nil
+		}
+	}
+}
+
+// take waits for work and moves the Submits that fit in one batch from the
+// queue to batch, their ops to ops. It returns false when the committer is
+// closed and nothing is left.
+func (c *committer) take(batch []commitReq, ops []Op) ([]commitReq, []Op, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.head == len(c.queue) {
+		if c.closed {
+			return batch, ops, false
+		}
+		c.mu.Unlock()
+		<-c.wake
+		c.mu.Lock()
+	}
+	for c.head < len(c.queue) {
+		r := c.queue[c.head]
+		if len(ops) > 0 && len(ops)+len(r.ops) > c.cfg.MaxBatch {
+			break
+		}
+		batch = append(batch, r)
+		ops = append(ops, r.ops...)
+		c.queued -= r.cost
+		c.queue[c.head] = commitReq{}
+		c.head++
+	}
+	// Reuse the queue's array: rewind when it is empty, move the waiting
+	// Submits to the front when more than half of it is taken.
+	switch rest := len(c.queue) - c.head; {
+	case rest == 0:
+		c.queue, c.head = c.queue[:0], 0
+	case c.head > cap(c.queue)/2:
+		copy(c.queue, c.queue[c.head:])
+		clear(c.queue[rest:])
+		c.queue, c.head = c.queue[:rest], 0
+	}
+	return batch, ops, true
+}
+
+// commit applies ops, retrying once, and calls the dones of batch.
+func (c *committer) commit(batch []commitReq, ops []Op) {
+	var err error
+	if len(ops) > 0 {
+		err = c.apply(ops)
+		if err != nil && c.ctx.Err() == nil {
+			c.log.Warn("commit failed, retrying", "ops", len(ops), "err", err)
+			c.count(func(s *commitStats) { s.Retries++ })
+			err = c.apply(ops)
+		}
+		if err != nil {
+			c.log.Error("commit failed", "ops", len(ops), "submits", len(batch), "err", err)
+			err = fmt.Errorf("gateway: committing %d ops: %w", len(ops), err)
+		}
+		c.count(func(s *commitStats) {
+			s.LastBatch = len(ops)
+			if err != nil {
+				s.Failed++
+			} else {
+				s.Batches++
+				s.Ops += uint64(len(ops))
+			}
+		})
+	}
+	for _, r := range batch {
+		if r.done == nil {
+			continue
+		}
+		if r.err != nil {
+			r.done(r.err)
+		} else {
+			r.done(err)
+		}
+	}
+}
+
+// apply runs one Store.Apply under the committer's context and timeout.
+func (c *committer) apply(ops []Op) error {
+	if err := c.ctx.Err(); err != nil {
+		return fmt.Errorf("committer closed: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
+	defer cancel()
+	return c.store.Apply(ctx, ops)
+}
+
+func (c *committer) count(f func(*commitStats)) {
+	c.mu.Lock()
+	f(&c.stats)
+	c.mu.Unlock()
+}
