@@ -76,8 +76,10 @@ type committer struct {
 	queue  []commitReq // waiting: queue[head:]
 	head   int
 	queued int // the cost of queue[head:]
-	closed bool
-	stats  commitStats
+	// inFlight: a batch taken from the queue is being committed.
+	inFlight bool
+	closed   bool
+	stats    commitStats
 }
 
 // newCommitter returns a committer writing to store, and starts its
@@ -161,6 +163,13 @@ func (c *committer) Close(ctx context.Context) error {
 	}
 }
 
+// idle reports whether nothing is queued or being committed.
+func (c *committer) idle() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued == 0 && c.head == len(c.queue) && !c.inFlight
+}
+
 // Stats returns the counters. It does not block on a commit.
 func (c *committer) Stats() commitStats {
 	c.mu.Lock()
@@ -185,6 +194,9 @@ func (c *committer) run() {
 			return
 		}
 		c.commit(batch, ops)
+		c.mu.Lock()
+		c.inFlight = false
+		c.mu.Unlock()
 		clear(batch) // drop the references to ops and dones
 		clear(ops)
 		if cap(ops) > 2*c.cfg.MaxBatch { // a big Submit went through
@@ -228,6 +240,7 @@ func (c *committer) take(batch []commitReq, ops []Op) ([]commitReq, []Op, bool) 
 		clear(c.queue[rest:])
 		c.queue, c.head = c.queue[:rest], 0
 	}
+	c.inFlight = true
 	return batch, ops, true
 }
 

@@ -622,8 +622,9 @@ type memStore struct {
 	regs     map[string]Registration
 	contacts map[string][]roster.Contact
 	saves    int
-	hold     chan struct{} // while non-nil, SaveContacts waits until it is closed
+	hold     chan struct{} // while non-nil, SaveContacts and PutRegistration wait until it is closed
 	q        memQueue      // queued messages and online flags: see Apply
+	held     int           // calls that waited for hold
 }
 
 var _ Store = (*memStore)(nil)
@@ -643,6 +644,15 @@ func (m *memStore) Registration(ctx context.Context, bare string) (Registration,
 }
 
 func (m *memStore) PutRegistration(ctx context.Context, r Registration) error {
+	m.mu.Lock()
+	hold := m.hold
+	if hold != nil {
+		m.held++
+	}
+	m.mu.Unlock()
+	if hold != nil {
+		<-hold
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := time.Now()
@@ -691,6 +701,9 @@ func (m *memStore) Contacts(ctx context.Context, bare string) ([]roster.Contact,
 func (m *memStore) SaveContacts(ctx context.Context, bare string, cs []roster.Contact) error {
 	m.mu.Lock()
 	hold := m.hold
+	if hold != nil {
+		m.held++
+	}
 	m.mu.Unlock()
 	if hold != nil {
 		<-hold

@@ -72,8 +72,9 @@ type Gateway struct {
 	users      map[string]*user // by bare JID, registered users only
 	registered map[string]struct{}
 	closing    bool
-	runs       tracker // run loops and helper goroutines in flight
-	out        outbox  // every stanza sent goes through it
+	runs       tracker    // run loops and helper goroutines in flight
+	out        outbox     // every stanza sent goes through it
+	commit     *committer // every store write of a user goes through it
 	// up says the component link is up (between HandleConnected and
 	// HandleDisconnected).
 	up atomic.Bool
@@ -137,6 +138,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		registered: make(map[string]struct{}, len(regs)),
 	}
 	g.out.g = g
+	g.commit = newCommitter(cfg.Store, cfg.Logger, commitConfig{})
 	for _, r := range regs {
 		g.registered[r.JID] = struct{}{}
 	}
@@ -410,6 +412,10 @@ func (g *Gateway) Close(ctx context.Context) error {
 		u.postShutdown()
 	}
 	if err := g.runs.wait(ctx); err != nil {
+		_ = g.commit.Close(ctx)
+		return fmt.Errorf("gateway: close: %w", err)
+	}
+	if err := g.commit.Close(ctx); err != nil {
 		return fmt.Errorf("gateway: close: %w", err)
 	}
 	return nil

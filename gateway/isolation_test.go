@@ -1,8 +1,10 @@
 package gateway
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,8 +110,9 @@ func TestReadLoopNeverBlocksOnSend(t *testing.T) {
 	}
 }
 
-// A retry that fires while the user's inbox is full is not lost: the
-// timer's event never counts against the bound.
+// A timer that fires while the user's inbox is full is not lost: its event
+// never counts against the bound (here the login retry's, while a
+// registration's store write holds the run loop).
 func TestRetryNotLostOnFullInbox(t *testing.T) {
 	h := newHarness(t, "", func(c *Config) {
 		c.InboxSize = 1
@@ -124,17 +127,21 @@ func TestRetryNotLostOnFullInbox(t *testing.T) {
 	h.g.mu.Lock()
 	u := h.g.users[alice]
 	h.g.mu.Unlock()
-	// A subscription while offline is refused and the list saved: the
-	// save blocks the run loop.
+	// A registration's store write blocks the run loop.
 	release := make(chan struct{})
 	h.st.mu.Lock()
 	h.st.hold = release
 	h.st.mu.Unlock()
-	h.presence(aliceHW, cj("100"), "subscribe", "", "")
-	waitUntil(t, "run loop busy", func() bool {
-		u.mu.Lock()
-		defer u.mu.Unlock()
-		return u.running && len(u.inbox) == 0
+	var once sync.Once
+	unblock := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(unblock)
+	h.d.setFail(nil)
+	regErr := make(chan error, 1)
+	go func() { regErr <- h.g.Register(context.Background(), aliceJID, "1111", "pw") }()
+	waitUntil(t, "run loop held in the store", func() bool {
+		h.st.mu.Lock()
+		defer h.st.mu.Unlock()
+		return h.st.held > 0
 	})
 	h.chat("m2", aliceHW, cj("100"), "chat", "x") // fills the inbox
 	h.chat("m3", aliceHW, cj("100"), "chat", "x") // refused: the inbox is full
@@ -149,8 +156,10 @@ func TestRetryNotLostOnFullInbox(t *testing.T) {
 	h.st.mu.Lock()
 	h.st.hold = nil
 	h.st.mu.Unlock()
-	close(release)
-	h.d.waitAttempts(t, 3)
+	unblock()
+	if err := <-regErr; err != nil {
+		t.Fatalf("Register: %v", err)
+	}
 	h.d.waitSession(t, 1).waitCall(t, "STAT ONLINE")
 }
 

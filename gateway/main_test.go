@@ -85,6 +85,7 @@ func (h *harness) register(bare string, n wire.Number) {
 	if err := h.g.Register(ctx, jid.MustParse(bare), string(n), "pw"); err != nil {
 		h.t.Fatalf("Register(%s, %s): %v", bare, n, err)
 	}
+	h.idle(bare) // what the registration sends has gone out
 }
 
 // presence hands the gateway a presence from -> to.
@@ -124,7 +125,7 @@ func (h *harness) idle(bare string) {
 		h.g.out.mu.Unlock()
 		u.mu.Lock()
 		defer u.mu.Unlock()
-		return !u.running && len(u.inbox) == 0 && u.jobs.Load() == 0 && !out
+		return !u.running && len(u.inbox) == 0 && u.jobs.Load() == 0 && !out && h.g.commit.idle()
 	})
 }
 
@@ -139,6 +140,10 @@ func (h *harness) settle() {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
 	if err := h.g.runs.wait(ctx); err != nil {
+		h.t.Fatalf("gateway not idle within %v", waitFor)
+	}
+	waitUntil(h.t, "store writes committed", h.g.commit.idle)
+	if err := h.g.runs.wait(ctx); err != nil { // the commits' outcomes may have woken a loop
 		h.t.Fatalf("gateway not idle within %v", waitFor)
 	}
 }

@@ -146,6 +146,7 @@ func TestSubscribeSendsListAdd(t *testing.T) {
 	s.push(imipside.StatEvent{From: "7744387", Status: wire.StatusOnline})
 	h.x.waitPresence(t, mark, "subscribed", presenceFromTo(cj("7744387"), aliceJID, "subscribed"))
 	h.x.waitPresence(t, mark, "available", presenceFromTo(cj("7744387"), aliceJID, ""))
+	h.idle(alice) // the change is committed
 	if cs := h.st.savedContacts(alice); len(cs) != 1 || !cs[0].InList {
 		t.Errorf("stored contacts %+v, want 7744387 listed", cs)
 	}

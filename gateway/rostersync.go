@@ -77,7 +77,7 @@ func (u *user) do(a roster.Action) {
 	case roster.Refused:
 		u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Body: a.Reason})
 	case roster.Persist:
-		u.persist(ctx)
+		u.persist(a.Number)
 	}
 }
 
@@ -107,13 +107,52 @@ func (u *user) unsent(n wire.Number, what string) {
 	}
 }
 
-func (u *user) persist(ctx context.Context) {
+// persist writes the change of contact n: one row, through the group
+// commit, in the order of the changes.
+func (u *user) persist(n wire.Number) {
 	if u.reg == nil {
 		return
 	}
-	if err := u.g.cfg.Store.SaveContacts(ctx, u.key, u.list.Contacts()); err != nil {
-		u.log.Error("saving contacts", "err", err)
+	var op Op = OpDeleteContact{JID: u.key, Number: n}
+	if c, ok := u.list.Contact(n); ok {
+		op = OpPutContact{JID: u.key, Contact: c}
 	}
+	u.write([]Op{op}, "saving a contact")
+}
+
+// write submits ops to the group commit; a failure is logged (the list in
+// memory stays right, and the next login's sync writes it again).
+func (u *user) write(ops []Op, what string) {
+	log := u.log
+	if !u.g.commit.Submit(ops, func(err error) {
+		if err != nil {
+			log.Error(what, "err", err)
+		}
+	}) {
+		log.Error(what, "err", errCommitFull)
+	}
+}
+
+// errCommitFull reports a write the group commit refused (its queue is full).
+var errCommitFull = errors.New("gateway: store writes queue full")
+
+// syncOps returns the writes that turn the stored list old into new.
+func (u *user) syncOps(old, new []roster.Contact) []Op {
+	was := make(map[wire.Number]roster.Contact, len(old))
+	for _, c := range old {
+		was[c.Number] = c
+	}
+	var ops []Op
+	for _, c := range new {
+		if o, ok := was[c.Number]; !ok || o != c {
+			ops = append(ops, OpPutContact{JID: u.key, Contact: c})
+		}
+		delete(was, c.Number)
+	}
+	for n := range was {
+		ops = append(ops, OpDeleteContact{JID: u.key, Number: n})
+	}
+	return ops
 }
 
 // syncRoster makes the user's roster follow the LOGN Buddy list, sending
@@ -127,10 +166,11 @@ func (u *user) syncRoster(buddies []wire.Buddy) {
 		return
 	}
 	allow := u.g.cfg.AllowRemove || (u.reg != nil && u.reg.AllowRemove)
+	old := u.list.Contacts()
 	u.list = roster.New(roster.Options{AllowRemove: allow}, plan.Result)
-	ctx, cancel := u.opCtx()
-	u.persist(ctx)
-	cancel()
+	if u.reg != nil {
+		u.write(u.syncOps(old, u.list.Contacts()), "saving the synced contacts")
+	}
 	removed := make([]wire.Number, 0, len(plan.Remove))
 	for _, c := range plan.Remove {
 		removed = append(removed, c.Number)

@@ -57,7 +57,7 @@ func (l *List) userSubscribe(ev UserSubscribe) []Action {
 	}
 	c.PendingOut, c.OutText = true, ev.Status
 	l.put(c)
-	return []Action{SendListAdd{Number: c.Number, Text: ev.Status}, Persist{}}
+	return []Action{SendListAdd{Number: c.Number, Text: ev.Status}, Persist{Number: c.Number}}
 }
 
 // accepted handles the contact's acceptance of the user's request: its first
@@ -75,7 +75,7 @@ func (l *List) accepted(n wire.Number, nick string) []Action {
 	return []Action{
 		PresenceToUser{From: c.Number, Type: Subscribed},
 		RosterUpsert{Contact: c},
-		Persist{},
+		Persist{Number: c.Number},
 	}
 }
 
@@ -86,7 +86,7 @@ func (l *List) serverListReject(ev ServerListReject) []Action {
 	}
 	c.PendingOut, c.OutText = false, ""
 	l.put(c) // drops the contact unless a request of its own is pending
-	return []Action{PresenceToUser{From: c.Number, Type: Unsubscribed}, Persist{}}
+	return []Action{PresenceToUser{From: c.Number, Type: Unsubscribed}, Persist{Number: c.Number}}
 }
 
 func (l *List) serverListAdd(ev ServerListAdd) []Action {
@@ -102,7 +102,7 @@ func (l *List) serverListAdd(ev ServerListAdd) []Action {
 	l.put(c)
 	return []Action{
 		PresenceToUser{From: c.Number, Type: Subscribe, Nick: ev.Nick, Status: ev.Text},
-		Persist{},
+		Persist{Number: c.Number},
 	}
 }
 
@@ -114,7 +114,7 @@ func (l *List) userSubscribed(ev UserSubscribed) []Action {
 	}
 	c.PendingIn, c.InText = false, ""
 	l.put(c)
-	return []Action{SendListAccept{Number: c.Number, Nick: c.Nick}, Persist{}}
+	return []Action{SendListAccept{Number: c.Number, Nick: c.Nick}, Persist{Number: c.Number}}
 }
 
 func (l *List) userUnsubscribed(ev UserUnsubscribed) []Action {
@@ -125,7 +125,7 @@ func (l *List) userUnsubscribed(ev UserUnsubscribed) []Action {
 	}
 	c.PendingIn, c.InText = false, ""
 	l.put(c)
-	return []Action{SendListReject{Number: c.Number}, Persist{}}
+	return []Action{SendListReject{Number: c.Number}, Persist{Number: c.Number}}
 }
 
 func (l *List) userUnsubscribe(ev UserUnsubscribe) []Action {
@@ -144,7 +144,7 @@ func (l *List) userUnsubscribe(ev UserUnsubscribe) []Action {
 		return nil
 	}
 	l.put(c)
-	return []Action{SendListRemove{Number: c.Number}, Persist{}}
+	return []Action{SendListRemove{Number: c.Number}, Persist{Number: c.Number}}
 }
 
 func (l *List) serverListRemove(ev ServerListRemove) []Action {
@@ -164,6 +164,6 @@ func (l *List) serverListRemove(ev ServerListRemove) []Action {
 		PresenceToUser{From: ev.Number, Type: Unsubscribe},
 		PresenceToUser{From: ev.Number, Type: Unsubscribed},
 		RosterRemove{Number: ev.Number},
-		Persist{},
+		Persist{Number: ev.Number},
 	}
 }

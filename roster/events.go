@@ -126,9 +126,11 @@ type Refused struct {
 	Reason string
 }
 
-// Persist asks the gateway to save [List.Contacts]. It is always the last
-// action of a list that changed state.
-type Persist struct{}
+// Persist asks the gateway to save the change of contact Number: the
+// contact as [List.Contact] returns it now, or its removal when the list no
+// longer holds it. It is always the last action of a list that changed
+// state.
+type Persist struct{ Number wire.Number }
 
 func (SendListAdd) isAction()    {}
 func (SendListAccept) isAction() {}
