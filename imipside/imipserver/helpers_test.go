@@ -51,7 +51,7 @@ type testServer struct {
 
 // startServer runs a server with cfg (a MemStore with testAccounts when
 // cfg.Store is nil) until stop or the test's end.
-func startServer(t *testing.T, cfg imipserver.Config) *testServer {
+func startServer(t testing.TB, cfg imipserver.Config) *testServer {
 	t.Helper()
 	if cfg.Store == nil {
 		st := imipserver.NewMemStore()
@@ -95,7 +95,7 @@ func startServer(t *testing.T, cfg imipserver.Config) *testServer {
 
 // rawClient speaks IMIP block by block, Yahoo style.
 type rawClient struct {
-	t    *testing.T
+	t    testing.TB
 	nc   net.Conn
 	rd   *wire.Reader
 	w    *wire.Writer
@@ -103,7 +103,7 @@ type rawClient struct {
 	salt string
 }
 
-func dialRaw(t *testing.T, addr string) *rawClient {
+func dialRaw(t testing.TB, addr string) *rawClient {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -233,14 +233,14 @@ func (c *rawClient) login(n wire.Number) *wire.Block {
 }
 
 // loginRaw dials and logs n in.
-func loginRaw(t *testing.T, addr string, n wire.Number) *rawClient {
+func loginRaw(t testing.TB, addr string, n wire.Number) *rawClient {
 	t.Helper()
 	c := dialRaw(t, addr)
 	c.login(n)
 	return c
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
@@ -252,7 +252,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // watch puts contact on owner's list directly in the store.
-func watch(t *testing.T, ts *testServer, owner, contact wire.Number) {
+func watch(t testing.TB, ts *testServer, owner, contact wire.Number) {
 	t.Helper()
 	if err := ts.store.AddContact(context.Background(), owner, contact); err != nil {
 		t.Fatal(err)
