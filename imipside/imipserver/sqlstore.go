@@ -3,49 +3,28 @@ package imipserver
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
 	"time"
 
+	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"imip-transport/imipside/wire"
 )
 
-// migrations is the schema, one step per entry. PRAGMA user_version holds
-// how many steps a database has applied; steps are only ever appended.
-var migrations = []string{
-	`CREATE TABLE accounts (
-		number   TEXT PRIMARY KEY,
-		password TEXT NOT NULL,
-		nick     TEXT NOT NULL
-	) WITHOUT ROWID;
-	CREATE TABLE contacts (
-		owner   TEXT NOT NULL,
-		contact TEXT NOT NULL,
-		PRIMARY KEY (owner, contact)
-	) WITHOUT ROWID;
-	CREATE INDEX contacts_by_contact ON contacts (contact, owner);
-	CREATE TABLE requests (
-		seq       INTEGER PRIMARY KEY AUTOINCREMENT,
-		sender    TEXT NOT NULL,
-		recipient TEXT NOT NULL,
-		text      TEXT NOT NULL,
-		created   INTEGER NOT NULL,
-		UNIQUE (sender, recipient)
-	);
-	CREATE INDEX requests_by_recipient ON requests (recipient, seq);
-	CREATE TABLE messages (
-		id        INTEGER PRIMARY KEY AUTOINCREMENT,
-		sender    TEXT NOT NULL,
-		recipient TEXT NOT NULL,
-		sent      INTEGER NOT NULL,
-		text      TEXT NOT NULL
-	);
-	CREATE INDEX messages_by_recipient ON messages (recipient, id);`,
-}
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// legacyVersion is the last schema version of the hand-written migrations
+// imipd used before goose, kept in PRAGMA user_version. Goose's version 1
+// is that schema; a database at legacyVersion without goose's table is
+// adopted as goose version 1 (00001_init.sql creates only what is missing).
+const legacyVersion = 1
 
 // SQLiteStore is a durable Store in one SQLite file (WAL journal,
 // synchronous=FULL): a method that returned nil has reached the disk.
@@ -84,39 +63,63 @@ func OpenSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 	return s, nil
 }
 
+// migrate brings the schema up to date with goose, the migration tool of
+// the gateway's store too. It refuses a database newer than this program.
 func (s *SQLiteStore) migrate(ctx context.Context) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	var mode string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("imipserver: sqlite: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("imipserver: sqlite: journal mode is %q, not WAL (is the file on a network file system?)", mode)
+	}
+	var legacy int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&legacy); err != nil {
+		return fmt.Errorf("imipserver: sqlite migrate: %w", err)
+	}
+	if legacy > legacyVersion {
+		return fmt.Errorf("imipserver: sqlite: schema version %d (user_version) is newer than this program knows", legacy)
+	}
+	p, err := s.provider()
+	if err != nil {
+		return err
+	}
+	srcs := p.ListSources()
+	known := srcs[len(srcs)-1].Version
+	current, err := p.GetDBVersion(ctx)
 	if err != nil {
 		return fmt.Errorf("imipserver: sqlite migrate: %w", err)
 	}
-	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
-	var v int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		return fmt.Errorf("imipserver: sqlite migrate: %w", err)
+	if current > known {
+		return fmt.Errorf("imipserver: sqlite: schema version %d is newer than this program's %d", current, known)
 	}
-	if v > len(migrations) {
-		return fmt.Errorf("imipserver: sqlite: schema version %d is newer than this program (%d)", v, len(migrations))
-	}
-	for i := v; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			return fmt.Errorf("imipserver: sqlite migrate to version %d: %w", i+1, err)
-		}
-	}
-	if v < len(migrations) {
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
-			return fmt.Errorf("imipserver: sqlite migrate: %w", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
+	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("imipserver: sqlite migrate: %w", err)
 	}
 	return nil
 }
 
-// SchemaVersion returns the database's schema version (PRAGMA user_version).
-func (s *SQLiteStore) SchemaVersion(ctx context.Context) (int, error) {
-	var v int
-	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+func (s *SQLiteStore) provider() (*goose.Provider, error) {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite migrations: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, fsys, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite migrations: %w", err)
+	}
+	return p, nil
+}
+
+// SchemaVersion returns the database's schema version: the last goose
+// migration applied.
+func (s *SQLiteStore) SchemaVersion(ctx context.Context) (int64, error) {
+	p, err := s.provider()
+	if err != nil {
+		return 0, err
+	}
+	v, err := p.GetDBVersion(ctx)
+	if err != nil {
 		return 0, fmt.Errorf("imipserver: sqlite: %w", err)
 	}
 	return v, nil

@@ -139,12 +139,15 @@ func TestStores(t *testing.T) {
 	}
 }
 
+// latestSchema is the newest goose migration in migrations/.
+const latestSchema = 1
+
 func TestSQLiteFileModeAndSchemaVersion(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "imipd.db")
 	st := openSQLite(t, path)
 	v, err := st.SchemaVersion(t.Context())
-	if err != nil || v != 1 {
-		t.Errorf("schema version %d, %v; want 1", v, err)
+	if err != nil || v != latestSchema {
+		t.Errorf("schema version %d, %v; want %d", v, err, latestSchema)
 	}
 	st.Close()
 	fi, err := os.Stat(path)
@@ -157,7 +160,7 @@ func TestSQLiteFileModeAndSchemaVersion(t *testing.T) {
 	// Reopening an up-to-date database migrates nothing and works.
 	st = openSQLite(t, path)
 	defer st.Close()
-	if v, _ := st.SchemaVersion(t.Context()); v != 1 {
+	if v, _ := st.SchemaVersion(t.Context()); v != latestSchema {
 		t.Errorf("schema version after reopen %d", v)
 	}
 }
