@@ -101,7 +101,7 @@ func TestSQLiteUpgradesLegacyDatabase(t *testing.T) {
 		if round == 1 {
 			want = append(want, imipserver.Message{ID: 4, From: bob, To: bob, Time: t0, Text: "new"})
 		}
-		if got, err := st.Messages(ctx, bob); err != nil || !cmp.Equal(got, want) {
+		if got, err := st.Messages(ctx, bob, 0, 1000); err != nil || !cmp.Equal(got, want) {
 			t.Errorf("round %d: messages = %v, %v; want %v", round, got, err, want)
 		}
 		if round == 0 {

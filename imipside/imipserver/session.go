@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/binary"
 	"errors"
+	"math"
 	"strconv"
 	"strings"
 	"time"
@@ -128,7 +129,7 @@ func (c *conn) login(b *wire.Block, acct Account) bool {
 		c.log().Error("imipserver: login: store", "err", err)
 		return false
 	}
-	msgs, err := s.store.Messages(ctx, acct.Number)
+	msgs, err := s.store.Messages(ctx, acct.Number, 0, math.MaxInt32)
 	if err != nil {
 		c.log().Error("imipserver: login: store", "err", err)
 		return false
@@ -173,7 +174,7 @@ func (c *conn) login(b *wire.Block, acct Account) bool {
 	for _, m := range msgs {
 		id := m.ID
 		c.sendMESG(m, s.nickOf(m.From), func() {
-			if err := s.store.DeleteMessage(ctx, id); err != nil {
+			if err := s.store.DeleteMessages(ctx, id); err != nil {
 				c.log().Error("imipserver: delete delivered message", "err", err)
 			}
 		})
