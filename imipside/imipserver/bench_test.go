@@ -27,6 +27,10 @@ const benchText = "Hello from the benchmark, this is a typical short chat messag
 //     is durable) has arrived.
 //   - live/plain: one sender pipelines errors-only MESGs to a recipient
 //     online without mesg-ack; done when it has read them all.
+//   - live/mesg-ack/pairs=N: N senders each pipeline errors-only MESGs to
+//     their own recipient, online with mesg-ack, which confirms each MESG
+//     as it reads it: every message is stored, pushed, confirmed and
+//     deleted. Done when all are read and the store is empty.
 //
 // Run: go test -run '^$' -bench SQLiteThroughput -benchtime 2000x ./imipside/imipserver/
 func BenchmarkSQLiteThroughput(b *testing.B) {
@@ -76,10 +80,62 @@ func BenchmarkSQLiteThroughput(b *testing.B) {
 		}
 		b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 	})
+	for _, pairs := range []int{1, 16} {
+		b.Run(fmt.Sprintf("live/mesg-ack/pairs=%d", pairs), func(b *testing.B) { benchMesgAck(b, pairs) })
+	}
+}
+
+// benchMesgAck runs pairs senders, each pipelining its share of b.N
+// errors-only MESGs to its own recipient, online with mesg-ack, which
+// confirms each MESG as it reads it.
+func benchMesgAck(b *testing.B, pairs int) {
+	ts, from := benchServer(b, 2*pairs)
+	senders, rcpts := from[:pairs], from[pairs:]
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*pairs)
+	for i := range pairs {
+		n := b.N / pairs
+		if i < b.N%pairs {
+			n++
+		}
+		sender := loginRaw(b, ts.addr, senders[i])
+		rcpt := dialRaw(b, ts.addr)
+		rcpt.loginMesgAck(rcpts[i])
+		wg.Go(func() { errs <- pipeline(sender, rcpts[i], n, true) })
+		wg.Go(func() {
+			for range n {
+				m, err := readMESG(rcpt)
+				if err != nil {
+					errs <- err
+					return
+				}
+				id, _ := m.ID()
+				rcpt.confirm(id)
+			}
+		})
+	}
+	b.ResetTimer()
+	start := time.Now()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	waitFor(b, "every message deleted", func() bool {
+		for _, r := range rcpts {
+			if m, err := ts.store.Messages(context.Background(), r, 0, 1); err != nil || len(m) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 }
 
 // benchServer starts a server on a fresh SQLite store holding the test
-// accounts and n more senders, whose numbers it returns.
+// accounts and n more, whose numbers it returns.
 func benchServer(b *testing.B, n int) (*testServer, []wire.Number) {
 	b.Helper()
 	st, err := imipserver.OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "imipd.db"))

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -257,4 +258,26 @@ func watch(t testing.TB, ts *testServer, owner, contact wire.Number) {
 	if err := ts.store.AddContact(context.Background(), owner, contact); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// loginMesgAck does HELO and a LOGN announcing mesg-ack (the server's HELO
+// must offer it) and returns the LOGN reply.
+func (c *rawClient) loginMesgAck(n wire.Number) *wire.Block {
+	c.t.Helper()
+	if caps := c.helo().Get(wire.HdrCapabilities); !strings.Contains(caps, "mesg-ack") {
+		c.t.Fatalf("HELO Capabilities %q without mesg-ack", caps)
+	}
+	id := c.send(wire.TypeLOGN, string(n), wire.AuthDigest(c.salt, password(n)),
+		wire.HdrClient, "raw test", wire.HdrAuthType, wire.AuthTypeMD5, wire.HdrCapabilities, "mesg-ack")
+	b := c.expect("LOGN " + string(n))
+	if ref, _ := b.Reference(); ref != id {
+		c.t.Fatalf("LOGN reply Reference = %d, want %d", ref, id)
+	}
+	return b
+}
+
+// confirm sends the mesg-ack confirm of the pushed MESG with block ID ref.
+func (c *rawClient) confirm(ref uint64) {
+	c.t.Helper()
+	c.send(wire.TypeACK, "600", "", wire.HdrReference, strconv.FormatUint(ref, 10))
 }
