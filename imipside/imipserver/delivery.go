@@ -108,7 +108,7 @@ func (c *conn) deliver() {
 				continue
 			}
 			if c.flight == nil {
-				c.flight = make(map[uint64]inflight, s.cfg.DeliveryWindow)
+				c.flight = make(map[uint64]inflight, min(s.cfg.DeliveryWindow, 64))
 			}
 			c.flight[bid] = inflight{id: m.ID, size: len(buf)}
 			c.flightBytes += len(buf)
