@@ -67,6 +67,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 	service := fs.String("service", imipserver.DefaultService, "Service header of the HELO reply")
 	display := fs.String("display-name", imipserver.DefaultDisplayName, "ServiceDisplayName header of the HELO reply")
 	regURL := fs.String("registration-url", "", "Registration header of the HELO reply (default http://SERVICE/)")
+	window := fs.Int("delivery-window", imipserver.DefaultDeliveryWindow, "stored messages pushed to one connection and not yet confirmed (mesg-ack: by the client; else: written); the rest wait in the database")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -78,6 +79,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 	}
 	if *maxBlock < 256 {
 		return fmt.Errorf("imipd: -max-block-size %d is below 256", *maxBlock)
+	}
+	if *window < 1 {
+		return fmt.Errorf("imipd: -delivery-window %d is below 1", *window)
 	}
 	if *keepAlive < time.Second {
 		return fmt.Errorf("imipd: -keepalive %v is below 1s", *keepAlive)
@@ -107,6 +111,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 		DisplayName:     *display,
 		RegistrationURL: *regURL,
 		Logger:          log,
+		DeliveryWindow:  *window,
 	})
 	if err != nil {
 		return fmt.Errorf("imipd: %w", err)

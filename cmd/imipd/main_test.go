@@ -103,6 +103,7 @@ func TestServeFlagsErrors(t *testing.T) {
 		{"-data", t.TempDir(), "-log-level", "loud"},
 		{"-data", t.TempDir(), "-keepalive", "10ms"},
 		{"-data", t.TempDir(), "-max-block-size", "10"},
+		{"-data", t.TempDir(), "-delivery-window", "0"},
 		{"-data", t.TempDir(), "extra"},
 		{"-data", t.TempDir(), "-accounts", "does-not-exist.toml"},
 	} {

@@ -14,6 +14,8 @@ const (
 	DefaultDisplayName   = "imipd"
 	DefaultOutQueueBytes = 256 << 10
 	DefaultWriteTimeout  = 30 * time.Second
+	// DefaultDeliveryWindow is the default of Config.DeliveryWindow.
+	DefaultDeliveryWindow = 32
 )
 
 // Config configures a Server. Only Store is required.
@@ -39,6 +41,14 @@ type Config struct {
 	// WriteTimeout bounds one write to a client; a client that does not
 	// read for that long is disconnected. Default 30 s.
 	WriteTimeout time.Duration
+	// DeliveryWindow bounds the stored messages pushed to one connection
+	// and not yet confirmed: by the client's ACK 600 with the mesg-ack
+	// extension, by being written to the socket without it. No further
+	// message is pushed either while the unconfirmed ones hold half of
+	// OutQueueBytes or more (one always goes). Further messages wait in the
+	// Store and are pushed, in order, as earlier ones are confirmed.
+	// Default 32.
+	DeliveryWindow int
 	// Faults makes the server deviate from the protocol on purpose, for
 	// client tests. The zero value is a faithful server.
 	Faults Faults
@@ -65,6 +75,14 @@ type Faults struct {
 	ShuffleHeaders bool
 	// IDLast writes the ID header last.
 	IDLast bool
+	// NoMesgAck turns the mesg-ack extension off: the HELO reply does not
+	// offer it and a LOGN Capabilities header is ignored, so every client
+	// gets plain IMIP delivery (best effort, no Message-ID).
+	NoMesgAck bool
+	// SilentMESG never answers a client MESG with ACK 600, whatever its
+	// ACK-Type, as Odigo does for errors-only: success is always silent.
+	// Errors (ACK 811, 813) are still sent.
+	SilentMESG bool
 }
 
 func (c Config) withDefaults() Config {
@@ -82,6 +100,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout
+	}
+	if c.DeliveryWindow <= 0 {
+		c.DeliveryWindow = DefaultDeliveryWindow
 	}
 	if c.Limits.MaxSize <= 0 {
 		c.Limits.MaxSize = wire.DefaultMaxSize

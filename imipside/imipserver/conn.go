@@ -25,11 +25,22 @@ type conn struct {
 	nc   net.Conn
 	logp atomic.Pointer[slog.Logger] // gains the number at login
 
-	// Owned by the reader goroutine. num is set once, before the conn is
-	// published in Server.online.
-	salt string
-	num  wire.Number
-	nick string
+	// Owned by the reader goroutine. num and confirms are set once, before
+	// the conn is published in Server.online, and only read after.
+	salt      string
+	num       wire.Number
+	nick      string
+	confirms  bool    // mesg-ack: both sides announced it
+	confirmed []int64 // confirmed message IDs not yet deleted from the Store
+
+	// Delivery of stored messages (see deliver), guarded by dmu. Lock
+	// order: dmu before qmu.
+	dmu         sync.Mutex
+	flight      map[uint64]inflight // pushed MESG block ID -> message, unconfirmed
+	flightBytes int                 // bytes of the blocks in flight
+	last        int64               // highest message ID pushed on this connection
+	pulling     bool                // a goroutine runs deliver's loop
+	dirty       bool                // the Store may hold messages above last
 
 	// Guarded by srv.mu.
 	status wire.Status // OFFLINE while logged in means invisible
@@ -47,9 +58,10 @@ type conn struct {
 
 // outItem is one queued write.
 type outItem struct {
-	buf   []byte
-	delay time.Duration // wait this long before writing (Faults.DelayACK)
-	done  func()        // called after buf was written
+	buf    []byte
+	delay  time.Duration // wait this long before writing (Faults.DelayACK)
+	done   func()        // called after buf was written
+	pushed uint64        // block ID of a pushed stored message, else 0
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -70,6 +82,10 @@ func (c *conn) serve() {
 	var b wire.Block
 	idle := 2 * c.srv.cfg.KeepAlive
 	for {
+		if len(c.confirmed) > 0 && rd.Buffered() == 0 {
+			// Confirms that arrive together share one Store delete.
+			c.flushConfirmed(c.srv.ctx, true)
+		}
 		if err := c.nc.SetReadDeadline(time.Now().Add(idle)); err != nil {
 			return
 		}
@@ -101,6 +117,7 @@ func (c *conn) serve() {
 // was called).
 func (c *conn) finish() {
 	s := c.srv
+	c.finalFlush()
 	s.mu.Lock()
 	delete(s.conns, c)
 	if c.num != "" && s.online[c.num] == c {
@@ -165,6 +182,7 @@ func (c *conn) closeAfterFlush() {
 func (c *conn) drain() {
 	defer c.srv.wg.Done()
 	var batch []outItem
+	var pushed []uint64 // block IDs of pushed messages written in this batch
 	for {
 		c.qmu.Lock()
 		if c.closed {
@@ -184,15 +202,25 @@ func (c *conn) drain() {
 		}
 		batch, c.q = c.q, batch[:0]
 		c.qmu.Unlock()
+		pushed = pushed[:0]
 		for i := range batch {
 			if !c.write(&batch[i]) {
 				c.kill()
 				c.qmu.Lock()
 				c.writing = false
 				c.qmu.Unlock()
+				if len(pushed) > 0 {
+					c.pushedWritten(pushed)
+				}
 				return
 			}
+			if batch[i].pushed != 0 {
+				pushed = append(pushed, batch[i].pushed)
+			}
 			batch[i] = outItem{}
+		}
+		if len(pushed) > 0 {
+			c.pushedWritten(pushed)
 		}
 	}
 }
@@ -221,6 +249,13 @@ func (c *conn) write(it *outItem) bool {
 		it.done()
 	}
 	return true
+}
+
+// isClosed reports whether the connection is closed or closing.
+func (c *conn) isClosed() bool {
+	c.qmu.Lock()
+	defer c.qmu.Unlock()
+	return c.closed || c.closing
 }
 
 // kill closes the connection at once and drops the queue. Idempotent.

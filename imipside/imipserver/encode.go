@@ -15,6 +15,12 @@ import (
 // leaves out the empty line of a block without a body (Odigo style), and
 // checks the size against Limits.MaxSize.
 func (s *Server) encode(typ, arg string, hdrs []wire.Header, body string) ([]byte, error) {
+	buf, _, err := s.encodeID(typ, arg, hdrs, body)
+	return buf, err
+}
+
+// encodeID is encode that also returns the block's ID.
+func (s *Server) encodeID(typ, arg string, hdrs []wire.Header, body string) ([]byte, uint64, error) {
 	id := s.ids.Add(1)
 	b := wire.Block{
 		Type:        typ,
@@ -35,14 +41,14 @@ func (s *Server) encode(typ, arg string, hdrs []wire.Header, body string) ([]byt
 		b.Headers = append(slices.Delete(b.Headers, i, i+1), h)
 	}
 	if n := wire.ContentSize(&b); n > s.cfg.Limits.MaxSize {
-		return nil, fmt.Errorf("imipserver: %s block of %d bytes is above the limit %d: %w",
+		return nil, 0, fmt.Errorf("imipserver: %s block of %d bytes is above the limit %d: %w",
 			typ, n, s.cfg.Limits.MaxSize, wire.ErrSizeTooLarge)
 	}
 	out, err := wire.AppendBlock(nil, &b)
 	if err != nil {
-		return nil, fmt.Errorf("imipserver: encode %s: %w", typ, err)
+		return nil, 0, fmt.Errorf("imipserver: encode %s: %w", typ, err)
 	}
-	return out, nil
+	return out, id, nil
 }
 
 // send encodes a block and queues it on c. Encoding errors are logged.
@@ -57,11 +63,19 @@ func (c *conn) send(typ, arg string, hdrs []wire.Header, body string) bool {
 
 // sendACK queues ACK <code>, referencing req's ID when req has one.
 func (c *conn) sendACK(req *wire.Block, code wire.Code) {
-	var hdrs []wire.Header
+	var ref string
 	if req != nil {
-		if ref, ok := req.Lookup(wire.HdrID); ok {
-			hdrs = append(hdrs, wire.Header{Name: wire.HdrReference, Value: ref})
-		}
+		ref, _ = req.Lookup(wire.HdrID)
+	}
+	c.sendACKRef(ref, code)
+}
+
+// sendACKRef queues ACK <code> with Reference: ref, or no Reference when
+// ref is "". Safe from any goroutine.
+func (c *conn) sendACKRef(ref string, code wire.Code) {
+	var hdrs []wire.Header
+	if ref != "" {
+		hdrs = append(hdrs, wire.Header{Name: wire.HdrReference, Value: ref})
 	}
 	buf, err := c.srv.encode(wire.TypeACK, strconv.Itoa(int(code)), hdrs, "")
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -51,7 +52,7 @@ type testServer struct {
 
 // startServer runs a server with cfg (a MemStore with testAccounts when
 // cfg.Store is nil) until stop or the test's end.
-func startServer(t *testing.T, cfg imipserver.Config) *testServer {
+func startServer(t testing.TB, cfg imipserver.Config) *testServer {
 	t.Helper()
 	if cfg.Store == nil {
 		st := imipserver.NewMemStore()
@@ -95,7 +96,7 @@ func startServer(t *testing.T, cfg imipserver.Config) *testServer {
 
 // rawClient speaks IMIP block by block, Yahoo style.
 type rawClient struct {
-	t    *testing.T
+	t    testing.TB
 	nc   net.Conn
 	rd   *wire.Reader
 	w    *wire.Writer
@@ -103,7 +104,7 @@ type rawClient struct {
 	salt string
 }
 
-func dialRaw(t *testing.T, addr string) *rawClient {
+func dialRaw(t testing.TB, addr string) *rawClient {
 	t.Helper()
 	nc, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -233,14 +234,14 @@ func (c *rawClient) login(n wire.Number) *wire.Block {
 }
 
 // loginRaw dials and logs n in.
-func loginRaw(t *testing.T, addr string, n wire.Number) *rawClient {
+func loginRaw(t testing.TB, addr string, n wire.Number) *rawClient {
 	t.Helper()
 	c := dialRaw(t, addr)
 	c.login(n)
 	return c
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for !cond() {
@@ -252,9 +253,31 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // watch puts contact on owner's list directly in the store.
-func watch(t *testing.T, ts *testServer, owner, contact wire.Number) {
+func watch(t testing.TB, ts *testServer, owner, contact wire.Number) {
 	t.Helper()
 	if err := ts.store.AddContact(context.Background(), owner, contact); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// loginMesgAck does HELO and a LOGN announcing mesg-ack (the server's HELO
+// must offer it) and returns the LOGN reply.
+func (c *rawClient) loginMesgAck(n wire.Number) *wire.Block {
+	c.t.Helper()
+	if caps := c.helo().Get(wire.HdrCapabilities); !strings.Contains(caps, "mesg-ack") {
+		c.t.Fatalf("HELO Capabilities %q without mesg-ack", caps)
+	}
+	id := c.send(wire.TypeLOGN, string(n), wire.AuthDigest(c.salt, password(n)),
+		wire.HdrClient, "raw test", wire.HdrAuthType, wire.AuthTypeMD5, wire.HdrCapabilities, "mesg-ack")
+	b := c.expect("LOGN " + string(n))
+	if ref, _ := b.Reference(); ref != id {
+		c.t.Fatalf("LOGN reply Reference = %d, want %d", ref, id)
+	}
+	return b
+}
+
+// confirm sends the mesg-ack confirm of the pushed MESG with block ID ref.
+func (c *rawClient) confirm(ref uint64) {
+	c.t.Helper()
+	c.send(wire.TypeACK, "600", "", wire.HdrReference, strconv.FormatUint(ref, 10))
 }

@@ -27,7 +27,7 @@ func TestHELOReply(t *testing.T) {
 	}
 	for i, tc := range []struct{ name, want string }{
 		{wire.HdrAuthType, "imip-md5"},
-		{wire.HdrCapabilities, "server-lists"},
+		{wire.HdrCapabilities, "server-lists,mesg-ack"},
 		{wire.HdrKeepAlive, "90"},
 		{wire.HdrProtocol, "IMIP/1.0"},
 		{wire.HdrRegistration, "http://imip.example/signup"},

@@ -150,23 +150,29 @@ func (m *MemStore) PutMessage(_ context.Context, msg Message) (int64, error) {
 }
 
 // Messages implements Store.
-func (m *MemStore) Messages(_ context.Context, to wire.Number) ([]Message, error) {
+func (m *MemStore) Messages(_ context.Context, to wire.Number, after int64, limit int) ([]Message, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("imipserver: messages: limit %d is not positive", limit)
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var out []Message
-	for _, msg := range m.messages {
-		if msg.To == to {
+	for _, msg := range m.messages { // in ID order: PutMessage appends
+		if msg.To == to && msg.ID > after {
 			out = append(out, msg)
+			if len(out) == limit {
+				break
+			}
 		}
 	}
 	return out, nil
 }
 
-// DeleteMessage implements Store.
-func (m *MemStore) DeleteMessage(_ context.Context, id int64) error {
+// DeleteMessages implements Store.
+func (m *MemStore) DeleteMessages(_ context.Context, ids ...int64) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.messages = slices.DeleteFunc(m.messages, func(x Message) bool { return x.ID == id })
+	m.messages = slices.DeleteFunc(m.messages, func(x Message) bool { return slices.Contains(ids, x.ID) })
 	return nil
 }
 

@@ -2,18 +2,25 @@ package imipserver
 
 import (
 	"errors"
+	"fmt"
+	"math"
+	"strconv"
 	"strings"
 	"time"
 
 	"imip-transport/imipside/wire"
 )
 
-// onMESG routes a message: to the recipient's connection when it is
-// online, else into the Store for its next login. An unknown recipient is
-// answered with ACK 811. With `ACK-Type: errors-only` success is silent,
-// otherwise it is answered with ACK 600. A store failure closes the
-// connection without an ACK, so the client cannot take the message as
-// delivered.
+// onMESG routes a message. To a recipient online without mesg-ack, with
+// no stored message waiting for it, the message is queued on its
+// connection; every other message (recipient offline, or online with
+// mesg-ack) is stored first and then pushed by the recipient's deliver.
+//
+// An unknown recipient is answered with ACK 811. Otherwise, unless the
+// MESG has `ACK-Type: errors-only`, the sender gets ACK 600 once the
+// message is durably stored, or once it is written to the recipient's
+// socket. A store failure closes the sender's connection without an ACK,
+// so the client cannot take the message as delivered.
 func (c *conn) onMESG(b *wire.Block) bool {
 	s := c.srv
 	to, err := wire.ParseNumber(strings.TrimSpace(b.Get(wire.HdrTo)))
@@ -30,51 +37,87 @@ func (c *conn) onMESG(b *wire.Block) bool {
 		return false
 	}
 	m := Message{From: c.num, To: to, Time: time.Now().UTC().Truncate(time.Second), Text: string(b.Body)}
-	buf, err := s.encodeMESG(m, c.nick)
-	if err != nil {
-		// Only a size above the limit can fail here.
+	if err := s.checkMESG(m); err != nil {
 		c.log().Info("imipserver: message too large to deliver", "err", err)
 		c.sendACK(b, wire.CodeMalformedBlock)
 		return true
 	}
-
-	s.mu.Lock()
-	delivered := false
-	if rc := s.online[to]; rc != nil {
-		delivered = rc.enqueue(outItem{buf: buf})
+	var ack func() // sends the sender's ACK 600, when one is due
+	if !strings.EqualFold(strings.TrimSpace(b.Get(wire.HdrACKType)), wire.ACKTypeErrorsOnly) &&
+		!s.cfg.Faults.NoOurs && !s.cfg.Faults.SilentMESG {
+		ref, _ := b.Lookup(wire.HdrID)
+		ack = func() { c.sendACKRef(ref, wire.CodeOK) }
 	}
-	if !delivered {
-		if _, err := s.store.PutMessage(s.ctx, m); err != nil {
-			s.mu.Unlock()
-			c.log().Error("imipserver: hold message: store", "err", err)
+
+	if rc := s.onlineConn(to); rc != nil && !rc.confirms {
+		buf, _, err := s.encodeMESG(m, c.nick, false)
+		if err != nil { // checkMESG makes this unreachable
+			c.log().Error("imipserver: cannot encode message", "err", err)
 			return false
 		}
+		if rc.pushLive(buf, ack) {
+			c.log().Debug("imipserver: message", "to", to, "held", false)
+			return true
+		}
 	}
-	s.mu.Unlock()
-	c.log().Debug("imipserver: message", "to", to, "held", !delivered)
-
-	if !strings.EqualFold(strings.TrimSpace(b.Get(wire.HdrACKType)), wire.ACKTypeErrorsOnly) && !s.cfg.Faults.NoOurs {
-		c.sendACK(b, wire.CodeOK)
+	id, err := s.store.PutMessage(s.ctx, m)
+	if err != nil {
+		if s.ctx.Err() == nil {
+			c.log().Error("imipserver: hold message: store", "err", err)
+		}
+		return false
+	}
+	c.log().Debug("imipserver: message", "to", to, "held", true, "message", id)
+	if ack != nil {
+		ack()
+	}
+	// Looked up after the message is durable: a login that published its
+	// conn before this sees the message in its own first pull, and one
+	// after it is found here.
+	if rc := s.onlineConn(to); rc != nil {
+		rc.deliver()
 	}
 	return true
 }
 
-// encodeMESG builds the S MESG block for m.
-func (s *Server) encodeMESG(m Message, fromNick string) ([]byte, error) {
-	return s.encode(wire.TypeMESG, "", []wire.Header{
+// onlineConn returns n's connection, or nil when n is offline.
+func (s *Server) onlineConn(n wire.Number) *conn {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.online[n]
+}
+
+// encodeMESG builds the S MESG block for m and returns it with its block
+// ID; withID adds the mesg-ack Message-ID header.
+func (s *Server) encodeMESG(m Message, fromNick string, withID bool) ([]byte, uint64, error) {
+	hdrs := []wire.Header{
 		hdr(wire.HdrContentType, wire.ContentTypeText),
 		hdr(wire.HdrFrom, wire.FormatFrom(m.From, fromNick)),
 		hdr(wire.HdrTimo, wire.FormatTimo(m.Time)),
 		hdr(wire.HdrTo, string(m.To)),
-	}, m.Text)
+	}
+	if withID {
+		hdrs = append(hdrs, hdr(hdrMessageID, messageID(m.ID)))
+	}
+	return s.encodeID(wire.TypeMESG, "", hdrs, m.Text)
 }
 
-// sendMESG queues a held message on c; done runs once it is written.
-func (c *conn) sendMESG(m Message, fromNick string, done func()) {
-	buf, err := c.srv.encodeMESG(m, fromNick)
-	if err != nil {
-		c.log().Error("imipserver: cannot encode held message", "err", err)
-		return
+// checkMESG reports an error when the S MESG for m could exceed
+// Limits.MaxSize: its headers are counted at their longest (a nick of
+// MaxNickLen bytes, the longest Message-ID and block ID), so a message that
+// passes can always be pushed, whatever nick and IDs it gets later.
+func (s *Server) checkMESG(m Message) error {
+	b := wire.Block{Type: wire.TypeMESG, Body: []byte(m.Text), Headers: []wire.Header{
+		hdr(wire.HdrContentType, wire.ContentTypeText),
+		hdr(wire.HdrFrom, wire.FormatFrom(m.From, strings.Repeat("n", MaxNickLen))),
+		hdr(wire.HdrID, strconv.FormatUint(math.MaxUint64, 10)),
+		hdr(hdrMessageID, messageID(math.MaxInt64)),
+		hdr(wire.HdrTimo, wire.FormatTimo(m.Time)),
+		hdr(wire.HdrTo, string(m.To)),
+	}}
+	if n := wire.ContentSize(&b); n > s.cfg.Limits.MaxSize {
+		return fmt.Errorf("imipserver: MESG of up to %d bytes is above the limit %d: %w",
+			n, s.cfg.Limits.MaxSize, wire.ErrSizeTooLarge)
 	}
-	c.enqueue(outItem{buf: buf, done: done})
+	return nil
 }

@@ -130,7 +130,7 @@ func TestMessageToOfflineUserHeldUntilLogin(t *testing.T) {
 		id := a.send(wire.TypeMESG, "", text, wire.HdrTo, string(carol))
 		a.expectACK(wire.CodeOK, id)
 	}
-	held, err := ts.store.Messages(t.Context(), carol)
+	held, err := ts.store.Messages(t.Context(), carol, 0, 1000)
 	if err != nil || len(held) != 2 {
 		t.Fatalf("held = %v, %v; want 2 messages", held, err)
 	}
@@ -146,7 +146,7 @@ func TestMessageToOfflineUserHeldUntilLogin(t *testing.T) {
 		}
 	}
 	waitFor(t, "held messages deleted", func() bool {
-		m, _ := ts.store.Messages(t.Context(), carol)
+		m, _ := ts.store.Messages(t.Context(), carol, 0, 1000)
 		return len(m) == 0
 	})
 }

@@ -40,7 +40,9 @@ func (c *conn) handle(b *wire.Block) bool {
 		c.closeAfterFlush()
 		return false
 	case wire.TypeACK:
-		// Clients do not acknowledge server blocks; ignore one that does.
+		// Plain IMIP clients do not acknowledge server blocks: ignored,
+		// except a mesg-ack confirm.
+		c.onClientACK(b)
 	default: // HELO and LOGN after login, and unknown types
 		c.sendACK(b, wire.CodeNotAllowed)
 	}
@@ -54,9 +56,13 @@ func (c *conn) onHELO() {
 	}
 	cfg := &c.srv.cfg
 	ka := int((cfg.KeepAlive + time.Second - 1) / time.Second)
+	caps := wire.CapabilityLists
+	if !cfg.Faults.NoMesgAck {
+		caps += "," + capMesgAck
+	}
 	c.send(wire.TypeHELO, "", []wire.Header{
 		hdr(wire.HdrAuthType, wire.AuthTypeMD5),
-		hdr(wire.HdrCapabilities, wire.CapabilityLists),
+		hdr(wire.HdrCapabilities, caps),
 		hdr(wire.HdrKeepAlive, strconv.Itoa(ka)),
 		hdr(wire.HdrProtocol, wire.ProtocolIMIP10),
 		hdr(wire.HdrRegistration, cfg.RegistrationURL),
@@ -110,26 +116,23 @@ func (c *conn) refuse(b *wire.Block, code wire.Code) bool {
 }
 
 // login makes c the user's connection. An older connection of the same
-// user is closed (the newest login wins), without an OFFLINE fan-out since
-// the user stays online.
+// user is closed (the newest wins), without an OFFLINE fan-out since the
+// user stays online. Held messages are pushed last, by deliver.
 func (c *conn) login(b *wire.Block, acct Account) bool {
 	s := c.srv
 	ctx := s.ctx
+	// Set before the conn is published or its writer runs; read-only after.
+	c.confirms = !s.cfg.Faults.NoMesgAck && hasToken(b.Get(wire.HdrCapabilities), capMesgAck)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-
 	contacts, err := s.store.Contacts(ctx, acct.Number)
 	if err != nil {
+		s.mu.Unlock()
 		c.log().Error("imipserver: login: store", "err", err)
 		return false
 	}
 	reqs, err := s.store.Requests(ctx, acct.Number)
 	if err != nil {
-		c.log().Error("imipserver: login: store", "err", err)
-		return false
-	}
-	msgs, err := s.store.Messages(ctx, acct.Number)
-	if err != nil {
+		s.mu.Unlock()
 		c.log().Error("imipserver: login: store", "err", err)
 		return false
 	}
@@ -142,9 +145,11 @@ func (c *conn) login(b *wire.Block, acct Account) bool {
 		hdrs = append(hdrs, hdr(wire.HdrBuddy, wire.FormatBuddyList(contacts)))
 	}
 	if !c.send(wire.TypeLOGN, string(acct.Number), hdrs, "") {
+		s.mu.Unlock()
 		return false
 	}
 	if s.cfg.Faults.DropAfterLogin {
+		s.mu.Unlock()
 		c.log().Info("imipserver: fault: dropping connection after login", "number", acct.Number)
 		c.closeAfterFlush()
 		return false
@@ -156,9 +161,12 @@ func (c *conn) login(b *wire.Block, acct Account) bool {
 	}
 	c.num, c.nick = acct.Number, acct.Nick
 	c.status, c.text = wire.StatusOnline, ""
+	c.dmu.Lock()
+	c.dirty = true // held messages may wait: no live push overtakes them
+	c.dmu.Unlock()
 	c.logp.Store(c.log().With("number", string(acct.Number)))
 	s.online[acct.Number] = c
-	c.log().Info("imipserver: logged in", "contacts", len(contacts), "requests", len(reqs), "held", len(msgs))
+	c.log().Info("imipserver: logged in", "contacts", len(contacts), "requests", len(reqs), "mesg-ack", c.confirms)
 
 	if !s.cfg.Faults.NoOurs {
 		for _, bd := range contacts {
@@ -170,15 +178,9 @@ func (c *conn) login(b *wire.Block, acct Account) bool {
 	for _, r := range reqs {
 		c.sendListAdd(r.From, s.nickOf(r.From), r.Text)
 	}
-	for _, m := range msgs {
-		id := m.ID
-		c.sendMESG(m, s.nickOf(m.From), func() {
-			if err := s.store.DeleteMessage(ctx, id); err != nil {
-				c.log().Error("imipserver: delete delivered message", "err", err)
-			}
-		})
-	}
 	s.announce(acct.Number, wire.StatusOnline, "")
+	s.mu.Unlock()
+	c.deliver()
 	return true
 }
 

@@ -3,60 +3,73 @@ package imipserver
 import (
 	"context"
 	"database/sql"
+	"embed"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/pressly/goose/v3"
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"imip-transport/imipside/wire"
 )
 
-// migrations is the schema, one step per entry. PRAGMA user_version holds
-// how many steps a database has applied; steps are only ever appended.
-var migrations = []string{
-	`CREATE TABLE accounts (
-		number   TEXT PRIMARY KEY,
-		password TEXT NOT NULL,
-		nick     TEXT NOT NULL
-	) WITHOUT ROWID;
-	CREATE TABLE contacts (
-		owner   TEXT NOT NULL,
-		contact TEXT NOT NULL,
-		PRIMARY KEY (owner, contact)
-	) WITHOUT ROWID;
-	CREATE INDEX contacts_by_contact ON contacts (contact, owner);
-	CREATE TABLE requests (
-		seq       INTEGER PRIMARY KEY AUTOINCREMENT,
-		sender    TEXT NOT NULL,
-		recipient TEXT NOT NULL,
-		text      TEXT NOT NULL,
-		created   INTEGER NOT NULL,
-		UNIQUE (sender, recipient)
-	);
-	CREATE INDEX requests_by_recipient ON requests (recipient, seq);
-	CREATE TABLE messages (
-		id        INTEGER PRIMARY KEY AUTOINCREMENT,
-		sender    TEXT NOT NULL,
-		recipient TEXT NOT NULL,
-		sent      INTEGER NOT NULL,
-		text      TEXT NOT NULL
-	);
-	CREATE INDEX messages_by_recipient ON messages (recipient, id);`,
-}
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// legacyVersion is the last schema version of the hand-written migrations
+// imipd used before goose, kept in PRAGMA user_version. Goose's version 1
+// is that schema; a database at legacyVersion without goose's table is
+// adopted as goose version 1 (00001_init.sql creates only what is missing).
+const legacyVersion = 1
+
+// MaxReadConns bounds the connections SQLiteStore reads with, next to its
+// one writing connection.
+const MaxReadConns = 4
+
+// MaxWriteBatch bounds the message writes SQLiteStore commits in one
+// transaction.
+const MaxWriteBatch = 256
 
 // SQLiteStore is a durable Store in one SQLite file (WAL journal,
 // synchronous=FULL): a method that returned nil has reached the disk.
+//
+// Message writes (PutMessage, DeleteMessages) are group-committed: one
+// goroutine applies them, and the writes that arrive while a commit is on
+// its way to the disk (up to MaxWriteBatch) share the next transaction and
+// its single fsync. A caller still waits until its own write is durable.
 type SQLiteStore struct {
-	db *sql.DB
+	db  *sql.DB // the one writing connection
+	rdb *sql.DB // reading connections: reads do not wait for a commit's fsync
+
+	writes    chan *writeOp
+	quit      chan struct{} // closed by Close
+	stopped   chan struct{} // closed when the writer goroutine returns
+	closeOnce sync.Once
+}
+
+// writeOp is one message write handed to the writer goroutine: a put of
+// msg when del is nil, else a delete of the IDs in del.
+type writeOp struct {
+	msg  Message
+	del  []int64
+	id   int64 // the put's ID
+	err  error
+	done chan struct{} // closed when id and err are set
 }
 
 var _ Store = (*SQLiteStore)(nil)
 
+// errStoreClosed is returned by writes after Close.
+var errStoreClosed = errors.New("imipserver: sqlite: store closed")
+
 // OpenSQLite opens (creating it with mode 0600 when absent) the database at
-// path and brings its schema up to date. It blocks on disk I/O.
+// path and brings its schema up to date. It blocks on disk I/O. It starts
+// one goroutine, ended by Close.
 func OpenSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("imipserver: sqlite path %q: must not hold '?' or '#'", path)
@@ -73,50 +86,89 @@ func OpenSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 	if err != nil {
 		return nil, fmt.Errorf("imipserver: sqlite: %w", err)
 	}
-	// One connection: SQLite has one writer anyway, and the pragmas above
-	// are per connection.
+	// One writing connection: SQLite has one writer anyway, and the
+	// pragmas above are per connection.
 	db.SetMaxOpenConns(1)
-	s := &SQLiteStore{db: db}
+	s := &SQLiteStore{
+		db:      db,
+		writes:  make(chan *writeOp),
+		quit:    make(chan struct{}),
+		stopped: make(chan struct{}),
+	}
 	if err := s.migrate(ctx); err != nil {
 		db.Close()
 		return nil, err
 	}
+	// Readers see the last commit while the writer's next one reaches the
+	// disk (WAL); query_only makes sure they never write.
+	s.rdb, err = sql.Open("sqlite", dsn+"&_pragma=query_only(1)")
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("imipserver: sqlite: %w", err)
+	}
+	s.rdb.SetMaxOpenConns(MaxReadConns)
+	s.rdb.SetMaxIdleConns(MaxReadConns)
+	go s.writer()
 	return s, nil
 }
 
+// migrate brings the schema up to date with goose, the migration tool of
+// the gateway's store too. It refuses a database newer than this program.
 func (s *SQLiteStore) migrate(ctx context.Context) error {
-	tx, err := s.db.BeginTx(ctx, nil)
+	var mode string
+	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
+		return fmt.Errorf("imipserver: sqlite: %w", err)
+	}
+	if !strings.EqualFold(mode, "wal") {
+		return fmt.Errorf("imipserver: sqlite: journal mode is %q, not WAL (is the file on a network file system?)", mode)
+	}
+	var legacy int
+	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&legacy); err != nil {
+		return fmt.Errorf("imipserver: sqlite migrate: %w", err)
+	}
+	if legacy > legacyVersion {
+		return fmt.Errorf("imipserver: sqlite: schema version %d (user_version) is newer than this program knows", legacy)
+	}
+	p, err := s.provider()
+	if err != nil {
+		return err
+	}
+	srcs := p.ListSources()
+	known := srcs[len(srcs)-1].Version
+	current, err := p.GetDBVersion(ctx)
 	if err != nil {
 		return fmt.Errorf("imipserver: sqlite migrate: %w", err)
 	}
-	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
-	var v int
-	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
-		return fmt.Errorf("imipserver: sqlite migrate: %w", err)
+	if current > known {
+		return fmt.Errorf("imipserver: sqlite: schema version %d is newer than this program's %d", current, known)
 	}
-	if v > len(migrations) {
-		return fmt.Errorf("imipserver: sqlite: schema version %d is newer than this program (%d)", v, len(migrations))
-	}
-	for i := v; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			return fmt.Errorf("imipserver: sqlite migrate to version %d: %w", i+1, err)
-		}
-	}
-	if v < len(migrations) {
-		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
-			return fmt.Errorf("imipserver: sqlite migrate: %w", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
+	if _, err := p.Up(ctx); err != nil {
 		return fmt.Errorf("imipserver: sqlite migrate: %w", err)
 	}
 	return nil
 }
 
-// SchemaVersion returns the database's schema version (PRAGMA user_version).
-func (s *SQLiteStore) SchemaVersion(ctx context.Context) (int, error) {
-	var v int
-	if err := s.db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+func (s *SQLiteStore) provider() (*goose.Provider, error) {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite migrations: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, fsys, goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return nil, fmt.Errorf("imipserver: sqlite migrations: %w", err)
+	}
+	return p, nil
+}
+
+// SchemaVersion returns the database's schema version: the last goose
+// migration applied.
+func (s *SQLiteStore) SchemaVersion(ctx context.Context) (int64, error) {
+	p, err := s.provider()
+	if err != nil {
+		return 0, err
+	}
+	v, err := p.GetDBVersion(ctx)
+	if err != nil {
 		return 0, fmt.Errorf("imipserver: sqlite: %w", err)
 	}
 	return v, nil
@@ -125,7 +177,7 @@ func (s *SQLiteStore) SchemaVersion(ctx context.Context) (int, error) {
 // Account implements Store.
 func (s *SQLiteStore) Account(ctx context.Context, n wire.Number) (Account, error) {
 	a := Account{Number: n}
-	err := s.db.QueryRowContext(ctx, `SELECT password, nick FROM accounts WHERE number = ?`, string(n)).
+	err := s.rdb.QueryRowContext(ctx, `SELECT password, nick FROM accounts WHERE number = ?`, string(n)).
 		Scan(&a.Password, &a.Nick)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Account{}, fmt.Errorf("imipserver: account %s: %w", n, ErrNotFound)
@@ -152,7 +204,7 @@ func (s *SQLiteStore) PutAccount(ctx context.Context, a Account) error {
 
 // Contacts implements Store.
 func (s *SQLiteStore) Contacts(ctx context.Context, owner wire.Number) ([]wire.Buddy, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT c.contact, COALESCE(a.nick, '') FROM contacts c
+	rows, err := s.rdb.QueryContext(ctx, `SELECT c.contact, COALESCE(a.nick, '') FROM contacts c
 		LEFT JOIN accounts a ON a.number = c.contact
 		WHERE c.owner = ? ORDER BY length(c.contact), c.contact`, string(owner))
 	if err != nil {
@@ -175,7 +227,7 @@ func (s *SQLiteStore) Contacts(ctx context.Context, owner wire.Number) ([]wire.B
 
 // Watchers implements Store.
 func (s *SQLiteStore) Watchers(ctx context.Context, contact wire.Number) ([]wire.Number, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT owner FROM contacts WHERE contact = ?
+	rows, err := s.rdb.QueryContext(ctx, `SELECT owner FROM contacts WHERE contact = ?
 		ORDER BY length(owner), owner`, string(contact))
 	if err != nil {
 		return nil, fmt.Errorf("imipserver: sqlite watchers: %w", err)
@@ -198,7 +250,7 @@ func (s *SQLiteStore) Watchers(ctx context.Context, contact wire.Number) ([]wire
 // HasContact implements Store.
 func (s *SQLiteStore) HasContact(ctx context.Context, owner, contact wire.Number) (bool, error) {
 	var one int
-	err := s.db.QueryRowContext(ctx, `SELECT 1 FROM contacts WHERE owner = ? AND contact = ?`,
+	err := s.rdb.QueryRowContext(ctx, `SELECT 1 FROM contacts WHERE owner = ? AND contact = ?`,
 		string(owner), string(contact)).Scan(&one)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, nil
@@ -259,7 +311,7 @@ func (s *SQLiteStore) DeleteRequest(ctx context.Context, from, to wire.Number) (
 
 // Requests implements Store.
 func (s *SQLiteStore) Requests(ctx context.Context, to wire.Number) ([]Request, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT sender, text, created FROM requests
+	rows, err := s.rdb.QueryContext(ctx, `SELECT sender, text, created FROM requests
 		WHERE recipient = ? ORDER BY seq`, string(to))
 	if err != nil {
 		return nil, fmt.Errorf("imipserver: sqlite requests: %w", err)
@@ -280,24 +332,134 @@ func (s *SQLiteStore) Requests(ctx context.Context, to wire.Number) ([]Request, 
 	return out, nil
 }
 
-// PutMessage implements Store.
+// PutMessage implements Store. The write is group-committed (see
+// SQLiteStore); once handed to the writer goroutine it is applied even if
+// ctx ends first.
 func (s *SQLiteStore) PutMessage(ctx context.Context, m Message) (int64, error) {
-	res, err := s.db.ExecContext(ctx, `INSERT INTO messages (sender, recipient, sent, text) VALUES (?, ?, ?, ?)`,
-		string(m.From), string(m.To), m.Time.Unix(), m.Text)
-	if err != nil {
+	op := &writeOp{msg: m, done: make(chan struct{})}
+	if err := s.write(ctx, op); err != nil {
 		return 0, fmt.Errorf("imipserver: sqlite put message: %w", err)
 	}
-	id, err := res.LastInsertId()
-	if err != nil {
-		return 0, fmt.Errorf("imipserver: sqlite put message: %w", err)
+	return op.id, nil
+}
+
+// DeleteMessages implements Store. The write is group-committed like
+// PutMessage's.
+func (s *SQLiteStore) DeleteMessages(ctx context.Context, ids ...int64) error {
+	if len(ids) == 0 {
+		return nil
 	}
-	return id, nil
+	op := &writeOp{del: ids, done: make(chan struct{})}
+	if err := s.write(ctx, op); err != nil {
+		return fmt.Errorf("imipserver: sqlite delete messages: %w", err)
+	}
+	return nil
+}
+
+// write hands op to the writer goroutine and waits for its result.
+func (s *SQLiteStore) write(ctx context.Context, op *writeOp) error {
+	select {
+	case s.writes <- op:
+	case <-s.quit:
+		return errStoreClosed
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-op.done:
+		return op.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// writer is the goroutine that applies message writes: it takes one, adds
+// every other write already waiting (up to MaxWriteBatch) and commits them
+// in one transaction.
+func (s *SQLiteStore) writer() {
+	defer close(s.stopped)
+	batch := make([]*writeOp, 0, MaxWriteBatch)
+	for {
+		select {
+		case op := <-s.writes:
+			batch = append(batch[:0], op)
+		case <-s.quit:
+			return
+		}
+	more:
+		for len(batch) < MaxWriteBatch {
+			select {
+			case op := <-s.writes:
+				batch = append(batch, op)
+			default:
+				break more
+			}
+		}
+		if err := s.apply(batch); err != nil && len(batch) > 1 {
+			// One bad write must not fail the others: apply them one by one.
+			for _, op := range batch {
+				op.err = s.apply([]*writeOp{op})
+			}
+		} else {
+			for _, op := range batch {
+				op.err = err
+			}
+		}
+		for i, op := range batch {
+			close(op.done)
+			batch[i] = nil
+		}
+	}
+}
+
+// apply runs ops in one transaction. The writes are independent of the
+// callers' contexts: several callers share the transaction.
+func (s *SQLiteStore) apply(ops []*writeOp) error {
+	ctx := context.Background()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	var ins, del *sql.Stmt
+	for _, op := range ops {
+		if op.del == nil {
+			if ins == nil {
+				if ins, err = tx.PrepareContext(ctx, `INSERT INTO messages (sender, recipient, sent, text) VALUES (?, ?, ?, ?)`); err != nil {
+					return err
+				}
+			}
+			m := &op.msg
+			res, err := ins.ExecContext(ctx, string(m.From), string(m.To), m.Time.Unix(), m.Text)
+			if err != nil {
+				return err
+			}
+			if op.id, err = res.LastInsertId(); err != nil {
+				return err
+			}
+			continue
+		}
+		if del == nil {
+			if del, err = tx.PrepareContext(ctx, `DELETE FROM messages WHERE id = ?`); err != nil {
+				return err
+			}
+		}
+		for _, id := range op.del {
+			if _, err := del.ExecContext(ctx, id); err != nil {
+				return err
+			}
+		}
+	}
+	return tx.Commit()
 }
 
 // Messages implements Store.
-func (s *SQLiteStore) Messages(ctx context.Context, to wire.Number) ([]Message, error) {
-	rows, err := s.db.QueryContext(ctx, `SELECT id, sender, sent, text FROM messages
-		WHERE recipient = ? ORDER BY id`, string(to))
+func (s *SQLiteStore) Messages(ctx context.Context, to wire.Number, after int64, limit int) ([]Message, error) {
+	if limit <= 0 {
+		return nil, fmt.Errorf("imipserver: sqlite messages: limit %d is not positive", limit)
+	}
+	rows, err := s.rdb.QueryContext(ctx, `SELECT id, sender, sent, text FROM messages
+		WHERE recipient = ? AND id > ? ORDER BY id LIMIT ?`, string(to), after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("imipserver: sqlite messages: %w", err)
 	}
@@ -319,18 +481,17 @@ func (s *SQLiteStore) Messages(ctx context.Context, to wire.Number) ([]Message, 
 	return out, nil
 }
 
-// DeleteMessage implements Store.
-func (s *SQLiteStore) DeleteMessage(ctx context.Context, id int64) error {
-	if _, err := s.db.ExecContext(ctx, `DELETE FROM messages WHERE id = ?`, id); err != nil {
-		return fmt.Errorf("imipserver: sqlite delete message: %w", err)
-	}
-	return nil
-}
-
-// Close closes the database.
+// Close stops the writer goroutine (writes not yet taken by it fail) and
+// closes the database. Calls after Close fail.
 func (s *SQLiteStore) Close() error {
+	s.closeOnce.Do(func() { close(s.quit) })
+	<-s.stopped
+	rerr := s.rdb.Close()
 	if err := s.db.Close(); err != nil {
 		return fmt.Errorf("imipserver: sqlite close: %w", err)
+	}
+	if rerr != nil {
+		return fmt.Errorf("imipserver: sqlite close: %w", rerr)
 	}
 	return nil
 }

@@ -29,8 +29,10 @@ type Request struct {
 	Time time.Time
 }
 
-// Message is a message held for a user who was offline when it was sent.
-// ID is assigned by the Store.
+// Message is a message held for its recipient: one that was offline when
+// it was sent, or one pushed to a mesg-ack connection and not yet
+// confirmed. ID is assigned by the Store; "m" + ID is the message's
+// Message-ID in the mesg-ack extension.
 type Message struct {
 	ID   int64
 	From wire.Number
@@ -74,11 +76,17 @@ type Store interface {
 	Requests(ctx context.Context, to wire.Number) ([]Request, error)
 
 	// PutMessage holds a message for its recipient and returns its ID.
+	// IDs are positive and never reused, also after a delete. They grow in
+	// the order messages are stored: once PutMessage returned n, every
+	// stored message with an ID below n is visible to Messages, and no
+	// message stored later gets an ID below n. The server pushes stored
+	// messages in ID order and relies on this.
 	PutMessage(ctx context.Context, m Message) (int64, error)
-	// Messages returns the messages held for to, oldest first.
-	Messages(ctx context.Context, to wire.Number) ([]Message, error)
-	// DeleteMessage removes a held message (no error when it is gone).
-	DeleteMessage(ctx context.Context, id int64) error
+	// Messages returns at most limit (> 0) of the messages held for to
+	// whose ID is above after, lowest ID first.
+	Messages(ctx context.Context, to wire.Number, after int64, limit int) ([]Message, error)
+	// DeleteMessages removes held messages (no error for IDs already gone).
+	DeleteMessages(ctx context.Context, ids ...int64) error
 
 	// Close releases the store's resources.
 	Close() error

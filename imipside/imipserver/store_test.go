@@ -3,9 +3,11 @@ package imipserver_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,10 +123,10 @@ func TestStores(t *testing.T) {
 			if !slices.IsSorted(ids) || ids[0] == ids[1] {
 				t.Errorf("%d: message IDs %v", i, ids)
 			}
-			if err := st.DeleteMessage(ctx, ids[1]); err != nil {
+			if err := st.DeleteMessages(ctx, ids[1]); err != nil {
 				t.Fatal(err)
 			}
-			msgs, err := st.Messages(ctx, bob)
+			msgs, err := st.Messages(ctx, bob, 0, 1000)
 			wantMsgs := []imipserver.Message{
 				{ID: ids[0], From: alice, To: bob, Time: t0, Text: "one"},
 				{ID: ids[2], From: alice, To: bob, Time: t0.Add(2 * time.Second), Text: "three"},
@@ -132,19 +134,41 @@ func TestStores(t *testing.T) {
 			if err != nil || !cmp.Equal(msgs, wantMsgs) {
 				t.Errorf("%d: Messages = %v, %v; want %v", i, msgs, err, wantMsgs)
 			}
-			if m, _ := st.Messages(ctx, alice); len(m) != 0 {
+			if m, _ := st.Messages(ctx, alice, 0, 1000); len(m) != 0 {
 				t.Errorf("%d: alice has messages %v", i, m)
+			}
+			// Paging: IDs above after, at most limit.
+			if m, err := st.Messages(ctx, bob, ids[0], 1); err != nil || len(m) != 1 || m[0].ID != ids[2] {
+				t.Errorf("%d: Messages after %d limit 1 = %v, %v; want only %d", i, ids[0], m, err, ids[2])
+			}
+			if m, err := st.Messages(ctx, bob, 0, 1); err != nil || len(m) != 1 || m[0].ID != ids[0] {
+				t.Errorf("%d: Messages limit 1 = %v, %v; want only %d", i, m, err, ids[0])
+			}
+			if _, err := st.Messages(ctx, bob, 0, 0); err == nil {
+				t.Errorf("%d: Messages with limit 0 did not fail", i)
+			}
+			if err := st.DeleteMessages(ctx, ids[0], ids[1], ids[2], 999); err != nil {
+				t.Fatal(err)
+			}
+			if m, _ := st.Messages(ctx, bob, 0, 1000); len(m) != 0 {
+				t.Errorf("%d: after DeleteMessages bob has %v", i, m)
+			}
+			if id, err := st.PutMessage(ctx, imipserver.Message{From: alice, To: bob, Time: t0, Text: "four"}); err != nil || id <= ids[2] {
+				t.Errorf("%d: ID after deletes %d, %v; want above %d (never reused)", i, id, err, ids[2])
 			}
 		})
 	}
 }
 
+// latestSchema is the newest goose migration in migrations/.
+const latestSchema = 1
+
 func TestSQLiteFileModeAndSchemaVersion(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "imipd.db")
 	st := openSQLite(t, path)
 	v, err := st.SchemaVersion(t.Context())
-	if err != nil || v != 1 {
-		t.Errorf("schema version %d, %v; want 1", v, err)
+	if err != nil || v != latestSchema {
+		t.Errorf("schema version %d, %v; want %d", v, err, latestSchema)
 	}
 	st.Close()
 	fi, err := os.Stat(path)
@@ -157,7 +181,7 @@ func TestSQLiteFileModeAndSchemaVersion(t *testing.T) {
 	// Reopening an up-to-date database migrates nothing and works.
 	st = openSQLite(t, path)
 	defer st.Close()
-	if v, _ := st.SchemaVersion(t.Context()); v != 1 {
+	if v, _ := st.SchemaVersion(t.Context()); v != latestSchema {
 		t.Errorf("schema version after reopen %d", v)
 	}
 }
@@ -189,7 +213,7 @@ func TestRestartKeepsState(t *testing.T) {
 	a.expectACK(wire.CodeOK, id)
 	id = a.send(wire.TypeMESG, "", "while you were out", wire.HdrTo, string(carol))
 	a.expectACK(wire.CodeOK, id)
-	held, err := st.Messages(ctx, carol)
+	held, err := st.Messages(ctx, carol, 0, 1000)
 	if err != nil || len(held) != 1 {
 		t.Fatalf("held %v, %v", held, err)
 	}
@@ -214,8 +238,68 @@ func TestRestartKeepsState(t *testing.T) {
 		t.Errorf("held message after restart: %v %q", m.Headers, m.Body)
 	}
 	waitFor(t, "the delivered message to be deleted", func() bool {
-		m, _ := st.Messages(ctx, carol)
+		m, _ := st.Messages(ctx, carol, 0, 1000)
 		return len(m) == 0
 	})
 	ts.stop()
+}
+
+// TestSQLiteConcurrentWrites: message writes from many goroutines (group
+// committed) all land, each with its own ID, and every message with an ID
+// below one just returned is visible.
+func TestSQLiteConcurrentWrites(t *testing.T) {
+	st := openSQLite(t, filepath.Join(t.TempDir(), "imipd.db"))
+	ctx := t.Context()
+	const writers, each = 10, 10
+	var mu sync.Mutex
+	seen := map[int64]bool{}
+	var wg sync.WaitGroup
+	for w := range writers {
+		wg.Go(func() {
+			for j := range each {
+				id, err := st.PutMessage(ctx, imipserver.Message{From: alice, To: bob, Time: time.Unix(0, 0), Text: fmt.Sprint(w, j)})
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				msgs, err := st.Messages(ctx, bob, 0, writers*each)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				mu.Lock()
+				if seen[id] {
+					t.Errorf("ID %d returned twice", id)
+				}
+				seen[id] = true
+				mu.Unlock()
+				// Every ID up to id is visible: none missing below it.
+				var below int64
+				for _, m := range msgs {
+					if m.ID <= id {
+						below++
+					}
+				}
+				if below != id { // IDs start at 1 and nothing is deleted here
+					t.Errorf("after PutMessage returned %d, %d messages with an ID up to it are visible", id, below)
+				}
+				if j%5 == 4 {
+					if err := st.DeleteMessages(ctx); err != nil { // no IDs: a no-op
+						t.Error(err)
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if msgs, _ := st.Messages(ctx, bob, 0, 2*writers*each); len(msgs) != writers*each {
+		t.Errorf("%d messages stored, want %d", len(msgs), writers*each)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.PutMessage(ctx, imipserver.Message{From: alice, To: bob}); err == nil {
+		t.Error("PutMessage after Close did not fail")
+	}
+	_ = st.Close() // a second Close must not panic
 }

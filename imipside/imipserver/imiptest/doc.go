@@ -8,6 +8,12 @@
 //	})
 //	// dial srv.Addr() ...
 //
+// The server offers the [ours] mesg-ack extension (see package imipserver);
+// Faults.NoMesgAck turns it off, to test a client's best-effort path, and
+// Faults.SilentMESG never sends ACK 600 for a client MESG, as Odigo does
+// for errors-only. Store().Messages shows what is held, pushed or not, until
+// confirmed.
+//
 // The server is stopped by t.Cleanup; every goroutine it started has ended
 // when the cleanup returns.
 package imiptest

@@ -25,6 +25,9 @@ type Options struct {
 	Faults    Faults
 	Limits    wire.Limits
 	Logger    *slog.Logger // nil discards the server's logs
+	// DeliveryWindow is imipserver.Config.DeliveryWindow: the pushes one
+	// connection may leave unconfirmed (default 32).
+	DeliveryWindow int
 }
 
 // Server is a running test server.
@@ -47,12 +50,13 @@ func Start(t testing.TB, opts Options) *Server {
 		}
 	}
 	srv, err := imipserver.New(imipserver.Config{
-		Store:     store,
-		KeepAlive: opts.KeepAlive,
-		Limits:    opts.Limits,
-		Service:   "imip.test",
-		Logger:    opts.Logger,
-		Faults:    opts.Faults,
+		Store:          store,
+		KeepAlive:      opts.KeepAlive,
+		Limits:         opts.Limits,
+		Service:        "imip.test",
+		Logger:         opts.Logger,
+		Faults:         opts.Faults,
+		DeliveryWindow: opts.DeliveryWindow,
 	})
 	if err != nil {
 		t.Fatalf("imiptest: %v", err)

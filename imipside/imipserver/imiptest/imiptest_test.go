@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -217,4 +218,93 @@ func TestPushRawKillOnline(t *testing.T) {
 	if err := rd.ReadBlock(b); err == nil {
 		t.Errorf("read after Kill returned a block")
 	}
+}
+
+// loginCaps logs in over a raw connection, announcing caps in the LOGN,
+// and returns the connection, its reader and the server's HELO.
+func loginCaps(t *testing.T, s *imiptest.Server, n wire.Number, pw, caps string) (net.Conn, *wire.Reader, *wire.Block) {
+	t.Helper()
+	nc, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { nc.Close() })
+	rd := wire.NewReader(nc, wire.Limits{})
+	w := wire.NewWriter(nc)
+	w.WriteBlock(&wire.Block{Type: "HELO", Headers: []wire.Header{{Name: "ID", Value: "1001"}}})
+	helo := read(t, nc, rd)
+	w.WriteBlock(&wire.Block{Type: "LOGN", Arg: string(n),
+		Headers: []wire.Header{{Name: "ID", Value: "1002"}, {Name: "Capabilities", Value: caps}},
+		Body:    []byte(wire.AuthDigest(string(helo.Body), pw))})
+	if b := read(t, nc, rd); b.TypeLine() != "LOGN "+string(n) {
+		t.Fatalf("login: %q", b.TypeLine())
+	}
+	return nc, rd, helo
+}
+
+func TestMesgAckOnAndOff(t *testing.T) {
+	for i, tc := range []struct {
+		faults  imiptest.Faults
+		caps    string // HELO Capabilities
+		confirm bool   // pushes carry a Message-ID and wait for the confirm
+	}{
+		{imiptest.Faults{}, "server-lists,mesg-ack", true},
+		{imiptest.Faults{NoMesgAck: true}, "server-lists", false},
+	} {
+		s := imiptest.Start(t, imiptest.Options{Accounts: accounts, Faults: tc.faults})
+		b, rb, helo := loginCaps(t, s, "1002002", "b", "mesg-ack")
+		if got := helo.Get("Capabilities"); got != tc.caps {
+			t.Errorf("%d: HELO Capabilities %q, want %q", i, got, tc.caps)
+		}
+		a, _ := client(t, s, "1001001", "a")
+		send(t, a, sized("MESG", "ID: 1003\r\nTo: 1002002\r\nACK-Type: errors-only\r\n\r\nhello"))
+		m := read(t, b, rb)
+		if _, ok := m.Lookup("Message-ID"); ok != tc.confirm {
+			t.Errorf("%d: MESG headers %v, Message-ID wanted: %v", i, m.Headers, tc.confirm)
+		}
+		// Held until confirmed with mesg-ack; deleted once written without.
+		wantHeld := 0
+		if tc.confirm {
+			wantHeld = 1
+		}
+		deadline := time.Now().Add(5 * time.Second)
+		for {
+			msgs, err := s.Store().Messages(t.Context(), "1002002", 0, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(msgs) == wantHeld {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%d: %d messages held, want %d", i, len(msgs), wantHeld)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+}
+
+func TestSilentMESG(t *testing.T) {
+	s := imiptest.Start(t, imiptest.Options{Accounts: accounts, Faults: imiptest.Faults{SilentMESG: true}})
+	a, ra := client(t, s, "1001001", "a")
+	b, rb := client(t, s, "1002002", "b")
+	// No ACK-Type: still no ACK 600; the PING after it is answered first.
+	send(t, a, "MESG\r\n30\r\nID: 1003\r\nTo: 1002002\r\n\r\nhello")
+	send(t, a, "PING\r\n12\r\nID: 1004\r\n\r\n")
+	if got := read(t, a, ra); got.TypeLine() != "ACK 600" || got.Get("Reference") != "1004" {
+		t.Errorf("alice got %q Reference %q, want the PING's ACK", got.TypeLine(), got.Get("Reference"))
+	}
+	if m := read(t, b, rb); string(m.Body) != "hello" {
+		t.Errorf("bob got %q", m.Body)
+	}
+	// Errors are still sent.
+	send(t, a, sized("MESG", "ID: 1005\r\nTo: 9999999\r\n\r\nx"))
+	if got := read(t, a, ra); got.TypeLine() != "ACK 811" || got.Get("Reference") != "1005" {
+		t.Errorf("alice got %q Reference %q, want ACK 811 for 1005", got.TypeLine(), got.Get("Reference"))
+	}
+}
+
+// sized returns a block with the SIZE line computed for content.
+func sized(typeLine, content string) string {
+	return typeLine + "\r\n" + strconv.Itoa(len(content)) + "\r\n" + content
 }
