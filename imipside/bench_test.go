@@ -4,10 +4,13 @@ import (
 	"context"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"imip-transport/imipside/wire"
 )
 
 // benchLogin logs a session in over loopback TCP against a server that, once
@@ -53,14 +56,42 @@ type bufConn struct {
 
 func (c *bufConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
-// BenchmarkSendMessage measures SendMessage against a server that reads and
-// discards everything.
+// BenchmarkSendMessage measures SendMessage and its outcome: the server
+// reads every block and, each time it has read all that arrived, ACKs the
+// last one (which settles the earlier ones, implicitly). The sender keeps at
+// most 512 requests without an outcome, the Handler counting them down.
 func BenchmarkSendMessage(b *testing.B) {
-	s := benchLogin(b, nil, func(c net.Conn) { io.Copy(io.Discard, c) })
+	const window = 512
+	sem := make(chan struct{}, window)
+	h := HandlerFunc(func(ev Event) {
+		if _, ok := ev.(ReplyEvent); ok {
+			<-sem
+		}
+	})
+	s := benchLogin(b, h, func(c net.Conn) {
+		r := wire.NewReader(c, wire.Limits{})
+		var blk wire.Block
+		var out []byte
+		for r.ReadBlock(&blk) == nil {
+			if r.Buffered() > 0 {
+				continue
+			}
+			id, _ := blk.ID()
+			out = append(out[:0], "ACK 600\r\n"...)
+			content := "ID: 1\r\nReference: " + strconv.FormatUint(id, 10) + "\r\n"
+			out = strconv.AppendInt(out, int64(len(content)), 10)
+			out = append(out, "\r\n"...)
+			out = append(out, content...)
+			if _, err := c.Write(out); err != nil {
+				return
+			}
+		}
+	})
 	text := "Hi there! Are you coming to the meeting at noon tomorrow?? :-)"
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := s.SendMessage(context.Background(), "7744387", text); err != nil {
+		sem <- struct{}{}
+		if _, err := s.SendMessage("7744387", text); err != nil {
 			b.Fatal(err)
 		}
 	}
