@@ -96,6 +96,23 @@
 // end (the server closing, a read or write error, a malformed block, a dead
 // keep-alive) carries its cause in ClosedEvent.Err and Err.
 //
+// # Confirmed delivery: mesg-ack (this project's own rule)
+//
+// mesg-ack is an extension of this project, not of IMIP, used only when both
+// sides announce it, so that an Odigo-style peer never sees it. When the server's HELO lists
+// the token mesg-ack in its Capabilities header, the client's LOGN carries
+// `Capabilities: mesg-ack` and ConfirmsMessages reports true. The server
+// then keeps every MESG it pushes until the client confirms it, pushes the
+// unconfirmed ones again at the next login with the same Message-ID, and
+// gives each MESG a `Message-ID` header (MessageEvent.MessageID). The user
+// of the session confirms a message, once it is safely stored, with
+// ConfirmMessage(MessageEvent.BlockID), which queues
+//
+//	ACK 600 / ID: <next client ID> / Reference: <the MESG's block ID>
+//
+// and gets no reply. Against a server that did not offer mesg-ack nothing
+// of this is sent, and delivery is best effort.
+//
 // # Tolerance
 //
 // The session accepts blocks without the empty line, headers in any order

@@ -54,13 +54,18 @@ type StatEvent struct {
 }
 
 // MessageEvent is a message from another user (server MESG).
+//
+// With the mesg-ack extension (Session.ConfirmsMessages), the server keeps
+// the message until it is confirmed with Session.ConfirmMessage(BlockID), and
+// pushes it again, with the same MessageID, at the next login if it was not.
 type MessageEvent struct {
-	ID   uint64 // the server's block ID, 0 when absent
-	From wire.Number
-	Nick string
-	To   wire.Number // the To header; the session's own number when absent
-	Time time.Time   // from Timo (or Time), UTC; zero when absent or malformed
-	Text string
+	BlockID   uint64 // the MESG block's ID header, 0 when absent; ConfirmMessage takes it
+	MessageID string // the Message-ID header (mesg-ack), "" when absent or malformed
+	From      wire.Number
+	Nick      string
+	To        wire.Number // the To header; the session's own number when absent
+	Time      time.Time   // from Timo (or Time), UTC; zero when absent or malformed
+	Text      string
 }
 
 // ListAddEvent is someone asking to add you to their contact list (server
@@ -186,7 +191,30 @@ func decodeMesg(b *wire.Block, own wire.Number) (Event, error) {
 	}
 	id, _ := b.ID()
 	t, _ := wire.MessageTime(b)
-	return MessageEvent{ID: id, From: from.num, Nick: from.nick, To: to, Time: t, Text: string(b.Body)}, nil
+	mid, _ := b.Lookup(wire.HdrMessageID)
+	if !validMessageID(mid) {
+		mid = ""
+	}
+	return MessageEvent{BlockID: id, MessageID: mid, From: from.num, Nick: from.nick, To: to, Time: t, Text: string(b.Body)}, nil
+}
+
+// maxMessageID is the longest Message-ID the mesg-ack extension allows.
+const maxMessageID = 64
+
+// validMessageID reports whether v is a Message-ID as the mesg-ack extension
+// defines it: 1 to 64 bytes of [A-Za-z0-9._-].
+func validMessageID(v string) bool {
+	if v == "" || len(v) > maxMessageID {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func decodeList(b *wire.Block) (Event, error) {

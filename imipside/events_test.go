@@ -27,9 +27,9 @@ func TestDecodePush(t *testing.T) {
 		5: {frame("STAT ONLINE", "ID: 1\r\n"), nil},
 		6: {frame("STAT ONLINE", "From: abc\r\nID: 1\r\n"), nil},
 		7: {frame("MESG", "Content-Type: text/plain;charset=utf-8\r\nFrom: 7744387 \"mawis76\"\r\nID: 19200\r\nTimo: 2001-03-04T05:06:07Z\r\nTo: 6340564\r\n\r\nhello\r\nthere"),
-			MessageEvent{ID: 19200, From: "7744387", Nick: "mawis76", To: "6340564", Time: msgTime, Text: "hello\r\nthere"}},
+			MessageEvent{BlockID: 19200, From: "7744387", Nick: "mawis76", To: "6340564", Time: msgTime, Text: "hello\r\nthere"}},
 		8: {frame("MESG", "From: 7744387 \"a, \"b\"\"\r\nTime: 2001-03-04T05:06:07Z\r\nID: 5\r\n\r\nx"),
-			MessageEvent{ID: 5, From: "7744387", Nick: `a, "b"`, To: testNumber, Time: msgTime, Text: "x"}},
+			MessageEvent{BlockID: 5, From: "7744387", Nick: `a, "b"`, To: testNumber, Time: msgTime, Text: "x"}},
 		9: {frame("MESG", "From: 7744387\r\nTimo: yesterday\r\n\r\nno time"),
 			MessageEvent{From: "7744387", To: testNumber, Text: "no time"}},
 		10: {frame("MESG", "To: 6340564\r\n\r\nno sender"), nil},
@@ -89,7 +89,7 @@ func TestPushedStream(t *testing.T) {
 	ts.f.send(stream)
 	want := []Event{
 		StatEvent{From: "7744387", Status: wire.StatusOnline},
-		MessageEvent{ID: 19200, From: "7744387", Nick: "mawis76", To: testNumber, Time: msgTime, Text: "hi"},
+		MessageEvent{BlockID: 19200, From: "7744387", Nick: "mawis76", To: testNumber, Time: msgTime, Text: "hi"},
 		ListAddEvent{From: "1234567", Nick: "new, friend", Text: "add me?"},
 		ListRemoveEvent{From: "7744387"},
 	}
@@ -223,9 +223,9 @@ func TestLargePushedMessages(t *testing.T) {
 	ts.f.send(mesg)
 	ts.f.send(frame("STAT ONLINE", "From: 1\r\nID: 11\r\n"))
 	for i, w := range []Event{
-		MessageEvent{ID: 9, From: "1", To: testNumber, Text: big},
+		MessageEvent{BlockID: 9, From: "1", To: testNumber, Text: big},
 		StatEvent{From: "1", Status: wire.StatusAway},
-		MessageEvent{ID: 9, From: "1", To: testNumber, Text: big},
+		MessageEvent{BlockID: 9, From: "1", To: testNumber, Text: big},
 		StatEvent{From: "1", Status: wire.StatusOnline},
 	} {
 		if diff := cmp.Diff(w, ts.ev.next(t)); diff != "" {

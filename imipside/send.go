@@ -2,7 +2,9 @@ package imipside
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 
 	"imip-transport/imipside/wire"
 )
@@ -88,6 +90,27 @@ func (s *Session) sendList(o op, n wire.Number, nick, text string, w *waiter) (u
 	}
 	b := wire.Block{Type: wire.TypeLIST, Arg: listOps[o] + " " + wire.FormatFrom(n, nick), Headers: hdrs, Body: body}
 	return s.queue(&b, qopts{typ: opTypes[o], op: o, num: n, w: w})
+}
+
+// ConfirmMessage queues the confirmation of the pushed MESG whose block ID
+// is blockID (MessageEvent.BlockID): `ACK 600` with `Reference: blockID`, as
+// the mesg-ack extension defines it. It does not wait, and the server never
+// answers it (no ReplyEvent). Call it once the message is safely stored;
+// confirmations may go out of order. Without the extension
+// (ConfirmsMessages false) it returns an error matching
+// errors.ErrUnsupported and sends nothing. Other errors: ErrBusy, ErrClosed.
+func (s *Session) ConfirmMessage(blockID uint64) error {
+	if !s.mesgAck {
+		return fmt.Errorf("imipside: confirm MESG %d: server did not offer %s: %w", blockID, wire.CapabilityMesgAck, errors.ErrUnsupported)
+	}
+	if blockID == 0 {
+		return errors.New("imipside: confirm MESG: no block ID")
+	}
+	b := wire.Block{Type: wire.TypeACK, Arg: "600", Headers: []wire.Header{
+		idHeader(), {Name: wire.HdrReference, Value: strconv.FormatUint(blockID, 10)},
+	}}
+	_, err := s.queue(&b, qopts{typ: wire.TypeACK})
+	return err
 }
 
 // The blocking wrappers: each sends its request like the Send methods and

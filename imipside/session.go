@@ -26,6 +26,7 @@ type Session struct {
 	handler  Handler
 	log      *slog.Logger
 	trace    io.Writer
+	mesgAck  bool // both sides announced mesg-ack
 
 	// Limits and intervals, fixed at Dial.
 	kaDur        time.Duration
@@ -178,6 +179,9 @@ func (s *Session) handshake(cfg Config) error {
 	if cfg.KeepAlive > 0 {
 		s.kaDur = cfg.KeepAlive
 	}
+	if caps, ok := b.Lookup(wire.HdrCapabilities); ok {
+		s.mesgAck = hasCapability(caps, wire.CapabilityMesgAck)
+	}
 	salt := strings.TrimSpace(string(b.Body))
 	if salt == "" {
 		return errors.New("imipside: login: server HELO carries no salt")
@@ -189,6 +193,9 @@ func (s *Session) handshake(cfg Config) error {
 	logn := wire.Block{Type: wire.TypeLOGN, Arg: string(s.number), Headers: []wire.Header{
 		idHeader(), {Name: wire.HdrClient, Value: client}, {Name: wire.HdrAuthType, Value: wire.AuthTypeMD5},
 	}, Body: []byte(wire.AuthDigest(salt, cfg.Password))}
+	if s.mesgAck {
+		logn.Add(wire.HdrCapabilities, wire.CapabilityMesgAck)
+	}
 	lognID, err := s.writeLogin(&logn)
 	clear(logn.Body)
 	if err != nil {
@@ -213,6 +220,17 @@ func (s *Session) handshake(cfg Config) error {
 		s.contacts = list
 	}
 	return nil
+}
+
+// hasCapability reports whether the comma-separated Capabilities value
+// caps lists token, compared case-insensitively.
+func hasCapability(caps, token string) bool {
+	for c := range strings.SplitSeq(caps, ",") {
+		if strings.EqualFold(strings.TrimSpace(c), token) {
+			return true
+		}
+	}
+	return false
 }
 
 // writeLogin numbers b (its first header must be ID) and writes it at once,
@@ -300,6 +318,12 @@ func (s *Session) Contacts() []wire.Buddy {
 
 // KeepAlive returns the keep-alive interval in force.
 func (s *Session) KeepAlive() time.Duration { return s.kaDur }
+
+// ConfirmsMessages reports whether both sides announced the mesg-ack
+// extension at login: the server then keeps each message it pushes until
+// ConfirmMessage confirms it. Without it, the server forgets a message once
+// written to the connection (best effort).
+func (s *Session) ConfirmsMessages() bool { return s.mesgAck }
 
 // Done returns a channel closed when the session has ended: its reader and
 // writer goroutines have exited and the ClosedEvent has been handled.

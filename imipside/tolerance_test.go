@@ -165,7 +165,7 @@ func TestDroppedPushLogged(t *testing.T) {
 		frame("LIST ADD", "ID: 42\r\nList: Buddy\r\n") +
 		frame("STAT WEIRD", "From: 7744387\r\nID: 43\r\n") +
 		frame("STAT AWAY", "From: 1\r\nID: 44\r\n"))
-	want := MessageEvent{ID: 40, From: "7744387", To: testNumber, Text: "hi"}
+	want := MessageEvent{BlockID: 40, From: "7744387", To: testNumber, Text: "hi"}
 	if diff := cmp.Diff(Event(want), ts.ev.next(t)); diff != "" {
 		t.Errorf("MESG with a To nickname (-want +got):\n%s", diff)
 	}
