@@ -18,14 +18,19 @@ const (
 	DefaultKeepAlive = wire.DefaultKeepAlive * time.Second
 	// DefaultLoginTimeout bounds Dial when its ctx has no deadline.
 	DefaultLoginTimeout = 30 * time.Second
-	// DefaultWriteTimeout bounds one block write when the ctx of the call
-	// has no earlier deadline.
+	// DefaultWriteTimeout bounds one write of the queued bytes.
 	DefaultWriteTimeout = 30 * time.Second
+	// DefaultMaxQueue bounds the bytes queued for the server.
+	DefaultMaxQueue = 256 << 10
+	// DefaultMaxOutstanding bounds the requests without an outcome.
+	DefaultMaxOutstanding = 1024
+	// DefaultConfirmInterval is how long requests may wait for a reply
+	// before the session sends a PING to have them confirmed.
+	DefaultConfirmInterval = 2 * time.Second
+	// DefaultLogoutTimeout bounds Logout.
+	DefaultLogoutTimeout = 5 * time.Second
 	// maxKeepAlive caps a server's Keep-Alive value.
 	maxKeepAlive = 24 * time.Hour
-	// maxTrackedMessages bounds the blocks sent without waiting (errors-only
-	// MESG, LIST REJECT) remembered while no reply confirms them.
-	maxTrackedMessages = 128
 	// maxEarlyEvents bounds the pushed blocks kept while logging in.
 	maxEarlyEvents = 32
 )
@@ -43,16 +48,43 @@ type Config struct {
 	Limits wire.Limits
 	// KeepAlive overrides the server HELO's Keep-Alive (0: use the server's,
 	// 60 s when it sends none). A PING goes out after KeepAlive without a
-	// block written; no ACK within KeepAlive ends the session with ErrTimeout.
+	// block written; a PING with no ACK within KeepAlive, while nothing else
+	// was read and the Handler did not hold the reader, ends the session
+	// with ErrTimeout.
 	KeepAlive time.Duration
-	// Handler receives server-pushed events on the reader goroutine; it must
-	// not block. Nil drops them.
+	// WriteTimeout bounds one write of the queued bytes (default 30 s). A
+	// write that does not complete in time ends the session.
+	WriteTimeout time.Duration
+	// MaxQueue bounds the bytes queued for the server, the write in progress
+	// included (default 256 KiB). A block that does not fit is refused with
+	// ErrBusy and nothing is queued; a block always fits an empty queue.
+	MaxQueue int
+	// MaxOutstanding bounds the requests sent without an outcome yet
+	// (default 1024). A request beyond it is refused with ErrBusy.
+	MaxOutstanding int
+	// ConfirmInterval: when requests are outstanding and no reply was read
+	// for this long, the session sends a PING, whose ACK confirms every
+	// earlier block (default 2 s).
+	ConfirmInterval time.Duration
+	// LogoutTimeout bounds Logout: the session ends this long after it at
+	// the latest, ACK to DISC or not (default 5 s).
+	LogoutTimeout time.Duration
+	// Handler receives the session's events on its reader goroutine; see
+	// Handler for what it may do. Nil drops them.
 	Handler Handler
 	// Logger gets debug records (ignored blocks, why the session ended).
 	// Nil discards them.
 	Logger *slog.Logger
 	// Trace, when set, gets every block in and out, one line each, as a Go
-	// quoted string prefixed by "C: " (client to server) or "S: ". The LOGN
-	// body is replaced by "[redacted]".
+	// quoted string prefixed by "C: " (client to server, traced when queued)
+	// or "S: ". The LOGN body is replaced by "[redacted]".
 	Trace io.Writer
+}
+
+// orDefault returns v, or def when v is not positive.
+func orDefault[T int | time.Duration](v, def T) T {
+	if v > 0 {
+		return v
+	}
+	return def
 }

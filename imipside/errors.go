@@ -18,6 +18,10 @@ var (
 	// ErrTimeout is why a session ends when a keep-alive PING got no ACK
 	// within Keep-Alive: the connection is dead.
 	ErrTimeout = errors.New("imipside: keep-alive timeout: connection dead")
+	// ErrBusy is returned by a Send method when Config.MaxOutstanding
+	// requests already wait for their outcome, or when the block does not
+	// fit in the outgoing queue (Config.MaxQueue). Nothing was queued.
+	ErrBusy = errors.New("imipside: busy")
 )
 
 // AckError is a failure ACK (8xx) from the server in answer to a request.

@@ -14,12 +14,21 @@ import (
 // Handler receives the events of a session.
 //
 // HandleIMIP is called on the session's reader goroutine, one event at a
-// time, in the order the server sent the blocks. It must not block: decode,
-// enqueue, return. While it runs no further block is read, keep-alive ACKs
-// included. It must not call the Session methods that wait for the server
-// (SetStatus, ListAdd, ListAccept, ListRemove, Ping, Disconnect):
-// their answer would be read by the very goroutine it is holding. Close may
-// be called from it.
+// time, in the order the server sent the blocks: replies (ReplyEvent) and
+// pushed blocks interleave exactly as they came on the wire, and ClosedEvent
+// is always the last call.
+//
+// HandleIMIP may block. While it runs the session reads nothing more from
+// the server, so the server's writes to this one user stall in TCP: that is
+// the back-pressure of a slow consumer, and it affects no other session.
+// The session keeps writing meanwhile (its writer goroutine drains the
+// queue), and a keep-alive PING whose ACK cannot be read because the Handler
+// holds the reader does not count against the connection.
+//
+// HandleIMIP may call every non-blocking method (the Send methods,
+// ConfirmMessage, Logout, Kill) and Close. It must not call the blocking
+// wrappers (SetStatus, ListAdd, ListAccept, ListRemove, Ping, Disconnect):
+// they wait for a reply that only the goroutine running HandleIMIP can read.
 type Handler interface {
 	HandleIMIP(Event)
 }
@@ -31,8 +40,7 @@ type HandlerFunc func(Event)
 func (f HandlerFunc) HandleIMIP(ev Event) { f(ev) }
 
 // Event is one of StatEvent, MessageEvent, ListAddEvent, ListAcceptEvent,
-// ListRejectEvent, ListRemoveEvent, MessageFailedEvent, RequestFailedEvent
-// and ClosedEvent.
+// ListRejectEvent, ListRemoveEvent, ReplyEvent and ClosedEvent.
 type Event interface {
 	imipEvent()
 }
@@ -46,17 +54,22 @@ type StatEvent struct {
 }
 
 // MessageEvent is a message from another user (server MESG).
+//
+// With the mesg-ack extension (Session.ConfirmsMessages), the server keeps
+// the message until it is confirmed with Session.ConfirmMessage(BlockID), and
+// pushes it again, with the same MessageID, at the next login if it was not.
 type MessageEvent struct {
-	ID   uint64 // the server's block ID, 0 when absent
-	From wire.Number
-	Nick string
-	To   wire.Number // the To header; the session's own number when absent
-	Time time.Time   // from Timo (or Time), UTC; zero when absent or malformed
-	Text string
+	BlockID   uint64 // the MESG block's ID header, 0 when absent; ConfirmMessage takes it
+	MessageID string // the Message-ID header (mesg-ack), "" when absent or malformed
+	From      wire.Number
+	Nick      string
+	To        wire.Number // the To header; the session's own number when absent
+	Time      time.Time   // from Timo (or Time), UTC; zero when absent or malformed
+	Text      string
 }
 
 // ListAddEvent is someone asking to add you to their contact list (server
-// LIST ADD). Answer with ListAccept or ListReject.
+// LIST ADD). Answer with SendListAccept or SendListReject.
 type ListAddEvent struct {
 	From wire.Number
 	Nick string
@@ -80,40 +93,55 @@ type ListRemoveEvent struct {
 	From wire.Number
 }
 
-// MessageFailedEvent reports an ACK 8xx referencing a MESG sent with
-// SendMessage: the message with that ID was not delivered.
-type MessageFailedEvent struct {
-	ID   uint64
-	To   wire.Number
-	Code wire.Code
+// The values of ReplyEvent.Type: the request's block type, with the LIST
+// operation.
+const (
+	RequestSTAT       = "STAT"
+	RequestMESG       = "MESG"
+	RequestListAdd    = "LIST ADD"
+	RequestListAccept = "LIST ACCEPT"
+	RequestListReject = "LIST REJECT"
+	RequestListRemove = "LIST REMOVE"
+)
+
+// ReplyEvent is the outcome of one request sent with a Send method (the
+// blocking wrappers return theirs instead). Every such request gets exactly
+// one ReplyEvent, unless the session ends first: then the ClosedEvent means
+// that every request without a ReplyEvent failed (it may or may not have
+// reached the server).
+//
+// The outcome is the server's ACK that references the request (Code 6xx:
+// success, 8xx: failure, see wire.Code.OK), or, when the server answers a
+// later block first, an implicit success: the server answers in order, so a
+// reply to a later block means this one was accepted without an ACK (an
+// Odigo server does not ACK every block; the ACK to LIST REJECT is this
+// project's own rule). Then Implicit is true and Code is 600.
+type ReplyEvent struct {
+	ID       uint64      // the request's block ID, as returned by the Send method
+	Type     string      // RequestSTAT, RequestMESG, RequestListAdd, ...
+	Number   wire.Number // the MESG's recipient or the LIST contact; "" for STAT
+	Code     wire.Code
+	Implicit bool // no ACK referenced the request; a reply to a later block confirmed it
 }
 
-// RequestFailedEvent reports an ACK 8xx referencing a request sent without
-// waiting for its reply, other than a MESG (which gets MessageFailedEvent).
-// Today that is only ListReject: Type is "LIST REJECT", Number the number
-// whose request was to be refused, ID the block's ID.
-type RequestFailedEvent struct {
-	ID     uint64
-	Type   string
-	Number wire.Number
-	Code   wire.Code
-}
+// OK reports whether the request succeeded.
+func (e ReplyEvent) OK() bool { return e.Code.OK() }
 
 // ClosedEvent is the last event of a session. Err is why it ended: nil after
-// Disconnect or Close.
+// Logout, Kill or Close. Every request sent with a Send method that has had
+// no ReplyEvent failed.
 type ClosedEvent struct {
 	Err error
 }
 
-func (StatEvent) imipEvent()          {}
-func (MessageEvent) imipEvent()       {}
-func (ListAddEvent) imipEvent()       {}
-func (ListAcceptEvent) imipEvent()    {}
-func (ListRejectEvent) imipEvent()    {}
-func (ListRemoveEvent) imipEvent()    {}
-func (MessageFailedEvent) imipEvent() {}
-func (RequestFailedEvent) imipEvent() {}
-func (ClosedEvent) imipEvent()        {}
+func (StatEvent) imipEvent()       {}
+func (MessageEvent) imipEvent()    {}
+func (ListAddEvent) imipEvent()    {}
+func (ListAcceptEvent) imipEvent() {}
+func (ListRejectEvent) imipEvent() {}
+func (ListRemoveEvent) imipEvent() {}
+func (ReplyEvent) imipEvent()      {}
+func (ClosedEvent) imipEvent()     {}
 
 // errIgnored marks a pushed block that cannot be turned into an event; the
 // session logs it at debug level and goes on.
@@ -163,7 +191,30 @@ func decodeMesg(b *wire.Block, own wire.Number) (Event, error) {
 	}
 	id, _ := b.ID()
 	t, _ := wire.MessageTime(b)
-	return MessageEvent{ID: id, From: from.num, Nick: from.nick, To: to, Time: t, Text: string(b.Body)}, nil
+	mid, _ := b.Lookup(wire.HdrMessageID)
+	if !validMessageID(mid) {
+		mid = ""
+	}
+	return MessageEvent{BlockID: id, MessageID: mid, From: from.num, Nick: from.nick, To: to, Time: t, Text: string(b.Body)}, nil
+}
+
+// maxMessageID is the longest Message-ID the mesg-ack extension allows.
+const maxMessageID = 64
+
+// validMessageID reports whether v is a Message-ID as the mesg-ack extension
+// defines it: 1 to 64 bytes of [A-Za-z0-9._-].
+func validMessageID(v string) bool {
+	if v == "" || len(v) > maxMessageID {
+		return false
+	}
+	for i := 0; i < len(v); i++ {
+		switch c := v[i]; {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9', c == '.', c == '_', c == '-':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 func decodeList(b *wire.Block) (Event, error) {

@@ -27,9 +27,9 @@ func TestDecodePush(t *testing.T) {
 		5: {frame("STAT ONLINE", "ID: 1\r\n"), nil},
 		6: {frame("STAT ONLINE", "From: abc\r\nID: 1\r\n"), nil},
 		7: {frame("MESG", "Content-Type: text/plain;charset=utf-8\r\nFrom: 7744387 \"mawis76\"\r\nID: 19200\r\nTimo: 2001-03-04T05:06:07Z\r\nTo: 6340564\r\n\r\nhello\r\nthere"),
-			MessageEvent{ID: 19200, From: "7744387", Nick: "mawis76", To: "6340564", Time: msgTime, Text: "hello\r\nthere"}},
+			MessageEvent{BlockID: 19200, From: "7744387", Nick: "mawis76", To: "6340564", Time: msgTime, Text: "hello\r\nthere"}},
 		8: {frame("MESG", "From: 7744387 \"a, \"b\"\"\r\nTime: 2001-03-04T05:06:07Z\r\nID: 5\r\n\r\nx"),
-			MessageEvent{ID: 5, From: "7744387", Nick: `a, "b"`, To: testNumber, Time: msgTime, Text: "x"}},
+			MessageEvent{BlockID: 5, From: "7744387", Nick: `a, "b"`, To: testNumber, Time: msgTime, Text: "x"}},
 		9: {frame("MESG", "From: 7744387\r\nTimo: yesterday\r\n\r\nno time"),
 			MessageEvent{From: "7744387", To: testNumber, Text: "no time"}},
 		10: {frame("MESG", "To: 6340564\r\n\r\nno sender"), nil},
@@ -89,7 +89,7 @@ func TestPushedStream(t *testing.T) {
 	ts.f.send(stream)
 	want := []Event{
 		StatEvent{From: "7744387", Status: wire.StatusOnline},
-		MessageEvent{ID: 19200, From: "7744387", Nick: "mawis76", To: testNumber, Time: msgTime, Text: "hi"},
+		MessageEvent{BlockID: 19200, From: "7744387", Nick: "mawis76", To: testNumber, Time: msgTime, Text: "hi"},
 		ListAddEvent{From: "1234567", Nick: "new, friend", Text: "add me?"},
 		ListRemoveEvent{From: "7744387"},
 	}
@@ -100,12 +100,10 @@ func TestPushedStream(t *testing.T) {
 	}
 	ts.ev.none(t)
 	// Nothing was answered: the next client block is the one we send now.
-	errc := async(func() error { return ts.s.Ping(context.Background()) })
-	ts.f.expect("PING\r\n12\r\nID: 1003\r\n\r\n")
-	ts.f.send(ack(600, 1003))
-	if err := wait(t, errc); err != nil {
+	if _, err := ts.s.SendStatus(wire.StatusOnline, ""); err != nil {
 		t.Fatal(err)
 	}
+	ts.f.expect("STAT ONLINE\r\n12\r\nID: 1003\r\n\r\n")
 }
 
 func TestMalformedBlockEndsSession(t *testing.T) {
@@ -123,7 +121,7 @@ func TestMalformedBlockEndsSession(t *testing.T) {
 		errc := async(func() error { return ts.s.SetStatus(context.Background(), wire.StatusOnline, "") })
 		ts.f.next()
 		ts.f.send(tt.raw)
-		ev, ok := ts.ev.next(t).(ClosedEvent)
+		ev, ok := ts.ev.next(t).(ClosedEvent) // no ReplyEvent for the request: it failed
 		if !ok || !errors.Is(ev.Err, tt.sentinel) || !strings.Contains(ev.Err.Error(), "malformed") {
 			t.Errorf("%d: event %#v, want ClosedEvent with %v", i, ev, tt.sentinel)
 		}
@@ -138,96 +136,56 @@ func TestMalformedBlockEndsSession(t *testing.T) {
 	}
 }
 
+// TestMessageFailed: an ACK 811 to a MESG is its failure ReplyEvent; a
+// second ACK for the same MESG reports nothing more.
 func TestMessageFailed(t *testing.T) {
 	ts := login(t, nil)
-	ctx := context.Background()
-	id, err := func() (uint64, error) {
-		res := make(chan uint64, 1)
-		errc := async(func() error {
-			id, err := ts.s.SendMessage(ctx, "999", "to nobody")
-			res <- id
-			return err
-		})
-		ts.f.next()
-		return <-res, wait(t, errc)
-	}()
+	id, err := ts.s.SendMessage("999", "to nobody")
 	if err != nil || id != 1003 {
 		t.Fatalf("SendMessage = %d, %v; want 1003", id, err)
 	}
+	ts.f.next()
 	ts.f.send(ack(811, id))
-	want := MessageFailedEvent{ID: 1003, To: "999", Code: wire.CodeIllegalUser}
+	want := ReplyEvent{ID: 1003, Type: RequestMESG, Number: "999", Code: wire.CodeIllegalUser}
 	if diff := cmp.Diff(Event(want), ts.ev.next(t)); diff != "" {
 		t.Errorf("event mismatch (-want +got):\n%s", diff)
 	}
-	// A second ACK for the same MESG reports nothing more.
 	ts.f.send(ack(811, id) + frame("STAT AWAY", "From: 1\r\nID: 2\r\n"))
 	if _, ok := ts.ev.next(t).(StatEvent); !ok {
 		t.Error("a repeated ACK 811 was reported again")
 	}
 }
 
-// TestMessagesConfirmedByLaterReply: a reply to a later block confirms the
-// MESGs before it, so a stray failure ACK for them reports nothing.
-func TestMessagesConfirmedByLaterReply(t *testing.T) {
-	ts := login(t, nil)
-	ctx := context.Background()
-	for range 2 {
-		errc := async(func() error { _, err := ts.s.SendMessage(ctx, "7744387", "x"); return err })
-		ts.f.next()
-		if err := wait(t, errc); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if n := trackedCount(ts.s); n != 2 {
-		t.Fatalf("%d MESGs tracked, want 2", n)
-	}
-	errc := async(func() error { return ts.s.Ping(ctx) })
-	ts.f.expect("PING\r\n12\r\nID: 1005\r\n\r\n")
-	ts.f.send(ack(600, 1005))
-	if err := wait(t, errc); err != nil {
-		t.Fatal(err)
-	}
-	if n := trackedCount(ts.s); n != 0 {
-		t.Errorf("%d MESGs tracked after a later reply, want 0", n)
-	}
-	ts.f.send(ack(811, 1003) + frame("STAT AWAY", "From: 1\r\nID: 2\r\n"))
-	if ev, ok := ts.ev.next(t).(StatEvent); !ok {
-		t.Errorf("got %#v for a confirmed MESG, want nothing", ev)
-	}
-}
-
-func TestTrackedMessagesBounded(t *testing.T) {
-	ts := login(t, nil)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for range maxTrackedMessages + 10 {
-			if _, err := ts.f.readRaw(5 * time.Second); err != nil {
-				return
-			}
-		}
-	}()
-	for i := range maxTrackedMessages + 10 {
-		if _, err := ts.s.SendMessage(context.Background(), "1", "x"); err != nil {
+// TestOutstandingBounded: beyond MaxOutstanding requests without an
+// outcome, a Send method returns ErrBusy and queues nothing; an outcome
+// makes room again.
+func TestOutstandingBounded(t *testing.T) {
+	const max = 8
+	ts := login(t, func(c *Config) { c.MaxOutstanding = max })
+	for i := range max {
+		if _, err := ts.s.SendMessage("1", "x"); err != nil {
 			t.Fatalf("SendMessage %d: %v", i, err)
 		}
+		ts.f.next()
 	}
-	<-done
-	if n := trackedCount(ts.s); n != maxTrackedMessages {
-		t.Errorf("%d MESGs tracked, want the bound %d", n, maxTrackedMessages)
+	for i, send := range []func() (uint64, error){
+		func() (uint64, error) { return ts.s.SendMessage("1", "x") },
+		func() (uint64, error) { return ts.s.SendStatus(wire.StatusAway, "") },
+		func() (uint64, error) { return ts.s.SendListReject("1") },
+	} {
+		if id, err := send(); !errors.Is(err, ErrBusy) || id != 0 || !strings.HasPrefix(err.Error(), "imipside: ") {
+			t.Errorf("%d: beyond the bound: %d, %v; want ErrBusy", i, id, err)
+		}
 	}
-	// The oldest were forgotten; the newest is still reported.
-	last := uint64(1003 + maxTrackedMessages + 9)
-	ts.f.send(ack(811, 1003) + ack(811, last))
-	if ev, ok := ts.ev.next(t).(MessageFailedEvent); !ok || ev.ID != last {
-		t.Errorf("event %#v, want MessageFailedEvent for %d", ev, last)
+	ts.f.send(ack(600, 1003))
+	if r := ts.ev.reply(t); r.ID != 1003 {
+		t.Fatalf("ReplyEvent %+v, want 1003", r)
 	}
-}
-
-func trackedCount(s *Session) int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return len(s.unacked)
+	id, err := ts.s.SendMessage("1", "x")
+	if err != nil || id != 1003+max {
+		t.Fatalf("SendMessage after an outcome = %d, %v; want %d", id, err, 1003+max)
+	}
+	ts.f.expect("MESG\r\n35\r\nID: " + itoa(id) + "\r\nTo: 1\r\nFrom: 6340564\r\n\r\nx")
 }
 
 // TestPushBeforeLoginReply: blocks pushed before the LOGN reply are kept
@@ -265,9 +223,9 @@ func TestLargePushedMessages(t *testing.T) {
 	ts.f.send(mesg)
 	ts.f.send(frame("STAT ONLINE", "From: 1\r\nID: 11\r\n"))
 	for i, w := range []Event{
-		MessageEvent{ID: 9, From: "1", To: testNumber, Text: big},
+		MessageEvent{BlockID: 9, From: "1", To: testNumber, Text: big},
 		StatEvent{From: "1", Status: wire.StatusAway},
-		MessageEvent{ID: 9, From: "1", To: testNumber, Text: big},
+		MessageEvent{BlockID: 9, From: "1", To: testNumber, Text: big},
 		StatEvent{From: "1", Status: wire.StatusOnline},
 	} {
 		if diff := cmp.Diff(w, ts.ev.next(t)); diff != "" {

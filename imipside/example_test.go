@@ -11,8 +11,9 @@ import (
 )
 
 // exampleServer is a minimal IMIP server for one connection: it accepts the
-// login of 6340564 with password "password", swallows MESGs (errors-only:
-// success is silent), answers DISC and closes. It reports each MESG on got.
+// login of 6340564 with password "password", ACKs every block (MESG to an
+// unknown number with 811), answers DISC and closes. It reports each MESG on
+// got.
 func exampleServer() (addr string, got <-chan string, stop func()) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -51,6 +52,11 @@ func exampleServer() (addr string, got <-chan string, stop func()) {
 				reply(wire.TypeLOGN, b.Arg, id, "", wire.Header{Name: wire.HdrBuddy, Value: `7744387 "mawis76"`})
 			case wire.TypeMESG:
 				ch <- b.Get(wire.HdrTo) + ": " + string(b.Body)
+				code := "600"
+				if b.Get(wire.HdrTo) != "7744387" {
+					code = "811"
+				}
+				reply(wire.TypeACK, code, id, "")
 			case wire.TypeDISC:
 				reply(wire.TypeACK, "600", id, "")
 				return
@@ -68,14 +74,18 @@ func Example() {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	replies := make(chan imipside.ReplyEvent, 8)
 	s, err := imipside.Dial(ctx, imipside.Config{
 		Addr:     addr,
 		Number:   "6340564",
 		Password: "password",
 		Handler: imipside.HandlerFunc(func(ev imipside.Event) {
-			// Called on the session's reader goroutine: hand off, never block.
-			if f, ok := ev.(imipside.MessageFailedEvent); ok {
-				fmt.Println("message", f.ID, "to", f.To, "failed:", f.Code)
+			// Called on the session's reader goroutine, in wire order.
+			switch ev := ev.(type) {
+			case imipside.ReplyEvent:
+				replies <- ev
+			case imipside.ClosedEvent:
+				close(replies)
 			}
 		}),
 	})
@@ -84,13 +94,31 @@ func Example() {
 		return
 	}
 	fmt.Println("contacts:", s.Contacts())
-	id, err := s.SendMessage(ctx, "7744387", "hello")
-	fmt.Println("sent MESG", id, err)
-	fmt.Println("logout:", s.Disconnect(ctx))
+	// Send methods queue the block and return its ID at once.
+	id, err := s.SendMessage("7744387", "hello")
+	fmt.Println("queued MESG", id, err)
+	id, err = s.SendMessage("1234567", "anyone?")
+	fmt.Println("queued MESG", id, err)
 	fmt.Println("server got", <-got)
+	fmt.Println("server got", <-got)
+	// The outcomes arrive as events.
+	for range 2 {
+		r := <-replies
+		fmt.Println("MESG", r.ID, "to", r.Number, "OK:", r.OK(), "code:", r.Code)
+	}
+	// Logout does not wait either: the ClosedEvent ends the session.
+	fmt.Println("logout:", s.Logout())
+	<-s.Done()
+	_, open := <-replies
+	fmt.Println("closed:", !open, s.Err())
 	// Output:
 	// contacts: [{7744387 mawis76}]
-	// sent MESG 1003 <nil>
-	// logout: <nil>
+	// queued MESG 1003 <nil>
+	// queued MESG 1004 <nil>
 	// server got 7744387: hello
+	// server got 1234567: anyone?
+	// MESG 1003 to 7744387 OK: true code: 600 (ok)
+	// MESG 1004 to 1234567 OK: false code: 811 (illegal user id)
+	// logout: <nil>
+	// closed: true <nil>
 }

@@ -207,12 +207,11 @@ func TestFlowPresenceBothWays(t *testing.T) {
 
 func TestFlowMessages(t *testing.T) {
 	srv := startServer(t, imiptest.Faults{})
-	ctx := ctx5(t)
 	a := login(t, srv, alice)
 	b := login(t, srv, bob)
 
 	before := time.Now().UTC().Truncate(time.Second)
-	if _, err := a.SendMessage(ctx, bob, "hi bob, ça va?"); err != nil {
+	if _, err := a.SendMessage(bob, "hi bob, ça va?"); err != nil {
 		t.Fatal(err)
 	}
 	m := next(t, b, func(m imipside.MessageEvent) bool { return true })
@@ -220,19 +219,22 @@ func TestFlowMessages(t *testing.T) {
 		m.Time.Before(before) || m.Time.After(time.Now()) {
 		t.Errorf("bob got %+v", m)
 	}
-	if _, err := b.SendMessage(ctx, alice, "fine, thanks"); err != nil {
+	if _, err := b.SendMessage(alice, "fine, thanks"); err != nil {
 		t.Fatal(err)
 	}
 	if m := next[imipside.MessageEvent](t, a, nil); m.From != bob || m.Nick != "bob" || m.Text != "fine, thanks" {
 		t.Errorf("alice got %+v", m)
 	}
 
-	// Unknown recipient: a MessageFailedEvent with 811.
-	id, err := a.SendMessage(ctx, "9999999", "anyone?")
+	// Every MESG gets its outcome; an unknown recipient is a failure with 811.
+	reply := func(id uint64) func(imipside.ReplyEvent) bool {
+		return func(r imipside.ReplyEvent) bool { return r.ID == id }
+	}
+	id, err := a.SendMessage("9999999", "anyone?")
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f := next[imipside.MessageFailedEvent](t, a, nil); f.ID != id || f.Code != wire.CodeIllegalUser || f.To != "9999999" {
+	if f := next(t, a, reply(id)); f.Code != wire.CodeIllegalUser || f.Number != "9999999" || f.Type != imipside.RequestMESG || f.Implicit {
 		t.Errorf("failure event %+v, want ID %d code 811", f, id)
 	}
 }
@@ -243,14 +245,18 @@ func TestFlowMessageToOfflineUser(t *testing.T) {
 	a := login(t, srv, alice)
 	sent := time.Now().UTC().Truncate(time.Second)
 	for _, text := range []string{"are you there?", "call me"} {
-		if _, err := a.SendMessage(ctx, carol, text); err != nil {
+		if _, err := a.SendMessage(carol, text); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if err := a.Ping(ctx); err != nil { // the server answers in order: both MESGs were handled
 		t.Fatal(err)
 	}
-	none[imipside.MessageFailedEvent](t, a, 50*time.Millisecond)
+	for range 2 {
+		if r := next[imipside.ReplyEvent](t, a, nil); !r.OK() {
+			t.Errorf("MESG to an offline user: %+v", r)
+		}
+	}
 	time.Sleep(1100 * time.Millisecond) // the login is in a later second than Timo
 	c := login(t, srv, carol)
 	for i, want := range []string{"are you there?", "call me"} {
@@ -327,8 +333,12 @@ func TestFlowAddReject(t *testing.T) {
 		t.Fatal(err)
 	}
 	req := next[imipside.ListAddEvent](t, c, nil)
-	if err := c.ListReject(ctx, req.From); err != nil {
+	id, err := c.SendListReject(req.From)
+	if err != nil {
 		t.Fatal(err)
+	}
+	if r := next(t, c, func(r imipside.ReplyEvent) bool { return r.ID == id }); !r.OK() || r.Implicit {
+		t.Errorf("LIST REJECT outcome %+v, want an ACK 600", r)
 	}
 	if ev := next[imipside.ListRejectEvent](t, a, nil); ev.From != carol {
 		t.Errorf("reject %+v", ev)
@@ -414,7 +424,7 @@ func TestFlowFaultsWireStyle(t *testing.T) {
 				t.Fatalf("%d: %v", i, err)
 			}
 			next(t, a, statFrom(bob, wire.StatusBusy, ""))
-			if _, err := b.SendMessage(ctx, alice, "x"); err != nil {
+			if _, err := b.SendMessage(alice, "x"); err != nil {
 				t.Fatal(err)
 			}
 			if m := next[imipside.MessageEvent](t, a, nil); m.Text != "x" || m.Nick != "bob" || m.Time.IsZero() {
@@ -492,7 +502,7 @@ func TestFlowFaultNoOurs(t *testing.T) {
 		t.Fatal(err)
 	}
 	next[imipside.ListAddEvent](t, c, nil)
-	if err := c.ListReject(ctx, alice); err != nil {
+	if _, err := c.SendListReject(alice); err != nil {
 		t.Fatal(err)
 	}
 	none[imipside.ListRejectEvent](t, a, 200*time.Millisecond)
@@ -502,7 +512,7 @@ func TestFlowFaultNoOurs(t *testing.T) {
 	}
 	none[imipside.ListRemoveEvent](t, a, 100*time.Millisecond)
 	// The client still works.
-	if _, err := a.SendMessage(ctx, carol, "still here"); err != nil {
+	if _, err := a.SendMessage(carol, "still here"); err != nil {
 		t.Fatal(err)
 	}
 	if m := next[imipside.MessageEvent](t, c, nil); m.Text != "still here" {

@@ -27,14 +27,15 @@ func TestKeepAlivePing(t *testing.T) {
 	next := uint64(1005)
 	for time.Now().Before(deadline) {
 		armed = time.Now()
-		errc := async(func() error { _, err := ts.s.SendMessage(context.Background(), "1", "x"); return err })
+		id, err := ts.s.SendMessage("1", "x")
+		if err != nil {
+			t.Fatal(err)
+		}
 		_, b := ts.f.next()
 		if b.Type != "MESG" {
 			t.Fatalf("got %s while busy, want only MESG", b.Type)
 		}
-		if err := wait(t, errc); err != nil {
-			t.Fatal(err)
-		}
+		ts.f.send(ack(600, id))
 		next++
 		time.Sleep(ka / 5)
 	}
@@ -77,11 +78,13 @@ func TestKeepAliveAckedByLaterReply(t *testing.T) {
 	const ka = 100 * time.Millisecond
 	ts := login(t, func(c *Config) { c.KeepAlive = ka })
 	ts.f.expect("PING\r\n12\r\nID: 1003\r\n\r\n")
-	errc := async(func() error { return ts.s.SetStatus(context.Background(), "AWAY", "") })
+	if _, err := ts.s.SendStatus("AWAY", ""); err != nil {
+		t.Fatal(err)
+	}
 	ts.f.expect("STAT AWAY\r\n12\r\nID: 1004\r\n\r\n")
 	ts.f.send(ack(600, 1004))
-	if err := wait(t, errc); err != nil {
-		t.Fatal(err)
+	if r := ts.ev.reply(t); r.ID != 1004 {
+		t.Fatalf("ReplyEvent %+v, want 1004", r)
 	}
 	ts.f.expect("PING\r\n12\r\nID: 1005\r\n\r\n")
 	ts.f.send(ack(600, 1005))

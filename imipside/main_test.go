@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -139,6 +140,15 @@ func (f *fakeServer) send(s string) {
 	}
 }
 
+// quiet checks that the client writes nothing within d.
+func (f *fakeServer) quiet(d time.Duration) {
+	f.t.Helper()
+	raw, err := f.readRaw(d)
+	if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) || raw != "" {
+		f.t.Fatalf("server: want nothing within %v, got %q, %v", d, raw, err)
+	}
+}
+
 // expectEOF checks that the client closed the connection.
 func (f *fakeServer) expectEOF() {
 	f.t.Helper()
@@ -180,6 +190,28 @@ func (e *events) next(t testing.TB) Event {
 		t.Fatal("no event within 5 s")
 		return nil
 	}
+}
+
+// reply returns the next event, which must be a ReplyEvent.
+func (e *events) reply(t testing.TB) ReplyEvent {
+	t.Helper()
+	ev := e.next(t)
+	r, ok := ev.(ReplyEvent)
+	if !ok {
+		t.Fatalf("event %#v, want a ReplyEvent", ev)
+	}
+	return r
+}
+
+// closed returns the next event, which must be a ClosedEvent.
+func (e *events) closed(t testing.TB) ClosedEvent {
+	t.Helper()
+	ev := e.next(t)
+	c, ok := ev.(ClosedEvent)
+	if !ok {
+		t.Fatalf("event %#v, want a ClosedEvent", ev)
+	}
+	return c
 }
 
 func (e *events) none(t testing.TB) {

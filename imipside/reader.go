@@ -5,13 +5,16 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"time"
 
 	"imip-transport/imipside/wire"
 )
 
-// readLoop is the session's one goroutine: it reads blocks, matches replies
-// to requests and hands pushed blocks to the Handler as events. It ends when
-// the connection fails or is closed, delivers ClosedEvent and closes done.
+// readLoop is the session's reader goroutine: it reads blocks, matches
+// replies to requests and hands pushed blocks and outcomes to the Handler as
+// events. It ends when the connection fails or is closed, waits for the
+// writer goroutine and the timer callbacks, delivers ClosedEvent and closes
+// done.
 func (s *Session) readLoop() {
 	early := s.early
 	s.early = nil
@@ -24,6 +27,9 @@ func (s *Session) readLoop() {
 			s.closeWith(s.readError(err))
 			break
 		}
+		if !s.readAny.Load() {
+			s.readAny.Store(true)
+		}
 		s.traceBlock('S', b)
 		if err := s.dispatch(b); err != nil {
 			s.closeWith(err)
@@ -31,7 +37,7 @@ func (s *Session) readLoop() {
 		}
 		s.release()
 	}
-	s.cbs.Wait()
+	s.bg.Wait()
 	s.emit(ClosedEvent{Err: s.Err()})
 	close(s.done)
 }
@@ -54,12 +60,6 @@ func (s *Session) readError(err error) error {
 	var we *wire.Error
 	if errors.As(err, &we) {
 		return fmt.Errorf("imipside: malformed block from server: %w", err)
-	}
-	s.mu.Lock()
-	disc := s.disconnecting
-	s.mu.Unlock()
-	if disc {
-		return nil // the server closes the connection after DISC
 	}
 	if errors.Is(err, io.EOF) {
 		return fmt.Errorf("imipside: server closed the connection: %w", err)
@@ -97,53 +97,58 @@ func (s *Session) dispatch(b *wire.Block) error {
 	return nil
 }
 
-// reply delivers the answer to the client block ref. The server answers in
-// order, so it also confirms every earlier block sent without waiting
-// (errors-only MESG, LIST REJECT).
+// reply handles the server's answer to the client block ref. The server
+// answers in order, so it also settles every earlier request still without
+// an outcome: those succeeded without an ACK (implicit).
 func (s *Session) reply(ref uint64, code wire.Code, typ string) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
-	ping := s.pingOut != 0 && ref >= s.pingOut
-	if ping {
+	if ref < wire.FirstClientBlockID || ref >= s.nextID {
+		s.mu.Unlock()
+		s.log.Debug("imipside: reply to a block never sent", "number", s.number, "type", typ, "reference", ref, "code", int(code))
+		return
+	}
+	if s.pingOut != 0 && ref >= s.pingOut {
 		s.pingOut = 0
 		s.ka.Reset(s.kaDur)
 	}
-	w := s.pending[ref]
-	if w != nil {
-		delete(s.pending, ref)
-		if len(s.pending) == 0 {
-			s.pending = nil
+	var stack [8]request
+	settled := s.reqs.settle(stack[:0], ref) // copied: the ring is reused once s.mu is released
+	if s.reqs.len() == 0 {
+		if s.barrierArmed {
+			s.barrierArmed = false
+			s.barrier.Stop()
 		}
+	} else if s.barrierArmed {
+		s.quietSince = time.Now() // a reply: the server is answering
 	}
-	var failed Event
-	i := 0
-	for i < len(s.unacked) && s.unacked[i].id < ref {
-		i++
-	}
-	hit := i < len(s.unacked) && s.unacked[i].id == ref
-	if hit {
-		if !code.OK() {
-			failed = s.unacked[i].failure(code)
-		}
-		i++
-	}
-	if i == len(s.unacked) {
-		s.unacked = nil
-	} else {
-		s.unacked = s.unacked[i:]
-	}
+	disc := s.discID
 	s.mu.Unlock()
 
-	switch {
-	case w != nil:
-		w.deliver(ackResult{code: code})
-	case failed != nil:
-		s.emit(failed)
-	case !hit && !ping:
-		s.log.Debug("imipside: reply to no waiting request", "number", s.number, "type", typ, "reference", ref, "code", int(code))
+	matched := false
+	for _, r := range settled {
+		c, implicit := wire.CodeOK, true
+		if r.id == ref {
+			c, implicit, matched = code, false, true
+		}
+		if r.w != nil {
+			r.w.deliver(ackResult{code: c})
+			continue
+		}
+		s.emit(ReplyEvent{ID: r.id, Type: opTypes[r.op], Number: r.num, Code: c, Implicit: implicit})
+	}
+	if disc != 0 && ref >= disc {
+		if !code.OK() && ref == disc {
+			s.log.Debug("imipside: server refused DISC; closing anyway", "number", s.number, "code", int(code))
+		}
+		s.closeWith(nil)
+		return
+	}
+	if !matched && !code.OK() {
+		s.log.Debug("imipside: failure ACK to no outstanding request", "number", s.number, "type", typ, "reference", ref, "code", int(code))
 	}
 }
 
@@ -153,6 +158,12 @@ func (s *Session) emit(ev Event) {
 		return
 	}
 	s.inHandler.Store(true)
-	defer s.inHandler.Store(false)
+	defer func() {
+		// The Handler held the reader: a keep-alive ACK may be read only
+		// now. Set before inHandler is cleared, so that the keep-alive
+		// check sees one or the other.
+		s.readAny.Store(true)
+		s.inHandler.Store(false)
+	}()
 	s.handler.HandleIMIP(ev)
 }

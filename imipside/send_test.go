@@ -3,7 +3,6 @@ package imipside
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,69 +10,72 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"imip-transport/imipside/wire"
 )
 
-// TestRequestsGolden pins the exact bytes of every client block after login
-// (IMIP.md's worked bytes where it gives them) and checks that each request
-// is answered by the ACK that references it.
+// TestRequestsGolden pins the exact bytes of every non-blocking request
+// (IMIP.md's worked bytes where it gives them) and checks the ReplyEvent
+// each gets, for a success and for a failure ACK.
 func TestRequestsGolden(t *testing.T) {
 	ts := login(t, nil)
-	ctx := context.Background()
 	tests := []struct {
-		name  string
-		call  func() error
-		want  string
-		reply bool // the server ACKs it
+		name string
+		send func() (uint64, error)
+		want string // with ID 0000, replaced by the block's ID
+		typ  string
+		num  wire.Number
 	}{
-		0: {"STAT", func() error { return ts.s.SetStatus(ctx, wire.StatusOnline, "") },
-			"STAT ONLINE\r\n12\r\nID: 1003\r\n\r\n", true},
-		1: {"STAT with text", func() error { return ts.s.SetStatus(ctx, wire.StatusAway, "gone fishing") },
-			"STAT AWAY\r\n24\r\nID: 1004\r\n\r\ngone fishing", true},
-		2: {"PING", func() error { return ts.s.Ping(ctx) },
-			"PING\r\n12\r\nID: 1005\r\n\r\n", true},
-		3: {"MESG", func() error {
-			id, err := ts.s.SendMessage(ctx, "7744387", "hi, é")
-			if err == nil && id != 1006 {
-				return fmt.Errorf("SendMessage id = %d, want 1006", id)
-			}
-			return err
-		}, "MESG\r\n69\r\nID: 1006\r\nTo: 7744387\r\nACK-Type: errors-only\r\nFrom: 6340564\r\n\r\nhi, é", false},
-		4: {"LIST ADD", func() error { return ts.s.ListAdd(ctx, "7744387", "") },
-			"LIST ADD 7744387\r\n40\r\nID: 1007\r\nList: Buddy\r\nFrom: 6340564\r\n\r\n", true},
-		5: {"LIST ADD with text", func() error { return ts.s.ListAdd(ctx, "7744387", "it's me") },
-			"LIST ADD 7744387\r\n47\r\nID: 1008\r\nList: Buddy\r\nFrom: 6340564\r\n\r\nit's me", true},
-		6: {"LIST ACCEPT", func() error { return ts.s.ListAccept(ctx, "7744387", "mawis76") },
-			"LIST ACCEPT 7744387 \"mawis76\"\r\n27\r\nID: 1009\r\nFrom: 6340564\r\n\r\n", true},
-		7: {"LIST REJECT", func() error { return ts.s.ListReject(ctx, "7744387") },
-			"LIST REJECT 7744387\r\n27\r\nID: 1010\r\nFrom: 6340564\r\n\r\n", true},
-		8: {"LIST REMOVE", func() error { return ts.s.ListRemove(ctx, "7744387") },
-			"LIST REMOVE 7744387\r\n40\r\nID: 1011\r\nList: Buddy\r\nFrom: 6340564\r\n\r\n", true},
-		9: {"STAT OFFLINE", func() error { return ts.s.SetStatus(ctx, wire.StatusOffline, "") },
-			"STAT OFFLINE\r\n12\r\nID: 1012\r\n\r\n", true},
+		0: {"STAT", func() (uint64, error) { return ts.s.SendStatus(wire.StatusOnline, "") },
+			"STAT ONLINE\r\n12\r\nID: 0000\r\n\r\n", RequestSTAT, ""},
+		1: {"STAT with text", func() (uint64, error) { return ts.s.SendStatus(wire.StatusAway, "gone fishing") },
+			"STAT AWAY\r\n24\r\nID: 0000\r\n\r\ngone fishing", RequestSTAT, ""},
+		2: {"STAT OFFLINE", func() (uint64, error) { return ts.s.SendStatus(wire.StatusOffline, "") },
+			"STAT OFFLINE\r\n12\r\nID: 0000\r\n\r\n", RequestSTAT, ""},
+		3: {"MESG", func() (uint64, error) { return ts.s.SendMessage("7744387", "hi, é") },
+			"MESG\r\n46\r\nID: 0000\r\nTo: 7744387\r\nFrom: 6340564\r\n\r\nhi, é", RequestMESG, "7744387"},
+		4: {"LIST ADD", func() (uint64, error) { return ts.s.SendListAdd("7744387", "") },
+			"LIST ADD 7744387\r\n40\r\nID: 0000\r\nList: Buddy\r\nFrom: 6340564\r\n\r\n", RequestListAdd, "7744387"},
+		5: {"LIST ADD with text", func() (uint64, error) { return ts.s.SendListAdd("7744387", "it's me") },
+			"LIST ADD 7744387\r\n47\r\nID: 0000\r\nList: Buddy\r\nFrom: 6340564\r\n\r\nit's me", RequestListAdd, "7744387"},
+		6: {"LIST ACCEPT", func() (uint64, error) { return ts.s.SendListAccept("7744387", "mawis76") },
+			"LIST ACCEPT 7744387 \"mawis76\"\r\n27\r\nID: 0000\r\nFrom: 6340564\r\n\r\n", RequestListAccept, "7744387"},
+		7: {"LIST REJECT", func() (uint64, error) { return ts.s.SendListReject("7744387") },
+			"LIST REJECT 7744387\r\n27\r\nID: 0000\r\nFrom: 6340564\r\n\r\n", RequestListReject, "7744387"},
+		8: {"LIST REMOVE", func() (uint64, error) { return ts.s.SendListRemove("7744387") },
+			"LIST REMOVE 7744387\r\n40\r\nID: 0000\r\nList: Buddy\r\nFrom: 6340564\r\n\r\n", RequestListRemove, "7744387"},
 	}
+	next := uint64(1003)
 	for i, tt := range tests {
-		errc := async(tt.call)
-		b := ts.f.expect(tt.want)
-		if tt.reply {
-			id, _ := b.ID()
-			ts.f.send(ack(600, id))
-		}
-		if err := wait(t, errc); err != nil {
-			t.Errorf("%d %s: %v", i, tt.name, err)
+		for _, code := range []wire.Code{600, wire.CodeIllegalUser} {
+			id, err := tt.send()
+			if err != nil || id != next {
+				t.Fatalf("%d %s: = %d, %v; want ID %d", i, tt.name, id, err, next)
+			}
+			next++
+			ts.f.expect(strings.Replace(tt.want, "ID: 0000", "ID: "+itoa(id), 1))
+			ts.f.send(ack(int(code), id))
+			want := ReplyEvent{ID: id, Type: tt.typ, Number: tt.num, Code: code}
+			if diff := cmp.Diff(want, ts.ev.reply(t)); diff != "" {
+				t.Errorf("%d %s ACK %d: ReplyEvent mismatch (-want +got):\n%s", i, tt.name, code, diff)
+			}
 		}
 	}
-	// The worked bytes of IMIP.md: the server's ACK to STAT 1003.
-	errc := async(func() error { return ts.s.Ping(ctx) })
-	ts.f.expect("PING\r\n12\r\nID: 1013\r\n\r\n")
-	ts.f.send("ACK 600\r\n28\r\nID: 19195\r\nReference: 1013\r\n")
-	if err := wait(t, errc); err != nil {
-		t.Errorf("Ping: %v", err)
+	// The worked bytes of IMIP.md: the server's ACK to STAT 1003, here to
+	// the next STAT.
+	id, _ := ts.s.SendStatus(wire.StatusOnline, "")
+	ts.f.expect("STAT ONLINE\r\n12\r\nID: " + itoa(id) + "\r\n\r\n")
+	ts.f.send("ACK 600\r\n28\r\nID: 19195\r\nReference: " + itoa(id) + "\r\n")
+	if r := ts.ev.reply(t); r.ID != id || r.Code != 600 || r.Implicit || !r.OK() {
+		t.Errorf("ReplyEvent %+v, want an explicit 600 for %d", r, id)
 	}
 	ts.ev.none(t)
 }
 
-func TestAckErrors(t *testing.T) {
+// TestAckCodes: 6xx is success, 8xx failure, whatever the code; the blocking
+// wrapper returns an *AckError matching the code's sentinel.
+func TestAckCodes(t *testing.T) {
 	ts := login(t, nil)
 	ctx := context.Background()
 	tests := []struct {
@@ -88,14 +90,21 @@ func TestAckErrors(t *testing.T) {
 		5: {650, nil}, // unknown 6xx: success
 	}
 	for i, tt := range tests {
+		id, err := ts.s.SendStatus("BOGUS", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ts.f.next()
+		ts.f.send(ack(tt.code, id))
+		if r := ts.ev.reply(t); int(r.Code) != tt.code || r.OK() != (tt.code < 700) || r.Implicit {
+			t.Errorf("%d: ACK %d: ReplyEvent %+v", i, tt.code, r)
+		}
+
 		errc := async(func() error { return ts.s.SetStatus(ctx, "BOGUS", "") })
 		_, b := ts.f.next()
-		id, _ := b.ID()
-		if want := uint64(1003 + i); id != want || b.Arg != "BOGUS" {
-			t.Fatalf("%d: client sent %s %s ID %d, want STAT BOGUS ID %d", i, b.Type, b.Arg, id, want)
-		}
+		id, _ = b.ID()
 		ts.f.send(ack(tt.code, id))
-		err := wait(t, errc)
+		err = wait(t, errc)
 		if tt.code < 700 {
 			if err != nil {
 				t.Errorf("%d: ACK %d: SetStatus = %v, want nil", i, tt.code, err)
@@ -113,45 +122,72 @@ func TestAckErrors(t *testing.T) {
 			t.Errorf("%d: %v matches a sentinel it should not", i, err)
 		}
 	}
+	ts.ev.none(t) // the wrappers' outcomes are not events
 }
 
-// TestRepliesOutOfOrder answers three requests in reverse order: each gets
-// its own ACK, by Reference.
-func TestRepliesOutOfOrder(t *testing.T) {
+// TestImplicitConfirmation: the server answers in order, so its reply to a
+// later block settles the earlier requests: they succeeded without an ACK.
+// A late ACK for a settled request reports nothing.
+func TestImplicitConfirmation(t *testing.T) {
 	ts := login(t, nil)
-	ctx := context.Background()
-	calls := []func() error{
-		func() error { return ts.s.Ping(ctx) },
-		func() error { return ts.s.SetStatus(ctx, wire.StatusBusy, "") },
-		func() error { return ts.s.ListAdd(ctx, "42", "") },
+	if _, err := ts.s.SendMessage("7744387", "one"); err != nil {
+		t.Fatal(err)
 	}
-	var errcs []<-chan error
-	for i, c := range calls {
-		errcs = append(errcs, async(c))
-		_, b := ts.f.next()
-		if id, _ := b.ID(); id != uint64(1003+i) {
-			t.Fatalf("call %d went out with ID %d, want %d", i, id, 1003+i)
+	if _, err := ts.s.SendListReject("42"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ts.s.SendStatus(wire.StatusBusy, ""); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		ts.f.next()
+	}
+	if n := outstanding(ts.s); n != 3 {
+		t.Fatalf("%d requests outstanding, want 3", n)
+	}
+	ts.f.send(ack(801, 1005))
+	want := []ReplyEvent{
+		{ID: 1003, Type: RequestMESG, Number: "7744387", Code: 600, Implicit: true},
+		{ID: 1004, Type: RequestListReject, Number: "42", Code: 600, Implicit: true},
+		{ID: 1005, Type: RequestSTAT, Code: 801},
+	}
+	for i, w := range want {
+		if diff := cmp.Diff(w, ts.ev.reply(t)); diff != "" {
+			t.Errorf("%d: ReplyEvent mismatch (-want +got):\n%s", i, diff)
 		}
 	}
-	ts.f.send(ack(801, 1005) + ack(800, 1004)) // two replies, one write
-	for _, i := range []int{2, 1} {
-		var ae *AckError
-		if err := wait(t, errcs[i]); !errors.As(err, &ae) || int(ae.Code) != 801-(2-i) {
-			t.Errorf("call %d: %v, want *AckError{%d}", i, err, 801-(2-i))
-		}
+	if n := outstanding(ts.s); n != 0 {
+		t.Errorf("%d requests outstanding after the reply, want 0", n)
 	}
-	select {
-	case err := <-errcs[0]:
-		t.Fatalf("Ping returned %v before its ACK", err)
-	case <-time.After(20 * time.Millisecond):
+	// Late or stray replies: to settled requests, to blocks never sent.
+	ts.f.send(ack(811, 1003) + ack(600, 1005) + ack(600, 4711) + ack(600, 7) + frame("STAT AWAY", "From: 1\r\nID: 2\r\n"))
+	if ev, ok := ts.ev.next(t).(StatEvent); !ok {
+		t.Errorf("got %#v for a stray reply, want nothing", ev)
 	}
-	ts.f.send(ack(600, 1003))
-	if err := wait(t, errcs[0]); err != nil {
-		t.Errorf("Ping: %v", err)
+	// A reply that references a later block settles only what came before.
+	id1, _ := ts.s.SendListAdd("42", "")
+	id2, _ := ts.s.SendListAdd("43", "")
+	ts.f.next()
+	ts.f.next()
+	ts.f.send(ack(600, id1))
+	if r := ts.ev.reply(t); r.ID != id1 || r.Implicit {
+		t.Errorf("ReplyEvent %+v, want the explicit reply to %d", r, id1)
+	}
+	ts.ev.none(t)
+	if n := outstanding(ts.s); n != 1 {
+		t.Errorf("%d requests outstanding, want 1 (%d)", n, id2)
 	}
 }
 
-func TestRequestContext(t *testing.T) {
+func outstanding(s *Session) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reqs.len()
+}
+
+// TestWrapperContext: a blocking wrapper whose ctx ends returns its error;
+// the request stays outstanding until its reply, which is then dropped.
+func TestWrapperContext(t *testing.T) {
 	ts := login(t, nil)
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
 	defer cancel()
@@ -160,87 +196,85 @@ func TestRequestContext(t *testing.T) {
 	if err := wait(t, errc); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("SetStatus = %v, want DeadlineExceeded", err)
 	}
-	ts.s.mu.Lock()
-	n := len(ts.s.pending)
-	ts.s.mu.Unlock()
-	if n != 0 {
-		t.Errorf("%d waiters left after ctx ended, want 0", n)
+	if n := outstanding(ts.s); n != 1 {
+		t.Errorf("%d requests outstanding, want 1", n)
 	}
-	// The late ACK is ignored; the session goes on.
-	ts.f.send(ack(600, 1003))
+	ts.f.send(ack(600, 1003)) // the late ACK: no event
 	errc = async(func() error { return ts.s.Ping(context.Background()) })
 	ts.f.expect("PING\r\n12\r\nID: 1004\r\n\r\n")
 	ts.f.send(ack(600, 1004))
 	if err := wait(t, errc); err != nil {
 		t.Errorf("Ping after a late ACK: %v", err)
 	}
-	// A ctx that has already ended writes nothing.
-	if err := ts.s.Ping(ctx); !errors.Is(err, context.DeadlineExceeded) {
-		t.Errorf("Ping with an ended ctx = %v, want DeadlineExceeded", err)
-	}
+	ts.ev.none(t)
 	if err := ts.s.Err(); err != nil {
 		t.Errorf("Err() = %v, want the session alive", err)
 	}
 }
 
 // TestRefusedBlocksTakeNoID checks that invalid requests fail before
-// anything is written and do not consume an ID.
+// anything is queued and do not use an ID.
 func TestRefusedBlocksTakeNoID(t *testing.T) {
 	ts := login(t, nil)
-	ctx := context.Background()
 	tests := []struct {
-		call func() error
+		call func() (uint64, error)
 		want error  // sentinel to match, or nil
 		subs string // else a substring of the message
 	}{
-		0: {func() error { _, err := ts.s.SendMessage(ctx, "12x", "hi"); return err }, nil, "invalid recipient"},
-		1: {func() error { return ts.s.ListAdd(ctx, "", "") }, nil, "invalid number"},
-		2: {func() error { return ts.s.ListAccept(ctx, "1", "bad\r\nnick") }, wire.ErrNewline, ""},
-		3: {func() error { return ts.s.SetStatus(ctx, "ON\nLINE", "") }, wire.ErrNewline, ""},
-		4: {func() error { return ts.s.ListAccept(ctx, "1", "tab\tnick") }, wire.ErrBadTypeLine, ""},
-		5: {func() error { _, err := ts.s.SendMessage(ctx, "1", strings.Repeat("x", 70000)); return err }, wire.ErrSizeTooLarge, ""},
+		0: {func() (uint64, error) { return ts.s.SendMessage("12x", "hi") }, nil, "invalid recipient"},
+		1: {func() (uint64, error) { return ts.s.SendListAdd("", "") }, nil, "invalid number"},
+		2: {func() (uint64, error) { return ts.s.SendListAccept("1", "bad\r\nnick") }, wire.ErrNewline, ""},
+		3: {func() (uint64, error) { return ts.s.SendStatus("ON\nLINE", "") }, wire.ErrNewline, ""},
+		4: {func() (uint64, error) { return ts.s.SendListAccept("1", "tab\tnick") }, wire.ErrBadTypeLine, ""},
+		5: {func() (uint64, error) { return ts.s.SendMessage("1", strings.Repeat("x", 70000)) }, wire.ErrSizeTooLarge, ""},
+		6: {func() (uint64, error) { return ts.s.SendListAccept("1", strings.Repeat("n", 250)) }, wire.ErrLineTooLong, ""},
+		7: {func() (uint64, error) { return ts.s.SendListReject("x") }, nil, "invalid number"},
+		8: {func() (uint64, error) { return ts.s.SendListRemove("") }, nil, "invalid number"},
 	}
 	for i, tt := range tests {
-		err := tt.call()
-		if err == nil || !strings.HasPrefix(err.Error(), "imipside: ") ||
+		id, err := tt.call()
+		if id != 0 || err == nil || !strings.HasPrefix(err.Error(), "imipside: ") ||
 			(tt.want != nil && !errors.Is(err, tt.want)) || (tt.want == nil && !strings.Contains(err.Error(), tt.subs)) {
-			t.Errorf("%d: error %v, want %v%s", i, err, tt.want, tt.subs)
+			t.Errorf("%d: = %d, %v; want %v%s", i, id, err, tt.want, tt.subs)
 		}
 	}
-	errc := async(func() error { return ts.s.Ping(ctx) })
-	ts.f.expect("PING\r\n12\r\nID: 1003\r\n\r\n")
-	ts.f.send(ack(600, 1003))
-	if err := wait(t, errc); err != nil {
-		t.Fatal(err)
+	if id, err := ts.s.SendStatus(wire.StatusOnline, ""); id != 1003 || err != nil {
+		t.Fatalf("SendStatus = %d, %v; want 1003", id, err)
+	}
+	ts.f.expect("STAT ONLINE\r\n12\r\nID: 1003\r\n\r\n")
+	if n := outstanding(ts.s); n != 1 {
+		t.Errorf("%d requests outstanding, want 1", n)
 	}
 }
 
-// TestConcurrentRequests runs SendMessage and SetStatus from many goroutines:
-// every block goes out whole, IDs are consecutive and each STAT gets its ACK.
+// TestConcurrentRequests runs SendMessage and SendStatus from many
+// goroutines: every block goes out whole, IDs are consecutive and each
+// request gets one ReplyEvent.
 func TestConcurrentRequests(t *testing.T) {
-	ts := login(t, nil)
+	ts := login(t, func(c *Config) { c.ConfirmInterval = 20 * time.Millisecond })
 	const workers, each = 8, 20
 	srv := make(chan []uint64, 1)
+	var pings int // confirmation barrier PINGs, read after srv
 	go func() {
 		var ids []uint64
+		r := wire.NewReader(ts.f.br, wire.Limits{})
+		var b wire.Block
 		for {
-			raw, err := ts.f.readRaw(10 * time.Second)
-			if err != nil {
+			ts.f.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			if err := r.ReadBlock(&b); err != nil {
 				srv <- ids
-				return
-			}
-			var b wire.Block
-			if err := wire.NewReader(strings.NewReader(raw), wire.Limits{}).ReadBlock(&b); err != nil {
-				srv <- nil
 				return
 			}
 			id, _ := b.ID()
 			ids = append(ids, id)
-			switch b.Type {
-			case wire.TypeSTAT:
-				ts.f.conn.Write([]byte(ack(600, id)))
-			case wire.TypeDISC:
-				ts.f.conn.Write([]byte(ack(600, id)))
+			if b.Type == wire.TypePING {
+				pings++
+			}
+			if b.Type == wire.TypeMESG && len(ids)%3 == 0 {
+				continue // some MESGs get no ACK, like errors-only
+			}
+			ts.f.conn.Write([]byte(ack(600, id)))
+			if b.Type == wire.TypeDISC {
 				srv <- ids
 				return
 			}
@@ -253,9 +287,9 @@ func TestConcurrentRequests(t *testing.T) {
 			for j := range each {
 				var err error
 				if (w+j)%2 == 0 {
-					_, err = ts.s.SendMessage(context.Background(), "7744387", "m "+strconv.Itoa(j))
+					_, err = ts.s.SendMessage("7744387", "m "+strconv.Itoa(j))
 				} else {
-					err = ts.s.SetStatus(context.Background(), wire.StatusAway, "s")
+					_, err = ts.s.SendStatus(wire.StatusAway, "s")
 				}
 				if err != nil {
 					errs <- err
@@ -268,12 +302,23 @@ func TestConcurrentRequests(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if err := ts.s.Disconnect(context.Background()); err != nil {
-		t.Errorf("Disconnect: %v", err)
+	got := map[uint64]bool{}
+	for range workers * each {
+		r := ts.ev.reply(t)
+		if got[r.ID] || !r.OK() {
+			t.Fatalf("ReplyEvent %+v: repeated or failed", r)
+		}
+		got[r.ID] = true
+	}
+	if err := ts.s.Logout(); err != nil {
+		t.Errorf("Logout: %v", err)
+	}
+	if ev := ts.ev.closed(t); ev.Err != nil {
+		t.Errorf("ClosedEvent %v, want nil", ev.Err)
 	}
 	ids := wait(t, srv)
-	if len(ids) != workers*each+1 {
-		t.Fatalf("server got %d blocks, want %d", len(ids), workers*each+1)
+	if len(ids)-pings != workers*each+1 {
+		t.Fatalf("server got %d blocks and %d PINGs, want %d blocks", len(ids)-pings, pings, workers*each+1)
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	for i, id := range ids {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -25,7 +26,15 @@ type Session struct {
 	handler  Handler
 	log      *slog.Logger
 	trace    io.Writer
-	kaDur    time.Duration
+	mesgAck  bool // both sides announced mesg-ack
+
+	// Limits and intervals, fixed at Dial.
+	kaDur        time.Duration
+	writeTimeout time.Duration
+	confirmDur   time.Duration
+	logoutDur    time.Duration
+	maxQueue     int
+	maxReqs      int
 
 	tmu sync.Mutex // serialises Trace writes
 
@@ -34,45 +43,28 @@ type Session struct {
 	in    wire.Block
 	early []Event // pushed before the LOGN reply, delivered first
 
-	wmu    sync.Mutex // guards w and nextID; taken before mu
-	w      *wire.Writer
-	nextID uint64
+	mu       sync.Mutex
+	nextID   uint64
+	out      *wbuf    // encoded blocks not yet handed to the writer; nil when empty
+	inflight int      // bytes of the write in progress
+	writing  bool     // the writer goroutine runs
+	reqs     requests // requests without an outcome, ascending IDs
+	ka       *time.Timer
+	pingOut  uint64 // ID of the unanswered keep-alive PING, 0 if none
+	lastPing uint64 // ID of the newest PING queued
+	// Confirmation barrier: a PING when requests wait and no reply came.
+	barrier      *time.Timer // created at the first request
+	barrierArmed bool
+	quietSince   time.Time // the last reply read, or when the barrier was armed
+	discID       uint64    // ID of the DISC queued by Logout, 0 before
+	logoutTimer  *time.Timer
+	closed       bool
+	err          error
 
-	mu            sync.Mutex
-	pending       map[uint64]*waiter // requests waiting for their reply
-	unacked       []tracked          // blocks sent without waiting (MESG, LIST REJECT) not yet confirmed, ascending IDs
-	ka            *time.Timer        // keep-alive timer, nil before login
-	pingOut       uint64             // ID of the unanswered keep-alive PING, 0 if none
-	closed        bool
-	disconnecting bool // DISC written: the server closing the connection is no error
-	err           error
-
-	cbs       sync.WaitGroup // keep-alive callbacks running
+	bg        sync.WaitGroup // the writer goroutine and running timer callbacks
+	readAny   atomic.Bool    // a block was read, or the Handler returned, since the keep-alive PING
 	inHandler atomic.Bool
 	done      chan struct{}
-}
-
-// tracked is a block sent without waiting for its reply: an errors-only
-// MESG or a LIST REJECT. An 8xx ACK that references it becomes an event.
-type tracked struct {
-	id   uint64
-	num  wire.Number // the MESG's recipient, the number rejected
-	kind trackKind
-}
-
-type trackKind uint8
-
-const (
-	trackMESG trackKind = iota + 1
-	trackListReject
-)
-
-// failure is the event reporting an 8xx ACK to t.
-func (t tracked) failure(code wire.Code) Event {
-	if t.kind == trackListReject {
-		return RequestFailedEvent{ID: t.id, Type: wire.TypeLIST + " REJECT", Number: t.num, Code: code}
-	}
-	return MessageFailedEvent{ID: t.id, To: t.num, Code: code}
 }
 
 // Dial connects to cfg.Addr and logs in: HELO, then LOGN with the MD5 of the
@@ -111,32 +103,39 @@ func newSession(conn net.Conn, cfg Config) *Session {
 		log = slog.New(slog.DiscardHandler)
 	}
 	return &Session{
-		conn:    conn,
-		number:  cfg.Number,
-		handler: cfg.Handler,
-		log:     log,
-		trace:   cfg.Trace,
-		r:       wire.NewReader(conn, cfg.Limits),
-		w:       wire.NewWriter(conn),
-		nextID:  wire.FirstClientBlockID,
-		done:    make(chan struct{}),
+		conn:         conn,
+		number:       cfg.Number,
+		handler:      cfg.Handler,
+		log:          log,
+		trace:        cfg.Trace,
+		writeTimeout: orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
+		confirmDur:   orDefault(cfg.ConfirmInterval, DefaultConfirmInterval),
+		logoutDur:    orDefault(cfg.LogoutTimeout, DefaultLogoutTimeout),
+		maxQueue:     orDefault(cfg.MaxQueue, DefaultMaxQueue),
+		maxReqs:      orDefault(cfg.MaxOutstanding, DefaultMaxOutstanding),
+		r:            wire.NewReader(conn, cfg.Limits),
+		nextID:       wire.FirstClientBlockID,
+		done:         make(chan struct{}),
 	}
 }
 
-// login runs the handshake. Writes are bounded by ctx in send; reads by a
-// read deadline, pulled in when ctx is cancelled.
+var longAgo = time.Unix(1, 0)
+
+// login runs the handshake on the caller's goroutine, writing and reading
+// directly: the writer and reader goroutines start after it. Reads and writes
+// are bounded by a deadline, pulled in when ctx is cancelled.
 func (s *Session) login(ctx context.Context, cfg Config) error {
 	deadline := time.Now().Add(DefaultLoginTimeout)
 	if d, ok := ctx.Deadline(); ok {
 		deadline = d
 	}
-	if err := s.conn.SetReadDeadline(deadline); err != nil {
+	if err := s.conn.SetDeadline(deadline); err != nil {
 		return fmt.Errorf("imipside: login: %w", err)
 	}
-	stop := context.AfterFunc(ctx, func() { s.conn.SetReadDeadline(time.Unix(1, 0)) })
-	err := s.handshake(ctx, cfg)
+	stop := context.AfterFunc(ctx, func() { s.conn.SetDeadline(longAgo) })
+	err := s.handshake(cfg)
 	if !stop() && err == nil {
-		// ctx ended while finishing: the read deadline may be in the past.
+		// ctx ended while finishing: the deadline may be in the past.
 		err = fmt.Errorf("imipside: login: %w", context.Cause(ctx))
 	}
 	if err != nil {
@@ -145,17 +144,17 @@ func (s *Session) login(ctx context.Context, cfg Config) error {
 		}
 		return err
 	}
-	if err := s.conn.SetReadDeadline(time.Time{}); err != nil {
+	if err := s.conn.SetDeadline(time.Time{}); err != nil {
 		return fmt.Errorf("imipside: login: %w", err)
 	}
 	return nil
 }
 
-func (s *Session) handshake(ctx context.Context, cfg Config) error {
+func (s *Session) handshake(cfg Config) error {
 	helo := wire.Block{Type: wire.TypeHELO, Headers: []wire.Header{
-		{Name: wire.HdrID}, {Name: wire.HdrProtocol, Value: wire.ProtocolIMIP10},
+		idHeader(), {Name: wire.HdrProtocol, Value: wire.ProtocolIMIP10},
 	}}
-	heloID, err := s.send(ctx, &helo, sendOpts{})
+	heloID, err := s.writeLogin(&helo)
 	if err != nil {
 		return fmt.Errorf("imipside: login: %w", err)
 	}
@@ -180,6 +179,9 @@ func (s *Session) handshake(ctx context.Context, cfg Config) error {
 	if cfg.KeepAlive > 0 {
 		s.kaDur = cfg.KeepAlive
 	}
+	if caps, ok := b.Lookup(wire.HdrCapabilities); ok {
+		s.mesgAck = hasCapability(caps, wire.CapabilityMesgAck)
+	}
 	salt := strings.TrimSpace(string(b.Body))
 	if salt == "" {
 		return errors.New("imipside: login: server HELO carries no salt")
@@ -189,13 +191,16 @@ func (s *Session) handshake(ctx context.Context, cfg Config) error {
 		client = DefaultClientName
 	}
 	logn := wire.Block{Type: wire.TypeLOGN, Arg: string(s.number), Headers: []wire.Header{
-		{Name: wire.HdrID}, {Name: wire.HdrClient, Value: client}, {Name: wire.HdrAuthType, Value: wire.AuthTypeMD5},
+		idHeader(), {Name: wire.HdrClient, Value: client}, {Name: wire.HdrAuthType, Value: wire.AuthTypeMD5},
 	}, Body: []byte(wire.AuthDigest(salt, cfg.Password))}
-	lognID, err := s.send(ctx, &logn, sendOpts{})
+	if s.mesgAck {
+		logn.Add(wire.HdrCapabilities, wire.CapabilityMesgAck)
+	}
+	lognID, err := s.writeLogin(&logn)
+	clear(logn.Body)
 	if err != nil {
 		return fmt.Errorf("imipside: login: %w", err)
 	}
-	clear(logn.Body)
 	b, err = s.awaitReply(wire.TypeLOGN, lognID, &dropped)
 	if err != nil {
 		return err
@@ -215,6 +220,39 @@ func (s *Session) handshake(ctx context.Context, cfg Config) error {
 		s.contacts = list
 	}
 	return nil
+}
+
+// hasCapability reports whether the comma-separated Capabilities value
+// caps lists token, compared case-insensitively.
+func hasCapability(caps, token string) bool {
+	for c := range strings.SplitSeq(caps, ",") {
+		if strings.EqualFold(strings.TrimSpace(c), token) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeLogin numbers b (its first header must be ID) and writes it at once,
+// on the caller's goroutine: during login nothing else writes.
+func (s *Session) writeLogin(b *wire.Block) (uint64, error) {
+	if err := checkBlock(b, b.Type); err != nil {
+		return 0, err
+	}
+	id := s.nextID
+	b.Headers[0] = wire.Header{Name: wire.HdrID, Value: strconv.FormatUint(id, 10)}
+	buf, err := wire.AppendBlock(nil, b)
+	if err != nil {
+		return 0, err
+	}
+	s.nextID++
+	s.traceBlock('C', b)
+	_, err = s.conn.Write(buf)
+	clear(buf) // the LOGN digest
+	if err != nil {
+		return 0, fmt.Errorf("write %s: %w", b.Type, err)
+	}
+	return id, nil
 }
 
 // awaitReply reads blocks until the server's answer to the block typ sent
@@ -281,22 +319,33 @@ func (s *Session) Contacts() []wire.Buddy {
 // KeepAlive returns the keep-alive interval in force.
 func (s *Session) KeepAlive() time.Duration { return s.kaDur }
 
-// Done returns a channel closed when the session has ended and its reader
-// goroutine has exited.
+// ConfirmsMessages reports whether both sides announced the mesg-ack
+// extension at login: the server then keeps each message it pushes until
+// ConfirmMessage confirms it. Without it, the server forgets a message once
+// written to the connection (best effort).
+func (s *Session) ConfirmsMessages() bool { return s.mesgAck }
+
+// Done returns a channel closed when the session has ended: its reader and
+// writer goroutines have exited and the ClosedEvent has been handled.
 func (s *Session) Done() <-chan struct{} { return s.done }
 
-// Err returns why the session ended: nil while it runs and after Disconnect
-// or Close.
+// Err returns why the session ended: nil while it runs and after Logout,
+// Kill or Close.
 func (s *Session) Err() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.err
 }
 
-// Close ends the session at once, without DISC. It is idempotent and
-// returns nil. It waits for the reader goroutine to exit, unless the Handler
-// is running at that moment (so that a Handler may call Close); Done reports
-// the exit then.
+// Kill ends the session at once: it closes the connection without DISC and
+// returns without waiting for anything, even while the Handler is blocked.
+// The ClosedEvent (Err nil) follows on the reader goroutine once the Handler
+// returns. Kill is idempotent.
+func (s *Session) Kill() { s.closeWith(nil) }
+
+// Close is Kill followed by waiting for the session's goroutines to exit
+// (Done), unless the Handler is running at that moment (so that a Handler
+// may call Close). It is idempotent and returns nil.
 func (s *Session) Close() error {
 	s.closeWith(nil)
 	if !s.inHandler.Load() {
@@ -305,44 +354,91 @@ func (s *Session) Close() error {
 	return nil
 }
 
-// Disconnect logs out: it sends DISC, waits for the server's ACK (bounded by
-// ctx) and closes the connection. The session ends with a nil Err even when
-// the ACK does not come; the error returned then says why.
-func (s *Session) Disconnect(ctx context.Context) error {
-	err := s.request(ctx, &wire.Block{Type: wire.TypeDISC, Headers: []wire.Header{{Name: wire.HdrID}}}, sendOpts{disc: true})
+// Logout queues DISC and returns without waiting. The session then ends by
+// itself, with a nil Err whatever happens: when the server ACKs the DISC or
+// closes the connection, or Config.LogoutTimeout after the call at the
+// latest. Requests sent before and still without an outcome may get their
+// ReplyEvent before the ClosedEvent; the Send methods fail with ErrClosed
+// from now on. Logout is idempotent; on a session that has ended it returns
+// an error matching ErrClosed.
+func (s *Session) Logout() error {
 	s.mu.Lock()
-	discSent := s.disconnecting
-	s.mu.Unlock()
-	s.closeWith(nil)
-	if !s.inHandler.Load() {
-		<-s.done
+	defer s.mu.Unlock()
+	if s.closed {
+		return s.closedErrLocked()
 	}
-	if errors.Is(err, ErrClosed) && discSent && s.Err() == nil {
-		return nil // the server closed the connection instead of answering
+	if s.discID != 0 {
+		return nil
 	}
-	return err
+	b := wire.Block{Type: wire.TypeDISC, Headers: []wire.Header{idHeader()}}
+	id, err := s.queueLocked(&b, qopts{typ: wire.TypeDISC, force: true})
+	if err != nil {
+		return err
+	}
+	s.discID = id
+	s.bg.Add(1) // the callback below; done when it has run or is stopped
+	s.logoutTimer = time.AfterFunc(s.logoutDur, s.onLogoutTimeout)
+	return nil
 }
 
-// closeWith ends the session with cause (nil: a requested end). Only the
-// first call counts. It fails every waiting request and closes the
-// connection, which makes the reader goroutine exit.
+func (s *Session) onLogoutTimeout() {
+	defer s.bg.Done()
+	s.mu.Lock()
+	closed := s.closed
+	s.mu.Unlock()
+	if closed {
+		return
+	}
+	s.log.Debug("imipside: no end of the session within the logout bound", "number", s.number, "bound", s.logoutDur)
+	s.closeWith(nil)
+}
+
+// Disconnect is Logout followed by waiting (bounded by ctx) until the
+// session has ended. When ctx ends first it kills the session and returns
+// ctx's error. It must not be called from the Handler.
+func (s *Session) Disconnect(ctx context.Context) error {
+	if err := s.Logout(); err != nil {
+		return err
+	}
+	select {
+	case <-s.done:
+		return nil
+	case <-ctx.Done():
+		s.Close()
+		return fmt.Errorf("imipside: logout: %w", ctx.Err())
+	}
+}
+
+// closeWith ends the session with cause (nil: a requested end; after Logout
+// always nil). Only the first call counts. It stops the timers, fails the
+// blocking wrappers still waiting and closes the connection, which makes the
+// reader and writer goroutines exit. It never blocks on the network.
 func (s *Session) closeWith(cause error) {
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
 		return
 	}
+	if s.discID != 0 && cause != nil {
+		s.log.Debug("imipside: connection ended while logging out", "number", s.number, "err", cause)
+		cause = nil
+	}
 	s.closed = true
 	s.err = cause
-	pending := s.pending
-	s.pending, s.unacked = nil, nil
+	waiters := s.reqs.drain()
 	if s.ka != nil {
 		s.ka.Stop()
+	}
+	if s.barrier != nil {
+		s.barrier.Stop()
+	}
+	if s.logoutTimer != nil && s.logoutTimer.Stop() {
+		s.bg.Done() // its callback will not run
 	}
 	s.mu.Unlock()
 	s.conn.Close()
 	werr := closedErr(cause)
-	for _, w := range pending {
+	for _, w := range waiters {
 		w.deliver(ackResult{err: werr})
 	}
 	if cause != nil {
@@ -370,5 +466,11 @@ func closedErr(cause error) error {
 	return fmt.Errorf("%w: %w", ErrClosed, cause)
 }
 
-// closedErrLocked is the error for a call on an ended session; s.mu is held.
-func (s *Session) closedErrLocked() error { return closedErr(s.err) }
+// closedErrLocked is the error for a call on an ended (or logging out)
+// session; s.mu is held.
+func (s *Session) closedErrLocked() error {
+	if !s.closed && s.discID != 0 {
+		return fmt.Errorf("%w: logging out", ErrClosed)
+	}
+	return closedErr(s.err)
+}

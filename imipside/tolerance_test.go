@@ -6,7 +6,6 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-cmp/cmp"
 
@@ -78,63 +77,45 @@ func TestLoginMalformedBuddyHeader(t *testing.T) {
 	}
 }
 
-// TestListRejectDoesNotWait: the ACK to a client LIST REJECT is [ours], so
-// ListReject returns once the block is written, against a server that never
-// answers it; an 8xx that does come is reported as a RequestFailedEvent.
-func TestListRejectDoesNotWait(t *testing.T) {
+// TestListRejectWithoutAck: the ACK to a client LIST REJECT is [ours]; a
+// server that never sends it still gives the request an outcome, implicit,
+// through its reply to a later block. An 8xx that does come is the failure.
+func TestListRejectWithoutAck(t *testing.T) {
 	ts := login(t, nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-
-	// No ACK at all: ListReject returns at once, without error.
-	start := time.Now()
-	errc := async(func() error { return ts.s.ListReject(ctx, "7744387") })
+	if _, err := ts.s.SendListReject("7744387"); err != nil {
+		t.Fatal(err)
+	}
 	ts.f.expect("LIST REJECT 7744387\r\n27\r\nID: 1003\r\nFrom: 6340564\r\n\r\n")
-	if err := wait(t, errc); err != nil {
-		t.Fatalf("ListReject without ACK = %v, want nil", err)
-	}
-	if d := time.Since(start); d > time.Second {
-		t.Fatalf("ListReject took %v without an ACK, want it not to wait", d)
-	}
-
-	// A late failure ACK is reported by Reference.
 	ts.f.send(ack(811, 1003))
-	want := RequestFailedEvent{ID: 1003, Type: "LIST REJECT", Number: "7744387", Code: wire.CodeIllegalUser}
-	if diff := cmp.Diff(Event(want), ts.ev.next(t)); diff != "" {
-		t.Errorf("event mismatch (-want +got):\n%s", diff)
+	want := ReplyEvent{ID: 1003, Type: RequestListReject, Number: "7744387", Code: wire.CodeIllegalUser}
+	if diff := cmp.Diff(want, ts.ev.reply(t)); diff != "" {
+		t.Errorf("ReplyEvent mismatch (-want +got):\n%s", diff)
 	}
 
-	// An ACK 600 reports nothing; nor does a stray 8xx for a reject that a
-	// reply to a later block has confirmed.
-	for _, n := range []wire.Number{"42", "43"} { // 1004 gets ACK 600, 1005 nothing
-		errc := async(func() error { return ts.s.ListReject(ctx, n) })
+	for _, n := range []wire.Number{"42", "43"} { // 1004 and 1005: no ACK
+		if _, err := ts.s.SendListReject(n); err != nil {
+			t.Fatal(err)
+		}
 		ts.f.next()
-		if err := wait(t, errc); err != nil {
-			t.Fatalf("ListReject %s: %v", n, err)
+	}
+	if _, err := ts.s.SendStatus(wire.StatusBusy, ""); err != nil {
+		t.Fatal(err)
+	}
+	ts.f.next()
+	ts.f.send(ack(600, 1006))
+	for i, w := range []ReplyEvent{
+		{ID: 1004, Type: RequestListReject, Number: "42", Code: 600, Implicit: true},
+		{ID: 1005, Type: RequestListReject, Number: "43", Code: 600, Implicit: true},
+		{ID: 1006, Type: RequestSTAT, Code: 600},
+	} {
+		if diff := cmp.Diff(w, ts.ev.reply(t)); diff != "" {
+			t.Errorf("%d: ReplyEvent mismatch (-want +got):\n%s", i, diff)
 		}
 	}
-	ts.f.send(ack(600, 1004))
-	errc = async(func() error { return ts.s.Ping(ctx) })
-	ts.f.expect("PING\r\n12\r\nID: 1006\r\n\r\n")
-	ts.f.send(ack(600, 1006))
-	if err := wait(t, errc); err != nil {
-		t.Fatalf("Ping after LIST REJECTs: %v", err)
-	}
-	if n := trackedCount(ts.s); n != 0 {
-		t.Errorf("%d blocks tracked after a later reply, want 0", n)
-	}
+	// A stray 8xx for a settled reject reports nothing.
 	ts.f.send(ack(811, 1005) + frame("STAT AWAY", "From: 1\r\nID: 2\r\n"))
 	if ev, ok := ts.ev.next(t).(StatEvent); !ok {
-		t.Errorf("got %#v for a confirmed LIST REJECT, want nothing", ev)
-	}
-
-	// The requests whose ACK is [wire] or [text] still wait for it.
-	short, cancelShort := context.WithTimeout(context.Background(), 50*time.Millisecond)
-	defer cancelShort()
-	errc = async(func() error { return ts.s.ListAccept(short, "7744387", "m") })
-	ts.f.next()
-	if err := wait(t, errc); err == nil {
-		t.Error("ListAccept without ACK returned nil, want it to wait for the ACK")
+		t.Errorf("got %#v for a settled LIST REJECT, want nothing", ev)
 	}
 }
 
@@ -184,7 +165,7 @@ func TestDroppedPushLogged(t *testing.T) {
 		frame("LIST ADD", "ID: 42\r\nList: Buddy\r\n") +
 		frame("STAT WEIRD", "From: 7744387\r\nID: 43\r\n") +
 		frame("STAT AWAY", "From: 1\r\nID: 44\r\n"))
-	want := MessageEvent{ID: 40, From: "7744387", To: testNumber, Text: "hi"}
+	want := MessageEvent{BlockID: 40, From: "7744387", To: testNumber, Text: "hi"}
 	if diff := cmp.Diff(Event(want), ts.ev.next(t)); diff != "" {
 		t.Errorf("MESG with a To nickname (-want +got):\n%s", diff)
 	}

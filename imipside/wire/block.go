@@ -26,12 +26,14 @@ const (
 	HdrTimo            = "Timo"
 	HdrTime            = "Time"
 	HdrList            = "List"
+	HdrMessageID       = "Message-ID" // [ours] mesg-ack extension
 	ProtocolIMIP10     = "IMIP/1.0"
 	AuthTypeMD5        = "imip-md5"
 	ContentTypeText    = "text/plain;charset=utf-8"
 	ACKTypeErrorsOnly  = "errors-only"
 	ListBuddy          = "Buddy"
 	CapabilityLists    = "server-lists"
+	CapabilityMesgAck  = "mesg-ack" // [ours] mesg-ack extension
 	DefaultKeepAlive   = 60
 	DefaultPort        = 11319
 	FirstClientBlockID = 1001

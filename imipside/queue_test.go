@@ -1,0 +1,204 @@
+package imipside
+
+import (
+	"context"
+	"errors"
+	"net"
+	"os"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"imip-transport/imipside/wire"
+)
+
+// TestStalledServer: a server that reads nothing never blocks a caller.
+// The queue fills up to MaxQueue (the write in progress included), then
+// ErrBusy refuses blocks without using an ID; once the server reads again
+// everything queued arrives in order.
+func TestStalledServer(t *testing.T) {
+	const maxQueue = 1 << 10
+	ts := login(t, func(c *Config) { c.MaxQueue = maxQueue })
+	text := strings.Repeat("x", 100)
+	sent := 0
+	busy := wait(t, async(func() error { // a caller that blocked would hang here
+		for range 100 {
+			_, err := ts.s.SendMessage("7744387", text)
+			if err != nil {
+				return err
+			}
+			sent++
+		}
+		return nil
+	}))
+	if !errors.Is(busy, ErrBusy) || !strings.HasPrefix(busy.Error(), "imipside: ") {
+		t.Fatalf("after %d messages: %v, want ErrBusy", sent, busy)
+	}
+	block := len("MESG\r\n140\r\n") + 140 // ID: 10xx, To: 7744387, From, empty line, text
+	if want := maxQueue / block; sent != want {
+		t.Errorf("%d messages queued before ErrBusy, want %d (%d bytes each, limit %d)", sent, want, block, maxQueue)
+	}
+	// Other requests that do not fit are refused too, the blocking
+	// wrappers included (at once: they do not wait for room).
+	if _, err := ts.s.SendStatus(wire.StatusAway, strings.Repeat("y", 200)); !errors.Is(err, ErrBusy) {
+		t.Errorf("SendStatus on a full queue = %v, want ErrBusy", err)
+	}
+	if err := ts.s.SetStatus(context.Background(), wire.StatusAway, strings.Repeat("y", 200)); !errors.Is(err, ErrBusy) {
+		t.Errorf("SetStatus on a full queue = %v, want ErrBusy", err)
+	}
+	if err := ts.s.Err(); err != nil {
+		t.Fatalf("session ended: %v", err)
+	}
+	for i := range sent {
+		_, b := ts.f.next()
+		if id, _ := b.ID(); id != uint64(1003+i) || b.Type != wire.TypeMESG {
+			t.Fatalf("block %d: %s %d, want MESG %d", i, b.Type, id, 1003+i)
+		}
+	}
+	id, err := ts.s.SendStatus(wire.StatusAway, "")
+	if err != nil || id != uint64(1003+sent) {
+		t.Fatalf("SendStatus after the server read = %d, %v; want ID %d", id, err, 1003+sent)
+	}
+	ts.f.expect("STAT AWAY\r\n12\r\nID: " + itoa(id) + "\r\n\r\n")
+}
+
+// TestBigBlockFitsEmptyQueue: a block larger than MaxQueue goes out when
+// the queue is empty.
+func TestBigBlockFitsEmptyQueue(t *testing.T) {
+	ts := login(t, func(c *Config) { c.MaxQueue = 100 })
+	text := strings.Repeat("z", 1000)
+	if _, err := ts.s.SendMessage("1", text); err != nil {
+		t.Fatalf("big MESG into an empty queue: %v", err)
+	}
+	if _, err := ts.s.SendMessage("1", "x"); !errors.Is(err, ErrBusy) {
+		t.Errorf("second MESG behind it = %v, want ErrBusy", err)
+	}
+	if _, b := ts.f.next(); string(b.Body) != text {
+		t.Errorf("body of %d bytes, want %d", len(b.Body), len(text))
+	}
+}
+
+// TestWriteTimeout: a write that the server does not take within
+// WriteTimeout ends the session.
+func TestWriteTimeout(t *testing.T) {
+	ts := login(t, func(c *Config) { c.WriteTimeout = 50 * time.Millisecond })
+	start := time.Now()
+	if _, err := ts.s.SendMessage("7744387", "never read"); err != nil {
+		t.Fatal(err)
+	}
+	ev := ts.ev.closed(t)
+	if !errors.Is(ev.Err, os.ErrDeadlineExceeded) || !strings.HasPrefix(ev.Err.Error(), "imipside: write") {
+		t.Errorf("ClosedEvent %v, want a write timeout", ev.Err)
+	}
+	if el := time.Since(start); el < 50*time.Millisecond {
+		t.Errorf("ended after %v, before the write timeout", el)
+	}
+	if _, err := ts.s.SendMessage("7744387", "x"); !errors.Is(err, ErrClosed) || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("SendMessage after = %v, want ErrClosed wrapping the timeout", err)
+	}
+}
+
+// countConn counts Write calls. While gate is set, the next Write closes
+// held and waits for gate.
+type countConn struct {
+	net.Conn
+	mu     sync.Mutex
+	writes []int
+	gate   chan struct{}
+	held   chan struct{}
+}
+
+func (c *countConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	c.writes = append(c.writes, len(p))
+	gate, held := c.gate, c.held
+	c.gate = nil
+	c.mu.Unlock()
+	if gate != nil {
+		close(held)
+		<-gate
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *countConn) count() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int(nil), c.writes...)
+}
+
+// TestWritesCoalesced: blocks queued while a write is in progress go out
+// together in the next single Write.
+func TestWritesCoalesced(t *testing.T) {
+	var cc *countConn
+	ts := login(t, func(c *Config) {
+		dial := c.Dial
+		c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			conn, err := dial(ctx, network, addr)
+			cc = &countConn{Conn: conn}
+			return cc, err
+		}
+	})
+	gate, held := make(chan struct{}), make(chan struct{})
+	cc.mu.Lock()
+	cc.gate, cc.held = gate, held
+	login := len(cc.writes)
+	cc.mu.Unlock()
+	for i := range 5 {
+		if _, err := ts.s.SendStatus(wire.StatusAway, ""); err != nil {
+			t.Fatal(err)
+		}
+		if i == 0 {
+			wait(t, held) // the writer has taken the first block
+		}
+	}
+	close(gate)
+	for i := range 5 {
+		ts.f.expect("STAT AWAY\r\n12\r\nID: " + itoa(uint64(1003+i)) + "\r\n\r\n")
+	}
+	if got := cc.count()[login:]; len(got) != 2 || got[0] != 27 || got[1] != 4*27 {
+		t.Errorf("writes of %v bytes, want [27 108]: the first block, then the 4 queued meanwhile", got)
+	}
+}
+
+// TestWriterOnlyWhileQueued: an idle session has no writer goroutine; one
+// runs while blocks wait to be written and exits when the queue is empty.
+func TestWriterOnlyWhileQueued(t *testing.T) {
+	ts := login(t, nil)
+	if n := writers(); n != 0 {
+		t.Fatalf("%d writer goroutines in an idle session, want 0", n)
+	}
+	if _, err := ts.s.SendStatus(wire.StatusAway, ""); err != nil {
+		t.Fatal(err)
+	}
+	// net.Pipe: the write waits for the server to read.
+	waitFor(t, "a writer goroutine", func() bool { return writers() == 1 })
+	ts.f.next()
+	waitFor(t, "the writer to exit", func() bool { return writers() == 0 })
+	ts.s.mu.Lock()
+	out, writing := ts.s.out, ts.s.writing
+	ts.s.mu.Unlock()
+	if out != nil || writing {
+		t.Errorf("idle session keeps a queue buffer (%v) or a writer (%v)", out != nil, writing)
+	}
+}
+
+// writers counts the goroutines running writeLoop.
+func writers() int {
+	buf := make([]byte, 1<<20)
+	return strings.Count(string(buf[:runtime.Stack(buf, true)]), "imipside.(*Session).writeLoop")
+}
+
+// waitFor polls cond until it holds, failing the test after 5 s.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no %s within 5 s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
