@@ -32,17 +32,25 @@ type RosterAccess interface {
 }
 
 // IMIPSession is one user's logged-in IMIP session. *imipside.Session
-// implements it.
+// implements it. No method waits for the server: requests return their
+// block ID at once, and their outcome arrives as an imipside.ReplyEvent (or
+// the session's end).
 type IMIPSession interface {
 	Contacts() []wire.Buddy
-	SetStatus(ctx context.Context, st wire.Status, text string) error
-	SendMessage(ctx context.Context, to wire.Number, text string) (uint64, error)
-	ListAdd(ctx context.Context, n wire.Number, text string) error
-	ListAccept(ctx context.Context, n wire.Number, nick string) error
-	ListReject(ctx context.Context, n wire.Number) error
-	ListRemove(ctx context.Context, n wire.Number) error
-	Disconnect(ctx context.Context) error
-	Close() error
+	// ConfirmsMessages reports whether the server takes confirmations of
+	// the messages it pushes (the mesg-ack extension).
+	ConfirmsMessages() bool
+	SendStatus(st wire.Status, text string) (uint64, error)
+	SendMessage(to wire.Number, text string) (uint64, error)
+	SendListAdd(n wire.Number, text string) (uint64, error)
+	SendListAccept(n wire.Number, nick string) (uint64, error)
+	SendListReject(n wire.Number) (uint64, error)
+	SendListRemove(n wire.Number) (uint64, error)
+	ConfirmMessage(blockID uint64) error
+	// Logout sends DISC; the session ends by itself soon after.
+	Logout() error
+	// Kill ends the session at once.
+	Kill()
 }
 
 // Dialer logs a number into IMIP. The session delivers its events to h, on

@@ -291,7 +291,9 @@ type fakeDialer struct {
 	buddies  map[wire.Number][]wire.Buddy
 	live     map[wire.Number]int // sessions not yet ended, by number
 	maxLive  int                 // the most live sessions one number ever had
-	hold     map[wire.Number]chan struct{}
+	// reply and confirm are given to every later session (see fakeSession).
+	reply   func(kind string, n wire.Number) (wire.Code, bool)
+	confirm bool
 }
 
 var _ Dialer = (*fakeDialer)(nil)
@@ -319,7 +321,7 @@ func (d *fakeDialer) Dial(ctx context.Context, n wire.Number, password string, h
 		return nil, err
 	}
 	s := &fakeSession{d: d, number: n, password: password, h: h, buddies: slices.Clone(d.buddies[n]),
-		nextID: 1000, block: d.hold[n]}
+		reply: d.reply, confirm: d.confirm, gone: make(chan struct{})}
 	// The IMIP server keeps only the newest login of a number: the older
 	// sessions end, from the server's side.
 	var older []*fakeSession
@@ -356,15 +358,11 @@ func (d *fakeDialer) setBuddies(n wire.Number, bs ...wire.Buddy) {
 	d.buddies[n] = bs
 }
 
-// holdStatus makes SetStatus of every later session of n wait until release
-// is closed.
-func (d *fakeDialer) holdStatus(n wire.Number, release chan struct{}) {
+// setReply sets how the server answers the requests of every later session.
+func (d *fakeDialer) setReply(f func(kind string, n wire.Number) (wire.Code, bool)) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.hold == nil {
-		d.hold = map[wire.Number]chan struct{}{}
-	}
-	d.hold[n] = release
+	d.reply = f
 }
 
 func (d *fakeDialer) attemptCount() int {
@@ -423,22 +421,34 @@ func (d *fakeDialer) waitAttempts(t *testing.T, n int) {
 	}
 }
 
-// fakeSession records the requests the gateway makes.
+// fakeSession records the requests the gateway makes and answers them
+// the way imipside does: each request gets a ReplyEvent (ACK 600 unless
+// reply says otherwise) from the session's "reader", in order, after the
+// call is recorded.
 type fakeSession struct {
 	d        *fakeDialer
 	number   wire.Number
 	password string
 	h        imipside.Handler
 	buddies  []wire.Buddy
-	block    chan struct{} // SetStatus waits for it when non-nil
 
 	mu      sync.Mutex
 	changed chan struct{}
-	calls   []string // "STAT ONLINE text", "MESG 123 text", "LIST ADD 123 text", "DISC", "CLOSE"
+	calls   []string // "STAT ONLINE text", "MESG 123 text", "LIST ADD 123 text", "ACK 1001", "DISC", "KILL", "DROPPED"
 	nextID  uint64
 	ended   bool
-	sendErr error            // returned by SendMessage when set
+	sendErr error // returned by SendMessage when set
+	// reply decides the answer to a request: its code, and whether the
+	// server answers at all. nil: ACK 600 to everything.
+	reply   func(kind string, n wire.Number) (wire.Code, bool)
+	confirm bool             // the server offers mesg-ack
 	burst   []imipside.Event // delivered by the "reader" just before its ClosedEvent
+	// The reader: events are delivered in order by a goroutine that runs
+	// while there are some; after the ClosedEvent nothing more.
+	pumpQ   []imipside.Event
+	pumping bool
+	closed  bool          // the ClosedEvent was delivered
+	gone    chan struct{} // closed once the ClosedEvent was delivered
 }
 
 var _ IMIPSession = (*fakeSession)(nil)
@@ -462,73 +472,123 @@ func (s *fakeSession) alive() error {
 	return nil
 }
 
-func (s *fakeSession) Contacts() []wire.Buddy { return slices.Clone(s.buddies) }
-
-func (s *fakeSession) SetStatus(ctx context.Context, st wire.Status, text string) error {
-	if s.block != nil {
-		select {
-		case <-s.block:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-	}
-	if err := s.alive(); err != nil {
-		return err
-	}
-	s.call(strings.TrimSpace("STAT " + string(st) + " " + text))
-	return nil
+// setReply sets how the server answers the session's requests.
+func (s *fakeSession) setReply(f func(kind string, n wire.Number) (wire.Code, bool)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.reply = f
 }
 
-func (s *fakeSession) SendMessage(ctx context.Context, to wire.Number, text string) (uint64, error) {
+// enqueue hands ev to the session's reader.
+func (s *fakeSession) enqueue(ev imipside.Event) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return
+	}
+	s.pumpQ = append(s.pumpQ, ev)
+	if !s.pumping {
+		s.pumping = true
+		go s.pump()
+	}
+}
+
+func (s *fakeSession) pump() {
+	for {
+		s.mu.Lock()
+		if len(s.pumpQ) == 0 || s.closed {
+			s.pumping = false
+			s.pumpQ = nil
+			s.mu.Unlock()
+			return
+		}
+		ev := s.pumpQ[0]
+		s.pumpQ = s.pumpQ[1:]
+		s.mu.Unlock()
+		s.h.HandleIMIP(ev)
+		if _, ok := ev.(imipside.ClosedEvent); ok {
+			s.mu.Lock()
+			s.closed = true
+			s.pumping = false
+			s.pumpQ = nil
+			close(s.gone)
+			s.mu.Unlock()
+			return
+		}
+	}
+}
+
+// request records a request and has the server answer it.
+func (s *fakeSession) request(kind string, n wire.Number, call string) (uint64, error) {
 	if err := s.alive(); err != nil {
 		return 0, err
 	}
 	s.mu.Lock()
-	err := s.sendErr
+	if s.nextID == 0 {
+		s.nextID = wire.FirstClientBlockID - 1
+	}
 	s.nextID++
 	id := s.nextID
+	code, answer := wire.CodeOK, true
+	if s.reply != nil {
+		code, answer = s.reply(kind, n)
+	}
+	s.mu.Unlock()
+	s.call(call)
+	if answer {
+		s.enqueue(imipside.ReplyEvent{ID: id, Type: kind, Number: n, Code: code})
+	}
+	return id, nil
+}
+
+func (s *fakeSession) Contacts() []wire.Buddy { return slices.Clone(s.buddies) }
+
+func (s *fakeSession) ConfirmsMessages() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.confirm
+}
+
+func (s *fakeSession) SendStatus(st wire.Status, text string) (uint64, error) {
+	return s.request(imipside.RequestSTAT, "", strings.TrimSpace("STAT "+string(st)+" "+text))
+}
+
+func (s *fakeSession) SendMessage(to wire.Number, text string) (uint64, error) {
+	s.mu.Lock()
+	err := s.sendErr
 	s.mu.Unlock()
 	if err != nil {
 		return 0, err
 	}
-	s.call("MESG " + string(to) + " " + text)
-	return id, nil
+	return s.request(imipside.RequestMESG, to, "MESG "+string(to)+" "+text)
 }
 
-func (s *fakeSession) ListAdd(ctx context.Context, n wire.Number, text string) error {
+func (s *fakeSession) SendListAdd(n wire.Number, text string) (uint64, error) {
+	return s.request(imipside.RequestListAdd, n, strings.TrimSpace("LIST ADD "+string(n)+" "+text))
+}
+
+func (s *fakeSession) SendListAccept(n wire.Number, nick string) (uint64, error) {
+	return s.request(imipside.RequestListAccept, n, fmt.Sprintf("LIST ACCEPT %s %q", n, nick))
+}
+
+func (s *fakeSession) SendListReject(n wire.Number) (uint64, error) {
+	return s.request(imipside.RequestListReject, n, "LIST REJECT "+string(n))
+}
+
+func (s *fakeSession) SendListRemove(n wire.Number) (uint64, error) {
+	return s.request(imipside.RequestListRemove, n, "LIST REMOVE "+string(n))
+}
+
+func (s *fakeSession) ConfirmMessage(blockID uint64) error {
 	if err := s.alive(); err != nil {
 		return err
 	}
-	s.call(strings.TrimSpace("LIST ADD " + string(n) + " " + text))
+	s.call(fmt.Sprintf("ACK %d", blockID))
 	return nil
 }
 
-func (s *fakeSession) ListAccept(ctx context.Context, n wire.Number, nick string) error {
-	if err := s.alive(); err != nil {
-		return err
-	}
-	s.call(fmt.Sprintf("LIST ACCEPT %s %q", n, nick))
-	return nil
-}
-
-func (s *fakeSession) ListReject(ctx context.Context, n wire.Number) error {
-	if err := s.alive(); err != nil {
-		return err
-	}
-	s.call("LIST REJECT " + string(n))
-	return nil
-}
-
-func (s *fakeSession) ListRemove(ctx context.Context, n wire.Number) error {
-	if err := s.alive(); err != nil {
-		return err
-	}
-	s.call("LIST REMOVE " + string(n))
-	return nil
-}
-
-// end marks the session ended and delivers its ClosedEvent the way
-// imipside does: on another goroutine (the reader), waited for.
+// end marks the session ended and has the reader deliver the burst and the
+// ClosedEvent. It does not wait for them (see drop).
 func (s *fakeSession) end(what string, cause error) error {
 	s.mu.Lock()
 	if s.ended {
@@ -536,38 +596,34 @@ func (s *fakeSession) end(what string, cause error) error {
 		return imipside.ErrClosed
 	}
 	s.ended = true
+	burst := s.burst
 	s.mu.Unlock()
 	s.d.mu.Lock()
 	s.d.live[s.number]--
 	s.d.mu.Unlock()
 	s.call(what)
-	s.mu.Lock()
-	burst := s.burst
-	s.mu.Unlock()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for _, ev := range burst {
-			s.h.HandleIMIP(ev)
-		}
-		s.h.HandleIMIP(imipside.ClosedEvent{Err: cause})
-	}()
-	<-done
+	for _, ev := range burst {
+		s.enqueue(ev)
+	}
+	s.enqueue(imipside.ClosedEvent{Err: cause})
 	return nil
 }
 
-func (s *fakeSession) Disconnect(ctx context.Context) error { return s.end("DISC", nil) }
+func (s *fakeSession) Logout() error { return s.end("DISC", nil) }
 
-func (s *fakeSession) Close() error {
-	_ = s.end("CLOSE", nil)
-	return nil
-}
+func (s *fakeSession) Kill() { _ = s.end("KILL", nil) }
 
-// push delivers ev to the gateway as the session's reader would.
+// push delivers ev to the gateway as the session's reader would, and
+// returns once the gateway took it.
 func (s *fakeSession) push(ev imipside.Event) { s.h.HandleIMIP(ev) }
 
-// drop ends the session from the server's side with cause.
-func (s *fakeSession) drop(cause error) { _ = s.end("DROPPED", cause) }
+// drop ends the session from the server's side with cause, and waits until
+// the gateway took the ClosedEvent.
+func (s *fakeSession) drop(cause error) {
+	if s.end("DROPPED", cause) == nil {
+		<-s.gone
+	}
+}
 
 func (s *fakeSession) callList() []string {
 	s.mu.Lock()
@@ -616,6 +672,37 @@ func (s *fakeSession) waitCall(t *testing.T, prefix string) string {
 
 // ---------------------------------------------------------------- Store
 
+// holdStore makes the store's PutRegistration and SaveContacts for bare
+// (every JID when bare is "") wait; the function returned lets them go. It
+// is called at cleanup too.
+func (h *harness) holdStore(bare string) (release func()) {
+	ch := make(chan struct{})
+	h.st.mu.Lock()
+	h.st.hold, h.st.holdJID = ch, bare
+	h.st.mu.Unlock()
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			h.st.mu.Lock()
+			h.st.hold, h.st.holdJID = nil, ""
+			h.st.mu.Unlock()
+			close(ch)
+		})
+	}
+	h.t.Cleanup(release)
+	return release
+}
+
+// waitHeld waits until a store call waits in holdStore.
+func (h *harness) waitHeld() {
+	h.t.Helper()
+	waitUntil(h.t, "a store call held", func() bool {
+		h.st.mu.Lock()
+		defer h.st.mu.Unlock()
+		return h.st.held > 0
+	})
+}
+
 // memStore is an in-memory Store.
 type memStore struct {
 	mu       sync.Mutex
@@ -623,6 +710,7 @@ type memStore struct {
 	contacts map[string][]roster.Contact
 	saves    int
 	hold     chan struct{} // while non-nil, SaveContacts and PutRegistration wait until it is closed
+	holdJID  string        // when set, only calls for this JID wait
 	q        memQueue      // queued messages and online flags: see Apply
 	held     int           // calls that waited for hold
 }
@@ -646,6 +734,9 @@ func (m *memStore) Registration(ctx context.Context, bare string) (Registration,
 func (m *memStore) PutRegistration(ctx context.Context, r Registration) error {
 	m.mu.Lock()
 	hold := m.hold
+	if m.holdJID != "" && m.holdJID != r.JID {
+		hold = nil
+	}
 	if hold != nil {
 		m.held++
 	}
@@ -701,6 +792,9 @@ func (m *memStore) Contacts(ctx context.Context, bare string) ([]roster.Contact,
 func (m *memStore) SaveContacts(ctx context.Context, bare string, cs []roster.Contact) error {
 	m.mu.Lock()
 	hold := m.hold
+	if m.holdJID != "" && m.holdJID != bare {
+		hold = nil
+	}
 	if hold != nil {
 		m.held++
 	}

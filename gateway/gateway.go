@@ -32,6 +32,11 @@ const (
 	// DefaultProbeTimeout is how long a user's resource has to answer the
 	// gateway's probe after the component link came back.
 	DefaultProbeTimeout = 10 * time.Second
+	// DefaultDeliveryTimeout bounds the wait for IMIP to confirm a message.
+	DefaultDeliveryTimeout = 5 * time.Minute
+	// DefaultLoginRate and DefaultLoginBurst pace IMIP logins.
+	DefaultLoginRate  = 50
+	DefaultLoginBurst = 50
 )
 
 // Config configures a Gateway.
@@ -59,6 +64,15 @@ type Config struct {
 	// OutboxSize bounds the stanzas waiting for the component link
 	// (default DefaultOutboxSize); beyond it stanzas are dropped and logged.
 	OutboxSize int
+	// DeliveryTimeout is how long a message for IMIP may wait for IMIP's
+	// confirmation, from its acceptance, before it is bounced to its sender
+	// (default DefaultDeliveryTimeout).
+	DeliveryTimeout time.Duration
+	// LoginRate and LoginBurst pace the IMIP logins of all users together
+	// (default DefaultLoginRate per second, burst DefaultLoginBurst): after
+	// a restart or a component reconnect every online user logs in again.
+	LoginRate  float64
+	LoginBurst int
 }
 
 // Gateway bridges XMPP users to IMIP sessions. Its Handle* methods implement
@@ -82,6 +96,12 @@ type Gateway struct {
 	// link counts component links; availability presence is stamped with
 	// the link it came on (see onLinkUp).
 	link atomic.Uint64
+
+	logins *rate.Limiter // paces IMIP logins
+	queued []string      // users with queued messages, loaded at the first link-up
+	// ctx ends when Close starts: waits of helper goroutines end with it.
+	ctx    context.Context
+	cancel context.CancelFunc
 
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter // registration attempts, by bare JID
@@ -120,6 +140,15 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.RegisterGrace == 0 {
 		cfg.RegisterGrace = DefaultRegisterGrace
 	}
+	if cfg.DeliveryTimeout <= 0 {
+		cfg.DeliveryTimeout = DefaultDeliveryTimeout
+	}
+	if cfg.LoginRate <= 0 {
+		cfg.LoginRate = DefaultLoginRate
+	}
+	if cfg.LoginBurst <= 0 {
+		cfg.LoginBurst = DefaultLoginBurst
+	}
 	if cfg.OutboxSize <= 0 {
 		cfg.OutboxSize = DefaultOutboxSize
 	}
@@ -139,10 +168,36 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	g.out.g = g
 	g.commit = newCommitter(cfg.Store, cfg.Logger, commitConfig{})
+	g.logins = rate.NewLimiter(rate.Limit(cfg.LoginRate), cfg.LoginBurst)
 	for _, r := range regs {
 		g.registered[r.JID] = struct{}{}
 	}
+	queued, err := cfg.Store.QueuedJIDs(ctx)
+	if err != nil {
+		_ = g.commit.Close(ctx)
+		return nil, fmt.Errorf("gateway: loading queued messages: %w", err)
+	}
+	g.queued = queued
+	g.ctx, g.cancel = context.WithCancel(context.Background())
 	return g, nil
+}
+
+// loadQueued loads, once, the users with messages queued from before a
+// restart, so that their messages flow as soon as the links allow.
+func (g *Gateway) loadQueued() {
+	g.mu.Lock()
+	queued := g.queued
+	g.queued = nil
+	g.mu.Unlock()
+	for _, k := range queued {
+		bare, err := jid.Parse(k)
+		if err != nil {
+			continue
+		}
+		if u := g.userFor(bare, false); u != nil {
+			u.postAlways(evLoad{})
+		}
+	}
 }
 
 // SetXMPP attaches the component the gateway sends through. Call it once,
@@ -224,7 +279,7 @@ func (g *Gateway) spawn(f func()) {
 // waiting for the server.
 func (g *Gateway) endConn(c *imipConn) {
 	c.letGo()
-	_ = c.sess.Close()
+	c.sess.Kill()
 }
 
 // contactJID maps a number to its JID on the gateway.
@@ -325,6 +380,7 @@ func (g *Gateway) HandleConnected(ctx context.Context) {
 	for _, u := range live {
 		u.postAlways(evLinkUp{link: link})
 	}
+	g.loadQueued()
 	g.runs.add()
 	go func() {
 		defer g.runs.done()
@@ -403,6 +459,7 @@ func (g *Gateway) Close(ctx context.Context) error {
 		return nil
 	}
 	g.closing = true
+	g.cancel()
 	users := make([]*user, 0, len(g.users))
 	for _, u := range g.users {
 		users = append(users, u)

@@ -33,13 +33,7 @@ func (u *user) postWait(ev event, done <-chan struct{}) bool {
 			u.mu.Unlock()
 			return false
 		}
-		limit := 2 * u.g.cfg.InboxSize
-		if u.inCall {
-			// The run loop waits for an answer this reader has to read:
-			// waiting here would stall both until the request times out.
-			limit = 16 * u.g.cfg.InboxSize
-		}
-		if len(u.inbox) < limit {
+		if len(u.inbox) < 2*u.g.cfg.InboxSize {
 			u.enqueueLocked(ev)
 			u.mu.Unlock()
 			return true
@@ -224,24 +218,4 @@ func (t *tracker) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-// awaitIMIP runs a request that waits for the IMIP server's answer. The
-// session's reader must be able to read that answer, so while the run loop
-// waits the reader may queue events past the usual bound instead of
-// waiting for room (see postWait).
-func (u *user) awaitIMIP(call func() error) error {
-	u.mu.Lock()
-	u.inCall = true
-	if u.space != nil {
-		close(u.space) // wake a reader waiting for room: it may go on now
-		u.space = nil
-	}
-	u.mu.Unlock()
-	defer func() {
-		u.mu.Lock()
-		u.inCall = false
-		u.mu.Unlock()
-	}()
-	return call()
 }

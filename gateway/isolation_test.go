@@ -19,26 +19,19 @@ import (
 // quick is how long a method that must not block may take, generously.
 const quick = time.Second
 
-// One user whose IMIP session is stuck (SetStatus never answers) neither
-// stalls another user nor the read loop: its own full inbox answers
-// resource-constraint at once.
+// One user whose run loop is stuck (here in a store write) neither stalls
+// another user nor the read loop: its own full inbox answers
+// resource-constraint at once, and what it queued goes out in order once it
+// is unstuck.
 func TestBlockedUserDoesNotStallOthers(t *testing.T) {
-	h := newHarness(t, "", func(c *Config) { c.InboxSize = 4; c.OpTimeout = 30 * time.Second })
-	release := make(chan struct{})
-	released := false
-	unblock := func() {
-		if !released {
-			released = true
-			close(release)
-		}
-	}
-	t.Cleanup(unblock) // before the harness closes the gateway
-	h.register(alice, "1111")
-	h.d.holdStatus("1111", release)
-	h.available(aliceHW, "", "")
-	sa := h.d.waitSession(t, 1) // alice's run loop is now stuck in SetStatus
-
+	h := newHarness(t, "", func(c *Config) { c.InboxSize = 4 })
 	bobS := h.login(bobHW, "2222")
+	h.login(aliceHW, "1111")
+	release := h.holdStore(alice)
+	regErr := make(chan error, 1)
+	go func() { regErr <- h.g.Register(context.Background(), aliceJID, "1111", "pw2") }()
+	h.waitHeld() // alice's run loop is now stuck storing the registration
+
 	mark := h.x.mark()
 	start := time.Now()
 	const n = 10
@@ -53,8 +46,7 @@ func TestBlockedUserDoesNotStallOthers(t *testing.T) {
 	bobS.waitCall(t, "MESG 100 from bob")
 	bobS.push(imipside.StatEvent{From: "300", Status: wire.StatusOnline})
 	h.x.waitPresence(t, mark, "bob's contact", presenceFromTo(cj("300"), jid.MustParse(bob), ""))
-	// Alice's overflow was refused with resource-constraint (sent from
-	// goroutines of their own, so they may still be on their way).
+	// Alice's overflow was refused with resource-constraint.
 	isErr := func(m xmppside.Message) bool { return m.Type == "error" }
 	waitUntil(t, "the refusals", func() bool { return len(h.x.messages(mark, isErr)) >= n-4 })
 	errs := h.x.messages(mark, isErr)
@@ -66,12 +58,13 @@ func TestBlockedUserDoesNotStallOthers(t *testing.T) {
 			t.Errorf("error %s/%s to %s, want wait/resource-constraint to %s", m.Error.Type, m.Error.Condition, m.To, aliceHW)
 		}
 	}
-	if got := sa.callsWith("MESG"); len(got) != 0 {
-		t.Errorf("stuck session sent %q", got)
+	// Once unstuck, the queued messages go out in order, on the session
+	// the registration checked.
+	release()
+	if err := <-regErr; err != nil {
+		t.Fatalf("Register: %v", err)
 	}
-	// Once unstuck, the queued messages go out in order.
-	unblock()
-	sa.waitCall(t, "STAT ONLINE")
+	sa := h.d.waitSession(t, h.d.sessionCount()-1)
 	h.settle()
 	want := []string{"MESG 100 from alice", "MESG 100 from alice", "MESG 100 from alice", "MESG 100 from alice"}
 	if got := sa.callsWith("MESG"); fmt.Sprint(got) != fmt.Sprint(want) {
@@ -174,22 +167,13 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// While the run loop waits for an IMIP answer (here a STAT's ACK), the
-// session's reader must be able to queue the events in front of that answer
-// even past the inbox bound; else both wait until the request times out.
-func TestReaderNotBlockedWhileRunLoopAwaitsAnswer(t *testing.T) {
-	h := newHarness(t, "", func(c *Config) { c.OpTimeout = time.Minute })
-	release := make(chan struct{})
-	released := false
-	t.Cleanup(func() {
-		if !released {
-			close(release)
-		}
-	})
-	h.register(alice, "1111")
-	h.d.holdStatus("1111", release)
-	h.available(aliceHW, "", "")
-	s := h.d.waitSession(t, 1) // the run loop now waits in SetStatus
+// The run loop never waits for IMIP: a server that answers nothing does
+// not keep it from handling the session's events, and a request without an
+// answer times out (a STAT is then sent again at the next change).
+func TestRunLoopNeverWaitsForIMIP(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.OpTimeout = 300 * time.Millisecond })
+	h.d.setReply(func(string, wire.Number) (wire.Code, bool) { return 0, false }) // silence
+	s := h.login(aliceHW, "1111")
 	pushed := make(chan struct{})
 	go func() {
 		defer close(pushed)
@@ -200,12 +184,27 @@ func TestReaderNotBlockedWhileRunLoopAwaitsAnswer(t *testing.T) {
 	select {
 	case <-pushed:
 	case <-time.After(waitFor):
-		t.Fatal("the reader blocked while the run loop waited for its answer")
+		t.Fatal("the reader blocked while the server did not answer")
 	}
-	close(release)
-	released = true
-	h.settle()
+	h.idle(alice)
 	mark := h.x.mark()
 	h.presence(aliceHW, cj("1099"), "probe", "", "")
 	h.x.waitPresence(t, mark, "presence of the last pushed contact", presenceFromTo(cj("1099"), jid.MustParse(aliceHW), ""))
+	// The unanswered STAT expires; the same presence again sends it again.
+	// Before that, the same presence sends nothing.
+	n := len(s.callsWith("STAT"))
+	h.available(aliceHW, "", "")
+	h.idle(alice)
+	if got := len(s.callsWith("STAT")); got != n {
+		t.Fatalf("STAT sent again before the first one expired: %q", s.callsWith("STAT"))
+	}
+	deadline := time.Now().Add(waitFor)
+	for len(s.callsWith("STAT")) == n {
+		if time.Now().After(deadline) {
+			t.Fatalf("no STAT again within %v after the first one had no answer", waitFor)
+		}
+		h.available(aliceHW, "", "")
+		h.idle(alice)
+		time.Sleep(20 * time.Millisecond) // poll: the expiry is on the user's timer
+	}
 }

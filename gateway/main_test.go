@@ -67,6 +67,7 @@ func newHarness(t *testing.T, privMode string, opts ...func(*Config)) *harness {
 	} else {
 		g.SetXMPP(h.x)
 	}
+	g.HandleConnected(context.Background()) // the component link is up
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 		defer cancel()

@@ -1,11 +1,32 @@
 package gateway
 
+// Durable delivery of messages, both ways. Accepted means on disk: a
+// message is written to the store (through the group commit) before it goes
+// anywhere, and removed only once the other side confirmed it; every
+// message ends delivered or bounced to its sender.
+//
+//   - XMPP -> IMIP: stored, then sent as MESG; the server's ACK 600 (or its
+//     answer to a later block: it answers in order) confirms it and deletes
+//     it, and the sender gets a XEP-0184 receipt if they asked for one. An
+//     ACK 8xx, or no confirmation within DeliveryTimeout of its acceptance,
+//     bounces it. A message sent on a session that ended unconfirmed is sent
+//     again on the next one (a duplicate only if the lost confirmation was
+//     the server's, after it took the message).
+//   - IMIP -> XMPP: stored, then confirmed to the IMIP server (when it
+//     offers the mesg-ack extension), then sent on the component link with a
+//     stable id; removed only once a barrier (a ping after it on the same
+//     stream) was answered. Unconfirmed ones are sent again after the link
+//     comes back; while the link is down they wait in the store.
+
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"slices"
 	"time"
 	"unicode/utf8"
 
+	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
 	"imip-transport/imipside"
@@ -14,10 +35,76 @@ import (
 	"imip-transport/xmppside"
 )
 
+// resendAfter is how long a message the full outbox refused waits before
+// it is tried again.
+const resendAfter = time.Second
+
 // delayAfter is how old a message's Timo must be to carry a XEP-0203 delay.
 const delayAfter = time.Minute
 
-// onMessage sends a user's chat or normal message with a body as MESG.
+// Bounds on the messages a user's run loop keeps in memory.
+const (
+	// maxOutMessages bounds the messages of one user waiting for IMIP;
+	// beyond it a message is refused (resource-constraint, type wait).
+	maxOutMessages = 256
+	// maxInMemory bounds the IMIP messages of one user kept in memory while
+	// waiting for the component link; the others wait in the store only
+	// and are read back as the first ones are delivered.
+	maxInMemory = 64
+)
+
+// outMsg is a Jabber user's message on its way to IMIP.
+type outMsg struct {
+	q        QueuedMessage // q.ID is valid once stored
+	stored   bool          // the store's write completed
+	done     bool          // confirmed, bounced or dropped: nothing more to do
+	accepted time.Time     // when the gateway took it (the delivery deadline runs from it)
+	sentOn   *imipConn     // the session it was last sent on; nil: to send
+}
+
+// inMsg is an IMIP message on its way to the user.
+type inMsg struct {
+	q       QueuedMessage
+	m       xmppside.Message
+	stored  bool
+	settled bool      // the store's write completed (stored or failed)
+	sent    bool      // handed to the outbox; waiting for the barrier
+	conn    *imipConn // the session it came on, to confirm it
+	block   uint64    // its MESG block ID on that session
+	arrived time.Time // when it reached the gateway
+	// waited: it could not go at once (the link was down); it carries a
+	// XEP-0203 delay then.
+	waited bool
+}
+
+// Events of the delivery.
+type (
+	// evStoredOut: the write of a message for IMIP ended.
+	evStoredOut struct {
+		om  *outMsg
+		err error
+	}
+	// evStoredIn: the write of a message from IMIP ended; spilled says it
+	// is not kept in memory.
+	evStoredIn struct {
+		im      *inMsg
+		err     error
+		spilled bool
+	}
+	// evDelivered: a message from IMIP was confirmed by the barrier (err
+	// nil) or could not be sent.
+	evDelivered struct {
+		im   *inMsg
+		err  error
+		link uint64 // the component link it was sent on
+	}
+)
+
+func (evStoredOut) isEvent() {}
+func (evStoredIn) isEvent()  {}
+func (evDelivered) isEvent() {}
+
+// onMessage takes a user's chat or normal message with a body for IMIP.
 func (u *user) onMessage(m xmppside.Message) {
 	if m.Body == "" {
 		return // chat states, receipts and the like have no IMIP form
@@ -36,37 +123,361 @@ func (u *user) onMessage(m xmppside.Message) {
 		u.g.bounce(m, *malformedError())
 		return
 	}
-	if u.sess == nil {
-		text := "Not connected to the IMIP network right now; the message was not sent."
-		cond, typ := stanza.RemoteServerTimeout, stanza.Wait
-		if u.link.state == linkAuthFailed {
-			text = "IMIP refused your login; register again with the right password. The message was not sent."
-			cond, typ = stanza.NotAuthorized, stanza.Auth
-		} else if !u.res.any() {
-			text = "You are not online to the IMIP gateway; send it your presence first. The message was not sent."
-			cond, typ = stanza.RecipientUnavailable, stanza.Wait
-		}
-		u.g.bounce(m, textError(typ, cond, text))
+	switch {
+	case u.link.state == linkAuthFailed:
+		u.g.bounce(m, textError(stanza.Auth, stanza.NotAuthorized,
+			"IMIP refused your login; register again with the right password. The message was not sent."))
+		return
+	case u.sess == nil && !u.res.any():
+		u.g.bounce(m, textError(stanza.Wait, stanza.RecipientUnavailable,
+			"You are not online to the IMIP gateway; send it your presence first. The message was not sent."))
+		return
+	case len(m.Body) > wire.DefaultMaxSize-256:
+		u.g.bounce(m, textError(stanza.Modify, stanza.NotAcceptable, "The message is too long for IMIP."))
+		return
+	case len(u.outq) >= maxOutMessages:
+		u.g.bounce(m, textError(stanza.Wait, stanza.ResourceConstraint,
+			"Too many messages waiting for the IMIP network; try again shortly."))
 		return
 	}
-	ctx, cancel := u.opCtx()
-	defer cancel()
-	id, err := u.sess.SendMessage(ctx, n, m.Body)
-	if err != nil {
-		if errors.Is(err, wire.ErrSizeTooLarge) {
-			u.g.bounce(m, textError(stanza.Modify, stanza.NotAcceptable, "The message is too long for IMIP."))
+	om := &outMsg{accepted: time.Now(), q: QueuedMessage{JID: u.key, Dir: ToIMIP, Peer: n, StanzaID: m.ID,
+		Resource: m.From.Resourcepart(), Body: m.Body, Receipt: m.ReceiptRequest}}
+	u.outq = append(u.outq, om)
+	if !u.g.commit.Submit([]Op{OpPutMessage{Msg: &om.q}}, func(err error) { u.postAlways(evStoredOut{om: om, err: err}) }) {
+		u.outq = u.outq[:len(u.outq)-1]
+		u.g.bounce(m, textError(stanza.Wait, stanza.ResourceConstraint, "The gateway is overloaded; try again shortly."))
+		return
+	}
+	u.armDelivery()
+}
+
+// onStoredOut handles the end of a write of a message for IMIP.
+func (u *user) onStoredOut(ev evStoredOut) {
+	om := ev.om
+	if om.done {
+		// Bounced (timed out) meanwhile: take it out of the store again.
+		if ev.err == nil {
+			u.write([]Op{OpDeleteMessage{ID: om.q.ID}}, "deleting a bounced message")
+		}
+		return
+	}
+	if ev.err != nil {
+		u.log.Error("storing a message for IMIP", "err", ev.err)
+		u.finishOut(om, false)
+		u.bounceOut(om, textError(stanza.Wait, stanza.InternalServerError, "The gateway could not store the message; it was not sent."))
+		return
+	}
+	if om.q.ID == 0 {
+		// Skipped: the user unregistered meanwhile.
+		u.finishOut(om, false)
+		return
+	}
+	om.stored = true
+	u.flushOut()
+}
+
+// flushOut sends the stored messages not yet sent on the live session, in
+// the order they were accepted.
+func (u *user) flushOut() {
+	if u.sess == nil || !u.link.state.live() {
+		return
+	}
+	for _, om := range u.outq {
+		if !om.stored {
+			return // order: the ones behind wait for it
+		}
+		if om.sentOn == u.conn {
+			continue
+		}
+		id, err := u.sess.SendMessage(om.q.Peer, om.q.Body)
+		if err != nil {
+			if errors.Is(err, wire.ErrSizeTooLarge) {
+				u.finishOut(om, true)
+				u.bounceOut(om, textError(stanza.Modify, stanza.NotAcceptable, "The message is too long for IMIP."))
+				continue
+			}
+			// The session's queue is full or it is ending: a later reply
+			// or the next session sends the rest.
+			u.log.Debug("MESG not sent now", "err", err)
 			return
 		}
-		u.log.Warn("MESG failed", "err", err)
-		u.g.bounce(m, textError(stanza.Wait, stanza.RemoteServerTimeout, "The IMIP network did not take the message."))
+		om.sentOn = u.conn
+		u.track(id, pendingReq{kind: imipside.RequestMESG, number: om.q.Peer, msg: om})
+		if om.q.Tries++; om.q.Tries > 1 {
+			u.write([]Op{OpTouchMessage{ID: om.q.ID, Tries: om.q.Tries}}, "counting a resend")
+		}
+	}
+}
+
+// onMESGReply handles IMIP's answer to a MESG.
+func (u *user) onMESGReply(om *outMsg, code wire.Code) {
+	if om.done {
 		return
 	}
-	if len(u.sent) >= maxSentMessages {
-		copy(u.sent, u.sent[1:])
-		u.sent = u.sent[:len(u.sent)-1]
+	u.finishOut(om, true)
+	if !code.OK() {
+		u.log.Info("IMIP refused a message", "to", om.q.Peer, "code", int(code))
+		u.bounceOut(om, *ackError(code))
+		return
 	}
-	u.sent = append(u.sent, sentMessage{imipID: id, id: m.ID, from: m.From, to: m.To, body: m.Body})
+	if om.q.Receipt && om.q.StanzaID != "" {
+		u.g.sendMessage(xmppside.Message{From: u.g.contactJID(om.q.Peer), To: u.senderJID(om), ReceiptReceived: om.q.StanzaID})
+	}
 }
+
+// finishOut takes om out of the queue (and the store, with del).
+func (u *user) finishOut(om *outMsg, del bool) {
+	om.done = true
+	if i := slices.Index(u.outq, om); i >= 0 {
+		u.outq = slices.Delete(u.outq, i, i+1)
+	}
+	if del && om.stored {
+		u.write([]Op{OpDeleteMessage{ID: om.q.ID}}, "deleting a delivered message")
+	}
+	u.armDelivery()
+}
+
+// senderJID is the full JID a message for IMIP came from.
+func (u *user) senderJID(om *outMsg) jid.JID {
+	if om.q.Resource != "" {
+		if full, err := u.bare.WithResource(om.q.Resource); err == nil {
+			return full
+		}
+	}
+	return u.bare
+}
+
+// bounceOut returns om to its sender as a message error with its id.
+func (u *user) bounceOut(om *outMsg, e stanza.Error) {
+	u.g.bounce(xmppside.Message{ID: om.q.StanzaID, From: u.senderJID(om), To: u.g.contactJID(om.q.Peer), Body: om.q.Body}, e)
+}
+
+// armDelivery points the delivery deadline at the oldest message for IMIP.
+func (u *user) armDelivery() {
+	if len(u.outq) == 0 {
+		u.disarm(timerDelivery)
+		return
+	}
+	u.armAt(timerDelivery, u.outq[0].accepted.Add(u.g.cfg.DeliveryTimeout))
+}
+
+// expireOut bounces the messages for IMIP not confirmed in time.
+func (u *user) expireOut() {
+	deadline := time.Now().Add(-u.g.cfg.DeliveryTimeout)
+	for len(u.outq) > 0 && !u.outq[0].accepted.After(deadline) {
+		om := u.outq[0]
+		u.finishOut(om, true)
+		u.log.Warn("message for IMIP not confirmed in time: bounced", "to", om.q.Peer, "tries", om.q.Tries)
+		u.bounceOut(om, textError(stanza.Wait, stanza.RemoteServerTimeout,
+			"The IMIP network did not confirm the message in time; it may not have been delivered."))
+	}
+	u.armDelivery()
+}
+
+// unsendOut marks the messages sent on c, which ended, for sending again.
+func (u *user) unsendOut(c *imipConn) {
+	for _, om := range u.outq {
+		if om.sentOn == c {
+			om.sentOn = nil
+		}
+	}
+}
+
+// ---------------------------------------------------------------- from IMIP
+
+// onIMIPMessage takes a message from IMIP: stored first, then confirmed to
+// the IMIP server, then sent to the user.
+func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
+	m := xmppside.Message{
+		From: u.g.contactJID(ev.From),
+		To:   u.bare,
+		Type: "chat",
+		Body: ev.Text,
+		Nick: ev.Nick,
+	}
+	if !ev.Time.IsZero() {
+		stored := ev.Time.Before(u.loginTime.Truncate(time.Second))
+		if stored || time.Since(ev.Time) > delayAfter {
+			m.Delay = ev.Time.UTC()
+			m.DelayFrom = u.g.cfg.Domain
+		}
+	}
+	if ev.MessageID != "" {
+		m.ID = "imip-" + string(u.conn.number) + "-" + ev.MessageID // the same on every redelivery
+	} else {
+		m.ID = "imip-" + randomToken()
+	}
+	im := &inMsg{m: m, conn: u.conn, block: ev.BlockID, arrived: time.Now(), q: QueuedMessage{JID: u.key, Dir: ToXMPP, Peer: ev.From,
+		StanzaID: m.ID, Nick: ev.Nick, Body: ev.Text, Stamp: ev.Time}}
+	spill := len(u.inq) >= maxInMemory || u.spilled > 0
+	if spill {
+		u.spilled++
+	} else {
+		u.inq = append(u.inq, im)
+	}
+	if !u.g.commit.Submit([]Op{OpPutMessage{Msg: &im.q}}, func(err error) { u.postAlways(evStoredIn{im: im, err: err, spilled: spill}) }) {
+		u.postAlways(evStoredIn{im: im, err: errCommitFull, spilled: spill})
+	}
+}
+
+// onStoredIn handles the end of a write of a message from IMIP.
+func (u *user) onStoredIn(ev evStoredIn) {
+	im := ev.im
+	im.settled, im.stored = true, ev.err == nil && im.q.ID != 0
+	if ev.err != nil {
+		// Not durable: it still goes to the user, but is not confirmed to
+		// the IMIP server, which (with mesg-ack) sends it again later.
+		u.log.Error("storing a message from IMIP", "err", ev.err)
+	}
+	if im.stored && im.conn != nil && im.conn == u.conn && im.block != 0 && u.sess.ConfirmsMessages() {
+		if err := u.sess.ConfirmMessage(im.block); err != nil {
+			u.log.Debug("confirming a MESG", "err", err)
+		}
+	}
+	if ev.spilled {
+		u.spilled--
+		if !im.stored {
+			// Not in the store to come back from: keep it in memory.
+			u.inq = append(u.inq, im)
+		} else {
+			u.spillStored = true
+		}
+	}
+	u.flushIn()
+}
+
+// flushIn sends the messages from IMIP that wait for the component link, in
+// order, while it is up.
+func (u *user) flushIn() {
+	if !u.g.up.Load() {
+		for _, im := range u.inq {
+			im.waited = true
+		}
+		return
+	}
+	for _, im := range u.inq {
+		if !im.settled {
+			return // order: the ones behind wait for it
+		}
+		if im.sent {
+			continue
+		}
+		if im.waited && im.m.Delay.IsZero() {
+			at := im.q.Stamp
+			if at.IsZero() {
+				at = im.arrived
+			}
+			im.m.Delay, im.m.DelayFrom = at.UTC().Truncate(time.Second), u.g.cfg.Domain
+		}
+		im.sent = true
+		link := u.g.link.Load()
+		u.g.out.push(outItem{m: &im.m, barrier: true, done: func(err error) { u.postAlways(evDelivered{im: im, err: err, link: link}) }})
+	}
+}
+
+// onDelivered handles the barrier's verdict on a message sent to the user.
+func (u *user) onDelivered(ev evDelivered) {
+	im := ev.im
+	if ev.err != nil {
+		if errors.Is(ev.err, xmppside.ErrNotConnected) || errors.Is(ev.err, errBarrier) || errors.Is(ev.err, errOutboxFull) {
+			// Again once a new link is up (evLinkUp); at once if one is up
+			// already. Never on the link that failed: that would spin
+			// until the component notices it is down.
+			im.sent, im.waited = false, true
+			switch {
+			case errors.Is(ev.err, errOutboxFull):
+				u.arm(timerResend, resendAfter) // the outbox has room again soon
+			case u.g.up.Load() && u.g.link.Load() > ev.link:
+				u.flushIn()
+			}
+			return
+		}
+		// The server can never take it (a refused address): drop it.
+		u.log.Warn("message from IMIP cannot be delivered to XMPP: dropped", "from", im.q.Peer, "err", ev.err)
+	}
+	if i := slices.Index(u.inq, im); i >= 0 {
+		u.inq = slices.Delete(u.inq, i, i+1)
+	}
+	if im.stored {
+		u.write([]Op{OpDeleteMessage{ID: im.q.ID}}, "deleting a delivered message")
+	}
+	if len(u.inq) == 0 && u.spillStored && u.spilled == 0 {
+		u.reloadIn()
+	}
+}
+
+// reloadIn reads back from the store the messages from IMIP that were not
+// kept in memory.
+func (u *user) reloadIn() {
+	ctx, cancel := u.opCtx()
+	defer cancel()
+	qs, err := u.g.cfg.Store.Messages(ctx, u.key)
+	if err != nil {
+		u.log.Error("reading queued messages", "err", err)
+		return
+	}
+	u.spillStored = false
+	for _, q := range qs {
+		if q.Dir != ToXMPP {
+			continue
+		}
+		if len(u.inq) >= maxInMemory {
+			u.spillStored = true
+			break
+		}
+		u.inq = append(u.inq, u.restoredIn(q))
+	}
+	u.flushIn()
+}
+
+// restoredIn makes a message from IMIP read from the store ready to send.
+func (u *user) restoredIn(q QueuedMessage) *inMsg {
+	m := xmppside.Message{ID: q.StanzaID, From: u.g.contactJID(q.Peer), To: u.bare, Type: "chat", Body: q.Body, Nick: q.Nick,
+		DelayFrom: u.g.cfg.Domain}
+	m.Delay = q.Stamp
+	if m.Delay.IsZero() {
+		m.Delay = q.Accepted
+	}
+	m.Delay = m.Delay.UTC().Truncate(time.Second)
+	return &inMsg{q: q, m: m, stored: true, settled: true, arrived: q.Accepted, waited: true}
+}
+
+// loadQueued reads the user's queued messages after a restart.
+func (u *user) loadQueued() {
+	ctx, cancel := u.opCtx()
+	defer cancel()
+	qs, err := u.g.cfg.Store.Messages(ctx, u.key)
+	if err != nil {
+		u.log.Error("reading queued messages", "err", err)
+		return
+	}
+	for _, q := range qs {
+		switch q.Dir {
+		case ToIMIP:
+			u.outq = append(u.outq, &outMsg{q: q, stored: true, accepted: q.Accepted})
+		case ToXMPP:
+			if len(u.inq) >= maxInMemory {
+				u.spillStored = true
+				continue
+			}
+			u.inq = append(u.inq, u.restoredIn(q))
+		}
+	}
+	if len(qs) > 0 {
+		u.log.Info("queued messages loaded", "messages", len(qs))
+		u.armDelivery()
+		u.flushIn()
+	}
+}
+
+// randomToken returns 16 random hex digits.
+func randomToken() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// ---------------------------------------------------------------- events
 
 // onIMIP handles an event of the live IMIP session.
 func (u *user) onIMIP(ev imipside.Event) {
@@ -75,8 +486,8 @@ func (u *user) onIMIP(ev imipside.Event) {
 		u.onStat(ev)
 	case imipside.MessageEvent:
 		u.onIMIPMessage(ev)
-	case imipside.MessageFailedEvent:
-		u.onMessageFailed(ev)
+	case imipside.ReplyEvent:
+		u.onReply(ev)
 	case imipside.ListAddEvent:
 		u.onListAdd(ev)
 	case imipside.ListAcceptEvent:
@@ -86,10 +497,6 @@ func (u *user) onIMIP(ev imipside.Event) {
 	case imipside.ListRemoveEvent:
 		u.applyRoster(roster.ServerListRemove{Number: ev.From})
 		delete(u.contacts, ev.From)
-	case imipside.RequestFailedEvent:
-		u.log.Warn("IMIP refused a request", "request", ev.Type, "number", ev.Number, "code", int(ev.Code))
-		u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
-			Body: "The IMIP network refused " + ev.Type + " " + string(ev.Number) + ": " + ev.Code.String()})
 	}
 }
 
@@ -139,96 +546,4 @@ func (u *user) onStat(ev imipside.StatEvent) {
 		u.contacts[ev.From] = contactPresence{status: ev.Status, text: ev.Text}
 	}
 	u.sendContactPresence(ev.From, u.bare)
-}
-
-// onIMIPMessage forwards an IMIP message as a chat message.
-func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
-	m := xmppside.Message{
-		From: u.g.contactJID(ev.From),
-		To:   u.bare,
-		Type: "chat",
-		Body: ev.Text,
-		Nick: ev.Nick,
-	}
-	if !ev.Time.IsZero() {
-		stored := ev.Time.Before(u.loginTime.Truncate(time.Second))
-		if stored || time.Since(ev.Time) > delayAfter {
-			m.Delay = ev.Time.UTC()
-			m.DelayFrom = u.g.cfg.Domain
-		}
-	}
-	if len(u.held) > 0 {
-		// Older messages wait for the link: this one goes after them.
-		u.hold(m, ev.Time)
-		return
-	}
-	u.deliver(m, ev.Time)
-}
-
-// deliver queues an IMIP message for the user; if the component link turns
-// out to be down, it comes back (evUndelivered) to be held.
-func (u *user) deliver(m xmppside.Message, sent time.Time) {
-	u.g.sendMessageThen(m, func(err error) {
-		switch {
-		case errors.Is(err, xmppside.ErrNotConnected):
-			u.postAlways(evUndelivered{m: m, sent: sent, link: u.g.link.Load()})
-		case err != nil:
-			u.log.Warn("message from IMIP not delivered to XMPP", "from", m.From, "err", err)
-		}
-	})
-}
-
-// maxHeld bounds the IMIP messages a user's run loop keeps while the
-// component link is down.
-const maxHeld = 64
-
-// hold keeps a message that could not be sent because the component link
-// is down, to send it when the link is back (onLinkUp), marked as delayed.
-// Beyond maxHeld the oldest is dropped and logged.
-func (u *user) hold(m xmppside.Message, sent time.Time) { u.holdFrom(m, sent, 0) }
-
-// holdFrom is hold for a message whose send failed on component link
-// failedOn (0: none): when a newer link is up already, the held messages
-// go at once.
-func (u *user) holdFrom(m xmppside.Message, sent time.Time, failedOn uint64) {
-	if m.Delay.IsZero() {
-		if sent.IsZero() {
-			sent = time.Now()
-		}
-		m.Delay, m.DelayFrom = sent.UTC().Truncate(time.Second), u.g.cfg.Domain
-	}
-	if len(u.held) >= maxHeld {
-		u.log.Warn("component link down too long: oldest held IMIP message dropped", "from", u.held[0].From)
-		u.held = slices.Delete(u.held, 0, 1)
-	}
-	u.held = append(u.held, m)
-	if failedOn != 0 && u.g.up.Load() && u.g.link.Load() > failedOn {
-		// A new link came up before this one was known undelivered.
-		u.flushHeld()
-	}
-}
-
-// flushHeld sends the messages held while the link was down, in order;
-// those that still cannot be sent come back to be held.
-func (u *user) flushHeld() {
-	held := u.held
-	u.held = nil
-	for _, m := range held {
-		u.deliver(m, m.Delay)
-	}
-}
-
-// onMessageFailed reports an IMIP refusal of a message to its sender, with
-// the original id.
-func (u *user) onMessageFailed(ev imipside.MessageFailedEvent) {
-	for i, s := range u.sent {
-		if s.imipID != ev.ID {
-			continue
-		}
-		u.sent = append(u.sent[:i], u.sent[i+1:]...)
-		e := ackError(ev.Code)
-		u.g.bounce(xmppside.Message{ID: s.id, From: s.from, To: s.to, Body: s.body}, *e)
-		return
-	}
-	u.log.Info("IMIP refused a message the gateway no longer remembers", "to", ev.To, "code", int(ev.Code))
 }

@@ -51,7 +51,7 @@ func TestIMIPMessage(t *testing.T) {
 	}
 	for i, tc := range tests {
 		mark := h.x.mark()
-		s.push(imipside.MessageEvent{ID: uint64(i + 1), From: "7744387", Nick: "mawis76", To: "6340564", Time: tc.at, Text: tc.name})
+		s.push(imipside.MessageEvent{BlockID: uint64(i + 1), From: "7744387", Nick: "mawis76", To: "6340564", Time: tc.at, Text: tc.name})
 		m := h.x.waitMessage(t, mark, "message from IMIP", func(m xmppside.Message) bool { return m.Body == tc.name })
 		if !m.From.Equal(cj("7744387")) || !m.To.Bare().Equal(aliceJID) || m.Type != "chat" || m.Nick != "mawis76" {
 			t.Errorf("%d %s: from=%s to=%s type=%q nick=%q; want from 7744387@%s, to %s, chat, nick mawis76",
@@ -67,17 +67,21 @@ func TestIMIPMessage(t *testing.T) {
 }
 
 // An ACK 811 to a MESG comes back to the sender as a message error with the
-// original id and item-not-found.
+// original id and item-not-found; the others are confirmed, and a late
+// answer to a settled MESG reports nothing.
 func TestMessageFailed(t *testing.T) {
 	h := newHarness(t, "")
 	s := h.login(aliceHW, "6340564")
+	s.setReply(func(kind string, n wire.Number) (wire.Code, bool) {
+		if kind == imipside.RequestMESG && n == "999" {
+			return wire.CodeIllegalUser, true
+		}
+		return wire.CodeOK, true
+	})
+	mark := h.x.mark()
 	h.chat("first", aliceHW, cj("100"), "chat", "ok")
 	h.chat("orig-id", aliceHW, cj("999"), "chat", "to nobody")
 	h.chat("third", aliceHW, cj("100"), "chat", "ok too")
-	h.settle()
-	// The fake numbers MESGs from 1001: the second one is 1002.
-	mark := h.x.mark()
-	s.push(imipside.MessageFailedEvent{ID: 1002, To: "999", Code: wire.CodeIllegalUser})
 	m := h.x.waitMessage(t, mark, "message error", func(m xmppside.Message) bool { return m.Type == "error" })
 	if m.ID != "orig-id" || !m.To.Equal(jid.MustParse(aliceHW)) || !m.From.Equal(cj("999")) {
 		t.Errorf("error id=%q from=%s to=%s; want id orig-id from 999@%s to %s", m.ID, m.From, m.To, gw, aliceHW)
@@ -85,11 +89,17 @@ func TestMessageFailed(t *testing.T) {
 	if m.Error == nil || m.Error.Condition != stanza.ItemNotFound {
 		t.Errorf("error = %+v, want item-not-found", m.Error)
 	}
-	// The same failure again is not reported twice.
-	s.push(imipside.MessageFailedEvent{ID: 1002, To: "999", Code: wire.CodeIllegalUser})
+	h.settle()
+	// Late failures for every request ever sent change nothing.
+	for id := uint64(wire.FirstClientBlockID); id < wire.FirstClientBlockID+10; id++ {
+		s.push(imipside.ReplyEvent{ID: id, Type: imipside.RequestMESG, Number: "999", Code: wire.CodeIllegalUser})
+	}
 	h.settle()
 	if errs := h.x.messages(mark, func(m xmppside.Message) bool { return m.Type == "error" }); len(errs) != 1 {
 		t.Errorf("%d message errors, want 1:\n%s", len(errs), dump(toAny(errs)))
+	}
+	if qs, _ := h.st.Messages(context.Background(), alice); len(qs) != 0 {
+		t.Errorf("%d messages still queued after their answers: %+v", len(qs), qs)
 	}
 }
 
@@ -133,7 +143,8 @@ func TestMessageErrors(t *testing.T) {
 		}, from: aliceHW, to: cj("100"), cond: stanza.RemoteServerTimeout, typ: stanza.Wait},
 	}
 	for i, tc := range tests {
-		h := newHarness(t, "")
+		// Messages taken while IMIP is out of reach wait for it this long.
+		h := newHarness(t, "", func(c *Config) { c.DeliveryTimeout = 300 * time.Millisecond })
 		tc.setup(h)
 		h.settle()
 		mark := h.x.mark()

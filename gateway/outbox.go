@@ -3,7 +3,10 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
+
+	"mellium.im/xmpp/jid"
 
 	"imip-transport/xmppside"
 )
@@ -24,7 +27,26 @@ type outItem struct {
 	p    *xmppside.Presence
 	m    *xmppside.Message
 	done func(error) // nil: the outcome is only logged
+	// barrier: done reports the server's confirmation, not the write: it
+	// runs once a barrier sent after the stanza was answered.
+	barrier bool
+	// run, when set, is not a stanza: the outbox calls it once every item
+	// queued before it has been written (it must not block), so that work
+	// with writes of its own (a roster job's IQs) comes after them.
+	run func()
 }
+
+// Barrier is what the gateway needs to confirm stanzas: an IQ (a XEP-0199
+// ping) to the server of domain to, waited for. Any answer, an error
+// included, proves that the server took every stanza sent before it on the
+// same stream. Without it (a component that cannot ask), a stanza counts
+// as confirmed once written.
+type Barrier interface {
+	Barrier(ctx context.Context, to jid.JID) error
+}
+
+// errBarrier wraps the failure of a barrier: what it covered is sent again.
+var errBarrier = errors.New("gateway: barrier not answered")
 
 type outbox struct {
 	g *Gateway
@@ -42,7 +64,7 @@ var errOutboxFull = errors.New("gateway: outbox full")
 // (its done runs with errOutboxFull, on the caller's goroutine) and logged.
 func (o *outbox) push(it outItem) {
 	o.mu.Lock()
-	if len(o.q) >= o.g.cfg.OutboxSize {
+	if len(o.q) >= o.g.cfg.OutboxSize && it.run == nil { // a run item is never refused
 		o.dropped++
 		n := o.dropped
 		o.mu.Unlock()
@@ -75,15 +97,51 @@ func (o *outbox) drain() {
 		batch := o.q
 		o.q = nil
 		o.mu.Unlock()
+		var confirm map[string][]func(error) // by the server's domain
 		for i := range batch {
-			err := o.g.sendNow(batch[i])
-			if done := batch[i].done; done != nil {
-				done(err)
-			} else if err != nil {
-				o.g.log.Debug("stanza not sent", "err", err)
-			}
+			it := batch[i]
 			batch[i] = outItem{}
+			if it.run != nil {
+				it.run()
+				continue
+			}
+			err := o.g.sendNow(it)
+			switch {
+			case it.done == nil:
+				if err != nil {
+					o.g.log.Debug("stanza not sent", "err", err)
+				}
+			case it.barrier && err == nil:
+				if confirm == nil {
+					confirm = make(map[string][]func(error))
+				}
+				d := it.m.To.Domainpart()
+				confirm[d] = append(confirm[d], it.done)
+			default:
+				it.done(err)
+			}
 		}
+		for d, dones := range confirm {
+			o.g.spawn(func() { o.g.barrier(d, dones) })
+		}
+	}
+}
+
+// barrier confirms the stanzas whose dones are given, all sent to users of
+// domain d: it asks the server for a barrier and passes the outcome on.
+func (g *Gateway) barrier(d string, dones []func(error)) {
+	var err error
+	if b, ok := g.xmpp.(Barrier); ok {
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
+		if to, perr := jid.New("", d, ""); perr != nil {
+			err = perr
+		} else if berr := b.Barrier(ctx, to); berr != nil {
+			err = fmt.Errorf("%w: %w", errBarrier, berr)
+		}
+		cancel()
+	}
+	for _, done := range dones {
+		done(err)
 	}
 }
 

@@ -366,20 +366,29 @@ func (u *user) onUnregister() error {
 	if u.reg == nil {
 		return &xmppside.Error{Condition: stanza.RegistrationRequired, Text: "You are not registered."}
 	}
-	u.applyLink(linkStop{}, nil)
-	u.timers.stop()
-	u.cleanRoster()
-	u.sendGone(u.g.cfg.Domain)
 	ctx, cancel := u.opCtx()
 	defer cancel()
 	if err := u.g.cfg.Store.DeleteRegistration(ctx, u.key); err != nil {
 		u.log.Error("deleting registration", "err", err)
 		return fmt.Errorf("gateway: deleting registration: %w", err)
 	}
-	if len(u.held) > 0 {
-		u.log.Warn("unregistered with IMIP messages still held for the component link", "dropped", len(u.held))
-		u.held = nil
+	u.applyLink(linkStop{}, nil)
+	u.timers.stop()
+	u.cleanRoster()
+	u.sendGone(u.g.cfg.Domain)
+	// The store dropped the queued messages with the registration: those
+	// for IMIP go back to their senders, those from IMIP are gone.
+	outq := u.outq
+	u.outq = nil
+	for _, om := range outq {
+		om.done = true
+		u.bounceOut(om, textError(stanza.Cancel, stanza.RegistrationRequired,
+			"You unregistered from the IMIP gateway before the message was delivered."))
 	}
+	if n := len(u.inq) + u.spilled; n > 0 || u.spillStored {
+		u.log.Warn("unregistered with IMIP messages not yet delivered to XMPP", "dropped", n)
+	}
+	u.inq, u.spilled, u.spillStored = nil, 0, false
 	u.g.setRegistered(u.key, false)
 	u.g.dropUser(u)
 	u.reg = nil

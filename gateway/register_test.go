@@ -266,17 +266,16 @@ func (h *harness) inboxHas(bare string, f func(event) bool) bool {
 func TestUnregisterThenRegisterQueued(t *testing.T) {
 	h := newHarness(t, "")
 	h.login(aliceHW, "1111")
-	release := make(chan struct{})
-	h.d.holdStatus("1111", release)
+	release := h.holdStore(alice)
 	ctx := context.Background()
 	errs := make(chan error, 3)
-	go func() { errs <- h.g.Register(ctx, aliceJID, "1111", "pw") }() // the run loop blocks in SetStatus
-	h.d.waitSession(t, 2)
+	go func() { errs <- h.g.Register(ctx, aliceJID, "1111", "pw") }() // the run loop blocks storing it
+	h.waitHeld()
 	go func() { errs <- h.g.Unregister(ctx, aliceJID) }()
 	waitUntil(t, "unregister queued", func() bool { return h.inboxHas(alice, func(ev event) bool { _, ok := ev.(evUnregister); return ok }) })
 	go func() { errs <- h.g.Register(ctx, aliceJID, "1111", "pw") }()
 	waitUntil(t, "register queued", func() bool { return h.inboxHas(alice, func(ev event) bool { _, ok := ev.(evRegister); return ok }) })
-	close(release)
+	release()
 	for range 3 {
 		if err := <-errs; err != nil {
 			t.Errorf("request failed: %v", err)

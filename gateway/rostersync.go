@@ -13,6 +13,7 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 
+	"imip-transport/imipside"
 	"imip-transport/imipside/wire"
 	"imip-transport/roster"
 	"imip-transport/xmppside"
@@ -49,17 +50,15 @@ func (u *user) applyRoster(ev roster.Event) {
 
 // do carries out one roster action.
 func (u *user) do(a roster.Action) {
-	ctx, cancel := u.opCtx()
-	defer cancel()
 	switch a := a.(type) {
 	case roster.SendListAdd:
-		u.imip(a.Number, "LIST ADD", func(s IMIPSession) error { return s.ListAdd(ctx, a.Number, a.Text) })
+		u.imip(a.Number, imipside.RequestListAdd, func(s IMIPSession) (uint64, error) { return s.SendListAdd(a.Number, a.Text) })
 	case roster.SendListAccept:
-		u.imip(a.Number, "LIST ACCEPT", func(s IMIPSession) error { return s.ListAccept(ctx, a.Number, a.Nick) })
+		u.imip(a.Number, imipside.RequestListAccept, func(s IMIPSession) (uint64, error) { return s.SendListAccept(a.Number, a.Nick) })
 	case roster.SendListReject:
-		u.imip(a.Number, "LIST REJECT", func(s IMIPSession) error { return s.ListReject(ctx, a.Number) })
+		u.imip(a.Number, imipside.RequestListReject, func(s IMIPSession) (uint64, error) { return s.SendListReject(a.Number) })
 	case roster.SendListRemove:
-		u.imip(a.Number, "LIST REMOVE", func(s IMIPSession) error { return s.ListRemove(ctx, a.Number) })
+		u.imip(a.Number, imipside.RequestListRemove, func(s IMIPSession) (uint64, error) { return s.SendListRemove(a.Number) })
 	case roster.PresenceToUser:
 		u.g.sendPresenceThen(xmppside.Presence{From: u.g.contactJID(a.From), To: u.bare, Type: string(a.Type), Nick: a.Nick, Status: a.Status},
 			u.lostPushNotice())
@@ -81,20 +80,21 @@ func (u *user) do(a roster.Action) {
 	}
 }
 
-// imip sends a LIST request, or reports to the user why it could not.
-func (u *user) imip(n wire.Number, what string, send func(IMIPSession) error) {
+// imip sends a LIST request without waiting (its answer comes back as a
+// ReplyEvent), or reports to the user why it could not.
+func (u *user) imip(n wire.Number, what string, send func(IMIPSession) (uint64, error)) {
 	if u.sess == nil {
 		u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
 			Body: "Not connected to the IMIP network: " + what + " " + string(n) + " was not sent. Go online and try again."})
 		u.unsent(n, what)
 		return
 	}
-	if err := u.awaitIMIP(func() error { return send(u.sess) }); err != nil {
-		u.log.Warn("IMIP request failed", "request", what, "number", n, "err", err)
-		u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
-			Body: "The IMIP network refused " + what + " " + string(n) + ": " + err.Error()})
-		u.unsent(n, what)
+	id, err := send(u.sess)
+	if err != nil {
+		u.requestFailed(pendingReq{kind: what, number: n}, "The IMIP network did not take "+what+" "+string(n)+": "+err.Error())
+		return
 	}
+	u.track(id, pendingReq{kind: what, number: n})
 }
 
 // unsent undoes the list state of a request IMIP never got. A LIST ADD that
@@ -102,7 +102,7 @@ func (u *user) imip(n wire.Number, what string, send func(IMIPSession) error) {
 // (roster.List does not ask twice), so it is withdrawn and the user's
 // subscription request is denied; the user may ask again.
 func (u *user) unsent(n wire.Number, what string) {
-	if what == "LIST ADD" {
+	if what == imipside.RequestListAdd {
 		u.applyRoster(roster.ServerListReject{Number: n})
 	}
 }
@@ -286,10 +286,17 @@ func (u *user) nextRosterJob() {
 	}
 	u.rosterBusy = true
 	g, bare, log := u.g, u.bare, u.log
-	u.spawnJob(func() {
-		err := j.run(g, bare, log)
-		u.postAlways(evRosterDone{job: j, err: err})
-	})
+	// The job starts once the stanzas queued before it are written: a
+	// "subscribed" presence must reach the user's server before the roster
+	// set that makes it moot.
+	u.jobs.Add(1)
+	g.out.push(outItem{run: func() {
+		u.spawnJob(func() {
+			err := j.run(g, bare, log)
+			u.postAlways(evRosterDone{job: j, err: err})
+		})
+		u.jobs.Add(-1)
+	}})
 }
 
 // onRosterDone records what a job learnt and starts the next one.

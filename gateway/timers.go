@@ -15,6 +15,9 @@ const (
 	timerRetry   timerKind = iota // the next login after a failure
 	timerGrace                    // the end of a registration's grace period
 	timerConfirm                  // resources must have answered the probe
+	timerRequests                 // the oldest IMIP request must have been answered
+	timerDelivery                 // the oldest message for IMIP must have been confirmed
+	timerResend                   // messages for the user the full outbox refused go again
 	numTimers
 )
 
@@ -29,6 +32,15 @@ type deadlines struct {
 // arm sets deadline k to d from now, replacing an earlier one.
 func (u *user) arm(k timerKind, d time.Duration) {
 	u.timers.at[k] = time.Now().Add(d)
+	u.rearm()
+}
+
+// armAt sets deadline k to t.
+func (u *user) armAt(k timerKind, t time.Time) {
+	if u.timers.at[k].Equal(t) {
+		return
+	}
+	u.timers.at[k] = t
 	u.rearm()
 }
 
@@ -110,6 +122,12 @@ func (u *user) onTimer() {
 			u.applyLink(linkGraceDue{}, nil)
 		case timerConfirm:
 			u.dropUnconfirmed()
+		case timerRequests:
+			u.expireRequests()
+		case timerDelivery:
+			u.expireOut()
+		case timerResend:
+			u.flushIn()
 		}
 	}
 	u.rearm()

@@ -55,13 +55,8 @@ type (
 	}
 	evUnregister struct{ reply chan error }
 	evTimer      struct{} // a deadline of the user's timer may have passed
-	// evUndelivered: an IMIP message the outbox could not send (the
-	// component link is down).
-	evUndelivered struct {
-		m    xmppside.Message
-		sent time.Time
-		link uint64 // the component link it failed on
-	}
+	// evLoad: load the user (its queued messages after a restart).
+	evLoad struct{}
 	evLinkUp   struct{ link uint64 } // the component link is up again
 	evShutdown struct{}
 )
@@ -75,7 +70,7 @@ func (evRegister) isEvent()       {}
 func (evRegisterDialed) isEvent() {}
 func (evUnregister) isEvent()     {}
 func (evTimer) isEvent()          {}
-func (evUndelivered) isEvent()    {}
+func (evLoad) isEvent()           {}
 func (evLinkUp) isEvent()         {}
 func (evShutdown) isEvent()       {}
 
@@ -84,20 +79,6 @@ type contactPresence struct {
 	status wire.Status
 	text   string
 }
-
-// sentMessage remembers an XMPP message sent as MESG, until IMIP could
-// still refuse it.
-type sentMessage struct {
-	imipID uint64
-	id     string
-	from   jid.JID
-	to     jid.JID
-	body   string
-}
-
-// maxSentMessages bounds how many sent messages a user remembers for error
-// reports.
-const maxSentMessages = 32
 
 // user is one registered Jabber user. Fields below mu are guarded by it;
 // the rest belong to the run loop alone.
@@ -122,7 +103,6 @@ type user struct {
 	jobs atomic.Int32
 	// timerQueued says an evTimer is in the inbox.
 	timerQueued bool
-	inCall      bool          // the run loop waits for an IMIP answer (awaitIMIP)
 	space       chan struct{} // closed when the inbox shrinks
 
 	loaded bool
@@ -150,8 +130,16 @@ type user struct {
 	sentText   string
 	contacts   map[wire.Number]contactPresence
 	list       *roster.List
-	sent       []sentMessage
-	held       []xmppside.Message // IMIP messages kept while the component link is down
+	// pending are the requests sent on the live session, by block ID.
+	pending map[uint64]pendingReq
+	// outq are the messages for IMIP not confirmed yet, in order; inq the
+	// messages from IMIP not confirmed by the barrier yet (at most
+	// maxInMemory; spilled counts writes in flight of those beyond, and
+	// spillStored says the store holds some that memory does not).
+	outq        []*outMsg
+	inq         []*inMsg
+	spilled     int
+	spillStored bool
 	// rosterStale: a roster push did not reach the user; push again.
 	rosterStale bool
 	// rosterJobs wait for the one in flight (rosterBusy).
@@ -203,8 +191,13 @@ func (u *user) handle(ev event) {
 		u.onTimer()
 	case evRosterDone:
 		u.onRosterDone(ev)
-	case evUndelivered:
-		u.holdFrom(ev.m, ev.sent, ev.link)
+	case evLoad:
+	case evStoredOut:
+		u.onStoredOut(ev)
+	case evStoredIn:
+		u.onStoredIn(ev)
+	case evDelivered:
+		u.onDelivered(ev)
 	case evLinkUp:
 		u.onLinkUp(ev.link)
 	case evShutdown:
@@ -230,6 +223,7 @@ func (u *user) load() {
 	u.loaded = true
 	u.reg = &reg
 	u.loadContacts(ctx)
+	u.loadQueued()
 }
 
 func (u *user) loadContacts(ctx context.Context) {
@@ -385,7 +379,10 @@ func (u *user) startDial() {
 	u.dialing = t
 	n, pw := u.reg.Number, u.reg.Password
 	u.spawnJob(func() {
-		c, err := u.dial(context.Background(), n, pw)
+		// Logins are paced for all users together; a shutdown ends the
+		// wait (the dial then fails at once).
+		_ = u.g.logins.Wait(u.g.ctx)
+		c, err := u.dial(u.g.ctx, n, pw)
 		if !u.postAlways(evDialed{t: t, c: c, err: err}) && c != nil {
 			u.g.endConn(c)
 		}
@@ -445,6 +442,7 @@ func (u *user) up(c *imipConn) {
 	u.updateStatus()
 	u.sendGatewayPresence(u.bare)
 	u.syncRoster(c.sess.Contacts())
+	u.flushOut()
 }
 
 // dropLive forgets the live session and its contacts' presence; its events
@@ -452,23 +450,22 @@ func (u *user) up(c *imipConn) {
 func (u *user) dropLive() {
 	if u.conn != nil {
 		u.conn.letGo()
+		u.dropPending(u.conn)
 	}
 	u.conn, u.sess = nil, nil
 	clear(u.contacts)
 	u.contacts = nil
-	u.sent = nil
 	u.sentStatus, u.sentText = "", ""
 }
 
 // endConn ends a session the loop has let go of (or never adopted) with
-// DISC, or Close when that fails.
+// DISC; the session closes itself once the server answers, or after a
+// bound. It never waits.
 func (u *user) endConn(c *imipConn, why string) {
 	c.letGo()
-	ctx, cancel := u.opCtx()
-	defer cancel()
-	if err := c.sess.Disconnect(ctx); err != nil {
+	if err := c.sess.Logout(); err != nil {
 		u.log.Debug("DISC", "err", err)
-		_ = c.sess.Close()
+		c.sess.Kill()
 	}
 	u.log.Info("logged out of IMIP", "why", why)
 }
@@ -566,7 +563,7 @@ func (u *user) onLinkUp(link uint64) {
 			u.resyncRoster()
 		}
 	}
-	u.flushHeld()
+	u.flushIn()
 }
 
 // dropUnconfirmed forgets the resources that did not answer the probe.
@@ -589,12 +586,12 @@ func (u *user) updateStatus() {
 	if st == u.sentStatus && text == u.sentText {
 		return
 	}
-	ctx, cancel := u.opCtx()
-	defer cancel()
-	if err := u.awaitIMIP(func() error { return u.sess.SetStatus(ctx, st, text) }); err != nil {
-		u.log.Warn("STAT failed", "status", st, "err", err)
+	id, err := u.sess.SendStatus(st, text)
+	if err != nil {
+		u.log.Warn("STAT not sent", "status", st, "err", err)
 		return
 	}
+	u.track(id, pendingReq{kind: imipside.RequestSTAT})
 	u.sentStatus, u.sentText = st, text
 }
 

@@ -264,9 +264,7 @@ func (u *imipUser) expectMessage(from wire.Number, text string) imipside.Message
 
 func (u *imipUser) send(to wire.Number, text string) {
 	u.t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-	defer cancel()
-	if _, err := u.sess.SendMessage(ctx, to, text); err != nil {
+	if _, err := u.sess.SendMessage(to, text); err != nil {
 		u.t.Fatalf("imip user %s: MESG: %v", u.number, err)
 	}
 }
