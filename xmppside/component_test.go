@@ -67,6 +67,8 @@ func TestRunConfigErrors(t *testing.T) {
 		1: {"domain with localpart", func(c *Config) { c.Domain = jid.MustParse("a@imip.localhost") }},
 		2: {"no server", func(c *Config) { c.Server = "" }},
 		3: {"no secret", func(c *Config) { c.Secret = "" }},
+		4: {"negative max stanza size", func(c *Config) { c.MaxStanzaSize = -1 }},
+		5: {"max stanza size too small", func(c *Config) { c.MaxStanzaSize = MinMaxStanzaSize - 1 }},
 	}
 	for i, tc := range tests {
 		cfg := testConfig("127.0.0.1:1")
