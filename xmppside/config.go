@@ -34,6 +34,10 @@ const (
 	MinMaxStanzaSize = 8 << 10
 )
 
+// defaultStableAfter is how long a link must have lasted for the reconnect
+// backoff to start again from MinBackoff once it drops.
+const defaultStableAfter = 3 * time.Second
+
 // Config configures a Component.
 // Only Domain, Server and Secret are required; every other zero value has a
 // default.
@@ -81,6 +85,11 @@ type Config struct {
 	// large is not sent and its send method returns ErrStanzaTooLarge.
 	MaxStanzaSize int
 
+	// stableAfter is how long a link must have lasted for the reconnect
+	// backoff to start again from MinBackoff (default defaultStableAfter;
+	// tests shorten it).
+	stableAfter time.Duration
+
 	// Trace, if not nil, receives a copy of the traffic after the handshake
 	// (the handshake, with the secret, is never traced). It is for
 	// debugging only: XEP-0077 <password> values and data form
@@ -127,6 +136,9 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxStanzaSize == 0 {
 		cfg.MaxStanzaSize = DefaultMaxStanzaSize
+	}
+	if cfg.stableAfter <= 0 {
+		cfg.stableAfter = defaultStableAfter
 	}
 	return cfg
 }
