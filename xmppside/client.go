@@ -44,7 +44,7 @@ func (c *Component) SendIQ(ctx context.Context, iq stanza.IQ, payload xml.TokenR
 		return nil, err
 	}
 	if err := c.checkTokens("iq", out); err != nil {
-		return nil, fmt.Errorf("xmppside: iq to %s: %w", to, err)
+		return nil, c.refused(fmt.Errorf("xmppside: iq to %s: %w", to, err))
 	}
 	l := c.current()
 	if l == nil {
@@ -228,7 +228,7 @@ func (c *Component) SendRosterExchange(ctx context.Context, to jid.JID, items []
 	size := overhead
 	for i, n := range sizes {
 		if overhead+n > c.cfg.MaxStanzaSize {
-			return tooLarge(fmt.Sprintf("roster exchange item %s", items[i].JID), overhead+n, c.cfg.MaxStanzaSize)
+			return c.refused(tooLarge(fmt.Sprintf("roster exchange item %s", items[i].JID), overhead+n, c.cfg.MaxStanzaSize))
 		}
 		if size+n > c.cfg.MaxStanzaSize {
 			cuts = append(cuts, i)

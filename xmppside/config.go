@@ -65,7 +65,9 @@ type Config struct {
 	Logger *slog.Logger
 
 	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 500ms and
-	// 30s); each delay is randomised by +-50%.
+	// 30s); each delay is randomised by +-50%. The delay doubles after each
+	// attempt and starts again from MinBackoff after a link that stayed up
+	// for 3 s.
 	MinBackoff, MaxBackoff time.Duration
 	// DialTimeout bounds the TCP dial and the handshake (default 10s).
 	DialTimeout time.Duration

@@ -100,10 +100,10 @@ func (c *Component) SendMessage(ctx context.Context, m Message) error {
 	build := func() xml.TokenReader { return messageElem(m) }
 	err = c.checkSize("message", messageBound(m), build)
 	if errors.Is(err, ErrStanzaTooLarge) && m.Body != "" {
-		return c.sendMessageParts(ctx, m)
+		return c.refused(c.sendMessageParts(ctx, m))
 	}
 	if err != nil {
-		return err
+		return c.refused(err)
 	}
 	return c.sendChecked(ctx, build())
 }
@@ -298,7 +298,7 @@ func (c *Component) SendPresence(ctx context.Context, p Presence) error {
 		id = randomID()
 	}
 	build := func() xml.TokenReader { return presenceElem(p, from, to, typ, id) }
-	return c.send(ctx, "presence", presenceBound(p, from, to, typ, id), build)
+	return c.refused(c.send(ctx, "presence", presenceBound(p, from, to, typ, id), build))
 }
 
 // presenceElem builds the stanza of p with the given addresses, type and

@@ -210,6 +210,15 @@ func tooLarge(what string, size, limit int) error {
 	return fmt.Errorf("%w: %s of %d bytes, limit %d", ErrStanzaTooLarge, what, size, limit)
 }
 
+// refused logs err when it is an ErrStanzaTooLarge (a stanza the caller
+// wanted sent was not) and returns it.
+func (c *Component) refused(err error) error {
+	if errors.Is(err, ErrStanzaTooLarge) {
+		c.log.Warn("xmpp stanza too large, not sent", "err", err)
+	}
+	return err
+}
+
 // checkSize returns nil when the stanza that build makes fits in
 // MaxStanzaSize, and an ErrStanzaTooLarge otherwise. bound is an upper
 // bound of its encoded size; build (which must make the same stanza each

@@ -6,6 +6,7 @@ import (
 	"encoding/xml"
 	"errors"
 	"fmt"
+	"log/slog"
 	"math/rand/v2"
 	"strings"
 	"testing"
@@ -216,7 +217,11 @@ func assertLinkUp(t *testing.T, env *testEnv, what string) {
 }
 
 func TestOversizedRefused(t *testing.T) {
-	env := startEnv(t, func(c *Config) { c.MaxStanzaSize = smallLimit })
+	var logs syncBuffer
+	env := startEnv(t, func(c *Config) {
+		c.MaxStanzaSize = smallLimit
+		c.Logger = slog.New(slog.NewTextHandler(&logs, nil))
+	})
 	// Bounded: a roster set or IQ that were sent would wait for a reply.
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
@@ -249,6 +254,9 @@ func TestOversizedRefused(t *testing.T) {
 			t.Errorf("%d %s: error = %v, want ErrStanzaTooLarge", i, tc.name, err)
 		}
 		assertLinkUp(t, env, tc.name)
+	}
+	if n := strings.Count(logs.String(), `msg="xmpp stanza too large, not sent"`); n != len(tests) {
+		t.Errorf("%d refusals logged, want %d:\n%s", n, len(tests), logs.String())
 	}
 }
 
