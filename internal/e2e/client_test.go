@@ -93,7 +93,7 @@ type client struct {
 	// accepts (slixmpp's auto_subscribe).
 	autoApprove string
 	// features are advertised in disco#info besides disco#info itself
-	// (set before anyone asks).
+	// (guarded by mu).
 	features []string
 }
 
@@ -145,8 +145,11 @@ func (c *client) handle(r xmlstream.TokenReadEncoder, start *xml.StartElement) e
 			reply = fmt.Sprintf(`<iq type="result" id=%q/>`, g.ID)
 		}
 		if strings.Contains(g.Raw, "http://jabber.org/protocol/disco#info") {
+			c.mu.Lock()
+			advertised := append([]string{"http://jabber.org/protocol/disco#info"}, c.features...)
+			c.mu.Unlock()
 			var feats strings.Builder
-			for _, f := range append([]string{"http://jabber.org/protocol/disco#info"}, c.features...) {
+			for _, f := range advertised {
 				fmt.Fprintf(&feats, `<feature var=%q/>`, f)
 			}
 			reply = fmt.Sprintf(`<iq type="result" id=%q to=%q><query xmlns="http://jabber.org/protocol/disco#info"><identity category="client" type="pc"/>%s</query></iq>`, g.ID, g.From, feats.String())

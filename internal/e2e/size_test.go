@@ -128,7 +128,9 @@ func TestHostileSizesKeepTheLink(t *testing.T) {
 	// the list filled on the IMIP server, online again.
 	dave := newUser(t, srv, "dave")
 	dave.autoApprove = gw
+	dave.mu.Lock()
 	dave.features = []string{nsRosterX}
+	dave.mu.Unlock()
 	dave.mustRegister(tr, string(acctDave.Number), acctDave.Password)
 	if !tr.imip.WaitOnline(acctDave.Number, true, waitFor) {
 		t.Fatal("dave not on IMIP")
