@@ -440,9 +440,20 @@ func (g *Gateway) sendMessageThen(m xmppside.Message, done func(error)) {
 	g.out.push(outItem{m: &m, done: done})
 }
 
-// bounce answers message m with an error of the same id.
+// maxBounceExcerpt bounds the bytes of the refused message's body that a
+// bounce echoes. The whole body could make the error larger than the
+// server accepts on the component stream (it would close it, for every
+// user): a body of tabs grows fivefold as XML.
+const maxBounceExcerpt = 256
+
+// bounce answers message m with an error of the same id, quoting at most
+// maxBounceExcerpt bytes of its body ("…" marks a cut).
 func (g *Gateway) bounce(m xmppside.Message, e stanza.Error) {
-	reply := xmppside.Message{ID: m.ID, From: m.To, To: m.From, Type: "error", Body: m.Body, Error: &e}
+	body := m.Body
+	if len(body) > maxBounceExcerpt {
+		body = truncateUTF8(body, maxBounceExcerpt) + "…"
+	}
+	reply := xmppside.Message{ID: m.ID, From: m.To, To: m.From, Type: "error", Body: body, Error: &e}
 	if reply.From.Domainpart() != g.cfg.Domain.Domainpart() {
 		reply.From = g.cfg.Domain
 	}

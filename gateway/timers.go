@@ -12,12 +12,12 @@ import "time"
 type timerKind uint8
 
 const (
-	timerRetry   timerKind = iota // the next login after a failure
-	timerGrace                    // the end of a registration's grace period
-	timerConfirm                  // resources must have answered the probe
-	timerRequests                 // the oldest IMIP request must have been answered
-	timerDelivery                 // the oldest message for IMIP must have been confirmed
-	timerResend                   // messages for the user the full outbox refused go again
+	timerRetry    timerKind = iota // the next login after a failure
+	timerGrace                     // the end of a registration's grace period
+	timerConfirm                   // resources must have answered the probe
+	timerRequests                  // the oldest IMIP request must have been answered
+	timerDelivery                  // the oldest message for IMIP must have been confirmed
+	timerResend                    // messages for the user the full outbox refused go again
 	numTimers
 )
 

@@ -56,7 +56,7 @@ type (
 	evUnregister struct{ reply chan error }
 	evTimer      struct{} // a deadline of the user's timer may have passed
 	// evLoad: load the user (its queued messages after a restart).
-	evLoad struct{}
+	evLoad     struct{}
 	evLinkUp   struct{ link uint64 } // the component link is up again
 	evShutdown struct{}
 )

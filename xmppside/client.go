@@ -22,8 +22,9 @@ import (
 // optional. A reply of type error is returned as a stanza.Error (use
 // errors.As), with a nil reader.
 // It returns ErrNotConnected while the link is down or if it drops before
-// the reply, and ErrUnexpectedResponse if the reply comes from another
-// address than iq.To.
+// the reply, ErrUnexpectedResponse if the reply comes from another address
+// than iq.To, and ErrStanzaTooLarge (nothing sent) if the IQ would be
+// larger than MaxStanzaSize.
 // Safe for concurrent use, but it must not be called from a Handler method
 // running on the read loop (it would wait for itself).
 func (c *Component) SendIQ(ctx context.Context, iq stanza.IQ, payload xml.TokenReader) (xmlstream.TokenReadCloser, error) {
@@ -34,13 +35,20 @@ func (c *Component) SendIQ(ctx context.Context, iq stanza.IQ, payload xml.TokenR
 	if iq.Type != stanza.GetIQ && iq.Type != stanza.SetIQ {
 		return nil, fmt.Errorf("xmppside: SendIQ needs type get or set, not %q", iq.Type)
 	}
-	l := c.current()
-	if l == nil {
-		return nil, ErrNotConnected
-	}
 	iq.From, iq.To, iq.XMLName = from, to, xml.Name{}
 	if iq.ID == "" {
 		iq.ID = randomID()
+	}
+	out, err := readTokens(iq.Wrap(payload))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkTokens("iq", out); err != nil {
+		return nil, c.refused(fmt.Errorf("xmppside: iq to %s: %w", to, err))
+	}
+	l := c.current()
+	if l == nil {
+		return nil, ErrNotConnected
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("xmppside: iq to %s: %w", to, err)
@@ -50,7 +58,7 @@ func (c *Component) SendIQ(ctx context.Context, iq stanza.IQ, payload xml.TokenR
 		return nil, fmt.Errorf("xmppside: iq to %s: id %q already in use", to, iq.ID)
 	}
 	defer l.removePending(iq.ID, ch)
-	if err := l.write(iq.Wrap(payload)); err != nil {
+	if err := l.write(&tokenSlice{toks: out}); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrNotConnected, err)
 	}
 	var toks []xml.Token
@@ -162,7 +170,12 @@ func (c *Component) DiscoFeatures(ctx context.Context, to jid.JID) ([]string, er
 }
 
 // SendRosterExchange sends a XEP-0144 roster item exchange message from the
-// component domain to to. Same rules as SendMessage.
+// component domain to to. Same rules as SendMessage, except for the size:
+// items that do not fit in one stanza of MaxStanzaSize are sent in several
+// messages, in order, each a complete exchange of some of the items. An
+// item too large for a stanza of its own returns ErrStanzaTooLarge before
+// anything is sent. If a message cannot be sent (the link drops), those
+// before it have been.
 func (c *Component) SendRosterExchange(ctx context.Context, to jid.JID, items []RosterItem) error {
 	if len(items) == 0 {
 		return errors.New("xmppside: roster exchange without items")
@@ -171,8 +184,9 @@ func (c *Component) SendRosterExchange(ctx context.Context, to jid.JID, items []
 	if err != nil {
 		return err
 	}
-	ch := make([]xml.TokenReader, 0, len(items))
-	for _, it := range items {
+	actions := make([]string, len(items))
+	bound := rosterxOverhead + textBound(from.String(), to.String(), randomID())
+	for i, it := range items {
 		if it.JID.String() == "" {
 			return errors.New("xmppside: roster exchange item without jid")
 		}
@@ -185,10 +199,85 @@ func (c *Component) SendRosterExchange(ctx context.Context, to jid.JID, items []
 		case action != "add" && action != "modify" && action != "delete":
 			return fmt.Errorf("xmppside: invalid roster exchange action %q", action)
 		}
-		ch = append(ch, itemElem(it, "action", action))
+		actions[i] = action
+		bound += itemBound(it, "action", action)
 	}
-	start := stanzaStart("message", "", randomID(), from, to)
-	return c.send(ctx, xmlstream.Wrap(elem(nsRosterX, "x", nil, ch...), start))
+	build := func(lo, hi int) func() xml.TokenReader {
+		return func() xml.TokenReader {
+			ch := make([]xml.TokenReader, 0, hi-lo)
+			for i := lo; i < hi; i++ {
+				ch = append(ch, itemElem(items[i], "action", actions[i]))
+			}
+			return xmlstream.Wrap(elem(nsRosterX, "x", nil, ch...), stanzaStart("message", "", randomID(), from, to))
+		}
+	}
+	if bound <= c.cfg.MaxStanzaSize {
+		return c.sendChecked(ctx, build(0, len(items))())
+	}
+	// Too large for one message, maybe: pack the items by their exact
+	// encoded sizes.
+	overhead, err := encodedSize(build(0, 0)())
+	if err != nil {
+		return err
+	}
+	sizes, err := itemSizes(items, "action", actions)
+	if err != nil {
+		return err
+	}
+	var cuts []int // end of each message's items
+	size := overhead
+	for i, n := range sizes {
+		if overhead+n > c.cfg.MaxStanzaSize {
+			return c.refused(tooLarge(fmt.Sprintf("roster exchange item %s", items[i].JID), overhead+n, c.cfg.MaxStanzaSize))
+		}
+		if size+n > c.cfg.MaxStanzaSize {
+			cuts = append(cuts, i)
+			size = overhead
+		}
+		size += n
+	}
+	cuts = append(cuts, len(items))
+	lo := 0
+	for k, hi := range cuts {
+		// Measured above: the size is exact, so no bound needs checking.
+		if err := c.sendChecked(ctx, build(lo, hi)()); err != nil {
+			return fmt.Errorf("xmppside: roster exchange message %d of %d: %w", k+1, len(cuts), err)
+		}
+		lo = hi
+	}
+	return nil
+}
+
+// rosterxOverhead bounds the markup of a roster exchange message without
+// its items.
+const rosterxOverhead = 256
+
+// itemBound bounds the encoded size of itemElem(it, kv...).
+func itemBound(it RosterItem, kv ...string) int {
+	n := 64 + textBound(it.JID.String(), it.Name) + textBound(kv...) + 8*len(kv)
+	for _, g := range it.Groups {
+		n += len("<group></group>") + textBound(g)
+	}
+	return n
+}
+
+// itemSizes returns the exact encoded size of each item as a child of an
+// exchange, the value of attribute name taken from values.
+func itemSizes(items []RosterItem, name string, values []string) ([]int, error) {
+	var cw countingWriter
+	e := xml.NewEncoder(&cw)
+	sizes := make([]int, len(items))
+	for i, it := range items {
+		before := cw.n
+		if _, err := xmlstream.Copy(e, itemElem(it, name, values[i])); err != nil {
+			return nil, fmt.Errorf("xmppside: measure roster item: %w", err)
+		}
+		if err := e.Flush(); err != nil {
+			return nil, fmt.Errorf("xmppside: measure roster item: %w", err)
+		}
+		sizes[i] = cw.n - before
+	}
+	return sizes, nil
 }
 
 // itemElem builds a roster or roster exchange <item/>.

@@ -65,7 +65,10 @@ func (c *Component) Domain() jid.JID { return c.domain }
 func (c *Component) Connected() bool { return c.connected.Load() }
 
 // Run connects, performs the handshake and serves; when the link drops it
-// reconnects forever with exponential backoff and jitter.
+// reconnects forever with exponential backoff and jitter. The delay starts
+// again from MinBackoff after a link that stayed up for a few seconds
+// (defaultStableAfter); after a link that the server closed sooner it keeps
+// growing, up to MaxBackoff.
 // It blocks until ctx is done, then closes the stream and returns nil.
 // It returns an error early only for a setup mistake: an invalid Config, a
 // second concurrent Run, or a handshake the server refuses (bad secret or
@@ -103,7 +106,10 @@ func (c *Component) Run(ctx context.Context) error {
 		}
 		if wasUp {
 			attempt = 1
-			if up >= c.cfg.MaxBackoff {
+			if up >= c.cfg.stableAfter {
+				// The link worked: this is a new outage, not the same
+				// one going on. A link that the server closes right
+				// after the handshake keeps backing off.
 				bo.Reset()
 			}
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -67,6 +68,8 @@ func TestRunConfigErrors(t *testing.T) {
 		1: {"domain with localpart", func(c *Config) { c.Domain = jid.MustParse("a@imip.localhost") }},
 		2: {"no server", func(c *Config) { c.Server = "" }},
 		3: {"no secret", func(c *Config) { c.Secret = "" }},
+		4: {"negative max stanza size", func(c *Config) { c.MaxStanzaSize = -1 }},
+		5: {"max stanza size too small", func(c *Config) { c.MaxStanzaSize = MinMaxStanzaSize - 1 }},
 	}
 	for i, tc := range tests {
 		cfg := testConfig("127.0.0.1:1")
@@ -227,5 +230,77 @@ func TestBackoff(t *testing.T) {
 	// Delays of 20, 40, 80, 80... (+-50%) within 400ms: about 4 to 12 dials.
 	if n := dials.Load(); n < 3 || n > 15 {
 		t.Errorf("%d dials in 400ms with 20ms..80ms backoff, want 3..15", n)
+	}
+}
+
+// TestBackoffAfterStableLink: the reconnect delay grows while the server
+// closes each link right after the handshake, and starts again from the
+// minimum after a link that stayed up.
+func TestBackoffAfterStableLink(t *testing.T) {
+	const (
+		minB   = 10 * time.Millisecond
+		maxB   = 800 * time.Millisecond
+		stable = 300 * time.Millisecond
+	)
+	env := startEnvWith(t, func(c *Config) {
+		c.MinBackoff, c.MaxBackoff, c.stableAfter = minB, maxB, stable
+	}, func(h *fakeHandler) Handler { return nonBlocking{h} })
+
+	// The server closes every new link at once, 7 times: the delays go
+	// 10, 20, 40 ... 640 ms (each +-50%). Links are up for far less than
+	// stable.
+	fc := env.fc
+	var gaps []time.Duration
+	for range 7 {
+		closed := time.Now()
+		_ = fc.conn.Close()
+		fc = env.srv.accept(t)
+		gaps = append(gaps, time.Since(closed))
+	}
+	if last := gaps[len(gaps)-1]; last < 160*time.Millisecond {
+		t.Errorf("delays after links closed at once: %v; the last is %v, want it grown to 160ms or more", gaps, last)
+	}
+
+	// A link that stays up, and works: the next outage starts from the
+	// minimum.
+	up := time.Now()
+	for i := 0; time.Since(up) < stable+50*time.Millisecond; i++ {
+		r := fc.roundTrip(t, fmt.Sprintf(`<iq type="get" id="up%d" from="juliet@localhost/x" to="imip.localhost"><ping xmlns="urn:xmpp:ping"/></iq>`, i))
+		if r.attr("type") != "result" {
+			t.Fatalf("ping on the stable link: %s", r)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	closed := time.Now()
+	_ = fc.conn.Close()
+	fc = env.srv.accept(t)
+	if gap := time.Since(closed); gap > 200*time.Millisecond {
+		t.Errorf("reconnect after a stable link took %v, want about %v (not the grown delay)", gap, minB)
+	}
+
+	// And a quick drop right after that grows again from the minimum.
+	closed = time.Now()
+	_ = fc.conn.Close()
+	env.srv.accept(t)
+	if gap := time.Since(closed); gap > 200*time.Millisecond {
+		t.Errorf("second reconnect after a stable link took %v, want about %v", gap, 2*minB)
+	}
+}
+
+// nonBlocking is a handler whose link notifications never block (the
+// backoff test connects more often than fakeHandler's channels hold).
+type nonBlocking struct{ *fakeHandler }
+
+func (h nonBlocking) HandleConnected(ctx context.Context) {
+	select {
+	case h.connected <- ctx:
+	default:
+	}
+}
+
+func (h nonBlocking) HandleDisconnected(err error) {
+	select {
+	case h.disconnected <- err:
+	default:
 	}
 }

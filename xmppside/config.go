@@ -20,7 +20,23 @@ const (
 	DefaultName             = "imip-transport"
 	DefaultIdentityName     = "IMIP Transport"
 	DefaultInstructions     = "Enter your IMIP number and password."
+
+	// DefaultMaxStanzaSize is the default Config.MaxStanzaSize: 256 KiB,
+	// half of Prosody 0.12's component_stanza_size_limit (512 KiB), above
+	// which Prosody closes the component stream. ejabberd 23.01's
+	// ejabberd_service listener has no limit by default (max_stanza_size:
+	// infinity). The margin covers servers that escape text more verbosely
+	// than Go when they pass a stanza on (Prosody and ejabberd write a
+	// quote as &quot;, 6 bytes, where Go writes &#34;, 5), so that a
+	// stanza also fits the 512 KiB s2s limits of both servers.
+	DefaultMaxStanzaSize = 256 << 10
+	// MinMaxStanzaSize is the smallest Config.MaxStanzaSize accepted.
+	MinMaxStanzaSize = 8 << 10
 )
+
+// defaultStableAfter is how long a link must have lasted for the reconnect
+// backoff to start again from MinBackoff once it drops.
+const defaultStableAfter = 3 * time.Second
 
 // Config configures a Component.
 // Only Domain, Server and Secret are required; every other zero value has a
@@ -49,7 +65,9 @@ type Config struct {
 	Logger *slog.Logger
 
 	// MinBackoff and MaxBackoff bound the reconnect delay (defaults 500ms and
-	// 30s); each delay is randomised by +-50%.
+	// 30s); each delay is randomised by +-50%. The delay doubles after each
+	// attempt and starts again from MinBackoff after a link that stayed up
+	// for 3 s.
 	MinBackoff, MaxBackoff time.Duration
 	// DialTimeout bounds the TCP dial and the handshake (default 10s).
 	DialTimeout time.Duration
@@ -59,6 +77,20 @@ type Config struct {
 	// MaxRegistrations bounds the registration IQs in flight per link
 	// (default 32); beyond it requesters get resource-constraint.
 	MaxRegistrations int
+
+	// MaxStanzaSize is the largest stanza the component writes, in bytes as
+	// encoded on the wire (default DefaultMaxStanzaSize; at least
+	// MinMaxStanzaSize). Keep it below the server's limit for the
+	// component stream: a server closes the stream, and so cuts off every
+	// user, when one stanza exceeds it. A message whose body makes it too
+	// large is sent as several messages; any other stanza that would be too
+	// large is not sent and its send method returns ErrStanzaTooLarge.
+	MaxStanzaSize int
+
+	// stableAfter is how long a link must have lasted for the reconnect
+	// backoff to start again from MinBackoff (default defaultStableAfter;
+	// tests shorten it).
+	stableAfter time.Duration
 
 	// Trace, if not nil, receives a copy of the traffic after the handshake
 	// (the handshake, with the secret, is never traced). It is for
@@ -104,6 +136,12 @@ func (cfg Config) withDefaults() Config {
 	if cfg.MaxRegistrations <= 0 {
 		cfg.MaxRegistrations = DefaultMaxRegistrations
 	}
+	if cfg.MaxStanzaSize == 0 {
+		cfg.MaxStanzaSize = DefaultMaxStanzaSize
+	}
+	if cfg.stableAfter <= 0 {
+		cfg.stableAfter = defaultStableAfter
+	}
 	return cfg
 }
 
@@ -121,6 +159,9 @@ func (cfg Config) validate() error {
 	}
 	if cfg.Secret == "" {
 		errs = append(errs, errors.New("secret is empty"))
+	}
+	if cfg.MaxStanzaSize < MinMaxStanzaSize {
+		errs = append(errs, fmt.Errorf("max stanza size %d is below the minimum %d", cfg.MaxStanzaSize, MinMaxStanzaSize))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("xmppside: invalid config: %w", err)

@@ -14,6 +14,18 @@
 // own goroutine.
 // Every IQ of type get or set gets an answer, a result or an error.
 //
+// Nothing the component writes may be larger than [Config.MaxStanzaSize]
+// (default [DefaultMaxStanzaSize]) as encoded on the wire: a server closes
+// the component stream, and so cuts off every user, when one stanza
+// exceeds its own limit (Prosody 0.12: 512 KiB). Each stanza is measured
+// before it is written, by a cheap upper bound and, only when that bound
+// is above the limit, exactly. A message with a body too large is sent as
+// several messages ([Component.SendMessage]); a roster item exchange with
+// too many items as several exchanges ([Component.SendRosterExchange]); an
+// IQ answer too large becomes internal-server-error; any other stanza too
+// large is not sent and its method returns [ErrStanzaTooLarge]. The link
+// stays up in every case.
+//
 // [Component.Run] owns the connection: it dials, performs the handshake,
 // serves, and reconnects forever with exponential backoff and jitter until
 // its context ends.

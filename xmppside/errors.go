@@ -19,6 +19,10 @@ var (
 	// ErrUnexpectedResponse is returned when an IQ reply is malformed or comes
 	// from another address than the request went to.
 	ErrUnexpectedResponse = errors.New("xmppside: unexpected IQ response")
+	// ErrStanzaTooLarge is returned (wrapped, with the sizes) when a stanza
+	// would be larger on the wire than Config.MaxStanzaSize. Nothing is
+	// written and the link stays up.
+	ErrStanzaTooLarge = errors.New("xmppside: stanza too large")
 )
 
 // Error is a stanza error the gateway wants the requester to see, with a

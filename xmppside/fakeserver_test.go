@@ -44,6 +44,9 @@ type node struct {
 	Attrs   []xml.Attr `xml:",any,attr"`
 	Nodes   []*node    `xml:",any"`
 	Text    string     `xml:",chardata"`
+	// wire is the number of bytes the element took on the stream (set for
+	// top-level elements; the component writes nothing between stanzas).
+	wire int
 }
 
 func (n *node) attr(local string) string {
@@ -182,6 +185,7 @@ func (s *fakeServer) serve(c net.Conn, id string) {
 		return
 	}
 	for {
+		off := dec.InputOffset()
 		tok, err := dec.Token()
 		if err != nil {
 			return
@@ -192,6 +196,7 @@ func (s *fakeServer) serve(c net.Conn, id string) {
 			if err := dec.DecodeElement(n, &t); err != nil {
 				return
 			}
+			n.wire = int(dec.InputOffset() - off)
 			fc.in <- n
 		case xml.EndElement: // </stream:stream>
 			fc.write(`</stream:stream>`)

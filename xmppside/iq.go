@@ -23,7 +23,7 @@ var domainFeatures = []string{
 func (l *link) discoInfo(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *xml.StartElement) error {
 	node := attrValue(payload.Attr, "node")
 	if node != "" {
-		return replyError(t, iq, newStanzaError(stanza.ItemNotFound))
+		return l.replyError(t, iq, newStanzaError(stanza.ItemNotFound))
 	}
 	var ident []xml.Attr
 	var feats []string
@@ -39,20 +39,20 @@ func (l *link) discoInfo(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *xm
 	for _, f := range feats {
 		children = append(children, elem("", "feature", attrs("var", f)))
 	}
-	return replyResult(t, iq, elem(nsDiscoInfo, "query", nil, children...))
+	return l.replyResult(t, iq, elem(nsDiscoInfo, "query", nil, children...))
 }
 
 // discoItems answers disco#items with an empty list.
 func (l *link) discoItems(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *xml.StartElement) error {
-	return replyResult(t, iq, elem(nsDiscoItems, "query", attrs("node", attrValue(payload.Attr, "node"))))
+	return l.replyResult(t, iq, elem(nsDiscoItems, "query", attrs("node", attrValue(payload.Attr, "node"))))
 }
 
 // version answers XEP-0092 for the component domain.
 func (l *link) version(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartElement) error {
 	if !isDomain(iq.To) {
-		return replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
+		return l.replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
 	}
-	return replyResult(t, iq, elem(nsVersion, "query", nil,
+	return l.replyResult(t, iq, elem(nsVersion, "query", nil,
 		textElem("", "name", l.c.cfg.Name),
 		textElem("", "version", l.c.cfg.Version),
 		textElem("", "os", runtime.GOOS),
@@ -61,16 +61,16 @@ func (l *link) version(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartE
 
 // ping answers XEP-0199 for the domain and contacts.
 func (l *link) ping(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartElement) error {
-	return replyResult(t, iq, nil)
+	return l.replyResult(t, iq, nil)
 }
 
 // gatewayGet answers the XEP-0100 prompt request.
 func (l *link) gatewayGet(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartElement) error {
 	if !isDomain(iq.To) {
-		return replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
+		return l.replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
 	}
 	desc, prompt := l.c.h.Prompt()
-	return replyResult(t, iq, elem(nsGateway, "query", nil,
+	return l.replyResult(t, iq, elem(nsGateway, "query", nil,
 		textElem("", "desc", desc),
 		textElem("", "prompt", prompt),
 	))
@@ -85,18 +85,18 @@ func (l *link) gatewaySet(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *x
 		return err
 	}
 	if !isDomain(iq.To) {
-		return replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
+		return l.replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
 	}
 	if q.Prompt == nil || *q.Prompt == "" {
-		return replyError(t, iq, Error{Condition: stanza.BadRequest, Text: "missing prompt"}.StanzaError())
+		return l.replyError(t, iq, Error{Condition: stanza.BadRequest, Text: "missing prompt"}.StanzaError())
 	}
 	j, err := l.c.h.Translate(*q.Prompt)
 	if err != nil {
 		se, _ := asStanzaError(err, stanza.NotAcceptable)
-		return replyError(t, iq, se)
+		return l.replyError(t, iq, se)
 	}
 	if j.String() == "" {
-		return replyError(t, iq, newStanzaError(stanza.JIDMalformed))
+		return l.replyError(t, iq, newStanzaError(stanza.JIDMalformed))
 	}
-	return replyResult(t, iq, elem(nsGateway, "query", nil, textElem("", "jid", j.String())))
+	return l.replyResult(t, iq, elem(nsGateway, "query", nil, textElem("", "jid", j.String())))
 }

@@ -150,25 +150,25 @@ func (l *link) handleIQ(t xmlstream.TokenReadEncoder, start xml.StartElement) er
 		j, err := jid.Parse(to)
 		switch {
 		case err != nil:
-			return replyError(t, iq, newStanzaError(stanza.JIDMalformed))
+			return l.replyError(t, iq, newStanzaError(stanza.JIDMalformed))
 		case j.Domainpart() != l.c.domain.Domainpart():
-			return replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
+			return l.replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
 		}
 		iq.To = j
 	}
 	if typ != stanza.GetIQ && typ != stanza.SetIQ {
-		return replyError(t, iq, newStanzaError(stanza.BadRequest))
+		return l.replyError(t, iq, newStanzaError(stanza.BadRequest))
 	}
 	payload, err := firstChild(t)
 	if err != nil {
 		return fmt.Errorf("xmppside: read iq: %w", err)
 	}
 	if payload == nil {
-		return replyError(t, iq, newStanzaError(stanza.BadRequest))
+		return l.replyError(t, iq, newStanzaError(stanza.BadRequest))
 	}
 	h, ok := l.mux.IQHandler(typ, payload.Name)
 	if !ok {
-		return replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
+		return l.replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
 	}
 	return h.HandleIQ(iq, t, payload)
 }
@@ -201,15 +201,51 @@ func firstChild(r xml.TokenReader) (*xml.StartElement, error) {
 }
 
 // replyError answers iq with an error on the read loop.
-func replyError(w xmlstream.TokenWriter, iq stanza.IQ, se stanza.Error) error {
-	_, err := xmlstream.Copy(w, iq.Error(se))
-	return err
+func (l *link) replyError(w xmlstream.TokenWriter, iq stanza.IQ, se stanza.Error) error {
+	return l.reply(w, iq, iq.Error(se))
 }
 
 // replyResult answers iq with a result on the read loop.
-func replyResult(w xmlstream.TokenWriter, iq stanza.IQ, payload xml.TokenReader) error {
-	_, err := xmlstream.Copy(w, iq.Result(payload))
+func (l *link) replyResult(w xmlstream.TokenWriter, iq stanza.IQ, payload xml.TokenReader) error {
+	return l.reply(w, iq, iq.Result(payload))
+}
+
+// reply writes the answer r to iq on the read loop, or, when r would be
+// larger than MaxStanzaSize, internal-server-error instead.
+func (l *link) reply(w xmlstream.TokenWriter, iq stanza.IQ, r xml.TokenReader) error {
+	toks, err := l.c.answerTokens(iq, r)
+	if err != nil || toks == nil {
+		return err
+	}
+	_, err = xmlstream.Copy(w, &tokenSlice{toks: toks})
 	return err
+}
+
+// answerTokens returns the IQ answer r as tokens when it fits in
+// MaxStanzaSize; otherwise the tokens of an internal-server-error answer
+// to iq, or nil (nothing to send, logged) when even that does not fit.
+func (c *Component) answerTokens(iq stanza.IQ, r xml.TokenReader) ([]xml.Token, error) {
+	toks, err := readTokens(r)
+	if err != nil {
+		return nil, err
+	}
+	err = c.checkTokens("iq answer", toks)
+	if err == nil {
+		return toks, nil
+	}
+	if !errors.Is(err, ErrStanzaTooLarge) {
+		return nil, err
+	}
+	c.log.Warn("xmpp IQ answer too large; answering with an error instead", "to", iq.From.String(), "id", iq.ID, "err", err)
+	toks, err = readTokens(iq.Error(Error{Condition: stanza.InternalServerError, Text: "the answer is too large"}.StanzaError()))
+	if err != nil {
+		return nil, err
+	}
+	if err := c.checkTokens("iq error", toks); err != nil {
+		c.log.Warn("xmpp IQ left unanswered: even an error answer is too large", "to", iq.From.String(), "id", iq.ID, "err", err)
+		return nil, nil
+	}
+	return toks, nil
 }
 
 // async runs f in its own goroutine (bounded per link) and sends the IQ
@@ -219,7 +255,7 @@ func (l *link) async(w xmlstream.TokenWriter, iq stanza.IQ, what string, f func(
 	select {
 	case l.sem <- struct{}{}:
 	default:
-		return replyError(w, iq, Error{Condition: stanza.ResourceConstraint, Text: "too many requests in progress, retry later"}.StanzaError())
+		return l.replyError(w, iq, Error{Condition: stanza.ResourceConstraint, Text: "too many requests in progress, retry later"}.StanzaError())
 	}
 	l.wg.Add(1)
 	go func() {
@@ -241,7 +277,11 @@ func (l *link) async(w xmlstream.TokenWriter, iq stanza.IQ, what string, f func(
 		} else {
 			reply = iq.Result(payload)
 		}
-		if err := l.write(reply); err != nil {
+		toks, err := l.c.answerTokens(iq, reply)
+		if err == nil && toks != nil {
+			err = l.write(&tokenSlice{toks: toks})
+		}
+		if err != nil {
 			l.c.log.Debug("xmpp could not answer IQ", "op", what, "err", err)
 		}
 	}()
@@ -260,11 +300,22 @@ func (l *link) write(r xml.TokenReader) error {
 	return nil
 }
 
-// send writes one stanza on the link.
-// The caller's ctx is checked first; the write itself is bounded by
-// writeTimeout and the link, never cut by the caller (a half-written stanza
-// would break the stream). A failed write tears the link down.
-func (c *Component) send(ctx context.Context, r xml.TokenReader) error {
+// send writes one stanza on the link once it is known to fit in
+// MaxStanzaSize: bound is an upper bound of its encoded size and build
+// makes it (see checkSize). what names it in errors.
+// The size is checked first, then the caller's ctx; the write itself is
+// bounded by writeTimeout and the link, never cut by the caller (a
+// half-written stanza would break the stream). A failed write tears the
+// link down.
+func (c *Component) send(ctx context.Context, what string, bound int, build func() xml.TokenReader) error {
+	if err := c.checkSize(what, bound, build); err != nil {
+		return err
+	}
+	return c.sendChecked(ctx, build())
+}
+
+// sendChecked writes a stanza whose size was checked.
+func (c *Component) sendChecked(ctx context.Context, r xml.TokenReader) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("xmppside: send: %w", err)
 	}

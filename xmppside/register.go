@@ -51,7 +51,7 @@ func registerAllowed(iq stanza.IQ) (stanza.Error, bool) {
 // current username (never the password) when the user is registered.
 func (l *link) registerGet(iq stanza.IQ, t xmlstream.TokenReadEncoder, _ *xml.StartElement) error {
 	if se, ok := registerAllowed(iq); !ok {
-		return replyError(t, iq, se)
+		return l.replyError(t, iq, se)
 	}
 	user := iq.From.Bare()
 	return l.async(t, iq, "registration", func(ctx context.Context) (xml.TokenReader, error) {
@@ -136,7 +136,7 @@ func (l *link) registerSet(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *
 		return err
 	}
 	if se, ok := registerAllowed(iq); !ok {
-		return replyError(t, iq, se)
+		return l.replyError(t, iq, se)
 	}
 	user := iq.From.Bare()
 	if q.Remove != nil {
@@ -148,7 +148,7 @@ func (l *link) registerSet(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *
 	var options map[string]bool
 	switch {
 	case q.Form != nil && q.Form.Type == "cancel":
-		return replyResult(t, iq, nil)
+		return l.replyResult(t, iq, nil)
 	case q.Form != nil:
 		username, password = q.Form.value("username"), q.Form.value("password")
 		for _, f := range q.Form.Fields {
@@ -175,7 +175,7 @@ func (l *link) registerSet(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *
 	if username == "" || password == "" {
 		// XEP-0077 section 3.1: missing required information is
 		// not-acceptable (type modify).
-		return replyError(t, iq, Error{Condition: stanza.NotAcceptable, Type: stanza.Modify, Text: "username and password are required"}.StanzaError())
+		return l.replyError(t, iq, Error{Condition: stanza.NotAcceptable, Type: stanza.Modify, Text: "username and password are required"}.StanzaError())
 	}
 	return l.async(t, iq, "register", func(ctx context.Context) (xml.TokenReader, error) {
 		if or, ok := l.c.h.(OptionRegistrar); ok {

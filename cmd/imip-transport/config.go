@@ -10,6 +10,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"mellium.im/xmpp/jid"
+
+	"imip-transport/xmppside"
 )
 
 // Config is the whole configuration file. Decoding is strict: an unknown
@@ -30,6 +32,8 @@ type XMPPConfig struct {
 	SecretFile string   `toml:"secret_file"`
 	MinBackoff Duration `toml:"min_backoff"`
 	MaxBackoff Duration `toml:"max_backoff"`
+	// MaxStanzaSize is xmppside.Config.MaxStanzaSize (0: its default).
+	MaxStanzaSize int `toml:"max_stanza_size"`
 }
 
 // IMIPConfig is the IMIP network.
@@ -77,6 +81,10 @@ func (d *Duration) UnmarshalText(b []byte) error {
 	return nil
 }
 
+// maxStanzaSizeCeiling is the largest xmpp.max_stanza_size accepted (no
+// server default is anywhere near it; Prosody's is 512 KiB).
+const maxStanzaSizeCeiling = 16 << 20
+
 // loadConfig reads and checks the file at path.
 func loadConfig(path string) (*Config, error) {
 	var c Config
@@ -122,6 +130,10 @@ func (c *Config) check() error {
 		}
 	case c.XMPP.Secret == "":
 		errs = append(errs, errors.New("xmpp.secret or xmpp.secret_file is required"))
+	}
+	if n := c.XMPP.MaxStanzaSize; n != 0 && (n < xmppside.MinMaxStanzaSize || n > maxStanzaSizeCeiling) {
+		errs = append(errs, fmt.Errorf("xmpp.max_stanza_size must be 0 (default %d) or between %d and %d",
+			xmppside.DefaultMaxStanzaSize, xmppside.MinMaxStanzaSize, maxStanzaSizeCeiling))
 	}
 	if c.IMIP.Server == "" {
 		errs = append(errs, errors.New("imip.server is required"))

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"imip-transport/xmppside"
 )
 
 func TestShippedConfigDecodes(t *testing.T) {
@@ -19,6 +21,9 @@ func TestShippedConfigDecodes(t *testing.T) {
 	}
 	if c.IMIP.LoginTimeout.Duration != 20*time.Second || c.XMPP.MaxBackoff.Duration != 30*time.Second {
 		t.Errorf("durations decoded to %v and %v", c.IMIP.LoginTimeout, c.XMPP.MaxBackoff)
+	}
+	if c.XMPP.MaxStanzaSize != xmppside.DefaultMaxStanzaSize {
+		t.Errorf("xmpp.max_stanza_size decoded to %d, want the default %d", c.XMPP.MaxStanzaSize, xmppside.DefaultMaxStanzaSize)
 	}
 	if c.Roster.Group != "IMIP" || c.Roster.AllowRemove {
 		t.Errorf("roster section decoded to %+v", c.Roster)
@@ -72,14 +77,18 @@ func TestConfigErrors(t *testing.T) {
 	cases := []struct {
 		text, want string
 	}{
-		0: {validConfig + "\n[extra]\nkey = 1\n", "unknown keys: extra"},
-		1: {strings.Replace(validConfig, `secret = "s"`, `secret = "s"`+"\nsecrt = \"t\"", 1), "unknown keys: xmpp.secrt"},
-		2: {strings.Replace(validConfig, `secret = "s"`, "", 1), "xmpp.secret or xmpp.secret_file is required"},
-		3: {strings.Replace(validConfig, `component = "gw.example"`, `component = "a@gw.example"`, 1), "not a bare domain"},
-		4: {strings.Replace(validConfig, `driver = "sqlite"`, `driver = "mysql"`, 1), `storage.driver "mysql"`},
-		5: {validConfig + "[log]\nlevel = \"loud\"\n", `log.level "loud"`},
-		6: {strings.Replace(validConfig, "[imip]", "[imip]\nlogin_timeout = \"soon\"", 1), "login_timeout"},
-		7: {strings.Replace(validConfig, `secret = "s"`, `secret = "s"`+"\nsecret_file = \""+secret+"\"", 1), "not both"},
+		0:  {validConfig + "\n[extra]\nkey = 1\n", "unknown keys: extra"},
+		1:  {strings.Replace(validConfig, `secret = "s"`, `secret = "s"`+"\nsecrt = \"t\"", 1), "unknown keys: xmpp.secrt"},
+		2:  {strings.Replace(validConfig, `secret = "s"`, "", 1), "xmpp.secret or xmpp.secret_file is required"},
+		3:  {strings.Replace(validConfig, `component = "gw.example"`, `component = "a@gw.example"`, 1), "not a bare domain"},
+		4:  {strings.Replace(validConfig, `driver = "sqlite"`, `driver = "mysql"`, 1), `storage.driver "mysql"`},
+		5:  {validConfig + "[log]\nlevel = \"loud\"\n", `log.level "loud"`},
+		6:  {strings.Replace(validConfig, "[imip]", "[imip]\nlogin_timeout = \"soon\"", 1), "login_timeout"},
+		7:  {strings.Replace(validConfig, `secret = "s"`, `secret = "s"`+"\nsecret_file = \""+secret+"\"", 1), "not both"},
+		8:  {strings.Replace(validConfig, "[imip]", "max_stanza_size = 4096\n[imip]", 1), "xmpp.max_stanza_size must be"},
+		9:  {strings.Replace(validConfig, "[imip]", "max_stanza_size = -1\n[imip]", 1), "xmpp.max_stanza_size must be"},
+		10: {strings.Replace(validConfig, "[imip]", "max_stanza_size = 16777217\n[imip]", 1), "xmpp.max_stanza_size must be"},
+		11: {strings.Replace(validConfig, "[imip]", "max_stanza_size = \"big\"\n[imip]", 1), "max_stanza_size"},
 	}
 	for i, c := range cases {
 		_, err := loadConfig(writeConfig(t, c.text))

@@ -104,6 +104,8 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		AllowRemove:  cfg.Roster.AllowRemove,
 		Version:      versionString(),
 		Logger:       log,
+
+		MaxStanzaSize: cfg.XMPP.MaxStanzaSize,
 	})
 }
 

@@ -47,6 +47,9 @@ type Options struct {
 	Logger        *slog.Logger
 	// Trace, when set, receives the component's XML stream (both ways).
 	Trace io.Writer
+	// MaxStanzaSize is the largest stanza the component sends, in bytes
+	// (0: xmppside's default).
+	MaxStanzaSize int
 	// Ready, when set, is called once the parts are built, before the
 	// component connects.
 	Ready func(*gateway.Gateway, *xmppside.Component)
@@ -112,6 +115,8 @@ func Run(ctx context.Context, o Options) error {
 		MinBackoff: o.MinBackoff,
 		MaxBackoff: o.MaxBackoff,
 		Trace:      o.Trace,
+
+		MaxStanzaSize: o.MaxStanzaSize,
 	}, g)
 	g.SetXMPP(comp)
 	if o.Ready != nil {

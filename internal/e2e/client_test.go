@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
@@ -36,6 +37,7 @@ type got struct {
 	ErrText  string
 	Delay    string
 	Items    []gotItem // roster push items
+	XItems   []gotItem // XEP-0144 roster item exchange items
 	Raw      string
 }
 
@@ -43,6 +45,7 @@ type gotItem struct {
 	JID          string   `xml:"jid,attr"`
 	Name         string   `xml:"name,attr"`
 	Subscription string   `xml:"subscription,attr"`
+	Action       string   `xml:"action,attr"` // XEP-0144
 	Groups       []string `xml:"group"`
 }
 
@@ -69,6 +72,9 @@ type wireStanza struct {
 	Query struct {
 		Items []gotItem `xml:"item"`
 	} `xml:"jabber:iq:roster query"`
+	RosterX struct {
+		Items []gotItem `xml:"item"`
+	} `xml:"http://jabber.org/protocol/rosterx x"`
 }
 
 // client is a logged-in XMPP client that records what it receives.
@@ -86,6 +92,9 @@ type client struct {
 	// subscribed and a subscribe back, as most clients do once the user
 	// accepts (slixmpp's auto_subscribe).
 	autoApprove string
+	// features are advertised in disco#info besides disco#info itself
+	// (guarded by mu).
+	features []string
 }
 
 // login logs user in and starts recording. It sends initial presence only
@@ -121,7 +130,7 @@ func (c *client) handle(r xmlstream.TokenReadEncoder, start *xml.StartElement) e
 	}
 	g := got{Name: start.Name.Local, Type: w.Type, From: w.From, To: w.To, ID: w.ID, Body: w.Body,
 		Subject: w.Subject, Show: w.Show, Status: w.Status, Nick: w.Nick, Delay: w.Delay.Stamp,
-		Items: w.Query.Items, Raw: buf.String()}
+		Items: w.Query.Items, XItems: w.RosterX.Items, Raw: buf.String()}
 	for _, in := range w.Error.Inner {
 		if in.XMLName.Local == "text" {
 			g.ErrText = in.Text
@@ -136,9 +145,21 @@ func (c *client) handle(r xmlstream.TokenReadEncoder, start *xml.StartElement) e
 			reply = fmt.Sprintf(`<iq type="result" id=%q/>`, g.ID)
 		}
 		if strings.Contains(g.Raw, "http://jabber.org/protocol/disco#info") {
-			reply = fmt.Sprintf(`<iq type="result" id=%q to=%q><query xmlns="http://jabber.org/protocol/disco#info"><identity category="client" type="pc"/><feature var="http://jabber.org/protocol/disco#info"/></query></iq>`, g.ID, g.From)
+			c.mu.Lock()
+			advertised := append([]string{"http://jabber.org/protocol/disco#info"}, c.features...)
+			c.mu.Unlock()
+			var feats strings.Builder
+			for _, f := range advertised {
+				fmt.Fprintf(&feats, `<feature var=%q/>`, f)
+			}
+			reply = fmt.Sprintf(`<iq type="result" id=%q to=%q><query xmlns="http://jabber.org/protocol/disco#info"><identity category="client" type="pc"/>%s</query></iq>`, g.ID, g.From, feats.String())
 		}
-		go c.sendRaw(reply)
+		// Answer within the handler: mellium answers an IQ that its handler
+		// left unanswered with service-unavailable, before any answer sent
+		// later.
+		if err := encodeRaw(r, reply); err != nil {
+			return fmt.Errorf("answering %s: %w", g.Raw, err)
+		}
 	}
 	if g.Name == "presence" && g.Type == "subscribe" && c.autoApprove != "" && strings.HasSuffix(g.From, c.autoApprove) {
 		go func() {
@@ -156,6 +177,23 @@ func (c *client) handle(r xmlstream.TokenReadEncoder, start *xml.StartElement) e
 	return nil
 }
 
+// encodeRaw writes the stanza raw (XML in the client namespace) to w.
+func encodeRaw(w xmlstream.TokenWriter, raw string) error {
+	d := xml.NewDecoder(strings.NewReader(raw))
+	for {
+		tok, err := d.Token()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := w.EncodeToken(xml.CopyToken(tok)); err != nil {
+			return err
+		}
+	}
+}
+
 // sendRaw sends one stanza written as XML in the client namespace.
 func (c *client) sendRaw(raw string) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
@@ -169,6 +207,21 @@ func (c *client) sendRaw(raw string) {
 		return xml.CopyToken(tok), nil
 	})); err != nil {
 		c.t.Logf("%s: send %s: %v", c.jid, raw, err)
+	}
+}
+
+// sendBytes writes raw to the stream as it is, bypassing mellium's encoder
+// (which would escape a tab as &#x9;, five bytes): what another client
+// could send.
+func (c *client) sendBytes(raw string) {
+	c.t.Helper()
+	tw := c.sess.TokenWriter() // holds the session's output lock
+	defer tw.Close()
+	if err := tw.Flush(); err != nil {
+		c.t.Fatalf("%s: flush before a raw write: %v", c.jid, err)
+	}
+	if _, err := io.WriteString(c.sess.Conn(), raw); err != nil {
+		c.t.Fatalf("%s: raw write of %d bytes: %v", c.jid, len(raw), err)
 	}
 }
 
