@@ -67,4 +67,8 @@ func (f DialerFunc) Dial(ctx context.Context, number wire.Number, password strin
 	return f(ctx, number, password, h)
 }
 
-var _ IMIPSession = (*imipside.Session)(nil)
+var (
+	_ IMIPSession  = (*imipside.Session)(nil)
+	_ Barrier      = (*xmppside.Component)(nil)
+	_ RosterAccess = (*xmppside.Component)(nil)
+)

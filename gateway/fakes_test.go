@@ -34,6 +34,39 @@ type fakeXMPP struct {
 	sent    []any         // xmppside.Presence or xmppside.Message, in order
 	block   chan struct{} // while non-nil, sends wait until it is closed or ctx ends
 	down    bool          // the link is down: sends fail with ErrNotConnected
+	// barriers counts the barriers asked for; barrierHold, while non-nil,
+	// makes them wait for it; barrierErr is their outcome.
+	barriers    int
+	barrierHold chan struct{}
+	barrierErr  error
+}
+
+var _ Barrier = (*fakeXMPP)(nil)
+
+func (f *fakeXMPP) LinkSeq() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.down {
+		return 0
+	}
+	return 1
+}
+
+func (f *fakeXMPP) Barrier(ctx context.Context, to jid.JID, seq uint64) error {
+	f.mu.Lock()
+	f.barriers++
+	hold := f.barrierHold
+	f.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.barrierErr
 }
 
 // setDown makes sends fail with xmppside.ErrNotConnected (true), as while

@@ -224,3 +224,86 @@ func TestMessagesHeldWhileLinkDown(t *testing.T) {
 		t.Errorf("after the link came back: %q, want [one two]", got)
 	}
 }
+
+// A message from IMIP is stored before it goes, confirmed to the IMIP
+// server once stored, and leaves the store only when the barrier after it
+// was answered; a failed barrier sends it again, with the same id, once
+// the link is back.
+func TestIMIPMessageDurable(t *testing.T) {
+	h := newHarness(t, "")
+	h.d.mu.Lock()
+	h.d.confirm = true
+	h.d.mu.Unlock()
+	s := h.login(aliceHW, "6340564")
+	hold := make(chan struct{})
+	h.x.mu.Lock()
+	h.x.barrierHold, h.x.barrierErr = hold, xmppside.ErrNotConnected
+	h.x.mu.Unlock()
+	mark := h.x.mark()
+	s.push(imipside.MessageEvent{BlockID: 77, MessageID: "m5", From: "100", To: "6340564", Text: "keep me"})
+	first := h.x.waitMessage(t, mark, "the message", func(m xmppside.Message) bool { return m.Body == "keep me" })
+	if first.ID != "imip-6340564-m5" {
+		t.Errorf("id %q, want the stable imip-6340564-m5", first.ID)
+	}
+	s.waitCall(t, "ACK 77") // confirmed to IMIP: it is on disk
+	qs, _ := h.st.Messages(context.Background(), alice)
+	if len(qs) != 1 || qs[0].Dir != ToXMPP || qs[0].Body != "keep me" {
+		t.Fatalf("queued %+v while the barrier waits, want the message", qs)
+	}
+	close(hold) // the barrier fails: the link dropped
+	h.settle()
+	if qs, _ := h.st.Messages(context.Background(), alice); len(qs) != 1 {
+		t.Fatalf("queued %d after a failed barrier, want 1", len(qs))
+	}
+	h.x.mu.Lock()
+	h.x.barrierHold, h.x.barrierErr = nil, nil
+	h.x.mu.Unlock()
+	mark = h.x.mark()
+	h.g.HandleDisconnected(errors.New("test"))
+	h.g.HandleConnected(context.Background())
+	again := h.x.waitMessage(t, mark, "the message again", func(m xmppside.Message) bool { return m.Body == "keep me" })
+	if again.ID != first.ID || again.Delay.IsZero() {
+		t.Errorf("sent again with id %q delay %v, want id %q and a delay", again.ID, again.Delay, first.ID)
+	}
+	h.settle()
+	if qs, _ := h.st.Messages(context.Background(), alice); len(qs) != 0 {
+		t.Errorf("queued %+v after the barrier was answered, want none", qs)
+	}
+}
+
+// A message for IMIP is stored before it goes and leaves the store on
+// IMIP's ACK; one sent on a session that ended unconfirmed goes again on the
+// next session; a XEP-0184 receipt follows IMIP's ACK only.
+func TestMessageToIMIPDurable(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	s.setReply(func(string, wire.Number) (wire.Code, bool) { return 0, false }) // IMIP says nothing
+	mark := h.x.mark()
+	h.g.HandleMessage(xmppside.Message{ID: "r1", From: jid.MustParse(aliceHW), To: cj("100"), Type: "chat", Body: "hello", ReceiptRequest: true})
+	s.waitCall(t, "MESG 100 hello")
+	h.settle()
+	if qs, _ := h.st.Messages(context.Background(), alice); len(qs) != 1 || qs[0].Dir != ToIMIP || !qs[0].Receipt {
+		t.Fatalf("queued %+v while IMIP has not answered, want the message", qs)
+	}
+	if rs := h.x.messages(mark, func(m xmppside.Message) bool { return m.ReceiptReceived != "" }); len(rs) != 0 {
+		t.Fatalf("receipt before IMIP confirmed: %v", rs)
+	}
+	// The session drops; the next one sends the message again.
+	s.drop(errors.New("connection reset"))
+	s2 := h.d.waitSession(t, h.d.sessionCount()-1)
+	if s2 == s {
+		s2 = h.d.waitSession(t, h.d.sessionCount())
+	}
+	s2.waitCall(t, "MESG 100 hello")
+	r := h.x.waitMessage(t, mark, "receipt", func(m xmppside.Message) bool { return m.ReceiptReceived == "r1" })
+	if !r.From.Equal(cj("100")) || !r.To.Equal(jid.MustParse(aliceHW)) {
+		t.Errorf("receipt from %s to %s, want from 100@gateway to %s", r.From, r.To, aliceHW)
+	}
+	h.settle()
+	if qs, _ := h.st.Messages(context.Background(), alice); len(qs) != 0 {
+		t.Errorf("queued %+v after IMIP's ACK, want none", qs)
+	}
+	if errs := h.x.messages(mark, func(m xmppside.Message) bool { return m.Type == "error" }); len(errs) != 0 {
+		t.Errorf("errors: %s", dump(toAny(errs)))
+	}
+}

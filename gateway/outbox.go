@@ -42,7 +42,10 @@ type outItem struct {
 // same stream. Without it (a component that cannot ask), a stanza counts
 // as confirmed once written.
 type Barrier interface {
-	Barrier(ctx context.Context, to jid.JID) error
+	// LinkSeq identifies the live link (0: down).
+	LinkSeq() uint64
+	// Barrier asks the server of to for a barrier on link seq.
+	Barrier(ctx context.Context, to jid.JID, seq uint64) error
 }
 
 // errBarrier wraps the failure of a barrier: what it covered is sent again.
@@ -97,13 +100,22 @@ func (o *outbox) drain() {
 		batch := o.q
 		o.q = nil
 		o.mu.Unlock()
-		var confirm map[string][]func(error) // by the server's domain
+		type target struct {
+			domain string
+			seq    uint64
+		}
+		var confirm map[target][]func(error) // by the server's domain and link
+		bx, _ := o.g.xmpp.(Barrier)
 		for i := range batch {
 			it := batch[i]
 			batch[i] = outItem{}
 			if it.run != nil {
 				it.run()
 				continue
+			}
+			var seq uint64
+			if it.barrier && bx != nil {
+				seq = bx.LinkSeq() // the link this write goes on
 			}
 			err := o.g.sendNow(it)
 			switch {
@@ -113,29 +125,30 @@ func (o *outbox) drain() {
 				}
 			case it.barrier && err == nil:
 				if confirm == nil {
-					confirm = make(map[string][]func(error))
+					confirm = make(map[target][]func(error))
 				}
-				d := it.m.To.Domainpart()
-				confirm[d] = append(confirm[d], it.done)
+				k := target{it.m.To.Domainpart(), seq}
+				confirm[k] = append(confirm[k], it.done)
 			default:
 				it.done(err)
 			}
 		}
-		for d, dones := range confirm {
-			o.g.spawn(func() { o.g.barrier(d, dones) })
+		for k, dones := range confirm {
+			o.g.spawn(func() { o.g.barrier(k.domain, k.seq, dones) })
 		}
 	}
 }
 
 // barrier confirms the stanzas whose dones are given, all sent to users of
-// domain d: it asks the server for a barrier and passes the outcome on.
-func (g *Gateway) barrier(d string, dones []func(error)) {
+// domain d on link seq: it asks the server for a barrier on that link and
+// passes the outcome on.
+func (g *Gateway) barrier(d string, seq uint64, dones []func(error)) {
 	var err error
 	if b, ok := g.xmpp.(Barrier); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
 		if to, perr := jid.New("", d, ""); perr != nil {
 			err = perr
-		} else if berr := b.Barrier(ctx, to); berr != nil {
+		} else if berr := b.Barrier(ctx, to, seq); berr != nil {
 			err = fmt.Errorf("%w: %w", errBarrier, berr)
 		}
 		cancel()

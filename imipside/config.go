@@ -69,6 +69,11 @@ type Config struct {
 	// LogoutTimeout bounds Logout: the session ends this long after it at
 	// the latest, ACK to DISC or not (default 5 s).
 	LogoutTimeout time.Duration
+	// AutoConfirm confirms every message the server pushes (mesg-ack) as
+	// soon as the Handler has taken it, for clients that keep nothing of
+	// their own to lose (a person reading, a test). A gateway leaves it off
+	// and calls ConfirmMessage once it has stored the message.
+	AutoConfirm bool
 	// Handler receives the session's events on its reader goroutine; see
 	// Handler for what it may do. Nil drops them.
 	Handler Handler

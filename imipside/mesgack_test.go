@@ -3,6 +3,7 @@ package imipside
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 
@@ -147,5 +148,47 @@ func TestMessageID(t *testing.T) {
 		if got := ev.(MessageEvent).MessageID; got != tt.want {
 			t.Errorf("%d: Message-ID %q: MessageID = %q, want %q", i, tt.header, got, tt.want)
 		}
+	}
+}
+
+// TestAutoConfirm: with Config.AutoConfirm the session confirms each pushed
+// MESG itself once the Handler took it; without mesg-ack it sends nothing.
+func TestAutoConfirm(t *testing.T) {
+	for _, offered := range []bool{true, false} {
+		f, dial := pipe(t)
+		ev := newEvents()
+		cfg := baseConfig(dial, ev)
+		cfg.AutoConfirm = true
+		res := dialAsync(context.Background(), cfg)
+		f.expect(goldenHELO)
+		if offered {
+			f.send(heloWithCaps("server-lists,mesg-ack"))
+			f.expect(goldenLOGNMesgAck)
+		} else {
+			f.send(heloWithCaps("server-lists"))
+			f.expect(goldenLOGN)
+		}
+		f.send(serverLOGN(""))
+		r := wait(t, res)
+		if r.err != nil {
+			t.Fatal(r.err)
+		}
+		f.send(frame("MESG", "From: 7744387\r\nID: 19200\r\nMessage-ID: m42\r\nTo: 6340564\r\n\r\nhello"))
+		if _, ok := ev.next(t).(MessageEvent); !ok {
+			t.Fatal("no MessageEvent")
+		}
+		if offered {
+			f.expect("ACK 600\r\n30\r\nID: 1003\r\nReference: 19200\r\n\r\n")
+		}
+		// Nothing else (or, without mesg-ack, nothing at all) before this.
+		if _, err := r.s.SendStatus(wire.StatusOnline, ""); err != nil {
+			t.Fatal(err)
+		}
+		id := 1003
+		if offered {
+			id = 1004
+		}
+		f.expect(fmt.Sprintf("STAT ONLINE\r\n12\r\nID: %d\r\n\r\n", id))
+		r.s.Close()
 	}
 }

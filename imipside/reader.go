@@ -152,8 +152,16 @@ func (s *Session) reply(ref uint64, code wire.Code, typ string) {
 	}
 }
 
-// emit hands ev to the Handler.
+// emit hands ev to the Handler, and confirms a pushed message afterwards
+// when the session confirms them by itself (Config.AutoConfirm).
 func (s *Session) emit(ev Event) {
+	if m, ok := ev.(MessageEvent); ok && s.autoConfirm && s.mesgAck && m.BlockID != 0 {
+		defer func() {
+			if err := s.ConfirmMessage(m.BlockID); err != nil {
+				s.log.Debug("imipside: confirming a MESG", "number", s.number, "err", err)
+			}
+		}()
+	}
 	if s.handler == nil {
 		return
 	}

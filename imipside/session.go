@@ -20,13 +20,14 @@ import (
 // Session is one user's logged-in IMIP connection.
 // All its methods are safe for concurrent use.
 type Session struct {
-	conn     net.Conn
-	number   wire.Number
-	contacts []wire.Buddy
-	handler  Handler
-	log      *slog.Logger
-	trace    io.Writer
-	mesgAck  bool // both sides announced mesg-ack
+	conn        net.Conn
+	number      wire.Number
+	contacts    []wire.Buddy
+	handler     Handler
+	autoConfirm bool
+	log         *slog.Logger
+	trace       io.Writer
+	mesgAck     bool // both sides announced mesg-ack
 
 	// Limits and intervals, fixed at Dial.
 	kaDur        time.Duration
@@ -106,6 +107,7 @@ func newSession(conn net.Conn, cfg Config) *Session {
 		conn:         conn,
 		number:       cfg.Number,
 		handler:      cfg.Handler,
+		autoConfirm:  cfg.AutoConfirm,
 		log:          log,
 		trace:        cfg.Trace,
 		writeTimeout: orDefault(cfg.WriteTimeout, DefaultWriteTimeout),

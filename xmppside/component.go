@@ -40,6 +40,7 @@ type Component struct {
 	running   atomic.Bool
 	connected atomic.Bool
 	link      atomic.Pointer[link]
+	seq       atomic.Uint64 // links so far
 
 	privMu sync.Mutex
 	privs  map[string]Privileges // by server domainpart
@@ -163,6 +164,7 @@ func (c *Component) connectAndServe(ctx context.Context) (up time.Duration, wasU
 	lctx, lcancel := context.WithCancel(ctx)
 	defer lcancel()
 	l := newLink(c, sess, conn, lctx)
+	l.seq = c.seq.Add(1)
 	c.resetPrivileges()
 	c.link.Store(l)
 	c.connected.Store(true)

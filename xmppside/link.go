@@ -25,6 +25,7 @@ import (
 // It never returns an error for a stanza-level problem: only a broken stream
 // (read or write failure) ends the link.
 type link struct {
+	seq  uint64 // which link of the Component this is: 1, 2, ...
 	c    *Component
 	sess *xmpp.Session
 	conn *linkConn

@@ -137,7 +137,7 @@ func TestStackEndToEnd(t *testing.T) {
 	// The other demo number is logged in on IMIP.
 	got := make(chan imipside.MessageEvent, 8)
 	bob, err := imipside.Dial(ctx, imipside.Config{
-		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.IMIPPort)), Number: b.Number, Password: b.Password,
+		Addr: net.JoinHostPort("127.0.0.1", strconv.Itoa(o.IMIPPort)), Number: b.Number, Password: b.Password, AutoConfirm: true,
 		Handler: imipside.HandlerFunc(func(ev imipside.Event) {
 			if m, ok := ev.(imipside.MessageEvent); ok {
 				got <- m

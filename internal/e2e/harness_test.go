@@ -213,7 +213,7 @@ func dialIMIP(t *testing.T, tr *transport, n wire.Number, password string) *imip
 	u := &imipUser{t: t, number: n, events: make(chan imipside.Event, 256)}
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
 	defer cancel()
-	s, err := imipside.Dial(ctx, imipside.Config{Addr: tr.imip.Addr(), Number: n, Password: password,
+	s, err := imipside.Dial(ctx, imipside.Config{Addr: tr.imip.Addr(), Number: n, Password: password, AutoConfirm: true,
 		Handler: imipside.HandlerFunc(func(ev imipside.Event) {
 			select {
 			case u.events <- ev:
