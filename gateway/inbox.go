@@ -14,7 +14,7 @@ import (
 func (u *user) post(ev event) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.stopped || len(u.inbox) >= u.g.cfg.InboxSize {
+	if u.stopped || u.closing || len(u.inbox) >= u.g.cfg.InboxSize {
 		return false
 	}
 	u.enqueueLocked(ev)
@@ -86,7 +86,7 @@ func (u *user) postAvailability(p xmppside.Presence) {
 	res := p.From.Resourcepart()
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.stopped {
+	if u.stopped || u.closing {
 		return
 	}
 	if u.avail == nil {
@@ -132,16 +132,18 @@ func samePresence(a, b xmppside.Presence) bool {
 	return a.Type == b.Type && a.Show == b.Show && a.Status == b.Status && a.Priority == b.Priority
 }
 
-// postShutdown queues the shutdown event whatever the inbox holds, and
-// refuses everything after it.
+// postShutdown queues the shutdown event whatever the inbox holds. From
+// then on the user takes nothing from the XMPP side (post and
+// postAvailability refuse); its IMIP session's events, its jobs' results
+// and its timer still come in until onShutdown has finished (stopped).
 func (u *user) postShutdown() {
 	u.mu.Lock()
 	defer u.mu.Unlock()
-	if u.stopped {
+	if u.stopped || u.closing {
 		return
 	}
 	u.enqueueLocked(evShutdown{})
-	u.stopped = true
+	u.closing = true
 }
 
 func (u *user) enqueueLocked(ev event) {

@@ -179,7 +179,7 @@ func (u *user) onStoredOut(ev evStoredOut) {
 // flushOut sends the stored messages not yet sent on the live session, in
 // the order they were accepted.
 func (u *user) flushOut() {
-	if u.sess == nil || !u.link.state.live() {
+	if u.sess == nil || !u.link.state.live() || u.draining != nil {
 		return
 	}
 	for _, om := range u.outq {
@@ -371,7 +371,14 @@ func (u *user) flushIn() {
 		}
 		im.sent = true
 		link := u.g.link.Load()
-		u.g.out.push(outItem{m: &im.m, barrier: true, done: func(err error) { u.postAlways(evDelivered{im: im, err: err, link: link}) }})
+		stored, id := im.stored, im.q.ID
+		u.g.out.push(outItem{m: &im.m, barrier: true, done: func(err error) {
+			if !u.postAlways(evDelivered{im: im, err: err, link: link}) && err == nil && stored {
+				// The user has stopped (shutdown): the confirmation still
+				// takes the message out of the store.
+				u.g.commit.Submit([]Op{OpDeleteMessage{ID: id}}, nil)
+			}
+		}})
 	}
 }
 

@@ -92,6 +92,7 @@ type user struct {
 	inbox   []event
 	running bool
 	stopped bool
+	closing bool // shutdown under way: nothing more from the XMPP side
 	gone    bool // dropped from the registry
 	// avail holds availability presences not yet handled, by resource;
 	// availQueued says an evAvailability is in the inbox for them.
@@ -121,6 +122,9 @@ type user struct {
 	// for the same number was in flight (the IMIP server keeps only the
 	// newest login of a number); the outcome of that login decides.
 	lostDuringCheck bool
+	// draining is the session logging out at shutdown, kept until it ends
+	// so that the answers to its MESGs come in.
+	draining *imipConn
 	checking        wire.Number // the number of the registration's login in flight
 	timers          deadlines
 	bo              *backoff.ExponentialBackOff // login retries; nil until one fails
@@ -476,6 +480,11 @@ func (u *user) onIMIPEvent(c *imipConn, ev imipside.Event) {
 		return // a session the loop let go of
 	}
 	if ce, ok := ev.(imipside.ClosedEvent); ok {
+		if u.draining == c {
+			u.dropLive()
+			u.finishShutdown()
+			return
+		}
 		u.log.Warn("IMIP session ended", "err", ce.Err)
 		if u.reqBusy && u.checking == c.number {
 			// The registration's own login of this number pushed it out;
@@ -653,12 +662,42 @@ func (u *user) offlineContacts() {
 	clear(u.contacts)
 }
 
-// onShutdown logs out and tells an online user everything went offline.
+// onShutdown tells an online user everything went offline and logs out.
+// A session with messages sent and not confirmed yet is kept until it ends:
+// the server answers DISC after them, so their answers are all in when it
+// closes (within the session's logout bound), and none is sent twice after
+// a restart.
 func (u *user) onShutdown() {
 	if u.sess != nil {
 		u.offlineAll("The IMIP gateway is shutting down.")
 	}
-	u.applyLink(linkStop{}, nil)
 	u.failRegistrations(errShuttingDown)
+	if u.conn != nil && u.pendingMESG() {
+		u.draining = u.conn
+		if err := u.conn.sess.Logout(); err == nil {
+			return // finishShutdown when it ends (onIMIPEvent)
+		}
+		u.draining = nil
+	}
+	u.finishShutdown()
+}
+
+// pendingMESG reports whether a MESG on the live session waits for IMIP.
+func (u *user) pendingMESG() bool {
+	for _, p := range u.pending {
+		if p.kind == imipside.RequestMESG {
+			return true
+		}
+	}
+	return false
+}
+
+// finishShutdown ends the user for good.
+func (u *user) finishShutdown() {
+	u.draining = nil
+	u.applyLink(linkStop{}, nil)
 	u.timers.stop()
+	u.mu.Lock()
+	u.stopped = true
+	u.mu.Unlock()
 }
