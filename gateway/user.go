@@ -125,9 +125,9 @@ type user struct {
 	// draining is the session logging out at shutdown, kept until it ends
 	// so that the answers to its MESGs come in.
 	draining *imipConn
-	checking        wire.Number // the number of the registration's login in flight
-	timers          deadlines
-	bo              *backoff.ExponentialBackOff // login retries; nil until one fails
+	checking wire.Number // the number of the registration's login in flight
+	timers   deadlines
+	bo       *backoff.ExponentialBackOff // login retries; nil until one fails
 
 	loginTime  time.Time
 	sentStatus wire.Status
