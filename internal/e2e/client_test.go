@@ -86,6 +86,12 @@ type client struct {
 	mu      sync.Mutex
 	backlog []got
 	notify  chan struct{}
+	// seen are the ids of the chat messages with a body received, by
+	// sender: the gateway delivers at least once, and a message resent
+	// after a crash or a link drop keeps its id, so a client drops it as a
+	// duplicate (dups counts them).
+	seen map[string]bool
+	dups int
 	// online: the client sent its initial presence.
 	online bool
 	// autoApprove answers subscribe requests from JIDs ending in it with
@@ -168,6 +174,19 @@ func (c *client) handle(r xmlstream.TokenReadEncoder, start *xml.StartElement) e
 		}()
 	}
 	c.mu.Lock()
+	if g.Name == "message" && g.Body != "" && g.ID != "" && g.Type != "error" {
+		k := g.From + "\x00" + g.ID
+		if c.seen[k] {
+			c.dups++
+			c.mu.Unlock()
+			c.t.Logf("%s: duplicate of message %s from %s dropped (resent after a crash or a link drop)", c.jid, g.ID, g.From)
+			return nil
+		}
+		if c.seen == nil {
+			c.seen = make(map[string]bool)
+		}
+		c.seen[k] = true
+	}
 	c.backlog = append(c.backlog, g)
 	c.mu.Unlock()
 	select {
