@@ -34,9 +34,6 @@ const (
 	DefaultProbeTimeout = 10 * time.Second
 	// DefaultDeliveryTimeout bounds the wait for IMIP to confirm a message.
 	DefaultDeliveryTimeout = 5 * time.Minute
-	// DefaultLoginRate and DefaultLoginBurst pace IMIP logins.
-	DefaultLoginRate  = 50
-	DefaultLoginBurst = 50
 )
 
 // Config configures a Gateway.
@@ -68,11 +65,9 @@ type Config struct {
 	// confirmation, from its acceptance, before it is bounced to its sender
 	// (default DefaultDeliveryTimeout).
 	DeliveryTimeout time.Duration
-	// LoginRate and LoginBurst pace the IMIP logins of all users together
-	// (default DefaultLoginRate per second, burst DefaultLoginBurst): after
-	// a restart or a component reconnect every online user logs in again.
-	LoginRate  float64
-	LoginBurst int
+	// Limits are the per-user and gateway-wide rates (zero fields:
+	// DefaultLimits).
+	Limits Limits
 }
 
 // Gateway bridges XMPP users to IMIP sessions. Its Handle* methods implement
@@ -97,8 +92,9 @@ type Gateway struct {
 	// the link it came on (see onLinkUp).
 	link atomic.Uint64
 
-	logins *rate.Limiter // paces IMIP logins
-	queued []string      // users with queued messages, loaded at the first link-up
+	logins    *rate.Limiter // paces IMIP logins
+	rosterOps *rate.Limiter // paces roster changes in users' rosters
+	queued    []string      // users with queued messages, loaded at the first link-up
 	// ctx ends when Close starts: waits of helper goroutines end with it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -143,12 +139,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.DeliveryTimeout <= 0 {
 		cfg.DeliveryTimeout = DefaultDeliveryTimeout
 	}
-	if cfg.LoginRate <= 0 {
-		cfg.LoginRate = DefaultLoginRate
-	}
-	if cfg.LoginBurst <= 0 {
-		cfg.LoginBurst = DefaultLoginBurst
-	}
+	cfg.Limits = cfg.Limits.withDefaults()
 	if cfg.OutboxSize <= 0 {
 		cfg.OutboxSize = DefaultOutboxSize
 	}
@@ -168,7 +159,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	g.out.g = g
 	g.commit = newCommitter(cfg.Store, cfg.Logger, commitConfig{})
-	g.logins = rate.NewLimiter(rate.Limit(cfg.LoginRate), cfg.LoginBurst)
+	g.logins = rate.NewLimiter(rate.Limit(cfg.Limits.LoginRate), cfg.Limits.LoginBurst)
+	g.rosterOps = rate.NewLimiter(rate.Limit(cfg.Limits.RosterRate), cfg.Limits.RosterBurst)
 	for _, r := range regs {
 		g.registered[r.JID] = struct{}{}
 	}

@@ -135,6 +135,9 @@ func (u *user) onMessage(m xmppside.Message) {
 	case len(m.Body) > wire.DefaultMaxSize-256:
 		u.g.bounce(m, textError(stanza.Modify, stanza.NotAcceptable, "The message is too long for IMIP."))
 		return
+	case !u.limits().msg.Allow():
+		u.g.bounce(m, errSlowDown("messages"))
+		return
 	case len(u.outq) >= maxOutMessages:
 		u.g.bounce(m, textError(stanza.Wait, stanza.ResourceConstraint,
 			"Too many messages waiting for the IMIP network; try again shortly."))

@@ -28,8 +28,11 @@ func (g *Gateway) Registration(ctx context.Context, who jid.JID) (string, bool, 
 }
 
 // Registration attempts: each one logs into IMIP, so nobody may use the
-// gateway to guess IMIP passwords. Per JID and per IMIP number alike:
-// registerBurst attempts at once, then one per registerEvery. At most
+// gateway to guess IMIP passwords. Per JID, every attempt counts:
+// registerBurst at once, then one per registerEvery. Per IMIP number, only
+// refused logins count (the same budget), and the JID registered with that
+// number is exempt: a stranger guessing a number's password wears out the
+// number's budget for other strangers, never for its owner. At most
 // maxLimiters keys are tracked; beyond that the idle ones (full again) are
 // forgotten.
 const (
@@ -38,15 +41,26 @@ const (
 	maxLimiters   = 10000
 )
 
-// allowRegister reports whether bare may try to register number now.
-func (g *Gateway) allowRegister(bare string, number wire.Number) bool {
+// allowRegister reports whether bare may try to register number now; owner
+// says bare is registered with number already.
+func (g *Gateway) allowRegister(bare string, number wire.Number, owner bool) bool {
 	g.limMu.Lock()
 	defer g.limMu.Unlock()
-	jl, nl := g.limiter("jid:"+bare), g.limiter("num:"+string(number))
-	if jl.Tokens() < 1 || nl.Tokens() < 1 {
+	if !owner && g.limiter("num:"+string(number)).Tokens() < 1 {
 		return false
 	}
-	return jl.Allow() && nl.Allow()
+	return g.limiter("jid:" + bare).Allow()
+}
+
+// registerRefused counts a login IMIP refused against number (unless bare
+// owns it).
+func (g *Gateway) registerRefused(bare string, number wire.Number, owner bool) {
+	if owner {
+		return
+	}
+	g.limMu.Lock()
+	defer g.limMu.Unlock()
+	g.limiter("num:" + string(number)).Allow()
 }
 
 // limiter returns the limiter of key, creating it. g.limMu is held.
@@ -124,7 +138,11 @@ func (g *Gateway) register(ctx context.Context, who jid.JID, username, password 
 	if who.Localpart() == "" {
 		return &xmppside.Error{Condition: stanza.NotAllowed, Text: "Only user accounts can register."}
 	}
-	if !g.allowRegister(who.Bare().String(), n) {
+	owner := false
+	if reg, err := g.cfg.Store.Registration(ctx, who.Bare().String()); err == nil && reg.Number == n {
+		owner = true
+	}
+	if !g.allowRegister(who.Bare().String(), n, owner) {
 		return &xmppside.Error{Condition: stanza.PolicyViolation, Type: stanza.Wait,
 			Text: "Too many registration attempts; wait a minute and try again."}
 	}
@@ -133,7 +151,7 @@ func (g *Gateway) register(ctx context.Context, who jid.JID, username, password 
 		return &xmppside.Error{Condition: stanza.ServiceUnavailable, Text: "The gateway is shutting down."}
 	}
 	return g.ask(ctx, u, true, func(reply chan error) event {
-		return evRegister{ctx: ctx, number: n, password: password, allowRemove: allowRemove, reply: reply}
+		return evRegister{ctx: ctx, number: n, password: password, allowRemove: allowRemove, owner: owner, reply: reply}
 	})
 }
 
@@ -279,6 +297,10 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 		req.reply <- err
 	}
 	if ev.err != nil {
+		var le *imipside.LoginError
+		if errors.As(ev.err, &le) && (le.Code == wire.CodeWrongPassword || le.Code == wire.CodeIllegalUser) {
+			u.g.registerRefused(u.key, req.number, req.owner)
+		}
 		failed(registerError(ev.err))
 		return
 	}
@@ -325,7 +347,7 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 	if u.g.cfg.RegisterGrace < 0 && !u.link.want {
 		// No grace: the checked login ends at once; the user's presence
 		// will log in anew.
-		u.syncRoster(ev.c.sess.Contacts())
+		u.syncRoster(u.capBuddies(ev.c.sess.Contacts()))
 		u.endConn(ev.c, "registration checked")
 		u.applyLink(linkCredentials{}, nil)
 		req.reply <- nil
@@ -356,6 +378,12 @@ func registerError(err error) error {
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &xmppside.Error{Condition: stanza.RemoteServerTimeout, Text: "The IMIP server did not answer in time."}
+	}
+	if errors.Is(err, wire.ErrSizeTooLarge) {
+		// The server answered, with a block above the gateway's limit (a
+		// huge contact list): not a network problem.
+		return &xmppside.Error{Condition: stanza.NotAcceptable,
+			Text: "The IMIP server's answer to the login is larger than this gateway accepts (its max_block_size); ask the gateway's administrator."}
 	}
 	return &xmppside.Error{Condition: stanza.RemoteServerNotFound, Text: "The IMIP server cannot be reached."}
 }

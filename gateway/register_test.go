@@ -3,7 +3,9 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -350,6 +352,52 @@ func TestRegisterRateLimited(t *testing.T) {
 	h.d.setFail(nil)
 	if err := h.g.Register(ctx, jid.MustParse(bob), "2222", "pw"); err != nil {
 		t.Errorf("another JID: %v", err)
+	}
+}
+
+// A stranger guessing the password of a number does not lock its owner out
+// of registering it again, but other strangers are: only refused logins
+// count against a number, and its owner is exempt.
+func TestRegisterStrangerCannotLockOutOwner(t *testing.T) {
+	h := newHarness(t, "")
+	h.register(alice, "1111") // alice owns 1111
+	h.d.setFail(&imipside.LoginError{Code: wire.CodeWrongPassword})
+	ctx := context.Background()
+	mallory := jid.MustParse("mallory@evil.example/x")
+	for range registerBurst {
+		if err := h.g.Register(ctx, mallory, "1111", "guess"); err == nil {
+			t.Fatal("a wrong password registered")
+		}
+	}
+	// 1111's budget is spent: another stranger is refused without a login.
+	n := h.d.attemptCount()
+	var xe *xmppside.Error
+	if err := h.g.Register(ctx, jid.MustParse("eve@evil.example/y"), "1111", "guess"); !errors.As(err, &xe) || xe.Condition != stanza.PolicyViolation {
+		t.Errorf("another stranger on a worn-out number: %v, want policy-violation", err)
+	}
+	if h.d.attemptCount() != n {
+		t.Errorf("a refused attempt logged into IMIP")
+	}
+	// The owner registers again (a new password) at once.
+	h.d.setFail(nil)
+	if err := h.g.Register(ctx, aliceJID, "1111", "new-pw"); err != nil {
+		t.Fatalf("the owner was locked out: %v", err)
+	}
+	// A stranger's own budget: spent already (every attempt counts).
+	if err := h.g.Register(ctx, mallory, "2222", "pw"); !errors.As(err, &xe) || xe.Condition != stanza.PolicyViolation {
+		t.Errorf("the guessing JID again: %v, want policy-violation", err)
+	}
+}
+
+// A login answer too large for the gateway is not reported as a server
+// out of reach.
+func TestRegisterHugeLoginReply(t *testing.T) {
+	h := newHarness(t, "")
+	h.d.setFail(fmt.Errorf("imipside: login: waiting for LOGN reply: %w", &wire.Error{Err: wire.ErrSizeTooLarge, Detail: "1000000 bytes"}))
+	err := h.g.Register(context.Background(), aliceJID, "1111", "pw")
+	var xe *xmppside.Error
+	if !errors.As(err, &xe) || xe.Condition != stanza.NotAcceptable || !strings.Contains(xe.Text, "larger") {
+		t.Errorf("Register = %v, want not-acceptable saying the answer was too large", err)
 	}
 }
 

@@ -306,3 +306,25 @@ func TestRosterPushedAgainAfterLinkDown(t *testing.T) {
 		t.Errorf("pushed again after a successful push:\n%s", dump(toAny(subs)))
 	}
 }
+
+// A contact request whose nickname cannot go in an IMIP type line (too
+// long, control characters) is still accepted: the gateway writes a safe
+// form of it, and the user is not told IMIP refused anything.
+func TestAcceptHostileNick(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "1111")
+	nick := strings.Repeat("n", 300) + "\x01\"x"
+	mark := h.x.mark()
+	s.push(imipside.ListAddEvent{From: "4242", Nick: nick, Text: "hi"})
+	h.x.waitPresence(t, mark, "subscribe", presenceFromTo(cj("4242"), aliceJID, "subscribe"))
+	h.g.HandlePresence(xmppside.Presence{From: aliceJID, To: cj("4242"), Type: "subscribed"})
+	got := s.waitCall(t, "LIST ACCEPT")
+	want := fmt.Sprintf("LIST ACCEPT 4242 %q", strings.Repeat("n", maxWireNick))
+	if got != want {
+		t.Errorf("call %q, want %q", got, want)
+	}
+	h.settle()
+	if ms := h.x.messages(mark, func(m xmppside.Message) bool { return m.From.Equal(gw) }); len(ms) != 0 {
+		t.Errorf("the user was told: %s", dump(toAny(ms)))
+	}
+}

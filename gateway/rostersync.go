@@ -3,10 +3,14 @@ package gateway
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"golang.org/x/sync/errgroup"
 
@@ -54,7 +58,8 @@ func (u *user) do(a roster.Action) {
 	case roster.SendListAdd:
 		u.imip(a.Number, imipside.RequestListAdd, func(s IMIPSession) (uint64, error) { return s.SendListAdd(a.Number, a.Text) })
 	case roster.SendListAccept:
-		u.imip(a.Number, imipside.RequestListAccept, func(s IMIPSession) (uint64, error) { return s.SendListAccept(a.Number, a.Nick) })
+		nick := wireNick(a.Nick)
+		u.imip(a.Number, imipside.RequestListAccept, func(s IMIPSession) (uint64, error) { return s.SendListAccept(a.Number, nick) })
 	case roster.SendListReject:
 		u.imip(a.Number, imipside.RequestListReject, func(s IMIPSession) (uint64, error) { return s.SendListReject(a.Number) })
 	case roster.SendListRemove:
@@ -95,6 +100,24 @@ func (u *user) imip(n wire.Number, what string, send func(IMIPSession) (uint64, 
 		return
 	}
 	u.track(id, pendingReq{kind: what, number: n})
+}
+
+// maxWireNick bounds the nickname the gateway writes in a LIST ACCEPT type
+// line (a type line is at most 256 bytes).
+const maxWireNick = 64
+
+// wireNick makes a contact's nickname, which the contact chose, safe for
+// an IMIP type line: control characters and double quotes are dropped and
+// it is cut to maxWireNick bytes (on a character boundary). An accept must
+// never fail because of the requester's nickname.
+func wireNick(nick string) string {
+	clean := strings.Map(func(r rune) rune {
+		if r == '"' || unicode.IsControl(r) || r == utf8.RuneError {
+			return -1
+		}
+		return r
+	}, nick)
+	return strings.TrimSpace(truncateUTF8(clean, maxWireNick))
 }
 
 // unsent undoes the list state of a request IMIP never got. A LIST ADD that
@@ -363,6 +386,12 @@ func (j *rosterJob) run(g *Gateway, user jid.JID, log *slog.Logger) error {
 	}
 	var firstErr error
 	send := func(p xmppside.Presence) {
+		if err := g.rosterOps.Wait(g.ctx); err != nil {
+			if firstErr == nil {
+				firstErr = err
+			}
+			return
+		}
 		if err := g.sendNow(outItem{p: &p}); err != nil && firstErr == nil {
 			firstErr = err
 		}
@@ -380,11 +409,16 @@ func (j *rosterJob) run(g *Gateway, user jid.JID, log *slog.Logger) error {
 
 // rosterSetAll sets items by privileged roster sets, one item each (a roster
 // set carries one item), up to maxRosterSetsInFlight at once, each bounded
-// by the op timeout. It returns the first error.
+// by the op timeout, paced by the gateway-wide roster bucket. It returns the
+// first error.
 func rosterSetAll(g *Gateway, ra RosterAccess, user jid.JID, items []xmppside.RosterItem) error {
 	var eg errgroup.Group
 	eg.SetLimit(maxRosterSetsInFlight)
 	for _, it := range items {
+		if err := g.rosterOps.Wait(g.ctx); err != nil {
+			_ = eg.Wait()
+			return fmt.Errorf("gateway: roster set: %w", err)
+		}
 		eg.Go(func() error {
 			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
 			defer cancel()

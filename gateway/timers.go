@@ -18,6 +18,7 @@ const (
 	timerRequests                  // the oldest IMIP request must have been answered
 	timerDelivery                  // the oldest message for IMIP must have been confirmed
 	timerResend                    // messages for the user the full outbox refused go again
+	timerStatus                    // a status change held back by the user\'s bucket goes
 	numTimers
 )
 
@@ -128,6 +129,8 @@ func (u *user) onTimer() {
 			u.expireOut()
 		case timerResend:
 			u.flushIn()
+		case timerStatus:
+			u.updateStatus()
 		}
 	}
 	u.rearm()

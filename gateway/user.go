@@ -45,6 +45,7 @@ type (
 		number      wire.Number
 		password    string
 		allowRemove *bool
+		owner       bool // the JID is registered with this number already
 		reply       chan error
 	}
 	// evRegisterDialed: the login that checks a registration ended.
@@ -127,6 +128,7 @@ type user struct {
 	draining *imipConn
 	checking wire.Number // the number of the registration's login in flight
 	timers   deadlines
+	lim      *userLimits                 // token buckets; nil until first used
 	bo       *backoff.ExponentialBackOff // login retries; nil until one fails
 
 	loginTime  time.Time
@@ -445,7 +447,7 @@ func (u *user) up(c *imipConn) {
 	u.log.Info("logged in to IMIP", "number", c.number)
 	u.updateStatus()
 	u.sendGatewayPresence(u.bare)
-	u.syncRoster(c.sess.Contacts())
+	u.syncRoster(u.capBuddies(c.sess.Contacts()))
 	u.flushOut()
 }
 
@@ -527,6 +529,9 @@ func (u *user) onPresence(p xmppside.Presence) {
 			u.g.sendPresence(xmppside.Presence{ID: p.ID, From: p.To.Bare(), To: p.From, Type: "error", Error: malformedError()})
 			return
 		}
+		if !u.allowSubscription(p) {
+			return
+		}
 		u.onContactSubscription(n, p)
 	}
 }
@@ -593,8 +598,14 @@ func (u *user) updateStatus() {
 	}
 	st, text := u.res.aggregate()
 	if st == u.sentStatus && text == u.sentText {
+		u.disarm(timerStatus)
 		return
 	}
+	if d := u.statusDelay(); d > 0 {
+		u.arm(timerStatus, d) // the newest status goes then
+		return
+	}
+	u.disarm(timerStatus)
 	id, err := u.sess.SendStatus(st, text)
 	if err != nil {
 		u.log.Warn("STAT not sent", "status", st, "err", err)

@@ -1,6 +1,7 @@
 package xmppside
 
 import (
+	"bytes"
 	"strings"
 	"testing"
 )
@@ -51,5 +52,31 @@ func TestTraceRedactsPasswords(t *testing.T) {
 	}
 	if strings.Count(out, redacted) < 2 || !strings.Contains(out, "<username>12345</username>") {
 		t.Errorf("trace lacks the (redacted) registrations:\n%s", out)
+	}
+}
+
+// TestTraceRedactsPerStanza: a password split across reads (or writes) is
+// redacted all the same, since the trace shows whole stanzas; the stream's
+// own tags, comments and CDATA do not confuse the cut.
+func TestTraceRedactsPerStanza(t *testing.T) {
+	var buf bytes.Buffer
+	tr := &tracer{w: &buf}
+	stream := `<?xml version='1.0'?><stream:stream xmlns="jabber:component:accept" xmlns:stream="http://etherx.jabber.org/streams" id="x">` +
+		`<iq type="set" id="1" a='q>x'><query xmlns="jabber:iq:register"><password>hunter2-split</password></query></iq>` +
+		`<message><body><![CDATA[<password>]]> and > and <!-- x --> </body></message> ` +
+		`<presence/></stream:stream>`
+	// Every cut of the stream into two reads.
+	for cut := 1; cut < len(stream); cut++ {
+		buf.Reset()
+		tr.dirs = nil
+		tr.trace("RECV ", []byte(stream[:cut]))
+		tr.trace("RECV ", []byte(stream[cut:]))
+		out := buf.String()
+		if strings.Contains(out, "hunter2") || strings.Contains(out, "split<") {
+			t.Fatalf("cut %d: trace shows the password:\n%s", cut, out)
+		}
+		if !strings.Contains(out, "<password>[redacted]</password>") || !strings.Contains(out, "RECV <presence/>") {
+			t.Fatalf("cut %d: trace lacks whole stanzas:\n%s", cut, out)
+		}
 	}
 }

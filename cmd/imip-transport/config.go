@@ -11,6 +11,7 @@ import (
 	"github.com/BurntSushi/toml"
 	"mellium.im/xmpp/jid"
 
+	"imip-transport/gateway"
 	"imip-transport/xmppside"
 )
 
@@ -21,7 +22,37 @@ type Config struct {
 	IMIP    IMIPConfig    `toml:"imip"`
 	Storage StorageConfig `toml:"storage"`
 	Roster  RosterConfig  `toml:"roster"`
+	Limits  LimitsConfig  `toml:"limits"`
 	Log     LogConfig     `toml:"log"`
+}
+
+// LimitsConfig are the gateway's rates and bounds (gateway.Limits; zero
+// values take its defaults).
+type LimitsConfig struct {
+	MessagesPerSecond      float64  `toml:"messages_per_second"`
+	MessageBurst           int      `toml:"message_burst"`
+	SubscriptionsPerSecond float64  `toml:"subscriptions_per_second"`
+	SubscriptionBurst      int      `toml:"subscription_burst"`
+	StatusPerSecond        float64  `toml:"status_changes_per_second"`
+	StatusBurst            int      `toml:"status_change_burst"`
+	RosterPerSecond        float64  `toml:"roster_changes_per_second"`
+	RosterBurst            int      `toml:"roster_change_burst"`
+	MaxRosterItems         int      `toml:"max_roster_items"`
+	LoginsPerSecond        float64  `toml:"logins_per_second"`
+	LoginBurst             int      `toml:"login_burst"`
+	DeliveryTimeout        Duration `toml:"delivery_timeout"`
+}
+
+// gateway returns the limits as the gateway takes them.
+func (l LimitsConfig) gateway() gateway.Limits {
+	return gateway.Limits{
+		MessageRate: l.MessagesPerSecond, MessageBurst: l.MessageBurst,
+		SubscriptionRate: l.SubscriptionsPerSecond, SubscriptionBurst: l.SubscriptionBurst,
+		StatusRate: l.StatusPerSecond, StatusBurst: l.StatusBurst,
+		RosterRate: l.RosterPerSecond, RosterBurst: l.RosterBurst,
+		MaxRosterItems: l.MaxRosterItems,
+		LoginRate:      l.LoginsPerSecond, LoginBurst: l.LoginBurst,
+	}
 }
 
 // XMPPConfig is the component link.
@@ -148,6 +179,19 @@ func (c *Config) check() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("storage.driver %q is not supported (use \"sqlite\")", c.Storage.Driver))
+	}
+	l := c.Limits
+	for name, v := range map[string]float64{"messages_per_second": l.MessagesPerSecond, "subscriptions_per_second": l.SubscriptionsPerSecond,
+		"status_changes_per_second": l.StatusPerSecond, "roster_changes_per_second": l.RosterPerSecond, "logins_per_second": l.LoginsPerSecond} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("limits.%s must not be negative", name))
+		}
+	}
+	for name, v := range map[string]int{"message_burst": l.MessageBurst, "subscription_burst": l.SubscriptionBurst,
+		"status_change_burst": l.StatusBurst, "roster_change_burst": l.RosterBurst, "max_roster_items": l.MaxRosterItems, "login_burst": l.LoginBurst} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("limits.%s must not be negative", name))
+		}
 	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		errs = append(errs, err)

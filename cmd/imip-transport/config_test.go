@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"imip-transport/gateway"
 	"imip-transport/xmppside"
 )
 
@@ -27,6 +28,14 @@ func TestShippedConfigDecodes(t *testing.T) {
 	}
 	if c.Roster.Group != "IMIP" || c.Roster.AllowRemove {
 		t.Errorf("roster section decoded to %+v", c.Roster)
+	}
+	// The example shows the defaults: what it says is what an empty
+	// section gives.
+	if got := c.Limits.gateway(); got != gateway.DefaultLimits {
+		t.Errorf("limits decoded to %+v, want the defaults %+v", got, gateway.DefaultLimits)
+	}
+	if c.Limits.DeliveryTimeout.Duration != gateway.DefaultDeliveryTimeout {
+		t.Errorf("limits.delivery_timeout decoded to %v, want the default %v", c.Limits.DeliveryTimeout, gateway.DefaultDeliveryTimeout)
 	}
 }
 

@@ -105,7 +105,9 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Version:      versionString(),
 		Logger:       log,
 
-		MaxStanzaSize: cfg.XMPP.MaxStanzaSize,
+		MaxStanzaSize:   cfg.XMPP.MaxStanzaSize,
+		Limits:          cfg.Limits.gateway(),
+		DeliveryTimeout: cfg.Limits.DeliveryTimeout.Duration,
 	})
 }
 

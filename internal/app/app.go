@@ -50,6 +50,9 @@ type Options struct {
 	// MaxStanzaSize is the largest stanza the component sends, in bytes
 	// (0: xmppside's default).
 	MaxStanzaSize int
+	// Limits and DeliveryTimeout tune the gateway (zero: its defaults).
+	Limits          gateway.Limits
+	DeliveryTimeout time.Duration
 	// Ready, when set, is called once the parts are built, before the
 	// component connects.
 	Ready func(*gateway.Gateway, *xmppside.Component)
@@ -89,18 +92,20 @@ func Run(ctx context.Context, o Options) error {
 		return s, nil
 	})
 	g, err := gateway.New(ctx, gateway.Config{
-		Domain:        o.Domain,
-		Store:         store,
-		Dialer:        dialer,
-		Logger:        log,
-		LoginTimeout:  o.LoginTimeout,
-		OpTimeout:     o.OpTimeout,
-		RetryMin:      o.RetryMin,
-		RetryMax:      o.RetryMax,
-		RosterGroup:   o.RosterGroup,
-		AllowRemove:   o.AllowRemove,
-		ProbeTimeout:  o.ProbeTimeout,
-		RegisterGrace: o.RegisterGrace,
+		Domain:          o.Domain,
+		Store:           store,
+		Dialer:          dialer,
+		Logger:          log,
+		LoginTimeout:    o.LoginTimeout,
+		OpTimeout:       o.OpTimeout,
+		RetryMin:        o.RetryMin,
+		RetryMax:        o.RetryMax,
+		RosterGroup:     o.RosterGroup,
+		AllowRemove:     o.AllowRemove,
+		ProbeTimeout:    o.ProbeTimeout,
+		RegisterGrace:   o.RegisterGrace,
+		Limits:          o.Limits,
+		DeliveryTimeout: o.DeliveryTimeout,
 	})
 	if err != nil {
 		return err
