@@ -92,6 +92,7 @@ type Gateway struct {
 	// the link it came on (see onLinkUp).
 	link atomic.Uint64
 
+	noAck     sync.Once     // the warning about a server without mesg-ack
 	logins    *rate.Limiter // paces IMIP logins
 	rosterOps *rate.Limiter // paces roster changes in users' rosters
 	queued    []string      // users with queued messages, loaded at the first link-up

@@ -445,6 +445,11 @@ func (u *user) up(c *imipConn) {
 		u.contacts = make(map[wire.Number]contactPresence)
 	}
 	u.log.Info("logged in to IMIP", "number", c.number)
+	if !c.sess.ConfirmsMessages() {
+		u.g.noAck.Do(func() {
+			u.g.log.Warn("the IMIP server does not offer the mesg-ack extension: messages it pushes count as delivered once read from TCP (best effort)")
+		})
+	}
 	u.updateStatus()
 	u.sendGatewayPresence(u.bare)
 	u.syncRoster(u.capBuddies(c.sess.Contacts()))
