@@ -62,6 +62,7 @@ func TestHostileSizesKeepTheLink(t *testing.T) {
 	var up, down atomic.Int64
 	tr := startTransportWith(t, srv, func(o *app.Options) {
 		o.Logger = slog.New(linkCounter{o.Logger.Handler(), &up, &down})
+		o.Limits.MaxRosterItems = 10000 // the whole list, to test the stanza size
 	}, acctAlice, acctBob, acctCarol, acctDave)
 	gw := tr.domain.String()
 	assertLink := func(when string) {
