@@ -12,8 +12,15 @@ import (
 
 // TestIdleSessionMemory measures what an idle logged-in session costs: heap
 // and goroutine stack, the server's end of the loopback connection included.
-// (Skipped under -race, which inflates both.)
+// (Skipped under -race, which inflates both.) "after a request": each
+// session has sent a STAT and had its ACK, so what a request leaves behind
+// (the confirmation barrier's timer) is counted too.
 func TestIdleSessionMemory(t *testing.T) {
+	t.Run("fresh", func(t *testing.T) { idleSessionMemory(t, false) })
+	t.Run("after a request", func(t *testing.T) { idleSessionMemory(t, true) })
+}
+
+func idleSessionMemory(t *testing.T, request bool) {
 	const n = 200
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -29,7 +36,11 @@ func TestIdleSessionMemory(t *testing.T) {
 				return
 			}
 			f := newFakeServer(t, c)
-			for _, reply := range []string{serverHELO("60", testSalt), serverLOGN(`7744387 "mawis76"`)} {
+			replies := []string{serverHELO("60", testSalt), serverLOGN(`7744387 "mawis76"`)}
+			if request {
+				replies = append(replies, ack(600, 1003))
+			}
+			for _, reply := range replies {
 				if _, err := f.readRaw(5 * time.Second); err != nil {
 					c.Close()
 					return
@@ -45,6 +56,11 @@ func TestIdleSessionMemory(t *testing.T) {
 		s, err := Dial(ctx, cfg)
 		if err != nil {
 			t.Fatalf("Dial: %v", err)
+		}
+		if request {
+			if err := s.SetStatus(ctx, "ONLINE", ""); err != nil {
+				t.Fatalf("SetStatus: %v", err)
+			}
 		}
 		return s
 	}

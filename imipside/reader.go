@@ -118,9 +118,11 @@ func (s *Session) reply(ref uint64, code wire.Code, typ string) {
 	var stack [8]request
 	settled := s.reqs.settle(stack[:0], ref) // copied: the ring is reused once s.mu is released
 	if s.reqs.len() == 0 {
-		if s.barrierArmed {
-			s.barrierArmed = false
+		if s.barrier != nil {
+			// Dropped so that an idle session holds no timer; a callback
+			// already under way finds the barrier disarmed.
 			s.barrier.Stop()
+			s.barrier, s.barrierArmed = nil, false
 		}
 	} else if s.barrierArmed {
 		s.quietSince = time.Now() // a reply: the server is answering

@@ -20,7 +20,11 @@ func idHeader() wire.Header { return wire.Header{Name: wire.HdrID} }
 
 // SendStatus queues STAT st (ONLINE, AWAY, BUSY or OFFLINE; OFFLINE makes
 // the user invisible) with text as the status message ("" for none).
-// A failure ReplyEvent has Code 800 (no status) or 801 (unknown status).
+// Like every Send method it never blocks and is safe for concurrent use:
+// it returns the block's ID, and the outcome comes later as one ReplyEvent
+// with that ID (none if the session ends first). A failure has Code 800 (no
+// status) or 801 (unknown status). Errors: an invalid block, ErrBusy,
+// ErrClosed; nothing is queued then.
 func (s *Session) SendStatus(st wire.Status, text string) (uint64, error) {
 	return s.sendStatus(st, text, nil)
 }

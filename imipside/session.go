@@ -54,7 +54,7 @@ type Session struct {
 	pingOut  uint64 // ID of the unanswered keep-alive PING, 0 if none
 	lastPing uint64 // ID of the newest PING queued
 	// Confirmation barrier: a PING when requests wait and no reply came.
-	barrier      *time.Timer // created at the first request
+	barrier      *time.Timer // exists only while requests wait
 	barrierArmed bool
 	quietSince   time.Time // the last reply read, or when the barrier was armed
 	discID       uint64    // ID of the DISC queued by Logout, 0 before
