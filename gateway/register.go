@@ -368,13 +368,8 @@ func (u *user) isRegisteredUser() bool { return u.g.isRegistered(u.key) }
 func registerError(err error) error {
 	var le *imipside.LoginError
 	if errors.As(err, &le) {
-		switch le.Code {
-		case wire.CodeWrongPassword:
-			return &xmppside.Error{Condition: stanza.NotAuthorized, Text: "IMIP refused the password for this number."}
-		case wire.CodeIllegalUser:
-			return &xmppside.Error{Condition: stanza.NotAcceptable, Text: "The IMIP network does not know this number."}
-		}
-		return &xmppside.Error{Condition: stanza.NotAcceptable, Text: "IMIP refused the login with code " + le.Code.String() + "."}
+		_, text := loginError(le.Code)
+		return &xmppside.Error{Condition: codeInfo(le.Code).loginCond, Text: text}
 	}
 	if errors.Is(err, context.DeadlineExceeded) {
 		return &xmppside.Error{Condition: stanza.RemoteServerTimeout, Text: "The IMIP server did not answer in time."}

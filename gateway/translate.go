@@ -36,39 +36,60 @@ func statToPresence(st wire.Status, text string) xmppside.Presence {
 	return p
 }
 
-// ackCondition is the one table from IMIP ACK codes to XMPP stanza errors.
-func ackCondition(c wire.Code) (stanza.ErrorType, stanza.Condition, string) {
-	switch c {
-	case wire.CodeIllegalUser:
-		return stanza.Cancel, stanza.ItemNotFound, "The IMIP network has no user with this number."
-	case wire.CodeWrongPassword:
-		return stanza.Auth, stanza.NotAuthorized, "IMIP refused the password."
-	case wire.CodeNotAllowed:
-		return stanza.Cancel, stanza.NotAllowed, "IMIP does not allow this now."
-	case wire.CodeMalformedBlock, wire.CodeNoStatus, wire.CodeUnknownStatus:
-		return stanza.Modify, stanza.BadRequest, "IMIP could not understand the request."
-	default:
-		return stanza.Cancel, stanza.UndefinedCondition, "IMIP refused the request with code " + c.String() + "."
-	}
+// codeEntry is how the gateway reports one IMIP ACK code: to the sender of
+// a refused message or list request, and to a user whose login it refused.
+type codeEntry struct {
+	typ  stanza.ErrorType
+	cond stanza.Condition
+	text string // for a message or request
+	// login: the condition and text for a refused login: loginCond in the
+	// answer to a registration, authCond in the presence error of a login
+	// that fails later (type auth); loginText in both and in the message
+	// that tells the user.
+	loginCond stanza.Condition
+	authCond  stanza.Condition
+	loginText string
 }
 
-// ackError returns the stanza error for an IMIP ACK code.
+// codeTable is the one table from IMIP ACK codes to XMPP stanza errors and
+// user texts. Codes it does not list are reported with their number.
+var codeTable = map[wire.Code]codeEntry{
+	wire.CodeIllegalUser: {stanza.Cancel, stanza.ItemNotFound, "The IMIP network has no user with this number.",
+		stanza.NotAcceptable, stanza.NotAuthorized, "The IMIP network does not know this number."},
+	wire.CodeWrongPassword: {stanza.Auth, stanza.NotAuthorized, "IMIP refused the password.",
+		stanza.NotAuthorized, stanza.NotAuthorized, "IMIP refused the password for this number."},
+	wire.CodeNotAllowed: {stanza.Cancel, stanza.NotAllowed, "IMIP does not allow this now.",
+		stanza.NotAcceptable, stanza.NotAcceptable, "IMIP refused the login (not allowed now)."},
+	wire.CodeMalformedBlock: {stanza.Modify, stanza.BadRequest, "IMIP could not understand the request.",
+		stanza.NotAcceptable, stanza.NotAcceptable, "IMIP could not understand the login."},
+	wire.CodeNoStatus: {stanza.Modify, stanza.BadRequest, "IMIP could not understand the request.",
+		stanza.NotAcceptable, stanza.NotAcceptable, "IMIP could not understand the login."},
+	wire.CodeUnknownStatus: {stanza.Modify, stanza.BadRequest, "IMIP could not understand the request.",
+		stanza.NotAcceptable, stanza.NotAcceptable, "IMIP could not understand the login."},
+}
+
+// codeInfo returns the entry of c.
+func codeInfo(c wire.Code) codeEntry {
+	if e, ok := codeTable[c]; ok {
+		return e
+	}
+	text := "IMIP refused the request with code " + c.String() + "."
+	return codeEntry{stanza.Cancel, stanza.UndefinedCondition, text,
+		stanza.NotAcceptable, stanza.NotAcceptable, "IMIP refused the login with code " + c.String() + "."}
+}
+
+// ackError returns the stanza error for a message or request IMIP refused
+// with code c.
 func ackError(c wire.Code) *stanza.Error {
-	t, cond, text := ackCondition(c)
-	return &stanza.Error{Type: t, Condition: cond, Text: map[string]string{"": text}}
+	e := codeInfo(c)
+	return &stanza.Error{Type: e.typ, Condition: e.cond, Text: map[string]string{"": e.text}}
 }
 
-// loginError returns the stanza error for a refused login.
-func loginError(c wire.Code) *stanza.Error {
-	switch c {
-	case wire.CodeWrongPassword:
-		return &stanza.Error{Type: stanza.Auth, Condition: stanza.NotAuthorized,
-			Text: map[string]string{"": "IMIP login failed: wrong password."}}
-	case wire.CodeIllegalUser:
-		return &stanza.Error{Type: stanza.Auth, Condition: stanza.NotAuthorized,
-			Text: map[string]string{"": "IMIP login failed: unknown number."}}
-	}
-	return ackError(c)
+// loginError returns the stanza error, and the text, for a login IMIP
+// refused with code c.
+func loginError(c wire.Code) (*stanza.Error, string) {
+	e := codeInfo(c)
+	return &stanza.Error{Type: stanza.Auth, Condition: e.authCond, Text: map[string]string{"": e.loginText}}, e.loginText
 }
 
 func malformedError() *stanza.Error {

@@ -421,12 +421,10 @@ func (u *user) onDialed(ev evDialed) {
 	var le *imipside.LoginError
 	if errors.As(ev.err, &le) && (le.Code == wire.CodeWrongPassword || le.Code == wire.CodeIllegalUser) {
 		u.log.Warn("IMIP refused the credentials; not retrying until the user registers again", "code", int(le.Code))
-		text := "IMIP login failed: wrong password. Register again with the right password to reconnect."
-		if le.Code == wire.CodeIllegalUser {
-			text = "IMIP login failed: the IMIP server does not know this number. Register again with a valid number."
-		}
-		u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Subject: "IMIP login failed", Body: text})
-		u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "error", Error: loginError(le.Code)})
+		se, text := loginError(le.Code)
+		u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Subject: "IMIP login failed",
+			Body: "IMIP login failed: " + text + " Register again with the right number and password to reconnect."})
+		u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "error", Error: se})
 		u.applyLink(linkDialed{result: dialAuth}, nil)
 		return
 	}
