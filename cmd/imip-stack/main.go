@@ -27,6 +27,11 @@ func mainArgs(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: o.LogLevel}))
+	// `make stack | tee log` and Ctrl-C: tee dies first, and the next log
+	// line would kill this process by SIGPIPE before it stopped Prosody.
+	// Ignored, a write to the closed pipe fails instead, and the stack
+	// still stops its children in order.
+	signal.Ignore(syscall.SIGPIPE)
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	// After the first signal a second one kills the command at once.
 	context.AfterFunc(ctx, stop)

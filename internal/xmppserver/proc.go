@@ -30,8 +30,10 @@ func startProc(name string, args, env []string, dir, outPath string) (*proc, err
 	cmd.Stdout = out
 	cmd.Stderr = out
 	// Own process group: a Ctrl-C on the test binary's terminal is not
-	// delivered to the server behind the harness's back.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// delivered to the server behind the harness's back. Pdeathsig: if the
+	// process that started it dies (even by SIGKILL), the server gets
+	// SIGTERM and does not outlive it with its ports.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGTERM}
 	if err := cmd.Start(); err != nil {
 		_ = out.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
