@@ -20,7 +20,8 @@
 //     .stack/imipd and the demo IMIP accounts of
 //     cmd/imipd/accounts.example.toml.
 //   - The transport, in process, with its SQLite store in
-//     .stack/transport.db.
+//     .stack/transport.db, its IMIP passwords sealed under the key file
+//     .stack/transport.key.
 //
 // The component secret is generated once and kept in
 // .stack/component.secret (mode 0600). Every port is checked before anything

@@ -268,6 +268,7 @@ func (s *stack) startTransport(ctx context.Context, secret string) (*part, <-cha
 		IMIPServer:  net.JoinHostPort("127.0.0.1", strconv.Itoa(s.o.IMIPPort)),
 		ClientName:  "imip-transport (imip-stack)",
 		StorePath:   filepath.Join(s.dir, "transport.db"),
+		KeyFile:     filepath.Join(s.dir, "transport.key"),
 		Version:     "imip-stack",
 		Logger:      s.log.With("part", "transport"),
 		MinBackoff:  200 * time.Millisecond,
