@@ -232,7 +232,8 @@ func (s *stack) startIMIPD(ctx context.Context) (*part, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("imipd: %w", err)
 	}
-	st, err := imipserver.OpenSQLite(ctx, filepath.Join(dir, "imipd.db"))
+	st, err := imipserver.OpenSQLite(ctx, filepath.Join(dir, "imipd.db"),
+		imipserver.SQLiteOptions{KeyFile: filepath.Join(s.dir, "imipd.key"), Logger: s.log.With("part", "imipd")})
 	if err != nil {
 		return nil, err
 	}
