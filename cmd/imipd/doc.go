@@ -12,7 +12,7 @@
 //
 // The passwords in the database are sealed (AES-256-GCM) under the key in
 // the -key-file file, which is created with mode 0600 on first run (its
-// directory must exist and be writable by its owner only). Keep it, and its
+// directory must exist and must not be writable by others). Keep it, and its
 // backups, apart from the data directory: a copy of the database without
 // it reveals no password, and without it the passwords are lost. imipd
 // warns when the key file is readable by group or others.

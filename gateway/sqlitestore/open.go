@@ -50,7 +50,7 @@ type Options struct {
 	// KeyFile is the file of the key that seals the IMIP passwords
 	// (required). When it does not exist and the database holds no sealed
 	// password yet, Open creates it with a new key, mode 0600, in a
-	// directory that must exist and be writable by its owner only.
+	// directory that must exist and must not be writable by others.
 	KeyFile string
 	// Logger receives a line when Open creates the key file, seals the clear
 	// passwords of an older database, or completes an interrupted rotation

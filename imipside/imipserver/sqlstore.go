@@ -70,7 +70,7 @@ type SQLiteOptions struct {
 	// KeyFile is the file of the key that seals the passwords (required).
 	// When it does not exist and the database holds no sealed password yet,
 	// OpenSQLite creates it with a new key, mode 0600, in a directory that
-	// must exist and be writable by its owner only.
+	// must exist and must not be writable by others.
 	KeyFile string
 	// Logger receives a line when the key file is created, the clear
 	// passwords of an older database are sealed, or an interrupted rotation

@@ -21,9 +21,8 @@
 // # Key files
 //
 // A key file holds the 32-byte key as 64 hexadecimal digits and a newline,
-// mode 0600. [Create] makes one in a directory that exists and that neither
-// group nor others may write, without ever replacing a file that appeared
-// meanwhile. [Unlock] finds the key of a database from its key check (a
+// mode 0600. [Create] makes one in a directory that exists and that others
+// may not write to, without ever replacing a file that appeared meanwhile. [Unlock] finds the key of a database from its key check (a
 // constant sealed under the key, see [Key.NewCheck]), refuses a key that
 // does not open it, and completes a rotation interrupted between the
 // database's commit and the key file's rename ([Stage]).
@@ -180,6 +179,23 @@ const maxKeyFile = 1024
 // Load reads the key file at path. A missing file gives an error wrapping
 // fs.ErrNotExist. The error never quotes the file's contents.
 func Load(path string) (*Key, error) {
+	raw, err := readKeyFile(path)
+	if err != nil {
+		return nil, err
+	}
+	return newKey(raw, path)
+}
+
+// CheckFile reports whether path holds a well-formed key, as Load would
+// read it, without keeping the key: for configuration checks.
+func CheckFile(path string) error {
+	raw, err := readKeyFile(path)
+	clear(raw)
+	return err
+}
+
+// readKeyFile returns the raw key in the key file at path.
+func readKeyFile(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("seal: key file: %w", err)
@@ -207,12 +223,12 @@ func Load(path string) (*Key, error) {
 		clear(raw)
 		return nil, fmt.Errorf("seal: key file %s: not a key (want %d hexadecimal digits and a newline)", path, hex.EncodedLen(KeySize))
 	}
-	return newKey(raw, path)
+	return raw, nil
 }
 
 // CheckDir reports whether dir can receive a new key file: it must exist,
-// be a directory, and be writable by its owner only (anyone else who may
-// write there could replace or remove the key).
+// be a directory, and not be writable by others (who could replace or
+// remove the key; a group may, as with user private groups).
 func CheckDir(dir string) error {
 	fi, err := os.Stat(dir)
 	if err != nil {
@@ -221,8 +237,8 @@ func CheckDir(dir string) error {
 	if !fi.IsDir() {
 		return fmt.Errorf("seal: %s, the directory of the key file, is not a directory", dir)
 	}
-	if perm := fi.Mode().Perm(); perm&0o022 != 0 {
-		return fmt.Errorf("seal: %s, the directory of the key file, is writable by group or others (mode %v): use a directory only its owner may write to", dir, perm)
+	if perm := fi.Mode().Perm(); perm&0o002 != 0 {
+		return fmt.Errorf("seal: %s, the directory of the key file, is writable by others (mode %v): use a private directory", dir, perm)
 	}
 	return nil
 }

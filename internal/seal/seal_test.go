@@ -144,6 +144,15 @@ func TestLoadFormats(t *testing.T) {
 	if _, err := Load(dir); err == nil {
 		t.Errorf("Load(a directory) = nil error")
 	}
+	p := filepath.Join(dir, "k")
+	for i, text := range []string{hexKey + "\n", "nonsense"} {
+		if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := CheckFile(p); (err == nil) != (i == 0) {
+			t.Errorf("%d: CheckFile = %v", i, err)
+		}
+	}
 }
 
 func TestCreateChecksDirectory(t *testing.T) {
@@ -161,7 +170,7 @@ func TestCreateChecksDirectory(t *testing.T) {
 	}
 	for i, tc := range []struct{ path, want string }{
 		0: {filepath.Join(base, "missing", "k"), "no such file"},
-		1: {filepath.Join(loose, "k"), "writable by group or others"},
+		1: {filepath.Join(loose, "k"), "writable by others"},
 		2: {filepath.Join(file, "k"), "not a directory"},
 	} {
 		if _, err := Create(tc.path); err == nil || !strings.Contains(err.Error(), tc.want) {
