@@ -85,7 +85,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 		return errors.New("imipd: -data DIR is required")
 	}
 	if *keyFile == "" {
-		return errors.New("imipd: -key-file F is required (" + keyFileUsage + ")")
+		return errors.New("imipd: -key-file F is required: the " + keyFileUsage)
 	}
 	if *maxBlock < 256 {
 		return fmt.Errorf("imipd: -max-block-size %d is below 256", *maxBlock)

@@ -210,7 +210,10 @@ func (s *SQLiteStore) migrate(ctx context.Context, keyFile string, create bool) 
 	}
 	for _, r := range res {
 		if r.Source != nil && r.Source.Version == sealVersion && r.Direction == "up" {
-			s.log.Info("imipserver: passwords sealed under the key file", "key_file", keyFile, "count", s.sealedOnOpen)
+			if s.sealedOnOpen > 0 {
+				s.log.Info("imipserver: passwords sealed under the key file", "key_file", keyFile, "count", s.sealedOnOpen)
+			}
+			// Also with none left: deleted ones may stay in free pages.
 			if err := s.scrub(ctx); err != nil {
 				s.log.Warn("imipserver: the clear passwords may remain in the file's free pages", "err", err)
 			}
