@@ -29,7 +29,8 @@ func benchJID(i int) string { return fmt.Sprintf("user%d@localhost", i%benchUser
 func openBenchStore(b *testing.B) *sqlitestore.Store {
 	b.Helper()
 	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, b.TempDir()+"/bench.db")
+	dir := b.TempDir()
+	st, err := sqlitestore.Open(ctx, dir+"/bench.db", sqlitestore.Options{KeyFile: dir + "/bench.key"})
 	if err != nil {
 		b.Fatal(err)
 	}

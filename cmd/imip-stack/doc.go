@@ -17,10 +17,11 @@
 //     component "imip.localhost", granted XEP-0356 privileges. Two demo
 //     Jabber accounts exist: alice@localhost and bob@localhost.
 //   - imipd, in process, on 127.0.0.1:11319, with its SQLite database in
-//     .stack/imipd and the demo IMIP accounts of
-//     cmd/imipd/accounts.example.toml.
+//     .stack/imipd (passwords sealed under .stack/imipd.key) and the demo
+//     IMIP accounts of cmd/imipd/accounts.example.toml.
 //   - The transport, in process, with its SQLite store in
-//     .stack/transport.db.
+//     .stack/transport.db, its IMIP passwords sealed under the key file
+//     .stack/transport.key.
 //
 // The component secret is generated once and kept in
 // .stack/component.secret (mode 0600). Every port is checked before anything

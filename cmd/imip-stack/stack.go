@@ -232,7 +232,8 @@ func (s *stack) startIMIPD(ctx context.Context) (*part, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("imipd: %w", err)
 	}
-	st, err := imipserver.OpenSQLite(ctx, filepath.Join(dir, "imipd.db"))
+	st, err := imipserver.OpenSQLite(ctx, filepath.Join(dir, "imipd.db"),
+		imipserver.SQLiteOptions{KeyFile: filepath.Join(s.dir, "imipd.key"), Logger: s.log.With("part", "imipd")})
 	if err != nil {
 		return nil, err
 	}
@@ -268,6 +269,7 @@ func (s *stack) startTransport(ctx context.Context, secret string) (*part, <-cha
 		IMIPServer:  net.JoinHostPort("127.0.0.1", strconv.Itoa(s.o.IMIPPort)),
 		ClientName:  "imip-transport (imip-stack)",
 		StorePath:   filepath.Join(s.dir, "transport.db"),
+		KeyFile:     filepath.Join(s.dir, "transport.key"),
 		Version:     "imip-stack",
 		Logger:      s.log.With("part", "transport"),
 		MinBackoff:  200 * time.Millisecond,

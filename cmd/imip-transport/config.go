@@ -3,8 +3,10 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"imip-transport/gateway"
+	"imip-transport/internal/seal"
 	"imip-transport/xmppside"
 )
 
@@ -82,6 +85,9 @@ type IMIPConfig struct {
 type StorageConfig struct {
 	Driver string `toml:"driver"`
 	Path   string `toml:"path"`
+	// KeyFile seals the IMIP passwords in the database
+	// (sqlitestore.Options.KeyFile).
+	KeyFile string `toml:"key_file"`
 }
 
 // RosterConfig is how IMIP contacts appear in users' rosters.
@@ -116,8 +122,13 @@ func (d *Duration) UnmarshalText(b []byte) error {
 // server default is anywhere near it; Prosody's is 512 KiB).
 const maxStanzaSizeCeiling = 16 << 20
 
-// loadConfig reads and checks the file at path.
-func loadConfig(path string) (*Config, error) {
+// loadConfig reads and checks the file at path, the secret file included.
+func loadConfig(path string) (*Config, error) { return decodeConfig(path, true) }
+
+// decodeConfig reads and checks the file at path; readSecret says whether
+// the secret file is read (rotate-key does not need the secret, and may run
+// where it is not readable, such as outside the service's credentials).
+func decodeConfig(path string, readSecret bool) (*Config, error) {
 	var c Config
 	md, err := toml.DecodeFile(path, &c)
 	if err != nil {
@@ -130,14 +141,16 @@ func loadConfig(path string) (*Config, error) {
 		}
 		return nil, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
 	}
-	if err := c.check(); err != nil {
+	if err := c.check(readSecret); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)
 	}
 	return &c, nil
 }
 
-// check validates the configuration and reads the secret file.
-func (c *Config) check() error {
+// check validates the configuration, reads the secret file when
+// readSecret is true, and checks the key file (well-formed when present,
+// else a directory it can be created in).
+func (c *Config) check(readSecret bool) error {
 	var errs []error
 	if c.XMPP.Component == "" {
 		errs = append(errs, errors.New("xmpp.component is required"))
@@ -150,6 +163,7 @@ func (c *Config) check() error {
 	switch {
 	case c.XMPP.Secret != "" && c.XMPP.SecretFile != "":
 		errs = append(errs, errors.New("set xmpp.secret or xmpp.secret_file, not both"))
+	case c.XMPP.SecretFile != "" && !readSecret:
 	case c.XMPP.SecretFile != "":
 		b, err := os.ReadFile(c.XMPP.SecretFile)
 		if err != nil {
@@ -177,6 +191,11 @@ func (c *Config) check() error {
 		if c.Storage.Path == "" {
 			errs = append(errs, errors.New("storage.path is required for the sqlite driver"))
 		}
+		if c.Storage.KeyFile == "" {
+			errs = append(errs, errors.New("storage.key_file is required: the key that seals the IMIP passwords in the database (created on first run)"))
+		} else if err := checkKeyFile(c.Storage.KeyFile); err != nil {
+			errs = append(errs, fmt.Errorf("storage.key_file: %w", err))
+		}
 	default:
 		errs = append(errs, fmt.Errorf("storage.driver %q is not supported (use \"sqlite\")", c.Storage.Driver))
 	}
@@ -202,6 +221,45 @@ func (c *Config) check() error {
 		errs = append(errs, fmt.Errorf("log.format %q: use text or json", c.Log.Format))
 	}
 	return errors.Join(errs...)
+}
+
+// checkKeyFile checks a key file that exists, or else the directory that
+// will receive it on first run.
+func checkKeyFile(path string) error {
+	err := seal.CheckFile(path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return seal.CheckDir(filepath.Dir(path))
+	}
+	return err
+}
+
+// A warning names a file that holds a secret and that group or others may
+// read.
+type warning struct {
+	msg  string
+	path string
+	mode fs.FileMode
+}
+
+// warnings returns the files holding secrets that group or others may
+// read: the component secret file, the configuration file itself when it
+// holds the secret inline, and the key file.
+func (c *Config) warnings(cfgPath string) []warning {
+	var ws []warning
+	check := func(path, msg string) {
+		if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o044 != 0 {
+			ws = append(ws, warning{msg: msg, path: path, mode: fi.Mode().Perm()})
+		}
+	}
+	if c.XMPP.SecretFile != "" {
+		check(c.XMPP.SecretFile, "secret file is readable by group or others; it holds the component secret")
+	} else if c.XMPP.Secret != "" {
+		check(cfgPath, "config file holds the component secret (xmpp.secret) and is readable by group or others; use secret_file, or make the file 0600")
+	}
+	if c.Storage.KeyFile != "" {
+		check(c.Storage.KeyFile, "key file is readable by group or others; it unseals the stored IMIP passwords")
+	}
+	return ws
 }
 
 func parseLevel(s string) (slog.Level, error) {

@@ -37,6 +37,9 @@ func TestShippedConfigDecodes(t *testing.T) {
 	if c.Limits.DeliveryTimeout.Duration != gateway.DefaultDeliveryTimeout {
 		t.Errorf("limits.delivery_timeout decoded to %v, want the default %v", c.Limits.DeliveryTimeout, gateway.DefaultDeliveryTimeout)
 	}
+	if c.Storage.KeyFile != "imip-transport.key" {
+		t.Errorf("storage.key_file decoded to %q", c.Storage.KeyFile)
+	}
 }
 
 // TestShippedConfigDocumentsEveryKey checks that each key of the shipped
@@ -67,6 +70,7 @@ server = "127.0.0.1:11319"
 [storage]
 driver = "sqlite"
 path = "x.db"
+key_file = "x.key"
 `
 
 func writeConfig(t *testing.T, text string) string {
@@ -98,11 +102,18 @@ func TestConfigErrors(t *testing.T) {
 		9:  {strings.Replace(validConfig, "[imip]", "max_stanza_size = -1\n[imip]", 1), "xmpp.max_stanza_size must be"},
 		10: {strings.Replace(validConfig, "[imip]", "max_stanza_size = 16777217\n[imip]", 1), "xmpp.max_stanza_size must be"},
 		11: {strings.Replace(validConfig, "[imip]", "max_stanza_size = \"big\"\n[imip]", 1), "max_stanza_size"},
+		12: {strings.Replace(validConfig, `key_file = "x.key"`, "", 1), "storage.key_file is required"},
+		13: {strings.Replace(validConfig, `key_file = "x.key"`, `key_file = "/no/such/dir/x.key"`, 1), "storage.key_file: seal: directory of the key file"},
+		14: {strings.Replace(validConfig, `key_file = "x.key"`, `key_file = "`+secret+`"`, 1), "storage.key_file: seal: key file " + secret + ": not a key"},
+		15: {strings.Replace(validConfig, `key_file = "x.key"`, `key_file = "x.key"`+"\nkey = \"k\"", 1), "unknown keys: storage.key"},
 	}
 	for i, c := range cases {
 		_, err := loadConfig(writeConfig(t, c.text))
 		if err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%d: loadConfig = %v, want error containing %q", i, err, c.want)
+		}
+		if err != nil && strings.Contains(err.Error(), "from-file") {
+			t.Errorf("%d: the error quotes a file's contents: %v", i, err)
 		}
 	}
 }

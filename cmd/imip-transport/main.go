@@ -7,9 +7,17 @@
 //	imip-transport -config config.toml
 //	imip-transport -config config.toml -check-config
 //	imip-transport -version
+//	imip-transport rotate-key -config config.toml
 //
 // SIGINT or SIGTERM logs every user out of IMIP, tells online users that
 // their contacts and the gateway went offline, and exits within 5 seconds.
+//
+// The IMIP passwords in the database are sealed under the key in
+// storage.key_file, created with mode 0600 on first run. rotate-key, run
+// while the transport is stopped, re-seals them under a new key that
+// replaces the key file. At start and with -check-config, the transport
+// warns about the secret file, a configuration file holding the secret
+// inline, and the key file, when group or others may read them.
 package main
 
 import (
@@ -26,6 +34,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
+	"imip-transport/gateway/sqlitestore"
 	"imip-transport/internal/app"
 )
 
@@ -37,6 +46,9 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "rotate-key" {
+		return rotateKey(args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("imip-transport", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cfgPath := fs.String("config", "config.toml", "configuration file")
@@ -57,17 +69,64 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "imip-transport:", err)
 		return 1
 	}
+	warnings := cfg.warnings(*cfgPath)
 	if *check {
+		printWarnings(stderr, warnings)
 		fmt.Fprintln(stdout, "configuration ok:", *cfgPath)
 		return 0
 	}
 	log := newLogger(cfg.Log, stderr)
+	for _, w := range warnings {
+		log.Warn(w.msg, "path", w.path, "mode", w.mode.String())
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("exiting", "err", err)
 		return 1
 	}
+	return 0
+}
+
+func printWarnings(stderr io.Writer, ws []warning) {
+	for _, w := range ws {
+		fmt.Fprintf(stderr, "imip-transport: warning: %s: %s (mode %v)\n", w.msg, w.path, w.mode)
+	}
+}
+
+// rotateKey is `imip-transport rotate-key -config F`: it re-seals every
+// IMIP password of the configured database under a new key, which replaces
+// storage.key_file. The transport must be stopped.
+func rotateKey(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("imip-transport rotate-key", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cfgPath := fs.String("config", "config.toml", "configuration file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "imip-transport rotate-key: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	cfg, err := decodeConfig(*cfgPath, false)
+	if err != nil {
+		fmt.Fprintln(stderr, "imip-transport rotate-key:", err)
+		return 1
+	}
+	printWarnings(stderr, cfg.warnings(*cfgPath))
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	n, err := sqlitestore.RotateKey(ctx, cfg.Storage.Path, sqlitestore.Options{
+		KeyFile: cfg.Storage.KeyFile, Logger: newLogger(cfg.Log, stderr)})
+	if err != nil {
+		fmt.Fprintln(stderr, "imip-transport rotate-key:", err)
+		return 1
+	}
+	fmt.Fprintf(stdout, "imip-transport rotate-key: %d password(s) re-sealed under a new key in %s; the old key no longer opens %s. Back up the new key file.\n",
+		n, cfg.Storage.KeyFile, cfg.Storage.Path)
 	return 0
 }
 
@@ -100,6 +159,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		RetryMin:     cfg.IMIP.RetryMin.Duration,
 		RetryMax:     cfg.IMIP.RetryMax.Duration,
 		StorePath:    cfg.Storage.Path,
+		KeyFile:      cfg.Storage.KeyFile,
 		RosterGroup:  cfg.Roster.Group,
 		AllowRemove:  cfg.Roster.AllowRemove,
 		Version:      versionString(),

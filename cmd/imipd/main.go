@@ -31,8 +31,12 @@ func main() {
 // run is the whole command. ready, when not nil, receives the listening
 // address once the server accepts connections.
 func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer, ready chan<- net.Addr) int {
-	if len(args) > 0 && args[0] == "add-account" {
-		if err := addAccount(ctx, args[1:], stdin, stdout, stderr); err != nil {
+	if len(args) > 0 && (args[0] == "add-account" || args[0] == "rotate-key") {
+		cmd := addAccount
+		if args[0] == "rotate-key" {
+			cmd = rotateKey
+		}
+		if err := cmd(ctx, args[1:], stdin, stdout, stderr); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
 				return 0
 			}
@@ -55,12 +59,15 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 	fs := flag.NewFlagSet("imipd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: imipd -data DIR [flags]\n       imipd add-account -data DIR -number N -nick NICK (-password-file F | -password-stdin)\n\nflags:\n")
+		fmt.Fprintf(stderr, "usage: imipd -data DIR -key-file F [flags]\n"+
+			"       imipd add-account -data DIR -key-file F -number N -nick NICK (-password-file F | -password-stdin)\n"+
+			"       imipd rotate-key -data DIR -key-file F\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	listen := fs.String("listen", fmt.Sprintf("127.0.0.1:%d", wire.DefaultPort), "address to listen on")
 	accounts := fs.String("accounts", "", "accounts.toml to upsert into the database at start (optional)")
 	data := fs.String("data", "", "data directory (created 0700); holds "+dbName)
+	keyFile := fs.String("key-file", "", keyFileUsage)
 	keepAlive := fs.Duration("keepalive", imipserver.DefaultKeepAlive, "Keep-Alive announced to clients; silent connections are closed after twice this")
 	logLevel := fs.String("log-level", "info", "log level: debug, info, warn or error")
 	maxBlock := fs.Int("max-block-size", wire.DefaultMaxSize, "largest block SIZE accepted and sent, in bytes")
@@ -77,6 +84,9 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 	if *data == "" {
 		return errors.New("imipd: -data DIR is required")
 	}
+	if *keyFile == "" {
+		return errors.New("imipd: -key-file F is required: the " + keyFileUsage)
+	}
 	if *maxBlock < 256 {
 		return fmt.Errorf("imipd: -max-block-size %d is below 256", *maxBlock)
 	}
@@ -92,7 +102,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	st, err := openStore(ctx, *data, log)
+	st, err := openStore(ctx, *data, *keyFile, log)
 	if err != nil {
 		return err
 	}
@@ -129,19 +139,32 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 	return nil
 }
 
-// openStore creates the data directory (0700) and opens its database.
-func openStore(ctx context.Context, dir string, log *slog.Logger) (*imipserver.SQLiteStore, error) {
+// keyFileUsage describes -key-file.
+const keyFileUsage = "key file that seals the passwords in the database (created 0600 on first run; keep it, and its backups, apart from the data directory)"
+
+// openStore creates the data directory (0700) and opens its database with
+// the key in keyFile.
+func openStore(ctx context.Context, dir, keyFile string, log *slog.Logger) (*imipserver.SQLiteStore, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("imipd: data directory: %w", err)
 	}
-	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 && log != nil {
-		log.Warn("imipd: data directory is readable by others; it holds passwords", "dir", dir, "mode", fi.Mode().Perm().String())
+	if fi, err := os.Stat(dir); err == nil && fi.Mode().Perm()&0o077 != 0 {
+		log.Warn("imipd: data directory is readable by others; it holds the messages and contact lists", "dir", dir, "mode", fi.Mode().Perm().String())
 	}
-	st, err := imipserver.OpenSQLite(ctx, filepath.Join(dir, dbName))
+	warnKeyFile(keyFile, log)
+	st, err := imipserver.OpenSQLite(ctx, filepath.Join(dir, dbName), imipserver.SQLiteOptions{KeyFile: keyFile, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("imipd: %w", err)
 	}
 	return st, nil
+}
+
+// warnKeyFile warns when the key file exists and group or others may read
+// it.
+func warnKeyFile(path string, log *slog.Logger) {
+	if fi, err := os.Stat(path); err == nil && fi.Mode().Perm()&0o044 != 0 {
+		log.Warn("imipd: key file is readable by others; it unseals the passwords", "path", path, "mode", fi.Mode().Perm().String())
+	}
 }
 
 func loadAccounts(ctx context.Context, st imipserver.Store, path string, log *slog.Logger) error {

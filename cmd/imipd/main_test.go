@@ -35,6 +35,7 @@ func TestExampleAccountsDecode(t *testing.T) {
 
 func TestAddAccount(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "data")
+	key := filepath.Join(t.TempDir(), "imipd.key")
 	pwFile := filepath.Join(t.TempDir(), "pw")
 	if err := os.WriteFile(pwFile, []byte("from-file\n"), 0o600); err != nil {
 		t.Fatal(err)
@@ -58,7 +59,7 @@ func TestAddAccount(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			args := append([]string{"add-account", "-data", dir}, tc.args...)
+			args := append([]string{"add-account", "-data", dir, "-key-file", key}, tc.args...)
 			code := run(t.Context(), args, strings.NewReader(tc.stdin), &out, &errOut, nil)
 			if (code == 0) != tc.ok {
 				t.Fatalf("%d: exit %d, stderr %q", i, code, errOut.String())
@@ -69,7 +70,7 @@ func TestAddAccount(t *testing.T) {
 			if !tc.ok {
 				return
 			}
-			st, err := imipserver.OpenSQLite(t.Context(), filepath.Join(dir, dbName))
+			st, err := imipserver.OpenSQLite(t.Context(), filepath.Join(dir, dbName), imipserver.SQLiteOptions{KeyFile: key})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -86,7 +87,7 @@ func TestAddAccount(t *testing.T) {
 	for i, tc := range []struct {
 		path string
 		mode os.FileMode
-	}{{dir, 0o700}, {filepath.Join(dir, dbName), 0o600}} {
+	}{{dir, 0o700}, {filepath.Join(dir, dbName), 0o600}, {key, 0o600}} {
 		fi, err := os.Stat(tc.path)
 		if err != nil {
 			t.Fatal(err)
@@ -98,14 +99,20 @@ func TestAddAccount(t *testing.T) {
 }
 
 func TestServeFlagsErrors(t *testing.T) {
+	key := filepath.Join(t.TempDir(), "imipd.key")
 	for i, args := range [][]string{
-		{}, // no -data
-		{"-data", t.TempDir(), "-log-level", "loud"},
-		{"-data", t.TempDir(), "-keepalive", "10ms"},
-		{"-data", t.TempDir(), "-max-block-size", "10"},
-		{"-data", t.TempDir(), "-delivery-window", "0"},
-		{"-data", t.TempDir(), "extra"},
-		{"-data", t.TempDir(), "-accounts", "does-not-exist.toml"},
+		{"-key-file", key},     // no -data
+		{"-data", t.TempDir()}, // no -key-file
+		{"-data", t.TempDir(), "-key-file", key, "-log-level", "loud"},
+		{"-data", t.TempDir(), "-key-file", key, "-keepalive", "10ms"},
+		{"-data", t.TempDir(), "-key-file", key, "-max-block-size", "10"},
+		{"-data", t.TempDir(), "-key-file", key, "-delivery-window", "0"},
+		{"-data", t.TempDir(), "-key-file", key, "extra"},
+		{"-data", t.TempDir(), "-key-file", key, "-accounts", "does-not-exist.toml"},
+		{"-data", t.TempDir(), "-key-file", filepath.Join(t.TempDir(), "missing", "imipd.key")},
+		{"add-account", "-data", t.TempDir(), "-number", "1001", "-password", "x"}, // no -key-file
+		{"rotate-key", "-data", t.TempDir()},
+		{"rotate-key", "-data", t.TempDir(), "-key-file", key}, // no database
 	} {
 		var errOut bytes.Buffer
 		if code := run(t.Context(), args, nil, &bytes.Buffer{}, &errOut, nil); code == 0 || errOut.Len() == 0 {
@@ -124,7 +131,8 @@ func TestServe(t *testing.T) {
 	var errOut bytes.Buffer
 	go func() {
 		done <- run(ctx, []string{"-listen", "127.0.0.1:0", "-accounts", "accounts.example.toml",
-			"-data", filepath.Join(t.TempDir(), "d"), "-log-level", "debug"}, nil, &bytes.Buffer{}, &errOut, ready)
+			"-data", filepath.Join(t.TempDir(), "d"), "-key-file", filepath.Join(t.TempDir(), "imipd.key"),
+			"-log-level", "debug"}, nil, &bytes.Buffer{}, &errOut, ready)
 	}()
 	var addr net.Addr
 	select {
@@ -161,5 +169,91 @@ func TestServe(t *testing.T) {
 	}
 	if strings.Contains(errOut.String(), "alice-demo") {
 		t.Errorf("the log holds a password")
+	}
+}
+
+func TestRotateKey(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	keyDir := t.TempDir()
+	key := filepath.Join(keyDir, "imipd.key")
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"add-account", "-data", dir, "-key-file", key, "-number", "1001", "-nick", "a", "-password-stdin"},
+		strings.NewReader("rotate-me\n"), &out, &errOut, nil); code != 0 {
+		t.Fatalf("add-account: exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(errOut.String(), "key file created") {
+		t.Errorf("add-account did not tell of the new key file: %q", errOut.String())
+	}
+	oldKey, err := os.ReadFile(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	out.Reset()
+	errOut.Reset()
+	if code := run(t.Context(), []string{"rotate-key", "-data", dir, "-key-file", key}, nil, &out, &errOut, nil); code != 0 {
+		t.Fatalf("rotate-key: exit %d: %s", code, errOut.String())
+	}
+	if want := "1 password(s) re-sealed under a new key in " + key; !strings.Contains(out.String(), want) {
+		t.Errorf("rotate-key printed %q, want %q", out.String(), want)
+	}
+	if strings.Contains(out.String()+errOut.String(), "rotate-me") {
+		t.Errorf("rotate-key printed the password")
+	}
+	newKey, err := os.ReadFile(key)
+	if err != nil || bytes.Equal(newKey, oldKey) {
+		t.Fatalf("the key file did not change: %v", err)
+	}
+	if strings.Contains(out.String()+errOut.String(), strings.TrimSpace(string(newKey))) {
+		t.Errorf("rotate-key printed the key")
+	}
+
+	oldFile := filepath.Join(keyDir, "old.key")
+	if err := os.WriteFile(oldFile, oldKey, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := imipserver.OpenSQLite(t.Context(), filepath.Join(dir, dbName), imipserver.SQLiteOptions{KeyFile: oldFile}); err == nil {
+		st.Close()
+		t.Errorf("the old key still opens the database")
+	}
+	st, err := imipserver.OpenSQLite(t.Context(), filepath.Join(dir, dbName), imipserver.SQLiteOptions{KeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if a, err := st.Account(t.Context(), "1001"); err != nil || a.Password != "rotate-me" {
+		t.Errorf("after rotate-key: %+v, %v", a, err)
+	}
+
+	// A wrong key is refused, naming the file.
+	errOut.Reset()
+	if code := run(t.Context(), []string{"rotate-key", "-data", dir, "-key-file", oldFile}, nil, &out, &errOut, nil); code == 0 ||
+		!strings.Contains(errOut.String(), oldFile) || !strings.Contains(errOut.String(), "does not open") {
+		t.Errorf("rotate-key with the old key: exit %d, stderr %q", code, errOut.String())
+	}
+}
+
+// imipd warns about a key file that group or others may read.
+func TestKeyFileWarning(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "data")
+	key := filepath.Join(t.TempDir(), "imipd.key")
+	args := []string{"add-account", "-data", dir, "-key-file", key, "-number", "1001", "-password-stdin"}
+	var errOut bytes.Buffer
+	if code := run(t.Context(), args, strings.NewReader("x\n"), &bytes.Buffer{}, &errOut, nil); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if strings.Contains(errOut.String(), "readable by others") {
+		t.Errorf("warning for a 0600 key file: %q", errOut.String())
+	}
+	if err := os.Chmod(key, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	errOut.Reset()
+	if code := run(t.Context(), args, strings.NewReader("x\n"), &bytes.Buffer{}, &errOut, nil); code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut.String())
+	}
+	if want := "imipd: key file is readable by others; it unseals the passwords"; !strings.Contains(errOut.String(), want) ||
+		!strings.Contains(errOut.String(), "mode=-rw-r--r--") {
+		t.Errorf("stderr %q lacks %q with the mode", errOut.String(), want)
 	}
 }

@@ -35,12 +35,29 @@
 //
 // # Secrets
 //
-// The file holds every user's IMIP password in clear: the imip-md5 login
-// hashes the server's fresh salt with the password, so the gateway needs the
-// password itself, not a hash of it. Queued messages are stored in clear
-// too, until they are delivered or bounced.
-// Open therefore creates the file with mode 0600 and tightens the mode of an
-// existing file that is readable by group or others; SQLite gives its -wal
-// and -shm files the same mode.
-// Keep the directory private and its backups as protected as the file.
+// The gateway needs each user's IMIP password itself, not a hash of it: the
+// imip-md5 login hashes the server's fresh salt with the password. The file
+// therefore holds the passwords sealed (AES-256-GCM, see internal/seal)
+// under the key in [Options.KeyFile], a separate file: a copy of the
+// database without the key file reveals no password. Each sealed password
+// is bound to its registration's JID, so a value moved to another row does
+// not open. The Store hands the gateway clear passwords; sealing is its own
+// business.
+//
+// Open creates the key file (mode 0600) when it is missing and the database
+// holds no sealed password; a database with sealed passwords and a missing
+// or different key file is refused, with an error naming the key file, and
+// left untouched. A database made before sealing is sealed by migration 3
+// (a Go migration, run by goose like the SQL ones), which replaces the clear
+// column with password_sealed and stores a key check; the file is then
+// vacuumed and its WAL truncated, so that the clear passwords leave the
+// file's free pages too. [RotateKey] re-seals every password under a new
+// key.
+//
+// Queued messages and contact lists are stored in clear, until they are
+// delivered or bounced. Open therefore creates the file with mode 0600 and
+// tightens the mode of an existing file that is readable by group or
+// others; SQLite gives its -wal and -shm files the same mode.
+// Keep the directory private, and the key file's backups apart from the
+// database's.
 package sqlitestore

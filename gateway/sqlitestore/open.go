@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"strings"
 	"time"
@@ -14,6 +15,7 @@ import (
 	"github.com/pressly/goose/v3"
 
 	"imip-transport/gateway"
+	"imip-transport/internal/seal"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -34,15 +36,43 @@ const fileMode = 0o600
 type Store struct {
 	db  *sql.DB
 	now func() time.Time
+	log *slog.Logger
+	// key seals the passwords (see package doc, "Secrets").
+	key *seal.Key
+	// sealedOnOpen counts the clear passwords that Open sealed.
+	sealedOnOpen int
 }
 
 var _ gateway.Store = (*Store)(nil)
 
+// Options are the settings of [Open].
+type Options struct {
+	// KeyFile is the file of the key that seals the IMIP passwords
+	// (required). When it does not exist and the database holds no sealed
+	// password yet, Open creates it with a new key, mode 0600, in a
+	// directory that must exist and must not be writable by others.
+	KeyFile string
+	// Logger receives a line when Open creates the key file, seals the clear
+	// passwords of an older database, or completes an interrupted rotation
+	// (nil: no log). Nothing secret is logged.
+	Logger *slog.Logger
+}
+
 // Open opens the SQLite database at path, creating the file with mode 0600
-// if it does not exist, and applies the pending schema migrations.
-// It fails if the file's schema is newer than this program knows.
+// if it does not exist, finds the key that seals its passwords in
+// o.KeyFile (creating it for a database without sealed passwords) and
+// applies the pending schema migrations, which seal the passwords of a
+// database made before sealing.
+// It fails if the file's schema is newer than this program knows, and, with
+// an error wrapping seal.ErrWrongKey that names the key file, if the key
+// does not open the database; nothing is changed then.
 // The caller must Close the Store.
-func Open(ctx context.Context, path string) (*Store, error) {
+func Open(ctx context.Context, path string, o Options) (*Store, error) {
+	return open(ctx, path, o, true)
+}
+
+// open is Open; create says whether a missing key file may be created.
+func open(ctx context.Context, path string, o Options, create bool) (*Store, error) {
 	if path == "" || path == ":memory:" || strings.ContainsRune(path, '?') || strings.HasPrefix(path, "file:") {
 		return nil, fmt.Errorf("sqlitestore: unsupported database path %q (a plain file name is needed)", path)
 	}
@@ -64,8 +94,12 @@ func Open(ctx context.Context, path string) (*Store, error) {
 	db.SetMaxIdleConns(1)
 	db.SetConnMaxLifetime(0)
 	db.SetConnMaxIdleTime(0)
-	s := &Store{db: db, now: time.Now}
-	if err := s.setup(ctx); err != nil {
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Store{db: db, now: time.Now, log: log}
+	if err := s.setup(ctx, o.KeyFile, create); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlitestore: open %s: %w", path, err)
 	}
@@ -116,8 +150,9 @@ func tighten(f *os.File) error {
 	return nil
 }
 
-// setup checks the connection settings and migrates the schema.
-func (s *Store) setup(ctx context.Context) error {
+// setup checks the connection settings, finds the key and migrates the
+// schema.
+func (s *Store) setup(ctx context.Context, keyFile string, create bool) error {
 	var mode string
 	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		return err
@@ -125,13 +160,9 @@ func (s *Store) setup(ctx context.Context) error {
 	if !strings.EqualFold(mode, "wal") {
 		return fmt.Errorf("journal mode is %q, not WAL (is the file on a network file system?)", mode)
 	}
-	fsys, err := fs.Sub(migrations, "migrations")
+	p, err := s.provider()
 	if err != nil {
 		return err
-	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, fsys, goose.WithDisableGlobalRegistry(true))
-	if err != nil {
-		return fmt.Errorf("migrations: %w", err)
 	}
 	srcs := p.ListSources()
 	known := srcs[len(srcs)-1].Version
@@ -142,10 +173,52 @@ func (s *Store) setup(ctx context.Context) error {
 	if current > known {
 		return fmt.Errorf("schema version %d is newer than this program's %d", current, known)
 	}
-	if _, err := p.Up(ctx); err != nil {
+	check, err := s.storedCheck(ctx)
+	if err != nil {
+		return err
+	}
+	key, outcome, err := seal.Unlock(keyFile, check, create)
+	if err != nil {
+		return err
+	}
+	s.key = key
+	switch outcome {
+	case seal.Created:
+		s.log.Info("storage key file created", "key_file", keyFile)
+	case seal.Recovered:
+		s.log.Warn("storage key: completed a key rotation that was interrupted before the key file was renamed", "key_file", keyFile)
+	}
+	res, err := p.Up(ctx)
+	if err != nil {
 		return fmt.Errorf("migrations: %w", err)
 	}
+	for _, r := range res {
+		if r.Source != nil && r.Source.Version == sealVersion && r.Direction == "up" {
+			if s.sealedOnOpen > 0 {
+				s.log.Info("storage: IMIP passwords sealed under the key file", "key_file", keyFile, "count", s.sealedOnOpen)
+			}
+			// Also with none left: deleted ones may stay in free pages.
+			if err := s.scrub(ctx); err != nil {
+				s.log.Warn("storage: the clear passwords may remain in the file's free pages", "err", err)
+			}
+		}
+	}
 	return nil
+}
+
+// provider returns the goose provider of the embedded SQL migrations and
+// the sealing migration, which seals with s.key.
+func (s *Store) provider() (*goose.Provider, error) {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, fsys, goose.WithDisableGlobalRegistry(true),
+		goose.WithGoMigrations(s.sealMigration()))
+	if err != nil {
+		return nil, fmt.Errorf("migrations: %w", err)
+	}
+	return p, nil
 }
 
 // Close closes the database. Calls in progress may fail.

@@ -12,19 +12,26 @@ import (
 	"imip-transport/roster"
 )
 
-const regColumns = "jid, number, password, allow_remove, created, updated"
+const regColumns = "jid, number, password_sealed, allow_remove, created, updated"
 
 type scanner interface{ Scan(dest ...any) error }
 
-func scanRegistration(row scanner) (gateway.Registration, error) {
+// scanRegistration reads a row of regColumns and opens its password.
+func (s *Store) scanRegistration(row scanner) (gateway.Registration, error) {
 	var (
 		r                gateway.Registration
 		number           string
+		sealed           []byte
 		created, updated int64
 	)
-	if err := row.Scan(&r.JID, &number, &r.Password, &r.AllowRemove, &created, &updated); err != nil {
+	if err := row.Scan(&r.JID, &number, &sealed, &r.AllowRemove, &created, &updated); err != nil {
 		return gateway.Registration{}, err
 	}
+	pw, err := s.openPassword(r.JID, sealed)
+	if err != nil {
+		return gateway.Registration{}, err
+	}
+	r.Password = pw
 	r.Number = wire.Number(number)
 	r.Created = time.Unix(0, created).UTC()
 	r.Updated = time.Unix(0, updated).UTC()
@@ -39,7 +46,7 @@ func notFound(bareJID string) error {
 // gateway.ErrNotFound.
 func (s *Store) Registration(ctx context.Context, bareJID string) (gateway.Registration, error) {
 	row := s.db.QueryRowContext(ctx, "SELECT "+regColumns+" FROM registrations WHERE jid = ?", bareJID)
-	r, err := scanRegistration(row)
+	r, err := s.scanRegistration(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return gateway.Registration{}, notFound(bareJID)
 	}
@@ -52,12 +59,20 @@ func (s *Store) Registration(ctx context.Context, bareJID string) (gateway.Regis
 // PutRegistration inserts r or updates the registration with r.JID.
 // A change of number drops the saved contact list, which belonged to the
 // other IMIP account.
+// The password is sealed under the Store's key, bound to r.JID. A database
+// whose key was rotated by another process since Open is refused with an
+// error wrapping seal.ErrWrongKey, so that no password is sealed under a
+// key that no longer opens the database.
 func (s *Store) PutRegistration(ctx context.Context, r gateway.Registration) error {
 	if r.JID == "" || r.Number == "" {
 		return errors.New("sqlitestore: registration needs a JID and a number")
 	}
 	now := s.now().UnixNano()
+	sealed := s.sealPassword(r.JID, r.Password)
 	return s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := s.verifyKey(ctx, tx); err != nil {
+			return err
+		}
 		var old string
 		err := tx.QueryRowContext(ctx, "SELECT number FROM registrations WHERE jid = ?", r.JID).Scan(&old)
 		switch {
@@ -73,10 +88,10 @@ func (s *Store) PutRegistration(ctx context.Context, r gateway.Registration) err
 			VALUES (?, ?, ?, ?, ?, ?)
 			ON CONFLICT (jid) DO UPDATE SET
 				number = excluded.number,
-				password = excluded.password,
+				password_sealed = excluded.password_sealed,
 				allow_remove = excluded.allow_remove,
 				updated = excluded.updated`,
-			r.JID, string(r.Number), r.Password, r.AllowRemove, now, now)
+			r.JID, string(r.Number), sealed, r.AllowRemove, now, now)
 		return err
 	}, "put registration %q", r.JID)
 }
@@ -106,7 +121,7 @@ func (s *Store) Registrations(ctx context.Context) ([]gateway.Registration, erro
 	defer rows.Close()
 	var rs []gateway.Registration
 	for rows.Next() {
-		r, err := scanRegistration(rows)
+		r, err := s.scanRegistration(rows)
 		if err != nil {
 			return nil, fmt.Errorf("sqlitestore: registrations: %w", err)
 		}

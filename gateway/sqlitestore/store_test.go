@@ -26,9 +26,12 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
+// keyFor is the key file the tests use for the database at path.
+func keyFor(path string) string { return path + ".key" }
+
 func openAt(t *testing.T, path string) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), path)
+	s, err := Open(context.Background(), path, Options{KeyFile: keyFor(path)})
 	if err != nil {
 		t.Fatalf("Open(%q): %v", path, err)
 	}
@@ -65,15 +68,18 @@ func alice() gateway.Registration {
 	return gateway.Registration{JID: "alice@localhost", Number: "6340564", Password: "pa ss\"wörd'; --"}
 }
 
-// migrationCount returns the number of embedded migrations, which are
-// numbered from 1 without gaps.
+// migrationCount returns the number of migrations: the embedded SQL ones
+// and the Go one that seals the passwords, numbered from 1 without gaps.
 func migrationCount(t *testing.T) int {
 	t.Helper()
 	files, err := fs.Glob(migrations, "migrations/*.sql")
 	if err != nil || len(files) == 0 {
 		t.Fatalf("embedded migrations: %v, %v", files, err)
 	}
-	return len(files)
+	if sealVersion != len(files)+1 {
+		t.Fatalf("sealVersion %d does not follow the %d SQL migrations", sealVersion, len(files))
+	}
+	return len(files) + 1
 }
 
 func mustPut(t *testing.T, s *Store, r gateway.Registration) {
@@ -285,7 +291,7 @@ func TestDeleteCascades(t *testing.T) {
 
 func TestReopenKeepsData(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "gw.db")
-	s, err := Open(ctx, path)
+	s, err := Open(ctx, path, Options{KeyFile: keyFor(path)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +316,7 @@ func TestReopenKeepsData(t *testing.T) {
 		err = s.db.QueryRowContext(ctx,
 			"SELECT COUNT(*), MAX(version_id) FROM goose_db_version WHERE version_id > 0").Scan(&rows, &maxv)
 		if want := migrationCount(t); err != nil || rows != want || maxv != want {
-			t.Errorf("%d: goose_db_version: %d applied, max %d, %v; want %d migrations, version %[4]d",
+			t.Errorf("%d: goose_db_version: %d applied, max %d, %v; want %d migrations, version %[5]d",
 				i, rows, maxv, err, want)
 		}
 		s.Close()
@@ -335,7 +341,7 @@ func TestNewerSchemaRefused(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Close()
-	s2, err := Open(ctx, path)
+	s2, err := Open(ctx, path, Options{KeyFile: keyFor(path)})
 	if err == nil {
 		s2.Close()
 		t.Fatalf("Open on a schema from the future = nil error, want one")
@@ -392,7 +398,7 @@ func TestOpenBadPath(t *testing.T) {
 	dir := t.TempDir()
 	for i, p := range []string{"", ":memory:", filepath.Join(dir, "a?mode=ro"), "file:x.db",
 		filepath.Join(dir, "missing", "gw.db"), dir} {
-		if s, err := Open(ctx, p); err == nil {
+		if s, err := Open(ctx, p, Options{KeyFile: filepath.Join(dir, "k")}); err == nil {
 			s.Close()
 			t.Errorf("%d: Open(%q) = nil error, want one", i, p)
 		}
@@ -409,7 +415,7 @@ func TestCanceledContext(t *testing.T) {
 	if _, err := s.Registration(ctx, alice().JID); !errors.Is(err, gateway.ErrNotFound) {
 		t.Errorf("a canceled put stored something: %v", err)
 	}
-	if _, err := Open(c, filepath.Join(t.TempDir(), "x.db")); err == nil {
+	if _, err := Open(c, filepath.Join(t.TempDir(), "x.db"), Options{KeyFile: filepath.Join(t.TempDir(), "k")}); err == nil {
 		t.Errorf("Open(canceled) = nil error, want one")
 	}
 }
@@ -1000,23 +1006,27 @@ func TestMigrateFromVersion1(t *testing.T) {
 		t.Errorf("Messages after the upgrade = %v, want 1", got)
 	}
 
-	// Down to 1 keeps registrations and contacts.
-	fsys, err := fs.Sub(migrations, "migrations")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err = goose.NewProvider(goose.DialectSQLite3, s.db, fsys, goose.WithDisableGlobalRegistry(true))
+	// Down to 1 keeps registrations (the password unsealed again) and
+	// contacts.
+	p, err = s.provider()
 	if err != nil {
 		t.Fatal(err)
 	}
 	if _, err := p.DownTo(ctx, 1); err != nil {
 		t.Fatalf("DownTo(1): %v", err)
 	}
-	check(s)
+	var pw string
+	if err := s.db.QueryRowContext(ctx, "SELECT password FROM registrations WHERE jid = 'alice@localhost'").Scan(&pw); err != nil || pw != "secret" {
+		t.Errorf("password after DownTo(1) = %q, %v; want the clear %q", pw, err, "secret")
+	}
+	if d := cmp.Diff([]roster.Contact{{Number: "7744387", Nick: "mawis76", InList: true, PendingIn: true, InText: "hello"}},
+		mustContacts(t, s, "alice@localhost")); d != "" {
+		t.Errorf("Contacts after DownTo(1) (-want +got):\n%s", d)
+	}
 	var n int
 	if err := s.db.QueryRowContext(ctx,
-		"SELECT COUNT(*) FROM sqlite_schema WHERE name IN ('messages', 'messages_jid', 'registrations_online')").Scan(&n); err != nil || n != 0 {
-		t.Errorf("schema objects of migration 2 left after DownTo(1): %d, %v", n, err)
+		"SELECT COUNT(*) FROM sqlite_schema WHERE name IN ('messages', 'messages_jid', 'registrations_online', 'sealing')").Scan(&n); err != nil || n != 0 {
+		t.Errorf("schema objects of migrations 2 and 3 left after DownTo(1): %d, %v", n, err)
 	}
 	s.Close()
 	check(openAt(t, path)) // and up again

@@ -138,7 +138,9 @@ func benchMesgAck(b *testing.B, pairs int) {
 // accounts and n more, whose numbers it returns.
 func benchServer(b *testing.B, n int) (*testServer, []wire.Number) {
 	b.Helper()
-	st, err := imipserver.OpenSQLite(context.Background(), filepath.Join(b.TempDir(), "imipd.db"))
+	dir := b.TempDir()
+	st, err := imipserver.OpenSQLite(context.Background(), filepath.Join(dir, "imipd.db"),
+		imipserver.SQLiteOptions{KeyFile: filepath.Join(dir, "imipd.key")})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -114,5 +114,7 @@
 //   - A live message to a mesg-ack client counts as delivered for its
 //     sender (ACK 600) once stored, before it is pushed.
 //
-// Passwords are stored as plain text: the imip-md5 challenge needs them.
+// The server needs the passwords themselves, not hashes: the imip-md5
+// challenge hashes a fresh salt with the password. SQLiteStore seals them
+// under a key file (see SQLiteOptions); MemStore keeps them in memory.
 package imipserver

@@ -120,7 +120,7 @@ func TestSQLiteRefusesNewerSchema(t *testing.T) {
 	dir := t.TempDir()
 	legacy := filepath.Join(dir, "legacy.db")
 	createLegacy(t, legacy, 2)
-	if st, err := imipserver.OpenSQLite(t.Context(), legacy); err == nil || !strings.Contains(err.Error(), "newer") {
+	if st, err := imipserver.OpenSQLite(t.Context(), legacy, imipserver.SQLiteOptions{KeyFile: legacy + ".key"}); err == nil || !strings.Contains(err.Error(), "newer") {
 		if st != nil {
 			st.Close()
 		}
@@ -138,7 +138,7 @@ func TestSQLiteRefusesNewerSchema(t *testing.T) {
 		t.Fatal(err)
 	}
 	db.Close()
-	if st, err := imipserver.OpenSQLite(t.Context(), path); err == nil || !strings.Contains(err.Error(), "newer") {
+	if st, err := imipserver.OpenSQLite(t.Context(), path, imipserver.SQLiteOptions{KeyFile: path + ".key"}); err == nil || !strings.Contains(err.Error(), "newer") {
 		if st != nil {
 			st.Close()
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"log/slog"
 	"os"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 
 	"imip-transport/imipside/wire"
+	"imip-transport/internal/seal"
 )
 
 //go:embed migrations/*.sql
@@ -38,6 +40,12 @@ const MaxWriteBatch = 256
 // SQLiteStore is a durable Store in one SQLite file (WAL journal,
 // synchronous=FULL): a method that returned nil has reached the disk.
 //
+// The account passwords are sealed (AES-256-GCM, see internal/seal) under
+// the key in SQLiteOptions.KeyFile, each bound to its account's number: a
+// copy of the database without the key file reveals no password, and a
+// sealed value moved to another account does not open. Account returns
+// the password in clear.
+//
 // Message writes (PutMessage, DeleteMessages) are group-committed: one
 // goroutine applies them, and the writes that arrive while a commit is on
 // its way to the disk (up to MaxWriteBatch) share the next transaction and
@@ -46,10 +54,28 @@ type SQLiteStore struct {
 	db  *sql.DB // the one writing connection
 	rdb *sql.DB // reading connections: reads do not wait for a commit's fsync
 
+	log *slog.Logger
+	key *seal.Key // seals the passwords
+	// sealedOnOpen counts the clear passwords that the open sealed.
+	sealedOnOpen int
+
 	writes    chan *writeOp
 	quit      chan struct{} // closed by Close
 	stopped   chan struct{} // closed when the writer goroutine returns
 	closeOnce sync.Once
+}
+
+// SQLiteOptions are the settings of OpenSQLite.
+type SQLiteOptions struct {
+	// KeyFile is the file of the key that seals the passwords (required).
+	// When it does not exist and the database holds no sealed password yet,
+	// OpenSQLite creates it with a new key, mode 0600, in a directory that
+	// must exist and must not be writable by others.
+	KeyFile string
+	// Logger receives a line when the key file is created, the clear
+	// passwords of an older database are sealed, or an interrupted rotation
+	// is completed (nil: no log). Nothing secret is logged.
+	Logger *slog.Logger
 }
 
 // writeOp is one message write handed to the writer goroutine: a put of
@@ -68,9 +94,21 @@ var _ Store = (*SQLiteStore)(nil)
 var errStoreClosed = errors.New("imipserver: sqlite: store closed")
 
 // OpenSQLite opens (creating it with mode 0600 when absent) the database at
-// path and brings its schema up to date. It blocks on disk I/O. It starts
-// one goroutine, ended by Close.
-func OpenSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
+// path, finds the key that seals its passwords in o.KeyFile (creating it for
+// a database without sealed passwords) and brings its schema up to date,
+// which seals the passwords of a database made before sealing (migration 2,
+// after which the file is vacuumed so that no clear password stays in it).
+// A key that does not open the database, or a missing key file for a
+// sealed one, is an error wrapping seal.ErrWrongKey or seal.ErrNoKey that
+// names the key file; nothing is changed then.
+// It blocks on disk I/O. It starts one goroutine, ended by Close.
+func OpenSQLite(ctx context.Context, path string, o SQLiteOptions) (*SQLiteStore, error) {
+	return openSQLite(ctx, path, o, true)
+}
+
+// openSQLite is OpenSQLite; create says whether a missing key file may be
+// created.
+func openSQLite(ctx context.Context, path string, o SQLiteOptions, create bool) (*SQLiteStore, error) {
 	if strings.ContainsAny(path, "?#") {
 		return nil, fmt.Errorf("imipserver: sqlite path %q: must not hold '?' or '#'", path)
 	}
@@ -82,20 +120,28 @@ func OpenSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 		return nil, fmt.Errorf("imipserver: sqlite: %w", err)
 	}
 	dsn := "file:" + path + "?_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)&_pragma=busy_timeout(5000)"
-	db, err := sql.Open("sqlite", dsn)
+	// BEGIN IMMEDIATE: a transaction that reads before it writes (the key
+	// check) must not fail to upgrade when another process (imipd
+	// add-account) wrote meanwhile.
+	db, err := sql.Open("sqlite", dsn+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("imipserver: sqlite: %w", err)
 	}
 	// One writing connection: SQLite has one writer anyway, and the
 	// pragmas above are per connection.
 	db.SetMaxOpenConns(1)
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
 	s := &SQLiteStore{
 		db:      db,
+		log:     log,
 		writes:  make(chan *writeOp),
 		quit:    make(chan struct{}),
 		stopped: make(chan struct{}),
 	}
-	if err := s.migrate(ctx); err != nil {
+	if err := s.migrate(ctx, o.KeyFile, create); err != nil {
 		db.Close()
 		return nil, err
 	}
@@ -112,9 +158,10 @@ func OpenSQLite(ctx context.Context, path string) (*SQLiteStore, error) {
 	return s, nil
 }
 
-// migrate brings the schema up to date with goose, the migration tool of
-// the gateway's store too. It refuses a database newer than this program.
-func (s *SQLiteStore) migrate(ctx context.Context) error {
+// migrate finds the key and brings the schema up to date with goose, the
+// migration tool of the gateway's store too. It refuses a database newer
+// than this program.
+func (s *SQLiteStore) migrate(ctx context.Context, keyFile string, create bool) error {
 	var mode string
 	if err := s.db.QueryRowContext(ctx, "PRAGMA journal_mode").Scan(&mode); err != nil {
 		return fmt.Errorf("imipserver: sqlite: %w", err)
@@ -142,8 +189,35 @@ func (s *SQLiteStore) migrate(ctx context.Context) error {
 	if current > known {
 		return fmt.Errorf("imipserver: sqlite: schema version %d is newer than this program's %d", current, known)
 	}
-	if _, err := p.Up(ctx); err != nil {
+	check, err := s.storedCheck(ctx)
+	if err != nil {
+		return fmt.Errorf("imipserver: sqlite: %w", err)
+	}
+	key, outcome, err := seal.Unlock(keyFile, check, create)
+	if err != nil {
+		return fmt.Errorf("imipserver: sqlite: %w", err)
+	}
+	s.key = key
+	switch outcome {
+	case seal.Created:
+		s.log.Info("imipserver: key file created", "key_file", keyFile)
+	case seal.Recovered:
+		s.log.Warn("imipserver: completed a key rotation that was interrupted before the key file was renamed", "key_file", keyFile)
+	}
+	res, err := p.Up(ctx)
+	if err != nil {
 		return fmt.Errorf("imipserver: sqlite migrate: %w", err)
+	}
+	for _, r := range res {
+		if r.Source != nil && r.Source.Version == sealVersion && r.Direction == "up" {
+			if s.sealedOnOpen > 0 {
+				s.log.Info("imipserver: passwords sealed under the key file", "key_file", keyFile, "count", s.sealedOnOpen)
+			}
+			// Also with none left: deleted ones may stay in free pages.
+			if err := s.scrub(ctx); err != nil {
+				s.log.Warn("imipserver: the clear passwords may remain in the file's free pages", "err", err)
+			}
+		}
 	}
 	return nil
 }
@@ -153,7 +227,8 @@ func (s *SQLiteStore) provider() (*goose.Provider, error) {
 	if err != nil {
 		return nil, fmt.Errorf("imipserver: sqlite migrations: %w", err)
 	}
-	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, fsys, goose.WithDisableGlobalRegistry(true))
+	p, err := goose.NewProvider(goose.DialectSQLite3, s.db, fsys, goose.WithDisableGlobalRegistry(true),
+		goose.WithGoMigrations(s.sealMigration()))
 	if err != nil {
 		return nil, fmt.Errorf("imipserver: sqlite migrations: %w", err)
 	}
@@ -174,29 +249,47 @@ func (s *SQLiteStore) SchemaVersion(ctx context.Context) (int64, error) {
 	return v, nil
 }
 
-// Account implements Store.
+// Account implements Store. A password that does not open (see
+// SQLiteStore) is an error wrapping seal.ErrOpen.
 func (s *SQLiteStore) Account(ctx context.Context, n wire.Number) (Account, error) {
 	a := Account{Number: n}
-	err := s.rdb.QueryRowContext(ctx, `SELECT password, nick FROM accounts WHERE number = ?`, string(n)).
-		Scan(&a.Password, &a.Nick)
+	var sealed []byte
+	err := s.rdb.QueryRowContext(ctx, `SELECT password_sealed, nick FROM accounts WHERE number = ?`, string(n)).
+		Scan(&sealed, &a.Nick)
 	if errors.Is(err, sql.ErrNoRows) {
 		return Account{}, fmt.Errorf("imipserver: account %s: %w", n, ErrNotFound)
 	}
 	if err != nil {
 		return Account{}, fmt.Errorf("imipserver: sqlite account: %w", err)
 	}
+	if a.Password, err = s.openPassword(string(n), sealed); err != nil {
+		return Account{}, fmt.Errorf("imipserver: sqlite account: %w", err)
+	}
 	return a, nil
 }
 
-// PutAccount implements Store.
+// PutAccount implements Store. It seals the password, and refuses, with an
+// error wrapping seal.ErrWrongKey, a database whose key was rotated by
+// another process since it was opened.
 func (s *SQLiteStore) PutAccount(ctx context.Context, a Account) error {
 	if err := a.Validate(); err != nil {
 		return err
 	}
-	_, err := s.db.ExecContext(ctx, `INSERT INTO accounts (number, password, nick) VALUES (?, ?, ?)
-		ON CONFLICT (number) DO UPDATE SET password = excluded.password, nick = excluded.nick`,
-		string(a.Number), a.Password, a.Nick)
+	sealed := s.key.Seal([]byte(a.Password), passwordPurpose, string(a.Number))
+	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
+		return fmt.Errorf("imipserver: sqlite put account: %w", err)
+	}
+	defer tx.Rollback() //nolint:errcheck // after Commit this is a no-op
+	if err := s.verifyKey(ctx, tx); err != nil {
+		return fmt.Errorf("imipserver: sqlite put account: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO accounts (number, password_sealed, nick) VALUES (?, ?, ?)
+		ON CONFLICT (number) DO UPDATE SET password_sealed = excluded.password_sealed, nick = excluded.nick`,
+		string(a.Number), sealed, a.Nick); err != nil {
+		return fmt.Errorf("imipserver: sqlite put account: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("imipserver: sqlite put account: %w", err)
 	}
 	return nil

@@ -19,7 +19,7 @@ import (
 
 func openSQLite(t *testing.T, path string) *imipserver.SQLiteStore {
 	t.Helper()
-	st, err := imipserver.OpenSQLite(t.Context(), path)
+	st, err := imipserver.OpenSQLite(t.Context(), path, imipserver.SQLiteOptions{KeyFile: path + ".key"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -161,7 +161,7 @@ func TestStores(t *testing.T) {
 }
 
 // latestSchema is the newest goose migration in migrations/.
-const latestSchema = 1
+const latestSchema = 2
 
 func TestSQLiteFileModeAndSchemaVersion(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "imipd.db")

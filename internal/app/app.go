@@ -38,6 +38,7 @@ type Options struct {
 	RetryMin     time.Duration
 	RetryMax     time.Duration
 	StorePath    string // SQLite file
+	KeyFile      string // seals the store's IMIP passwords (sqlitestore.Options.KeyFile)
 	RosterGroup  string
 	AllowRemove  bool
 	// ProbeTimeout and RegisterGrace tune the gateway (zero: its defaults).
@@ -65,7 +66,7 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	store, err := sqlitestore.Open(ctx, o.StorePath)
+	store, err := sqlitestore.Open(ctx, o.StorePath, sqlitestore.Options{KeyFile: o.KeyFile, Logger: log})
 	if err != nil {
 		return err
 	}

@@ -87,6 +87,7 @@ func (tr *transport) start() {
 		RetryMin:     200 * time.Millisecond,
 		RetryMax:     2 * time.Second,
 		StorePath:    tr.store,
+		KeyFile:      tr.store + ".key",
 		ProbeTimeout: 2 * time.Second,
 		Version:      "e2e",
 		Logger:       log,

@@ -78,10 +78,11 @@ retry_max = "2s"
 [storage]
 driver = "sqlite"
 path = %q
+key_file = %q
 
 [log]
 level = %q
-`, srv.ComponentName(), srv.ComponentAddr(), srv.Secret(), imipAddr, store, level)
+`, srv.ComponentName(), srv.ComponentAddr(), srv.Secret(), imipAddr, store, store+".key", level)
 }
 
 // TestSIGTERM runs the real binary, brings a user online with two IMIP
@@ -180,6 +181,19 @@ func TestSIGTERM(t *testing.T) {
 		if bytes.Contains(b, []byte(secret)) {
 			t.Errorf("the transport's log contains the secret %q", secret)
 		}
+	}
+	// Nor in the database: the password is sealed under the key file.
+	for _, p := range []string{"transport.db", "transport.db-wal"} {
+		b, err := os.ReadFile(filepath.Join(dir, p))
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte(acctAlice.Password)) {
+			t.Errorf("%s holds alice's IMIP password in clear", p)
+		}
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "transport.db.key")); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("key file: %v, %v; want created with mode 0600", fi, err)
 	}
 }
 
