@@ -455,7 +455,9 @@ func TestFlowFaultDropAfterLogin(t *testing.T) {
 }
 
 func TestFlowFaultDelayedACK(t *testing.T) {
-	const delay = 300 * time.Millisecond
+	// Long enough that a 50 ms context cannot see the ACK even on a loaded
+	// machine.
+	const delay = time.Second
 	srv := startServer(t, imiptest.Faults{DelayACK: delay})
 	ctx := ctx5(t)
 	a := login(t, srv, alice)

@@ -60,15 +60,17 @@ func TestHugeSizeAllocatesNothing(t *testing.T) {
 }
 
 func TestKeepAliveTimeout(t *testing.T) {
-	ts := startServer(t, imipserver.Config{KeepAlive: 100 * time.Millisecond})
+	// 2 × 300 ms of silence closes a connection; the pinger's 50 ms keep
+	// a wide margin even on a loaded machine.
+	ts := startServer(t, imipserver.Config{KeepAlive: 300 * time.Millisecond})
 	silent := dialRaw(t, ts.addr)
 	if ka := silent.helo().Get(wire.HdrKeepAlive); ka != "1" {
 		t.Errorf("Keep-Alive = %q, want 1 (rounded up to whole seconds)", ka)
 	}
 	pinger := loginRaw(t, ts.addr, alice)
 	start := time.Now()
-	// The pinger stays: it sends every 50 ms, under 2 × 100 ms.
-	for time.Since(start) < 500*time.Millisecond {
+	// The pinger stays: it sends every 50 ms, well under 2 × 300 ms.
+	for time.Since(start) < 1500*time.Millisecond {
 		id := pinger.send(wire.TypePING, "", "")
 		pinger.expectACK(wire.CodeOK, id)
 		time.Sleep(50 * time.Millisecond)
