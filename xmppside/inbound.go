@@ -75,8 +75,14 @@ func (w wireDelay) parse(legacy bool) (time.Time, jid.JID) {
 	if err != nil {
 		return time.Time{}, jid.JID{}
 	}
+	t = t.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		// An offset moved it out of the years a XEP-0082 stamp can
+		// hold: written back, it would not parse.
+		return time.Time{}, jid.JID{}
+	}
 	from, _ := jid.Parse(w.From)
-	return t.UTC(), from
+	return t, from
 }
 
 // wirePrivilege is a XEP-0356 <privilege/> announcement.
