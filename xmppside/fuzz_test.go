@@ -232,7 +232,6 @@ func checkMessageOut(t *testing.T, c *Component, m Message) {
 	if want.Type == "" {
 		want.Type = "normal"
 	}
-	want.From, want.To = asRead(want.From), asRead(want.To)
 	if diff := cmp.Diff(want, back, cmpJID, cmpStanzaErr); diff != "" {
 		t.Fatalf("message changed through encode and decode (-sent +read):\n%s\nwire %q", diff, buf.Bytes())
 	}
@@ -266,7 +265,6 @@ func checkPresenceOut(t *testing.T, c *Component, p Presence) {
 		t.Fatalf("re-encoded presence %q has bad addresses", buf.Bytes())
 	}
 	want := pp
-	want.From, want.To = asRead(want.From), asRead(want.To)
 	// <c/> is written only with a ver, and its hash defaults to sha-1.
 	if want.CapsVer == "" {
 		want.CapsNode, want.CapsHash = "", ""
@@ -276,17 +274,6 @@ func checkPresenceOut(t *testing.T, c *Component, p Presence) {
 	if diff := cmp.Diff(want, back, cmpJID, cmpStanzaErr); diff != "" {
 		t.Fatalf("presence changed through encode and decode (-sent +read):\n%s\nwire %q", diff, buf.Bytes())
 	}
-}
-
-// asRead returns j as a peer reads it back from its string form.
-// jid.Parse is not idempotent for every input: it strips one trailing dot
-// of a domainpart, so "0.." reads as "0.", which is written as "0." and
-// reads back as "0". The outbound path writes what it was given.
-func asRead(j jid.JID) jid.JID {
-	if back, err := jid.Parse(j.String()); err == nil {
-		return back
-	}
-	return j
 }
 
 // cmpStanzaErr compares stanza errors by what goes on the wire: errorElem
