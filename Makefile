@@ -16,7 +16,7 @@ help:
 	@echo "make build        build bin/imip-transport and bin/imipd"
 	@echo "make fmt          gofmt -w the tree"
 	@echo "make vet          go vet ./..."
-	@echo "make lint         fail if a file needs gofmt, then go vet"
+	@echo "make lint         fail if a file needs gofmt, then go vet, then staticcheck (.ci/staticcheck.sh)"
 	@echo "make clean        remove bin/;  make stack-clean  remove .stack/"
 
 test:
@@ -51,6 +51,7 @@ lint:
 	@out=$$(gofmt -l $$(git ls-files -co --exclude-standard '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
+	bash .ci/staticcheck.sh
 
 clean:
 	rm -rf bin

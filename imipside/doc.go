@@ -120,8 +120,9 @@
 // Keep-Alive (60 s). Blocks of unknown type, and pushed blocks it cannot
 // decode, are logged and ignored (at warn level for a MESG or LIST, a lost
 // message or request; at debug level otherwise); a reply that references
-// no block sent is ignored; a block the wire codec rejects ends the
-// session. A Buddy header that does not parse costs only its malformed
+// no block sent is ignored; a block the wire codec rejects, and an ACK
+// whose code is not three digits, end the session with an error matching
+// ErrProtocol (and, for the codec, the *wire.Error). A Buddy header that does not parse costs only its malformed
 // entries (logged at warn), never the login. Passwords and the LOGN digest
 // never appear in logs, errors or the trace.
 package imipside

@@ -22,6 +22,12 @@ var (
 	// requests already wait for their outcome, or when the block does not
 	// fit in the outgoing queue (Config.MaxQueue). Nothing was queued.
 	ErrBusy = errors.New("imipside: busy")
+	// ErrProtocol matches every error by which the server's breach of
+	// IMIP ends a session or fails a login: a block the wire codec
+	// refuses (errors.As finds the *wire.Error too), an ACK without a
+	// valid code, a HELO reply without a salt or with an Auth-Type other
+	// than imip-md5, no answer to HELO or LOGN within 64 blocks.
+	ErrProtocol = errors.New("imipside: protocol violation by the server")
 )
 
 // AckError is a failure ACK (8xx) from the server in answer to a request.

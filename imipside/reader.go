@@ -59,7 +59,7 @@ func (s *Session) release() {
 func (s *Session) readError(err error) error {
 	var we *wire.Error
 	if errors.As(err, &we) {
-		return fmt.Errorf("imipside: malformed block from server: %w", err)
+		return fmt.Errorf("%w: malformed block: %w", ErrProtocol, err)
 	}
 	if errors.Is(err, io.EOF) {
 		return fmt.Errorf("imipside: server closed the connection: %w", err)
@@ -89,7 +89,7 @@ func (s *Session) dispatch(b *wire.Block) error {
 	if typ == wire.TypeACK {
 		c, err := wire.ParseCode(b.Arg)
 		if err != nil {
-			return fmt.Errorf("imipside: malformed ACK from server: %w", err)
+			return fmt.Errorf("%w: malformed ACK: %w", ErrProtocol, err)
 		}
 		code = c
 	}

@@ -172,7 +172,7 @@ func (s *Session) handshake(cfg Config) error {
 		return err
 	}
 	if at, ok := b.Lookup(wire.HdrAuthType); ok && !strings.EqualFold(strings.TrimSpace(at), wire.AuthTypeMD5) {
-		return fmt.Errorf("imipside: login: server wants Auth-Type %q, only %s is supported", at, wire.AuthTypeMD5)
+		return fmt.Errorf("imipside: login: %w: server wants Auth-Type %q, only %s is supported", ErrProtocol, at, wire.AuthTypeMD5)
 	}
 	s.kaDur = DefaultKeepAlive
 	if n, ok := b.Uint(wire.HdrKeepAlive); ok && n > 0 {
@@ -186,7 +186,7 @@ func (s *Session) handshake(cfg Config) error {
 	}
 	salt := strings.TrimSpace(string(b.Body))
 	if salt == "" {
-		return errors.New("imipside: login: server HELO carries no salt")
+		return fmt.Errorf("imipside: login: %w: server HELO carries no salt", ErrProtocol)
 	}
 	client := cfg.ClientName
 	if client == "" {
@@ -265,6 +265,10 @@ func (s *Session) awaitReply(typ string, id uint64, dropped *int) (*wire.Block, 
 	b := &s.in
 	for range 64 {
 		if err := s.r.ReadBlock(b); err != nil {
+			var we *wire.Error
+			if errors.As(err, &we) {
+				err = fmt.Errorf("%w: malformed block: %w", ErrProtocol, err)
+			}
 			return nil, fmt.Errorf("imipside: login: waiting for %s reply: %w", typ, err)
 		}
 		s.traceBlock('S', b)
@@ -273,7 +277,7 @@ func (s *Session) awaitReply(typ string, id uint64, dropped *int) (*wire.Block, 
 		case strings.EqualFold(b.Type, wire.TypeACK) && (!hasRef || ref == id):
 			code, err := wire.ParseCode(b.Arg)
 			if err != nil {
-				return nil, fmt.Errorf("imipside: login: %w", err)
+				return nil, fmt.Errorf("imipside: login: %w: malformed ACK: %w", ErrProtocol, err)
 			}
 			if !code.OK() {
 				return nil, &LoginError{Code: code}
@@ -296,7 +300,7 @@ func (s *Session) awaitReply(typ string, id uint64, dropped *int) (*wire.Block, 
 			}
 		}
 	}
-	return nil, fmt.Errorf("imipside: login: no %s reply within 64 blocks", typ)
+	return nil, fmt.Errorf("imipside: login: %w: no %s reply within 64 blocks", ErrProtocol, typ)
 }
 
 // start begins reading and arms the keep-alive timer.

@@ -148,22 +148,23 @@ func (l *List) userUnsubscribe(ev UserUnsubscribe) []Action {
 }
 
 func (l *List) serverListRemove(ev ServerListRemove) []Action {
-	if _, found, valid := l.lookup(ev.Number); !found {
+	n := ev.Number
+	if _, found, valid := l.lookup(n); !found {
 		if !valid {
 			return nil
 		}
 		// Not on the list (the user may have dropped it first): the
 		// subscription the contact had still ends on the XMPP side.
 		return []Action{
-			PresenceToUser{From: ev.Number, Type: Unsubscribe},
-			PresenceToUser{From: ev.Number, Type: Unsubscribed},
+			PresenceToUser{From: n, Type: Unsubscribe},
+			PresenceToUser{From: n, Type: Unsubscribed},
 		}
 	}
-	l.drop(ev.Number)
+	l.drop(n)
 	return []Action{
-		PresenceToUser{From: ev.Number, Type: Unsubscribe},
-		PresenceToUser{From: ev.Number, Type: Unsubscribed},
-		RosterRemove{Number: ev.Number},
-		Persist{Number: ev.Number},
+		PresenceToUser{From: n, Type: Unsubscribe},
+		PresenceToUser{From: n, Type: Unsubscribed},
+		RosterRemove{Number: n},
+		Persist{Number: n},
 	}
 }

@@ -23,6 +23,11 @@ var (
 	// would be larger on the wire than Config.MaxStanzaSize. Nothing is
 	// written and the link stays up.
 	ErrStanzaTooLarge = errors.New("xmppside: stanza too large")
+	// ErrInvalidStanza is returned (wrapped, with what is wrong) by
+	// SendMessage and SendPresence for a value that is no valid stanza:
+	// an unknown type, show or chat state, a priority out of range, or
+	// type error without an Error. Nothing is written.
+	ErrInvalidStanza = errors.New("xmppside: invalid stanza")
 )
 
 // Error is a stanza error the gateway wants the requester to see, with a

@@ -4,7 +4,6 @@ import (
 	"crypto/sha1"
 	"encoding/hex"
 	"encoding/xml"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -321,5 +320,3 @@ func errText(n *node) string {
 	}
 	return ""
 }
-
-var errFake = errors.New("fake failure")

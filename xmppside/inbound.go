@@ -2,6 +2,7 @@ package xmppside
 
 import (
 	"encoding/xml"
+	"fmt"
 	"io"
 	"strconv"
 	"strings"
@@ -12,6 +13,23 @@ import (
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
 )
+
+// parseJID parses an address received from the server. It refuses, besides
+// what jid.Parse refuses, an address that jid.Parse accepts but does not
+// read back the same from its own string form: "x@.." reads as domainpart
+// ".", written "x@." and then refused; "0.." reads as "0.", written back
+// as "0." and read as "0". An answer to such an address would go to
+// another one or to none.
+func parseJID(s string) (jid.JID, error) {
+	j, err := jid.Parse(s)
+	if err != nil {
+		return jid.JID{}, err
+	}
+	if back, err := jid.Parse(j.String()); err != nil || !back.Equal(j) {
+		return jid.JID{}, fmt.Errorf("xmppside: address %q does not read back the same", s)
+	}
+	return j, nil
+}
 
 // inStanzaNS reports whether a child element is in the stanza namespace.
 func inStanzaNS(space string) bool {
@@ -32,7 +50,7 @@ type wireError struct {
 
 func (w wireError) stanzaError() *stanza.Error {
 	se := &stanza.Error{Type: stanza.ErrorType(w.Type)}
-	if by, err := jid.Parse(w.By); err == nil && w.By != "" {
+	if by, err := parseJID(w.By); err == nil && w.By != "" {
 		se.By = by
 	}
 	for _, ch := range w.Children {
@@ -75,8 +93,14 @@ func (w wireDelay) parse(legacy bool) (time.Time, jid.JID) {
 	if err != nil {
 		return time.Time{}, jid.JID{}
 	}
-	from, _ := jid.Parse(w.From)
-	return t.UTC(), from
+	t = t.UTC()
+	if y := t.Year(); y < 0 || y > 9999 {
+		// An offset moved it out of the years a XEP-0082 stamp can
+		// hold: written back, it would not parse.
+		return time.Time{}, jid.JID{}
+	}
+	from, _ := parseJID(w.From)
+	return t, from
 }
 
 // wirePrivilege is a XEP-0356 <privilege/> announcement.

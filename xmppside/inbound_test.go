@@ -134,6 +134,9 @@ func TestHostileStanzas(t *testing.T) {
 		12: `<message from="juliet@localhost/x" to="1@imip.localhost"><privilege xmlns="urn:xmpp:privilege:2"><perm access="roster" type="both"/></privilege></message>`,
 		13: `<iq type="set" id="h2" from="a@b@c" to="imip.localhost"><query xmlns="jabber:iq:register"/></iq>`,
 		14: `<iq type="set" id="h3" from="juliet@localhost/x" to="imip.localhost"><query xmlns="jabber:iq:register"><x xmlns="jabber:x:data" type="submit"><field><value/></field><unexpected/></x></query></iq>`,
+		15: `<message from="juliet@.." to="1@imip.localhost"><body>from an address that does not read back</body></message>`,
+		16: `<presence from="0.." to="1@imip.localhost"/>`,
+		17: `<iq type="get" id="h4" from="juliet@../x" to="imip.localhost"><ping xmlns="urn:xmpp:ping"/></iq>`,
 	}
 	for _, raw := range hostile {
 		env.fc.send(t, raw)

@@ -87,13 +87,13 @@ func (l *link) addrs(start xml.StartElement) (from, to jid.JID, ok bool) {
 		l.c.log.Debug("xmpp dropping stanza without from", "stanza", start.Name.Local)
 		return from, to, false
 	}
-	if from, err = jid.Parse(f); err != nil {
+	if from, err = parseJID(f); err != nil {
 		l.c.log.Debug("xmpp dropping stanza with malformed from", "stanza", start.Name.Local, "err", err)
 		return from, to, false
 	}
 	to = l.c.domain
 	if t != "" {
-		if to, err = jid.Parse(t); err != nil {
+		if to, err = parseJID(t); err != nil {
 			l.c.log.Debug("xmpp dropping stanza with malformed to", "stanza", start.Name.Local, "err", err)
 			return from, to, false
 		}
@@ -141,14 +141,14 @@ func (l *link) handleIQ(t xmlstream.TokenReadEncoder, start xml.StartElement) er
 		return l.deliverReply(t, start)
 	}
 	f := attrValue(start.Attr, "from")
-	from, err := jid.Parse(f)
+	from, err := parseJID(f)
 	if f == "" || err != nil {
 		l.c.log.Debug("xmpp dropping IQ without a valid from", "from", f)
 		return nil
 	}
 	iq := stanza.IQ{ID: attrValue(start.Attr, "id"), From: from, To: l.c.domain, Type: typ}
 	if to := attrValue(start.Attr, "to"); to != "" {
-		j, err := jid.Parse(to)
+		j, err := parseJID(to)
 		switch {
 		case err != nil:
 			return l.replyError(t, iq, newStanzaError(stanza.JIDMalformed))

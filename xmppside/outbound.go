@@ -55,8 +55,9 @@ func delayElem(t time.Time, from jid.JID) xml.TokenReader {
 }
 
 // SendMessage sends m with from set (the component domain when m.From is
-// empty). It returns ErrNotConnected while the link is down and ErrAddress
-// for a From outside the domain or an empty To.
+// empty). It returns ErrNotConnected while the link is down, ErrAddress
+// for a From outside the domain or an empty To, and ErrInvalidStanza for
+// an unknown type or chat state or type error without Error.
 //
 // A message larger than MaxStanzaSize as encoded is sent as several
 // messages, in order, each within the limit: the body is cut on character
@@ -72,30 +73,9 @@ func delayElem(t time.Time, from jid.JID) xml.TokenReader {
 // ctx is checked before the write; a started write is bounded by an internal
 // timeout instead, since cutting it would break the stream.
 func (c *Component) SendMessage(ctx context.Context, m Message) error {
-	from, to, err := c.addresses(m.From, m.To)
+	m, err := c.prepareMessage(m)
 	if err != nil {
 		return err
-	}
-	m.From, m.To = from, to
-	if m.Error != nil {
-		m.Type = "error"
-	}
-	switch m.Type {
-	case "", "chat", "normal", "headline", "groupchat":
-	case "error":
-		if m.Error == nil {
-			return errors.New("xmppside: message of type error without Error")
-		}
-	default:
-		return fmt.Errorf("xmppside: invalid message type %q", m.Type)
-	}
-	switch m.ChatState {
-	case "", "active", "composing", "paused", "inactive", "gone":
-	default:
-		return fmt.Errorf("xmppside: invalid chat state %q", m.ChatState)
-	}
-	if m.ID == "" {
-		m.ID = randomID()
 	}
 	build := func() xml.TokenReader { return messageElem(m) }
 	err = c.checkSize("message", messageBound(m), build)
@@ -106,6 +86,38 @@ func (c *Component) SendMessage(ctx context.Context, m Message) error {
 		return c.refused(err)
 	}
 	return c.sendChecked(ctx, build())
+}
+
+// prepareMessage checks m for SendMessage and returns it as it goes on the
+// wire: addresses set, type error when Error is set, an id. An error is an
+// ErrAddress or an ErrInvalidStanza.
+func (c *Component) prepareMessage(m Message) (Message, error) {
+	from, to, err := c.addresses(m.From, m.To)
+	if err != nil {
+		return m, err
+	}
+	m.From, m.To = from, to
+	if m.Error != nil {
+		m.Type = "error"
+	}
+	switch m.Type {
+	case "", "chat", "normal", "headline", "groupchat":
+	case "error":
+		if m.Error == nil {
+			return m, fmt.Errorf("%w: message of type error without Error", ErrInvalidStanza)
+		}
+	default:
+		return m, fmt.Errorf("%w: message type %q", ErrInvalidStanza, m.Type)
+	}
+	switch m.ChatState {
+	case "", "active", "composing", "paused", "inactive", "gone":
+	default:
+		return m, fmt.Errorf("%w: chat state %q", ErrInvalidStanza, m.ChatState)
+	}
+	if m.ID == "" {
+		m.ID = randomID()
+	}
+	return m, nil
 }
 
 // messageElem builds the stanza of m, whose addresses, type and id are
@@ -267,38 +279,50 @@ func splitText(s string, room int) []string {
 }
 
 // SendPresence sends p with from set (the component domain when p.From is
-// empty); errors and concurrency as SendMessage, except that a presence
+// empty); errors and concurrency as SendMessage (ErrInvalidStanza for an
+// unknown type or show, a priority outside -128..127, or type error
+// without Error), except that a presence
 // larger than MaxStanzaSize is never cut: it returns ErrStanzaTooLarge and
 // nothing is sent.
 func (c *Component) SendPresence(ctx context.Context, p Presence) error {
-	from, to, err := c.addresses(p.From, p.To)
+	p, err := c.preparePresence(p)
 	if err != nil {
 		return err
 	}
-	typ := p.Type
+	build := func() xml.TokenReader { return presenceElem(p, p.From, p.To, p.Type, p.ID) }
+	return c.refused(c.send(ctx, "presence", presenceBound(p, p.From, p.To, p.Type, p.ID), build))
+}
+
+// preparePresence checks p for SendPresence and returns it as it goes on
+// the wire: addresses set, type error when Error is set, an id. An error is
+// an ErrAddress or an ErrInvalidStanza.
+func (c *Component) preparePresence(p Presence) (Presence, error) {
+	from, to, err := c.addresses(p.From, p.To)
+	if err != nil {
+		return p, err
+	}
+	p.From, p.To = from, to
 	if p.Error != nil {
-		typ = "error"
+		p.Type = "error"
 	}
-	if !validPresenceType(typ) {
-		return fmt.Errorf("xmppside: invalid presence type %q", typ)
+	if !validPresenceType(p.Type) {
+		return p, fmt.Errorf("%w: presence type %q", ErrInvalidStanza, p.Type)
 	}
-	if typ == "error" && p.Error == nil {
-		return errors.New("xmppside: presence of type error without Error")
+	if p.Type == "error" && p.Error == nil {
+		return p, fmt.Errorf("%w: presence of type error without Error", ErrInvalidStanza)
 	}
 	switch p.Show {
 	case "", "away", "chat", "dnd", "xa":
 	default:
-		return fmt.Errorf("xmppside: invalid show %q", p.Show)
+		return p, fmt.Errorf("%w: show %q", ErrInvalidStanza, p.Show)
 	}
 	if p.Priority < -128 || p.Priority > 127 {
-		return fmt.Errorf("xmppside: priority %d out of range", p.Priority)
+		return p, fmt.Errorf("%w: priority %d out of range", ErrInvalidStanza, p.Priority)
 	}
-	id := p.ID
-	if id == "" {
-		id = randomID()
+	if p.ID == "" {
+		p.ID = randomID()
 	}
-	build := func() xml.TokenReader { return presenceElem(p, from, to, typ, id) }
-	return c.refused(c.send(ctx, "presence", presenceBound(p, from, to, typ, id), build))
+	return p, nil
 }
 
 // presenceElem builds the stanza of p with the given addresses, type and

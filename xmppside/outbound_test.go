@@ -103,13 +103,14 @@ func TestSendRefused(t *testing.T) {
 			return env.c.SendPresence(ctx, Presence{From: jid.MustParse("evil.example"), To: juliet})
 		}, ErrAddress},
 		2: {"no to", func() error { return env.c.SendMessage(ctx, Message{Body: "x"}) }, ErrAddress},
-		3: {"bad type", func() error { return env.c.SendMessage(ctx, Message{To: juliet, Type: "shout"}) }, nil},
-		4: {"error type without error", func() error { return env.c.SendMessage(ctx, Message{To: juliet, Type: "error"}) }, nil},
-		5: {"bad show", func() error { return env.c.SendPresence(ctx, Presence{To: juliet, Show: "busy"}) }, nil},
-		6: {"bad presence type", func() error { return env.c.SendPresence(ctx, Presence{To: juliet, Type: "dance"}) }, nil},
-		7: {"bad chat state", func() error { return env.c.SendMessage(ctx, Message{To: juliet, ChatState: "typing"}) }, nil},
-		8: {"priority", func() error { return env.c.SendPresence(ctx, Presence{To: juliet, Priority: 300}) }, nil},
-		9: {"cancelled ctx", func() error {
+		3: {"bad type", func() error { return env.c.SendMessage(ctx, Message{To: juliet, Type: "shout"}) }, ErrInvalidStanza},
+		4: {"error type without error", func() error { return env.c.SendMessage(ctx, Message{To: juliet, Type: "error"}) }, ErrInvalidStanza},
+		5: {"bad show", func() error { return env.c.SendPresence(ctx, Presence{To: juliet, Show: "busy"}) }, ErrInvalidStanza},
+		6: {"bad presence type", func() error { return env.c.SendPresence(ctx, Presence{To: juliet, Type: "dance"}) }, ErrInvalidStanza},
+		7: {"bad chat state", func() error { return env.c.SendMessage(ctx, Message{To: juliet, ChatState: "typing"}) }, ErrInvalidStanza},
+		8: {"priority", func() error { return env.c.SendPresence(ctx, Presence{To: juliet, Priority: 300}) }, ErrInvalidStanza},
+		9: {"presence error type without error", func() error { return env.c.SendPresence(ctx, Presence{To: juliet, Type: "error"}) }, ErrInvalidStanza},
+		10: {"cancelled ctx", func() error {
 			cctx, cancel := context.WithCancel(ctx)
 			cancel()
 			return env.c.SendMessage(cctx, Message{To: juliet, Body: "x"})

@@ -88,7 +88,16 @@ func (w *countingWriter) Write(p []byte) (int, error) {
 // xmlns attributes of namespaced elements are dropped.
 func encodedSize(r xml.TokenReader) (int, error) {
 	var cw countingWriter
-	e := xml.NewEncoder(&cw)
+	if err := encodeAsMellium(&cw, r); err != nil {
+		return 0, err
+	}
+	return cw.n, nil
+}
+
+// encodeAsMellium writes the stanza r to w as mellium writes it on the
+// component stream (see encodedSize).
+func encodeAsMellium(w io.Writer, r xml.TokenReader) error {
+	e := xml.NewEncoder(w)
 	depth := 0
 	for {
 		tok, err := r.Token()
@@ -105,20 +114,20 @@ func encodedSize(r xml.TokenReader) (int, error) {
 				depth--
 			}
 			if eerr := e.EncodeToken(tok); eerr != nil {
-				return 0, fmt.Errorf("xmppside: measure stanza: %w", eerr)
+				return fmt.Errorf("xmppside: measure stanza: %w", eerr)
 			}
 		}
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil {
-			return 0, fmt.Errorf("xmppside: measure stanza: %w", err)
+			return fmt.Errorf("xmppside: measure stanza: %w", err)
 		}
 	}
 	if err := e.Flush(); err != nil {
-		return 0, fmt.Errorf("xmppside: measure stanza: %w", err)
+		return fmt.Errorf("xmppside: measure stanza: %w", err)
 	}
-	return cw.n, nil
+	return nil
 }
 
 // idPlaceholder stands for the id mellium adds to a stanza without one

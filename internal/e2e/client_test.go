@@ -298,19 +298,6 @@ func (c *client) never(what string, d time.Duration, pred func(got) bool) {
 	}
 }
 
-// count returns how many received stanzas match pred, without removing them.
-func (c *client) count(pred func(got) bool) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	n := 0
-	for _, g := range c.backlog {
-		if pred(g) {
-			n++
-		}
-	}
-	return n
-}
-
 // iq sends an IQ with a fresh id and waits for its answer.
 var iqSeq struct {
 	sync.Mutex
