@@ -428,11 +428,6 @@ func (g *Gateway) sendPresenceThen(p xmppside.Presence, done func(error)) {
 // sendMessage queues m in the outbox; a failure is logged.
 func (g *Gateway) sendMessage(m xmppside.Message) { g.out.push(outItem{m: &m}) }
 
-// sendMessageThen queues m; done gets the outcome (see outbox).
-func (g *Gateway) sendMessageThen(m xmppside.Message, done func(error)) {
-	g.out.push(outItem{m: &m, done: done})
-}
-
 // maxBounceExcerpt bounds the bytes of the refused message's body that a
 // bounce echoes. The whole body could make the error larger than the
 // server accepts on the component stream (it would close it, for every

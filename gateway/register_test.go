@@ -236,19 +236,6 @@ func TestRegisterGrace(t *testing.T) {
 	h2.d.waitSession(t, 1).waitCall(t, "STAT ONLINE")
 }
 
-// inboxLen returns how many events wait in bare's inbox.
-func (h *harness) inboxLen(bare string) int {
-	h.g.mu.Lock()
-	u := h.g.users[bare]
-	h.g.mu.Unlock()
-	if u == nil {
-		return 0
-	}
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return len(u.inbox)
-}
-
 // inboxHas reports whether an event matching f waits in bare's inbox.
 func (h *harness) inboxHas(bare string, f func(event) bool) bool {
 	h.g.mu.Lock()

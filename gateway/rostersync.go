@@ -213,16 +213,6 @@ func (u *user) resyncRoster() {
 	u.pushRoster(listed(u.list.Contacts()), nil, true, true)
 }
 
-// noteRosterPush records whether the user's roster may lack what the store
-// says was synced; such a roster is pushed again at the next login or when
-// the component link is back.
-func (u *user) noteRosterPush(err error) {
-	if err != nil {
-		u.log.Warn("roster push did not reach the user; will push again", "err", err)
-	}
-	u.rosterStale = err != nil
-}
-
 // lostPushNotice returns the outcome function of a presence that carries a
 // roster change: when it could not reach the user because the component
 // link was down, the roster is marked for a push again (the store already
@@ -266,10 +256,10 @@ type rosterJob struct {
 
 // rxTarget is one resource of the user as a roster exchange target.
 type rxTarget struct {
-	res              string
-	full             jid.JID
-	asked, rosterx   bool // asked: disco#info answered
-	nowAsked, failed bool // set by the job
+	res            string
+	full           jid.JID
+	asked, rosterx bool // asked: disco#info answered
+	nowAsked       bool // set by the job: it got an answer
 }
 
 // evRosterDone reports a finished roster job (job nil: a lost presence).
