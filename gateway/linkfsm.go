@@ -66,8 +66,8 @@ type (
 	// its own; that session becomes the live one, whatever came before.
 	linkAdopt struct{}
 	// linkCredentials: a registration stored new credentials and its own
-	// login was not kept: an auth failure no longer holds, and a grace
-	// session of the old credentials ends.
+	// login was not kept: an auth failure no longer holds, and a session
+	// or a login of the old credentials ends (a wanted link logs in anew).
 	linkCredentials struct{}
 	// linkStop: unregistration or shutdown; the link never comes back.
 	linkStop struct{}
@@ -177,18 +177,28 @@ func (l *imipLink) apply(ev linkEvent) []linkAction {
 		}
 		return acts
 	case linkCredentials:
+		// Whatever used the old credentials ends; a wanted link logs in
+		// with the new ones at once.
+		var acts []linkAction
 		switch l.state {
-		case linkAuthFailed:
-			if l.want {
-				l.state = linkDialing
-				return []linkAction{actDial}
-			}
-			l.state = linkOffline
-		case linkGrace:
-			l.state = linkOffline
-			return []linkAction{actCancelGrace, actLogout}
+		case linkAuthFailed, linkOffline:
+		case linkDialing:
+			// The login in flight checks the old credentials: its outcome
+			// (a refusal above all) says nothing about the new ones.
+			acts = []linkAction{actAbandonDial}
+		case linkRetryWait:
+			acts = []linkAction{actCancelRetry}
+		case linkOnline, linkGrace:
+			acts = []linkAction{actCancelGrace, actLogout}
+		default:
+			return nil
 		}
-		return nil
+		if l.want {
+			l.state = linkDialing
+			return append(acts, actDial)
+		}
+		l.state = linkOffline
+		return acts
 	case linkStop:
 		var acts []linkAction
 		switch l.state {

@@ -138,10 +138,30 @@ func TestLinkMachine(t *testing.T) {
 			{adopt, actions(actUp, actArmGrace), linkGrace},
 			{creds, actions(actCancelGrace, actLogout), linkOffline},
 		}},
-		{"new credentials change nothing online", []step{
+		{"new credentials replace an online session of the old ones", []step{
 			{want, actions(actDial), linkDialing},
 			{ok, actions(actCancelRetry, actUp), linkOnline},
-			{creds, nil, linkOnline},
+			{creds, actions(actCancelGrace, actLogout, actDial), linkDialing},
+			{ok, actions(actCancelRetry, actUp), linkOnline},
+		}},
+		{"new credentials during a wanted login: it is abandoned, a new one starts", []step{
+			{want, actions(actDial), linkDialing},
+			{creds, actions(actAbandonDial, actDial), linkDialing},
+			{ok, actions(actCancelRetry, actUp), linkOnline},
+		}},
+		{"new credentials during an unwanted login: a later want logs in with them", []step{
+			{want, actions(actDial), linkDialing},
+			{unwant, nil, linkDialing},
+			{creds, actions(actAbandonDial), linkOffline},
+			{want, actions(actDial), linkDialing},
+		}},
+		{"new credentials end a retry wait: the login is at once", []step{
+			{want, actions(actDial), linkDialing},
+			{failed, actions(actLoginFailed, actArmRetry), linkRetryWait},
+			{creds, actions(actCancelRetry, actDial), linkDialing},
+		}},
+		{"new credentials while offline change nothing", []step{
+			{creds, nil, linkOffline},
 		}},
 		{"stop while online logs out, then nothing", []step{
 			{want, actions(actDial), linkDialing},

@@ -232,7 +232,12 @@ func (u *user) nextRequest() {
 			}
 			u.reqBusy, u.checking = true, req.number
 			u.spawnJob(func() {
-				c, err := u.dial(req.ctx, req.number, req.password)
+				// The login ends with the request or with the gateway
+				// (a shutdown does not wait for it).
+				ctx, cancel := context.WithCancel(req.ctx)
+				defer context.AfterFunc(u.g.ctx, cancel)()
+				defer cancel()
+				c, err := u.dial(ctx, req.number, req.password)
 				if !u.postAlways(evRegisterDialed{req: req, c: c, err: err}) {
 					if c != nil {
 						u.g.endConn(c)
@@ -307,6 +312,12 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 	if err := req.ctx.Err(); err != nil {
 		// Too late: the requester was already answered with an error.
 		failed(fmt.Errorf("gateway: %w", err))
+		return
+	}
+	if u.link.state == linkStopped || u.g.ctx.Err() != nil {
+		// The gateway is shutting down: the login that checked the
+		// credentials must not become a session nobody logs out.
+		failed(errShuttingDown)
 		return
 	}
 	now := time.Now().UTC()

@@ -192,3 +192,53 @@ func TestAutoConfirm(t *testing.T) {
 		r.s.Close()
 	}
 }
+
+// TestConfirmMessageFullQueue: a confirmation goes out even when the queue
+// to the server is full (a refused one would have the server send the
+// message again at the next login); requests are still refused.
+func TestConfirmMessageFullQueue(t *testing.T) {
+	f, dial := pipe(t)
+	ev := newEvents()
+	cfg := baseConfig(dial, ev)
+	cfg.MaxQueue = 256
+	res := dialAsync(context.Background(), cfg)
+	f.expect(goldenHELO)
+	f.send(heloWithCaps("server-lists,mesg-ack"))
+	f.expect(goldenLOGNMesgAck)
+	f.send(serverLOGN(""))
+	r := wait(t, res)
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	s := r.s
+	defer s.Close()
+	f.send(frame("MESG", "From: 7744387\r\nID: 19200\r\nMessage-ID: m42\r\nTo: 6340564\r\n\r\nhello"))
+	got, ok := ev.next(t).(MessageEvent)
+	if !ok {
+		t.Fatalf("event %T, want MessageEvent", got)
+	}
+	// The server reads nothing meanwhile: fill the queue.
+	sent := 0
+	for ; sent < 100; sent++ {
+		if _, err := s.SendMessage("7744387", strings.Repeat("x", 60)); err != nil {
+			if !errors.Is(err, ErrBusy) {
+				t.Fatalf("SendMessage: %v, want ErrBusy once full", err)
+			}
+			break
+		}
+	}
+	if sent == 0 || sent == 100 {
+		t.Fatalf("%d messages queued: the queue never filled, or took nothing", sent)
+	}
+	if err := s.ConfirmMessage(got.BlockID); err != nil {
+		t.Fatalf("ConfirmMessage on a full queue: %v", err)
+	}
+	for i := range sent {
+		if _, b := f.next(); b.Type != wire.TypeMESG {
+			t.Fatalf("block %d: %s, want MESG", i, b.Type)
+		}
+	}
+	if _, b := f.next(); b.Type != wire.TypeACK || b.Arg != "600" {
+		t.Fatalf("after the MESGs: %s %s, want the ACK 600 confirmation", b.Type, b.Arg)
+	}
+}

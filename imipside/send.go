@@ -113,7 +113,10 @@ func (s *Session) ConfirmMessage(blockID uint64) error {
 	b := wire.Block{Type: wire.TypeACK, Arg: "600", Headers: []wire.Header{
 		idHeader(), {Name: wire.HdrReference, Value: strconv.FormatUint(blockID, 10)},
 	}}
-	_, err := s.queue(&b, qopts{typ: wire.TypeACK})
+	// Forced past MaxQueue: a confirmation is a few bytes for a MESG the
+	// server already sent, and refusing it would have the server send the
+	// message again at the next login.
+	_, err := s.queue(&b, qopts{typ: wire.TypeACK, force: true})
 	return err
 }
 

@@ -23,6 +23,12 @@ import (
 // ShutdownGrace bounds the whole shutdown after the context ends.
 const ShutdownGrace = 5 * time.Second
 
+// logoutTimeout bounds an IMIP logout (the server's answers to the MESGs
+// sent before it, then its answer to DISC): well inside the gateway's
+// close budget of ShutdownGrace less a second, so that a slow server
+// costs a shutdown its answers, never the run loops' end.
+const logoutTimeout = ShutdownGrace / 2
+
 // Options are the decoded settings of one transport.
 type Options struct {
 	Domain       jid.JID // component domain
@@ -86,6 +92,9 @@ func Run(ctx context.Context, o Options) error {
 			Limits:     wire.Limits{MaxSize: o.MaxBlockSize},
 			Handler:    h,
 			Logger:     log.With("imip", string(n)),
+			// A logout at shutdown must end within the gateway's close
+			// budget (ShutdownGrace less a second), not after it.
+			LogoutTimeout: logoutTimeout,
 		})
 		if err != nil {
 			return nil, err
