@@ -327,6 +327,9 @@ type fakeDialer struct {
 	// reply and confirm are given to every later session (see fakeSession).
 	reply   func(kind string, n wire.Number) (wire.Code, bool)
 	confirm bool
+	// stall, while set, makes Dials wait for their context's end (a
+	// server that never answers the login).
+	stall bool
 }
 
 var _ Dialer = (*fakeDialer)(nil)
@@ -340,6 +343,12 @@ func (d *fakeDialer) Dial(ctx context.Context, n wire.Number, password string, h
 	defer d.mu.Unlock()
 	defer d.notifyLocked()
 	d.attempts = append(d.attempts, string(n)+"/"+password)
+	if d.stall {
+		d.notifyLocked()
+		d.mu.Unlock()
+		<-ctx.Done()
+		d.mu.Lock()
+	}
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -746,6 +755,10 @@ type memStore struct {
 	holdJID  string        // when set, only calls for this JID wait
 	q        memQueue      // queued messages and online flags: see Apply
 	held     int           // calls that waited for hold
+	// applyHold, while non-nil, makes Apply wait until it is closed;
+	// applyHeld counts the calls that waited.
+	applyHold chan struct{}
+	applyHeld int
 }
 
 var _ Store = (*memStore)(nil)
@@ -884,6 +897,19 @@ func (m *memStore) Apply(ctx context.Context, ops []Op) error {
 		return fmt.Errorf("memstore: %w", err)
 	}
 	m.mu.Lock()
+	hold := m.applyHold
+	if hold != nil {
+		m.applyHeld++
+	}
+	m.mu.Unlock()
+	if hold != nil {
+		select {
+		case <-hold:
+		case <-ctx.Done():
+			return fmt.Errorf("memstore: %w", ctx.Err())
+		}
+	}
+	m.mu.Lock()
 	defer m.mu.Unlock()
 	now := time.Now()
 	for _, op := range ops {
@@ -936,6 +962,18 @@ func (m *memStore) Messages(ctx context.Context, bare string) ([]QueuedMessage, 
 	out := []QueuedMessage{}
 	for _, q := range m.q.msgs {
 		if q.JID == bare {
+			out = append(out, q)
+		}
+	}
+	return out, nil
+}
+
+func (m *memStore) MessagesPage(ctx context.Context, bare string, dir Direction, after int64, limit int) ([]QueuedMessage, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := []QueuedMessage{}
+	for _, q := range m.q.msgs {
+		if q.JID == bare && q.Dir == dir && q.ID > after && (limit <= 0 || len(out) < limit) {
 			out = append(out, q)
 		}
 	}

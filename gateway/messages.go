@@ -19,6 +19,7 @@ package gateway
 //     comes back; while the link is down they wait in the store.
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -98,11 +99,30 @@ type (
 		err  error
 		link uint64 // the component link it was sent on
 	}
+	// evReloaded: a page of the messages from IMIP that wait in the store
+	// only, read back (see user.maybeReload).
+	evReloaded struct {
+		qs  []QueuedMessage
+		err error
+	}
 )
 
 func (evStoredOut) isEvent() {}
 func (evStoredIn) isEvent()  {}
 func (evDelivered) isEvent() {}
+func (evReloaded) isEvent()  {}
+
+// Retry delays of messages from IMIP whose barrier failed while the
+// component link stayed up.
+const (
+	// barrierRetry: the barrier was not answered in time (a busy server):
+	// the messages it covered go again after this long.
+	barrierRetry = 5 * time.Second
+	// unreachableRetry: the user's server answered that it cannot reach
+	// the user's domain (remote-server-not-found or -timeout): what the
+	// barrier covered bounced, and goes again after this long.
+	unreachableRetry = 30 * time.Second
+)
 
 // onMessage takes a user's chat or normal message with a body for IMIP.
 func (u *user) onMessage(m xmppside.Message) {
@@ -312,7 +332,9 @@ func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
 	}
 	im := &inMsg{m: m, conn: u.conn, block: ev.BlockID, arrived: time.Now(), q: QueuedMessage{JID: u.key, Dir: ToXMPP, Peer: ev.From,
 		StanzaID: m.ID, Nick: ev.Nick, Body: ev.Text, Stamp: ev.Time}}
-	spill := len(u.inq) >= maxInMemory || u.spilled > 0
+	// Order: once one message waits in the store only, the ones after it
+	// do too, until the store is read back.
+	spill := len(u.inq) >= maxInMemory || u.spilled > 0 || u.spillStored
 	if spill {
 		u.spilled++
 	} else {
@@ -344,9 +366,13 @@ func (u *user) onStoredIn(ev evStoredIn) {
 			u.inq = append(u.inq, im)
 		} else {
 			u.spillStored = true
+			u.spillsSince++
 		}
 	}
 	u.flushIn()
+	// The messages in memory may all be delivered already: then nothing
+	// else would read this one back.
+	u.maybeReload()
 }
 
 // flushIn sends the messages from IMIP that wait for the component link, in
@@ -391,14 +417,25 @@ func (u *user) onDelivered(ev evDelivered) {
 	if ev.err != nil {
 		if errors.Is(ev.err, xmppside.ErrNotConnected) || errors.Is(ev.err, errBarrier) || errors.Is(ev.err, errOutboxFull) {
 			// Again once a new link is up (evLinkUp); at once if one is up
-			// already. Never on the link that failed: that would spin
-			// until the component notices it is down.
+			// already. Never at once on the link that failed: that would
+			// spin until the component notices it is down.
 			im.sent, im.waited = false, true
 			switch {
 			case errors.Is(ev.err, errOutboxFull):
-				u.arm(timerResend, resendAfter) // the outbox has room again soon
+				u.armWithin(timerResend, resendAfter) // the outbox has room again soon
 			case u.g.up.Load() && u.g.link.Load() > ev.link:
 				u.flushIn()
+			case errors.Is(ev.err, xmppside.ErrRemoteUnreachable):
+				// Bounced by the user's server on the way to their domain:
+				// the messages wait in the store, tried again later.
+				u.log.Warn("the user's server cannot reach their domain: messages from IMIP wait", "err", ev.err)
+				u.armWithin(timerResend, unreachableRetry)
+			case errors.Is(ev.err, xmppside.ErrNotConnected):
+				// The link dropped: evLinkUp sends it on the next one.
+			default:
+				// Not answered in time on a link that stays up: ask again
+				// (the stable id makes a duplicate recognisable).
+				u.armWithin(timerResend, barrierRetry)
 			}
 			return
 		}
@@ -411,33 +448,62 @@ func (u *user) onDelivered(ev evDelivered) {
 	if im.stored {
 		u.write([]Op{OpDeleteMessage{ID: im.q.ID}}, "deleting a delivered message")
 	}
-	if len(u.inq) == 0 && u.spillStored && u.spilled == 0 {
-		u.reloadIn()
-	}
+	u.maybeReload()
 }
 
-// reloadIn reads back from the store the messages from IMIP that were not
-// kept in memory.
-func (u *user) reloadIn() {
-	ctx, cancel := u.opCtx()
-	defer cancel()
-	qs, err := u.g.cfg.Store.Messages(ctx, u.key)
-	if err != nil {
-		u.log.Error("reading queued messages", "err", err)
+// maybeReload starts reading back the messages from IMIP that wait in the
+// store only, once memory holds none (all delivered) and no write of one is
+// in flight. The read comes after every write submitted before it (the
+// deletes of the delivered ones among them: an empty submit to the group
+// commit is a barrier), on a job of its own, a page of maxInMemory at a
+// time; evReloaded brings the page.
+func (u *user) maybeReload() {
+	if u.reloading || !u.spillStored || u.spilled > 0 || len(u.inq) > 0 || u.reg == nil {
 		return
 	}
-	u.spillStored = false
-	for _, q := range qs {
-		if q.Dir != ToXMPP {
-			continue
+	committed := make(chan struct{})
+	if !u.g.commit.Submit(nil, func(error) { close(committed) }) {
+		u.arm(timerResend, resendAfter) // the committer is full: later
+		return
+	}
+	u.reloading, u.spillsSince = true, 0
+	u.spawnJob(func() {
+		select {
+		case <-committed:
+		case <-u.g.ctx.Done():
+			u.postAlways(evReloaded{err: u.g.ctx.Err()})
+			return
 		}
-		if len(u.inq) >= maxInMemory {
+		ctx, cancel := context.WithTimeout(u.g.ctx, u.g.cfg.OpTimeout)
+		defer cancel()
+		qs, err := u.g.cfg.Store.MessagesPage(ctx, u.key, ToXMPP, 0, maxInMemory+1)
+		u.postAlways(evReloaded{qs: qs, err: err})
+	})
+}
+
+// onReloaded takes a page of messages read back from the store.
+func (u *user) onReloaded(ev evReloaded) {
+	u.reloading = false
+	if ev.err != nil {
+		u.log.Error("reading queued messages", "err", ev.err)
+		u.arm(timerResend, resendAfter) // spillStored holds: again then
+		return
+	}
+	if u.reg == nil {
+		return // unregistered meanwhile: the store dropped them
+	}
+	// A message that went to the store only while the read ran may have
+	// missed it: then read again once these are delivered.
+	u.spillStored = u.spillsSince > 0
+	for i, q := range ev.qs {
+		if i == maxInMemory {
 			u.spillStored = true
 			break
 		}
 		u.inq = append(u.inq, u.restoredIn(q))
 	}
 	u.flushIn()
+	u.maybeReload() // an empty page and a spill since: read again
 }
 
 // restoredIn makes a message from IMIP read from the store ready to send.
@@ -452,32 +518,24 @@ func (u *user) restoredIn(q QueuedMessage) *inMsg {
 	return &inMsg{q: q, m: m, stored: true, settled: true, arrived: q.Accepted, waited: true}
 }
 
-// loadQueued reads the user's queued messages after a restart.
-func (u *user) loadQueued() {
-	ctx, cancel := u.opCtx()
-	defer cancel()
-	qs, err := u.g.cfg.Store.Messages(ctx, u.key)
+// loadQueued reads the user's messages for IMIP queued before a restart
+// (at most maxOutMessages: no more are ever accepted at once), and has
+// those from IMIP read back a page at a time (maybeReload).
+func (u *user) loadQueued(ctx context.Context) {
+	qs, err := u.g.cfg.Store.MessagesPage(ctx, u.key, ToIMIP, 0, 0)
 	if err != nil {
 		u.log.Error("reading queued messages", "err", err)
-		return
 	}
 	for _, q := range qs {
-		switch q.Dir {
-		case ToIMIP:
-			u.outq = append(u.outq, &outMsg{q: q, stored: true, accepted: q.Accepted})
-		case ToXMPP:
-			if len(u.inq) >= maxInMemory {
-				u.spillStored = true
-				continue
-			}
-			u.inq = append(u.inq, u.restoredIn(q))
-		}
+		u.outq = append(u.outq, &outMsg{q: q, stored: true, accepted: q.Accepted})
 	}
 	if len(qs) > 0 {
-		u.log.Info("queued messages loaded", "messages", len(qs))
+		u.log.Info("queued messages for IMIP loaded", "messages", len(qs))
 		u.armDelivery()
-		u.flushIn()
 	}
+	// Those from IMIP may be many: they come back a page at a time.
+	u.spillStored = true
+	u.maybeReload()
 }
 
 // randomToken returns 16 random hex digits.

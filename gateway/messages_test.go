@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -305,5 +306,132 @@ func TestMessageToIMIPDurable(t *testing.T) {
 	}
 	if errs := h.x.messages(mark, func(m xmppside.Message) bool { return m.Type == "error" }); len(errs) != 0 {
 		t.Errorf("errors: %s", dump(toAny(errs)))
+	}
+}
+
+// Messages from IMIP beyond what memory keeps wait in the store only and
+// come back from it a page at a time: all of them reach the user, once
+// each and in order, and the store ends empty.
+func TestIMIPMessagesSpillInOrder(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	h.x.setDown(true)
+	const n = 3*maxInMemory + 7
+	for i := range n {
+		s.push(imipside.MessageEvent{MessageID: fmt.Sprint("m", i), From: "100", To: "6340564", Text: fmt.Sprint("msg ", i)})
+	}
+	h.settle()
+	if qs, _ := h.st.Messages(context.Background(), alice); len(qs) != n {
+		t.Fatalf("%d queued while the link is down, want %d", len(qs), n)
+	}
+	h.x.setDown(false)
+	mark := h.x.mark()
+	h.g.HandleConnected(context.Background())
+	chat := func(m xmppside.Message) bool { return m.Type == "chat" }
+	waitUntil(t, "every message delivered", func() bool { return len(h.x.messages(mark, chat)) >= n })
+	waitUntil(t, "the store empty", func() bool {
+		qs, _ := h.st.Messages(context.Background(), alice)
+		return len(qs) == 0
+	})
+	got := h.x.messages(mark, chat)
+	if len(got) != n {
+		t.Fatalf("%d messages delivered, want %d", len(got), n)
+	}
+	for i, m := range got {
+		if want := fmt.Sprint("msg ", i); m.Body != want {
+			t.Fatalf("message %d is %q, want %q (order or duplicates)", i, m.Body, want)
+		}
+	}
+}
+
+// A message that went to the store only because memory was full, and whose
+// write ends after every message in memory was delivered, is read back and
+// delivered all the same (nothing else would read it back).
+func TestSpilledMessageNotStranded(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	barrier := make(chan struct{})
+	h.x.mu.Lock()
+	h.x.barrierHold = barrier // the first ones stay in memory, unconfirmed
+	h.x.mu.Unlock()
+	mark := h.x.mark()
+	chat := func(m xmppside.Message) bool { return m.Type == "chat" }
+	for i := range maxInMemory {
+		s.push(imipside.MessageEvent{MessageID: fmt.Sprint("m", i), From: "100", To: "6340564", Text: fmt.Sprint("msg ", i)})
+	}
+	waitUntil(t, "the first ones sent", func() bool { return len(h.x.messages(mark, chat)) == maxInMemory })
+	apply := make(chan struct{})
+	h.st.mu.Lock()
+	h.st.applyHold = apply // the next write waits
+	h.st.mu.Unlock()
+	s.push(imipside.MessageEvent{MessageID: "late", From: "100", To: "6340564", Text: "late"})
+	waitUntil(t, "the late message's write under way", func() bool {
+		h.st.mu.Lock()
+		defer h.st.mu.Unlock()
+		return h.st.applyHeld == 1
+	})
+	h.x.mu.Lock()
+	h.x.barrierHold = nil
+	h.x.mu.Unlock()
+	close(barrier) // the ones in memory are confirmed meanwhile
+	// Delivered: their deletes queue behind the late message's write.
+	waitUntil(t, "the ones in memory delivered", func() bool { return h.g.commit.Stats().Queued >= maxInMemory })
+	h.st.mu.Lock()
+	h.st.applyHold = nil
+	h.st.mu.Unlock()
+	close(apply)
+	h.x.waitMessage(t, mark, "the late message", func(m xmppside.Message) bool { return m.Body == "late" })
+}
+
+// A barrier that fails while the component link stays up (not answered in
+// time; or the user's server cannot reach their domain, so what it covered
+// bounced) is not the end: the messages stay in the store and go again,
+// with the same id, after a delay that suits the failure.
+func TestBarrierFailureWhileLinkUp(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		err   error
+		delay time.Duration
+	}{
+		{"not answered in time", context.DeadlineExceeded, barrierRetry},
+		{"domain unreachable", fmt.Errorf("test: %w", xmppside.ErrRemoteUnreachable), unreachableRetry},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				h := newHarness(t, "")
+				s := h.login(aliceHW, "6340564")
+				h.x.mu.Lock()
+				h.x.barrierErr = tc.err
+				h.x.mu.Unlock()
+				mark := h.x.mark()
+				body := func(m xmppside.Message) bool { return m.Body == "again" }
+				s.push(imipside.MessageEvent{MessageID: "m1", From: "100", To: "6340564", Text: "again"})
+				synctest.Wait()
+				h.idle(alice)
+				if n := len(h.x.messages(mark, body)); n != 1 {
+					t.Fatalf("sent %d times, want 1", n)
+				}
+				h.x.mu.Lock()
+				h.x.barrierErr = nil
+				h.x.mu.Unlock()
+				time.Sleep(tc.delay - time.Second) // fake time
+				synctest.Wait()
+				h.idle(alice)
+				if n := len(h.x.messages(mark, body)); n != 1 {
+					t.Fatalf("sent %d times before the retry delay, want 1", n)
+				}
+				time.Sleep(2 * time.Second)
+				synctest.Wait()
+				h.idle(alice)
+				got := h.x.messages(mark, body)
+				if len(got) != 2 || got[1].ID != got[0].ID {
+					t.Fatalf("sent %d times after the delay (ids %v), want 2 with one id", len(got), got)
+				}
+				h.settle()
+				if qs, _ := h.st.Messages(context.Background(), alice); len(qs) != 0 {
+					t.Errorf("queued %+v after the second barrier was answered, want none", qs)
+				}
+			})
+		})
 	}
 }

@@ -409,3 +409,36 @@ func TestGraceSurvivesBareUnavailable(t *testing.T) {
 	h.presence(aliceHW, gw, "unavailable", "", "")
 	s.waitCall(t, "DISC")
 }
+
+// A shutdown ends a registration's login in flight: the request is
+// answered at once, not when its own deadline ends, and no session is left
+// behind.
+func TestShutdownEndsRegistrationLogin(t *testing.T) {
+	h := newHarness(t, "", func(c *Config) { c.LoginTimeout = time.Hour })
+	h.d.mu.Lock()
+	h.d.stall = true
+	h.d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Hour)
+	defer cancel()
+	res := make(chan error, 1)
+	go func() { res <- h.g.Register(ctx, jid.MustParse(aliceHW), "6340564", "secret") }()
+	h.d.waitAttempts(t, 1)
+	cctx, ccancel := context.WithTimeout(context.Background(), waitFor)
+	defer ccancel()
+	if err := h.g.Close(cctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	select {
+	case err := <-res:
+		if err == nil {
+			t.Fatal("Register succeeded across a shutdown")
+		}
+	case <-time.After(waitFor):
+		t.Fatal("Register not answered after the gateway closed")
+	}
+	h.d.mu.Lock()
+	defer h.d.mu.Unlock()
+	if len(h.d.sessions) != 0 {
+		t.Errorf("%d sessions made, want none", len(h.d.sessions))
+	}
+}

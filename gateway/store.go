@@ -92,6 +92,11 @@ type Store interface {
 	// ordered by ID. It is empty (and the error nil) when none is queued.
 	Messages(ctx context.Context, bareJID string) ([]QueuedMessage, error)
 
+	// MessagesPage returns at most limit (every one if limit <= 0) of
+	// bareJID's queued messages in direction dir whose ID is above after,
+	// ordered by ID: the gateway reads a long queue a page at a time.
+	MessagesPage(ctx context.Context, bareJID string, dir Direction, after int64, limit int) ([]QueuedMessage, error)
+
 	// QueuedJIDs returns the JIDs that have queued messages, ordered by JID.
 	QueuedJIDs(ctx context.Context) ([]string, error)
 

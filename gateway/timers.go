@@ -36,6 +36,15 @@ func (u *user) arm(k timerKind, d time.Duration) {
 	u.rearm()
 }
 
+// armWithin sets deadline k to d from now, unless it is due sooner.
+func (u *user) armWithin(k timerKind, d time.Duration) {
+	at := time.Now().Add(d)
+	if cur := u.timers.at[k]; !cur.IsZero() && cur.Before(at) {
+		return
+	}
+	u.armAt(k, at)
+}
+
 // armAt sets deadline k to t.
 func (u *user) armAt(k timerKind, t time.Time) {
 	if u.timers.at[k].Equal(t) {
@@ -129,6 +138,7 @@ func (u *user) onTimer() {
 			u.expireOut()
 		case timerResend:
 			u.flushIn()
+			u.maybeReload()
 		case timerStatus:
 			u.updateStatus()
 		}

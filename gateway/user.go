@@ -146,6 +146,10 @@ type user struct {
 	inq         []*inMsg
 	spilled     int
 	spillStored bool
+	// reloading: a read of the store for them is in flight; spillsSince
+	// counts the ones that went to the store only since it started.
+	reloading   bool
+	spillsSince int
 	// rosterStale: a roster push did not reach the user; push again.
 	rosterStale bool
 	// rosterJobs wait for the one in flight (rosterBusy).
@@ -204,6 +208,8 @@ func (u *user) handle(ev event) {
 		u.onStoredIn(ev)
 	case evDelivered:
 		u.onDelivered(ev)
+	case evReloaded:
+		u.onReloaded(ev)
 	case evLinkUp:
 		u.onLinkUp(ev.link)
 	case evShutdown:
@@ -229,7 +235,7 @@ func (u *user) load() {
 	u.loaded = true
 	u.reg = &reg
 	u.loadContacts(ctx)
-	u.loadQueued()
+	u.loadQueued(ctx)
 }
 
 func (u *user) loadContacts(ctx context.Context) {

@@ -20,13 +20,16 @@ func (c *Component) LinkSeq() uint64 {
 	return l.seq
 }
 
-// Barrier sends a XEP-0199 ping to to (the domain of a server the
-// component's server hosts) on link seq and waits for the answer. Any
-// answer, an error included, proves that the server has taken every stanza
-// written before the ping on that link: it handles a stream's stanzas in
-// order. It returns ErrNotConnected when link seq is not the live link (it
-// dropped: what was written on it may be lost) or drops before the answer,
-// and ctx's error when ctx ends first.
+// Barrier sends a XEP-0199 ping to to (a domain: the component's server's
+// own, or a remote one it reaches over s2s) on link seq and waits for the
+// answer. An answer from that domain, an error included, proves that it has
+// taken every stanza written before the ping on that link to it: streams
+// keep their stanzas in order, and so does the s2s link. An error saying the
+// server cannot reach the domain (remote-server-not-found, -timeout) proves
+// the opposite: it returns an error matching ErrRemoteUnreachable. It
+// returns ErrNotConnected when link seq is not the live link (it dropped:
+// what was written on it may be lost) or drops before the answer, and ctx's
+// error when ctx ends first.
 // Safe for concurrent use; not from a Handler method on the read loop.
 func (c *Component) Barrier(ctx context.Context, to jid.JID, seq uint64) error {
 	l := c.current()
@@ -47,11 +50,32 @@ func (c *Component) Barrier(ctx context.Context, to jid.JID, seq uint64) error {
 		return fmt.Errorf("%w: %w", ErrNotConnected, err)
 	}
 	select {
-	case <-ch:
-		return nil
+	case toks := <-ch:
+		return barrierAnswer(to, toks)
 	case <-ctx.Done():
 		return fmt.Errorf("xmppside: barrier to %s: %w", to, ctx.Err())
 	case <-l.ctx.Done():
 		return fmt.Errorf("%w: link dropped before the barrier's answer from %s", ErrNotConnected, to)
 	}
+}
+
+// barrierAnswer reads a barrier's answer: nil, or an error matching
+// ErrRemoteUnreachable when the server could not reach to.
+func barrierAnswer(to jid.JID, toks []xml.Token) error {
+	if len(toks) == 0 {
+		return nil
+	}
+	start, ok := toks[0].(xml.StartElement)
+	if !ok || attrValue(start.Attr, "type") != string(stanza.ErrorIQ) {
+		return nil
+	}
+	se, err := stanza.UnmarshalError(&tokenSlice{toks: toks[1:]})
+	if err != nil {
+		return nil // an error of some kind: the server took what came before
+	}
+	switch se.Condition {
+	case stanza.RemoteServerNotFound, stanza.RemoteServerTimeout:
+		return fmt.Errorf("xmppside: barrier to %s: %w: %w", to, ErrRemoteUnreachable, se)
+	}
+	return nil
 }

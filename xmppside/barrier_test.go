@@ -41,6 +41,19 @@ func TestBarrier(t *testing.T) {
 			t.Errorf("%d: Barrier = %v, want nil", i, err)
 		}
 	}
+	// A remote domain the server cannot reach: what went before bounced.
+	remote := jid.MustParse("far.example")
+	for _, cond := range []string{"remote-server-not-found", "remote-server-timeout"} {
+		done := asyncCall(func() error { return env.c.Barrier(ctx, remote, seq) })
+		ping := env.fc.expect(t)
+		if ping.attr("to") != "far.example" {
+			t.Fatalf("barrier sent %s, want a ping to far.example", ping)
+		}
+		env.fc.send(t, fmt.Sprintf(`<iq from="far.example" to="imip.localhost" id="%s" type="error"><error type="cancel"><%s xmlns="urn:ietf:params:xml:ns:xmpp-stanzas"/></error></iq>`, ping.attr("id"), cond))
+		if err := waitErr(t, done); !errors.Is(err, ErrRemoteUnreachable) {
+			t.Errorf("Barrier answered %s = %v, want ErrRemoteUnreachable", cond, err)
+		}
+	}
 	if err := env.c.Barrier(ctx, server, seq+1); !errors.Is(err, ErrNotConnected) {
 		t.Errorf("Barrier on another link = %v, want ErrNotConnected", err)
 	}

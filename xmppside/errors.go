@@ -10,6 +10,11 @@ var (
 	// ErrNotConnected is returned by the send methods while the link to the
 	// server is down.
 	ErrNotConnected = errors.New("xmppside: not connected")
+	// ErrRemoteUnreachable is returned by Barrier when the server answered
+	// that it cannot reach the domain asked (remote-server-not-found or
+	// remote-server-timeout): the stanzas to that domain written before the
+	// barrier were bounced, not delivered.
+	ErrRemoteUnreachable = errors.New("xmppside: the server cannot reach that domain")
 	// ErrNoPrivilege is returned by RosterGet and RosterSet when the server
 	// did not grant the needed XEP-0356 roster privilege for that user's host.
 	ErrNoPrivilege = errors.New("xmppside: no roster privilege")

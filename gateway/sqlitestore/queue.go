@@ -151,7 +151,22 @@ func (a *applier) apply(op gateway.Op, accepted int64) (int64, error) {
 
 // Messages returns the queued messages of bareJID, ordered by ID.
 func (s *Store) Messages(ctx context.Context, bareJID string) ([]gateway.QueuedMessage, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+msgColumns+" FROM messages WHERE jid = ? ORDER BY id", bareJID)
+	return s.queryMessages(ctx, bareJID, "SELECT "+msgColumns+" FROM messages WHERE jid = ? ORDER BY id", bareJID)
+}
+
+// MessagesPage returns at most limit (all if limit <= 0) of bareJID's
+// queued messages in direction dir whose ID is above after, ordered by ID.
+func (s *Store) MessagesPage(ctx context.Context, bareJID string, dir gateway.Direction, after int64, limit int) ([]gateway.QueuedMessage, error) {
+	if limit <= 0 {
+		limit = -1 // SQLite: no limit
+	}
+	return s.queryMessages(ctx, bareJID,
+		"SELECT "+msgColumns+" FROM messages WHERE jid = ? AND id > ? AND dir = ? ORDER BY id LIMIT ?",
+		bareJID, after, int64(dir), limit)
+}
+
+func (s *Store) queryMessages(ctx context.Context, bareJID, query string, args ...any) ([]gateway.QueuedMessage, error) {
+	rows, err := s.db.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: messages of %q: %w", bareJID, err)
 	}

@@ -1031,3 +1031,52 @@ func TestMigrateFromVersion1(t *testing.T) {
 	s.Close()
 	check(openAt(t, path)) // and up again
 }
+
+// MessagesPage reads one direction of one user's queue, a page at a time,
+// in ID order.
+func TestMessagesPage(t *testing.T) {
+	s, _ := openTemp(t)
+	mustPut(t, s, alice())
+	mustPut(t, s, bob())
+	var ops []gateway.Op
+	var toXMPP []string
+	for i := range 10 {
+		dir := gateway.ToXMPP
+		if i%3 == 0 {
+			dir = gateway.ToIMIP
+		} else {
+			toXMPP = append(toXMPP, fmt.Sprint("b", i))
+		}
+		ops = append(ops, gateway.OpPutMessage{Msg: &gateway.QueuedMessage{JID: alice().JID, Dir: dir, Peer: "100", Body: fmt.Sprint("b", i)}},
+			gateway.OpPutMessage{Msg: &gateway.QueuedMessage{JID: bob().JID, Dir: gateway.ToXMPP, Peer: "100", Body: "bob's"}})
+	}
+	mustApply(t, s, ops...)
+	var got []string
+	var after int64
+	for pages := 0; ; pages++ {
+		page, err := s.MessagesPage(ctx, alice().JID, gateway.ToXMPP, after, 4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(page) > 4 || pages > 3 {
+			t.Fatalf("page %d has %d messages (limit 4)", pages, len(page))
+		}
+		if len(page) == 0 {
+			break
+		}
+		for _, m := range page {
+			if m.Dir != gateway.ToXMPP || m.JID != alice().JID || m.ID <= after {
+				t.Errorf("page %d holds %+v", pages, m)
+			}
+			after = m.ID
+			got = append(got, m.Body)
+		}
+	}
+	if !cmp.Equal(got, toXMPP) {
+		t.Errorf("pages read %q, want %q", got, toXMPP)
+	}
+	all, err := s.MessagesPage(ctx, alice().JID, gateway.ToIMIP, 0, 0)
+	if err != nil || len(all) != 4 {
+		t.Errorf("MessagesPage(ToIMIP, no limit) = %d messages, %v; want 4", len(all), err)
+	}
+}
