@@ -1,7 +1,7 @@
 package imipside_test
 
 // Client against the reference server (imipserver via imiptest) over
-// loopback: every flow of IMIP.md, then the server's fault knobs.
+// loopback: every flow of docs/PROTOCOL.md, then the server's fault knobs.
 
 import (
 	"context"

@@ -34,7 +34,7 @@ func TestLoginGolden(t *testing.T) {
 	}
 }
 
-// TestLoginStreamBackToBack plays the server stream of IMIP.md: the HELO
+// TestLoginStreamBackToBack plays the server stream of docs/PROTOCOL.md: the HELO
 // body (salt 97841749) is followed at once by the LOGN reply and a STAT push,
 // all in one write, before the client has even sent LOGN.
 func TestLoginStreamBackToBack(t *testing.T) {
@@ -48,7 +48,7 @@ func TestLoginStreamBackToBack(t *testing.T) {
 		"LOGN 6340564\r\n28\r\nID: 19194\r\nReference: 1002\r\n" +
 		"STAT ONLINE\r\n26\r\nFrom: 7744387\r\nID: 19196\r\n"
 	if !strings.Contains(stream, "ServiceDisplayName: Odigo\r\n\r\n97841749LOGN 6340564\r\n28\r\n") {
-		t.Fatalf("test stream does not have the IMIP.md shape: %q", stream)
+		t.Fatalf("test stream does not have the docs/PROTOCOL.md shape: %q", stream)
 	}
 	f.send(stream)
 	sum := md5.Sum([]byte("97841749" + testPassword))

@@ -21,12 +21,12 @@ import (
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
-// Bytes from IMIP.md and the login the tests share.
+// Bytes from docs/PROTOCOL.md and the login the tests share.
 const (
 	testNumber   = wire.Number("6340564")
 	testPassword = "password"
 	testSalt     = "1919833824"
-	testDigest   = "c35900c24a82592dd2d0db27c647ff17" // MD5(testSalt + testPassword), from IMIP.md
+	testDigest   = "c35900c24a82592dd2d0db27c647ff17" // MD5(testSalt + testPassword), from docs/PROTOCOL.md
 	testClient   = "Yahoo! IMIP Client"
 
 	goldenHELO = "HELO\r\n32\r\nID: 1001\r\nProtocol: IMIP/1.0\r\n\r\n"

@@ -64,7 +64,7 @@ func (s *Session) SendListAccept(n wire.Number, nick string) (uint64, error) {
 }
 
 // SendListReject queues LIST REJECT n, refusing n's request to add the
-// user. Its ACK is this project's own rule (IMIP.md [ours]): against a
+// user. Its ACK is this project's own rule (docs/PROTOCOL.md [ours]): against a
 // server that never sends it, the outcome is the implicit confirmation by a
 // later reply.
 func (s *Session) SendListReject(n wire.Number) (uint64, error) {

@@ -16,7 +16,7 @@ import (
 )
 
 // TestRequestsGolden pins the exact bytes of every non-blocking request
-// (IMIP.md's worked bytes where it gives them) and checks the ReplyEvent
+// (docs/PROTOCOL.md's worked bytes where it gives them) and checks the ReplyEvent
 // each gets, for a success and for a failure ACK.
 func TestRequestsGolden(t *testing.T) {
 	ts := login(t, nil)
@@ -62,7 +62,7 @@ func TestRequestsGolden(t *testing.T) {
 			}
 		}
 	}
-	// The worked bytes of IMIP.md: the server's ACK to STAT 1003, here to
+	// The worked bytes of docs/PROTOCOL.md: the server's ACK to STAT 1003, here to
 	// the next STAT.
 	id, _ := ts.s.SendStatus(wire.StatusOnline, "")
 	ts.f.expect("STAT ONLINE\r\n12\r\nID: " + itoa(id) + "\r\n\r\n")

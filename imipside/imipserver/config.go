@@ -67,7 +67,7 @@ type Faults struct {
 	// DelayACK holds every ACK block (and what is queued behind it) for
 	// this long before writing it.
 	DelayACK time.Duration
-	// NoOurs never sends the [ours] rows of IMIP.md: no STAT push of
+	// NoOurs never sends the [ours] rows of docs/PROTOCOL.md: no STAT push of
 	// contacts at login, no S LIST REJECT / LIST REMOVE, no ACK for a MESG
 	// without ACK-Type.
 	NoOurs bool

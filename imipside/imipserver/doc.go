@@ -1,4 +1,4 @@
-// Package imipserver is a reference IMIP/1.0 server (see IMIP.md): login
+// Package imipserver is a reference IMIP/1.0 server (see docs/PROTOCOL.md): login
 // with the imip-md5 challenge, presence, messages (held for offline users),
 // and one-directional contact lists with pending requests.
 //
@@ -26,7 +26,7 @@
 // time per connection, and never while holding Server.mu. SQLiteStore
 // adds one goroutine of its own, which group-commits message writes.
 //
-// # Behaviour where IMIP.md leaves room
+// # Behaviour where docs/PROTOCOL.md leaves room
 //
 //   - Server blocks are Odigo style: headers sorted alphabetically, no
 //     empty line on a block without a body. IDs come from one counter

@@ -1,7 +1,7 @@
 package imipserver_test
 
 // Hostile clients against the server: malformed and odd blocks before and
-// after login, each with its documented answer (package doc, IMIP.md §10:
+// after login, each with its documented answer (package doc, docs/PROTOCOL.md §10:
 // 800, 801, 810, 811, 812, 813 or 600) and the connection's state after it
 // (open: the next block is answered; closed). Meanwhile alice and bob, two
 // other logged-in users, exchange a message each way after every case, and

@@ -8,7 +8,7 @@ import (
 	"imip-transport/imipside/wire"
 )
 
-// onLIST handles LIST ADD / ACCEPT / REJECT / REMOVE (IMIP.md §8). Lists
+// onLIST handles LIST ADD / ACCEPT / REJECT / REMOVE (docs/PROTOCOL.md §8). Lists
 // are one-directional: A's list holds B once B accepted A's request.
 func (c *conn) onLIST(b *wire.Block) bool {
 	sub, rest := b.Word()

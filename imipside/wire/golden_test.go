@@ -29,7 +29,7 @@ func hd(kv ...string) []Header {
 	return h
 }
 
-// Salts and the check vector of IMIP.md §4.
+// Salts and the check vector of docs/PROTOCOL.md §4.
 const (
 	checkSalt     = "1919833824"
 	checkPassword = "password"
@@ -37,7 +37,7 @@ const (
 	streamSalt    = "97841749" // the salt of the back-to-back stream in §2
 )
 
-// goldens holds every worked block of IMIP.md §2 (the table, with the SIZE
+// goldens holds every worked block of docs/PROTOCOL.md §2 (the table, with the SIZE
 // it gives) and blocks built by hand from the rules of §4-§10 (SIZE counted
 // by the test below, and by hand in the comment).
 var goldens = []golden{
@@ -284,7 +284,7 @@ func (s *stopReader) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// TestBackToBack reads the server stream of IMIP.md §2, where the salt body
+// TestBackToBack reads the server stream of docs/PROTOCOL.md §2, where the salt body
 // of the server HELO is followed at once by the next block, without CRLF.
 // The Reader must return the HELO without reading further, since a peer may
 // send nothing more until it answers.

@@ -1,6 +1,6 @@
 // Package imiptest runs an in-memory imipserver on 127.0.0.1 for tests,
 // with fault knobs (imipserver.Faults) to check how clients cope with
-// servers that deviate from IMIP.md.
+// servers that deviate from docs/PROTOCOL.md.
 //
 //	srv := imiptest.Start(t, imiptest.Options{
 //		Accounts: []imiptest.Account{{Number: "1001001", Password: "pw", Nick: "alice"}},
