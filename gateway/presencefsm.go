@@ -33,10 +33,17 @@ type resource struct {
 }
 
 // resources is the presence machine: the user's available resources.
-// The zero value has none.
+// The zero value has none. A user has one resource or a few, so they are
+// a small slice, not a map (whose buckets cost an idle user ~700 bytes).
 type resources struct {
-	m   map[string]resource
+	m   []resEntry // nil when empty
 	seq uint64
+}
+
+// resEntry is one resource, by its resourcepart.
+type resEntry struct {
+	name string
+	resource
 }
 
 // any reports whether at least one resource is available.
@@ -44,6 +51,44 @@ func (r *resources) any() bool { return len(r.m) > 0 }
 
 // count returns the number of available resources.
 func (r *resources) count() int { return len(r.m) }
+
+// get returns resource name.
+func (r *resources) get(name string) (resource, bool) {
+	for _, e := range r.m {
+		if e.name == name {
+			return e.resource, true
+		}
+	}
+	return resource{}, false
+}
+
+// set records resource name.
+func (r *resources) set(name string, x resource) {
+	for i := range r.m {
+		if r.m[i].name == name {
+			r.m[i].resource = x
+			return
+		}
+	}
+	r.m = append(r.m, resEntry{name: name, resource: x})
+}
+
+// del forgets the resources for which drop is true and returns how many.
+func (r *resources) del(drop func(resEntry) bool) int {
+	n := len(r.m)
+	kept := r.m[:0]
+	for _, e := range r.m {
+		if !drop(e) {
+			kept = append(kept, e)
+		}
+	}
+	clear(r.m[len(kept):])
+	r.m = kept
+	if len(r.m) == 0 {
+		r.m = nil
+	}
+	return n - len(kept)
+}
 
 // apply records a batch of availability presences in arrival order and
 // returns the resources that are new (they need the presence of the gateway
@@ -67,18 +112,11 @@ func (r *resources) applyOne(p xmppside.Presence, toGateway bool, link uint64) (
 			// has no per-contact presence, and the user is still online.
 			return jid.JID{}, false
 		}
-		if res == "" {
-			clear(r.m)
-		} else {
-			delete(r.m, res)
-		}
+		r.del(func(e resEntry) bool { return res == "" || e.name == res })
 		return jid.JID{}, false
 	}
-	if r.m == nil {
-		r.m = make(map[string]resource, 1)
-	}
 	r.seq++
-	old, existed := r.m[res]
+	old, existed := r.get(res)
 	n := resource{show: p.Show, status: p.Status, priority: p.Priority, seq: r.seq,
 		viaGateway: toGateway || old.viaGateway, discoDone: old.discoDone, rosterx: old.rosterx, link: link}
 	if existed && old.show == n.show && old.status == n.status && old.priority == n.priority {
@@ -89,10 +127,10 @@ func (r *resources) applyOne(p xmppside.Presence, toGateway bool, link uint64) (
 			old.probe = 0 // it answered the probe
 		}
 		old.viaGateway = n.viaGateway
-		r.m[res] = old
+		r.set(res, old)
 		return jid.JID{}, false // the same presence again, through another contact's JID
 	}
-	r.m[res] = n
+	r.set(res, n)
 	return p.From, !existed
 }
 
@@ -101,7 +139,7 @@ func (r *resources) applyOne(p xmppside.Presence, toGateway bool, link uint64) (
 // unavailable sent to one contact JID only is a directed one.
 func (r *resources) broadcastSeen(res string) bool {
 	if res != "" {
-		x, ok := r.m[res]
+		x, ok := r.get(res)
 		return ok && x.viaGateway
 	}
 	for _, x := range r.m {
@@ -120,10 +158,9 @@ func (r *resources) broadcastSeen(res string) bool {
 // ProbeTimeout and calls dropUnconfirmed.
 func (r *resources) linkUp(link uint64) bool {
 	marked := false
-	for k, x := range r.m {
-		if x.link < link && x.viaGateway {
+	for i := range r.m {
+		if x := &r.m[i]; x.link < link && x.viaGateway {
 			x.probe = link
-			r.m[k] = x
 			marked = true
 		}
 	}
@@ -133,23 +170,16 @@ func (r *resources) linkUp(link uint64) bool {
 // dropUnconfirmed forgets the resources that did not answer the probe and
 // returns how many.
 func (r *resources) dropUnconfirmed() int {
-	dropped := 0
-	for k, x := range r.m {
-		if x.probe != 0 {
-			delete(r.m, k)
-			dropped++
-		}
-	}
-	return dropped
+	return r.del(func(e resEntry) bool { return e.probe != 0 })
 }
 
 // aggregate returns the IMIP status that stands for the user's resources:
 // the highest priority resource's, the most recently changed on a tie.
 func (r *resources) aggregate() (wire.Status, string) {
 	var best *resource
-	for _, x := range r.m {
-		if best == nil || x.priority > best.priority || (x.priority == best.priority && x.seq > best.seq) {
-			best = &x
+	for i := range r.m {
+		if x := &r.m[i].resource; best == nil || x.priority > best.priority || (x.priority == best.priority && x.seq > best.seq) {
+			best = x
 		}
 	}
 	if best == nil {

@@ -110,8 +110,8 @@ func TestPresenceMachineLinkUp(t *testing.T) {
 		t.Errorf("dropUnconfirmed = %d, want 1 (b)", n)
 	}
 	var left []string
-	for k := range r.m {
-		left = append(left, k)
+	for _, e := range r.m {
+		left = append(left, e.name)
 	}
 	slices.Sort(left)
 	if !slices.Equal(left, []string{"a", "c"}) {

@@ -41,6 +41,9 @@ func (u *user) onReply(ev imipside.ReplyEvent) {
 		return // timed out already
 	}
 	delete(u.pending, ev.ID)
+	if len(u.pending) == 0 {
+		u.pending = nil // a map keeps its buckets: an idle user keeps none
+	}
 	switch p.kind {
 	case imipside.RequestMESG:
 		u.onMESGReply(p.msg, ev.Code)
@@ -88,6 +91,9 @@ func (u *user) expireRequests() {
 			continue
 		}
 		u.requestFailed(p, "The IMIP network did not answer "+p.kind+" "+string(p.number)+" in time.")
+	}
+	if len(u.pending) == 0 {
+		u.pending = nil
 	}
 	if !next.IsZero() {
 		u.armAt(timerRequests, next)

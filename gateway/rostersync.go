@@ -287,7 +287,8 @@ func (u *user) nextRosterJob() {
 	}
 	j := u.rosterJobs[0]
 	u.rosterJobs = u.rosterJobs[1:]
-	for res, r := range u.res.m {
+	for _, r := range u.res.m {
+		res := r.name
 		if res == "" {
 			continue
 		}
@@ -322,9 +323,9 @@ func (u *user) onRosterDone(ev evRosterDone) {
 	}
 	u.rosterBusy = false
 	for _, t := range ev.job.targets {
-		if r, ok := u.res.m[t.res]; ok && t.nowAsked {
+		if r, ok := u.res.get(t.res); ok && t.nowAsked {
 			r.discoDone, r.rosterx = true, t.rosterx
-			u.res.m[t.res] = r
+			u.res.set(t.res, r)
 		}
 	}
 	switch {
