@@ -318,6 +318,12 @@ func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
 		Body: ev.Text,
 		Nick: ev.Nick,
 	}
+	if c, ok := u.list.Contact(ev.From); ok && c.InList && c.Nick == ev.Nick {
+		// XEP-0172: the nick is for senders the user does not know; a
+		// listed contact's is in the roster already (each byte of every
+		// message costs the user's server too).
+		m.Nick = ""
+	}
 	if !ev.Time.IsZero() {
 		stored := ev.Time.Before(u.loginTime.Truncate(time.Second))
 		if stored || time.Since(ev.Time) > delayAfter {
@@ -331,7 +337,7 @@ func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
 		m.ID = "imip-" + randomToken()
 	}
 	im := &inMsg{m: m, conn: u.conn, block: ev.BlockID, arrived: time.Now(), q: QueuedMessage{JID: u.key, Dir: ToXMPP, Peer: ev.From,
-		StanzaID: m.ID, Nick: ev.Nick, Body: ev.Text, Stamp: ev.Time}}
+		StanzaID: m.ID, Nick: m.Nick, Body: ev.Text, Stamp: ev.Time}}
 	// Order: once one message waits in the store only, the ones after it
 	// do too, until the store is read back.
 	spill := len(u.inq) >= maxInMemory || u.spilled > 0 || u.spillStored

@@ -435,3 +435,29 @@ func TestBarrierFailureWhileLinkUp(t *testing.T) {
 		})
 	}
 }
+
+// A message from a listed contact carries no XEP-0172 nick (the roster has
+// it) unless the nick changed; a stranger's always does.
+func TestIMIPMessageNick(t *testing.T) {
+	h := newHarness(t, "")
+	h.d.setBuddies("6340564", wire.Buddy{Number: "100", Nick: "ann"})
+	s := h.login(aliceHW, "6340564")
+	mark := h.x.mark()
+	for _, ev := range []imipside.MessageEvent{
+		{From: "100", Nick: "ann", Text: "listed, same nick"},
+		{From: "100", Nick: "annie", Text: "listed, new nick"},
+		{From: "200", Nick: "zed", Text: "stranger"},
+	} {
+		ev.To = "6340564"
+		s.push(ev)
+	}
+	want := map[string]string{"listed, same nick": "", "listed, new nick": "annie", "stranger": "zed"}
+	waitUntil(t, "three messages", func() bool {
+		return len(h.x.messages(mark, func(m xmppside.Message) bool { return m.Type == "chat" })) == 3
+	})
+	for _, m := range h.x.messages(mark, func(m xmppside.Message) bool { return m.Type == "chat" }) {
+		if m.Nick != want[m.Body] {
+			t.Errorf("%q: nick %q, want %q", m.Body, m.Nick, want[m.Body])
+		}
+	}
+}

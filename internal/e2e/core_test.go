@@ -141,7 +141,9 @@ func testPresenceAndMessages(t *testing.T, srv xmppserver.Server) {
 	reply := "ça va ? 👍\nsecond line"
 	bob.send(acctAlice.Number, reply)
 	m := c.expect("bob's message", isMessage(bobJID))
-	if m.Body != reply || m.Type != "chat" || m.Nick != "bob" || m.Delay != "" {
+	// bob is in alice's list (and roster, under his nick): no XEP-0172 nick
+	// in each of his messages.
+	if m.Body != reply || m.Type != "chat" || m.Nick != "" || m.Delay != "" {
 		t.Errorf("message from IMIP: body %q type %q nick %q delay %q", m.Body, m.Type, m.Nick, m.Delay)
 	}
 	// A normal message (no type) is bridged too.
