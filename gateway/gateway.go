@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -320,8 +321,22 @@ func (g *Gateway) loadedUser(bare jid.JID) *user {
 
 // HandleMessage implements xmppside.Handler. It never blocks.
 func (g *Gateway) HandleMessage(m xmppside.Message) {
-	if m.Type == "error" || m.Type == "groupchat" || m.Type == "headline" {
+	if m.Type == "error" {
+		if strings.HasPrefix(m.ID, "imip-") && m.From.Localpart() != "" {
+			// The user's server bounced a message from IMIP after taking
+			// it (the account is gone, or refuses the contact): IMIP has
+			// no way to tell its sender, so the log does.
+			cond := "unknown"
+			if m.Error != nil {
+				cond = string(m.Error.Condition)
+			}
+			g.log.Warn("message from IMIP bounced by the user's server", "user", m.From.Bare().String(),
+				"from", m.To.String(), "id", m.ID, "condition", cond)
+		}
 		return // never answer an error with an error
+	}
+	if m.Type == "groupchat" || m.Type == "headline" {
+		return
 	}
 	if m.From.Localpart() == "" || m.Body == "" {
 		return // chat states, receipts and the like have no IMIP form

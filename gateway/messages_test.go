@@ -1,10 +1,14 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -460,4 +464,45 @@ func TestIMIPMessageNick(t *testing.T) {
 			t.Errorf("%q: nick %q, want %q", m.Body, m.Nick, want[m.Body])
 		}
 	}
+}
+
+// A message from IMIP that the user's server bounces back (an error with
+// the gateway's imip- id) is logged with its id and condition, and not
+// answered.
+func TestBouncedIMIPMessageLogged(t *testing.T) {
+	var buf syncBuffer
+	h := newHarness(t, "", func(c *Config) { c.Logger = slog.New(slog.NewTextHandler(&buf, nil)) })
+	mark := h.x.mark()
+	h.g.HandleMessage(xmppside.Message{ID: "imip-6340564-m9", From: jid.MustParse(aliceHW), To: cj("100"), Type: "error",
+		Error: &stanza.Error{Type: stanza.Cancel, Condition: stanza.ServiceUnavailable}})
+	h.g.HandleMessage(xmppside.Message{ID: "other", From: jid.MustParse(aliceHW), To: cj("100"), Type: "error"})
+	h.settle()
+	if got := h.x.since(mark); len(got) != 0 {
+		t.Errorf("answered:\n%s", dump(got))
+	}
+	log := buf.String()
+	if !strings.Contains(log, "bounced by the user's server") || !strings.Contains(log, "imip-6340564-m9") || !strings.Contains(log, "service-unavailable") {
+		t.Errorf("log %q, want the bounce with its id and condition", log)
+	}
+	if strings.Count(log, "bounced by the user's server") != 1 {
+		t.Errorf("log %q: an error without an imip- id is not a bounce of ours", log)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
