@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,20 +17,23 @@ import (
 // reference server (in memory, on loopback); only the XMPP side is a fake.
 type realIMIP struct {
 	*harness
-	srv *imiptest.Server
+	srv   *imiptest.Server
+	dials *atomic.Int64 // logins the gateway started
 }
 
 func newRealIMIP(t *testing.T, opts imiptest.Options) *realIMIP {
 	t.Helper()
 	srv := imiptest.Start(t, opts)
+	dials := new(atomic.Int64)
 	h := newHarness(t, "", func(c *Config) {
 		c.InboxSize = 256 // the test sends in bursts
 		c.Limits.MessageBurst = 1000
 		c.Dialer = DialerFunc(func(ctx context.Context, n wire.Number, pw string, hd imipside.Handler) (IMIPSession, error) {
+			dials.Add(1)
 			return imipside.Dial(ctx, imipside.Config{Addr: srv.Addr(), Number: n, Password: pw, Handler: hd})
 		})
 	})
-	return &realIMIP{harness: h, srv: srv}
+	return &realIMIP{harness: h, srv: srv, dials: dials}
 }
 
 // peer is an IMIP user on the other side, with the real client.
@@ -133,5 +137,38 @@ func TestRealIMIPDurableChat(t *testing.T) {
 	r.x.waitMessage(t, mark, "the message of the drop", func(m xmppside.Message) bool { return m.Body == "while you were away" })
 	if errs := r.x.messages(mark, func(m xmppside.Message) bool { return m.Type == "error" }); len(errs) != 0 {
 		t.Errorf("errors: %s", dump(toAny(errs)))
+	}
+}
+
+// A re-registration with a wrong password, against the real IMIP server,
+// leaves the live session alone: the contact never sees the user go
+// offline, no new login replaces the session, and the user's chat goes on.
+func TestRealIMIPFailedReRegistrationNoFlap(t *testing.T) {
+	r := newRealIMIP(t, imiptest.Options{Accounts: []imiptest.Account{
+		{Number: "1001001", Password: "pw", Nick: "alice"},
+		{Number: "1002002", Password: "bob-pw", Nick: "bob"},
+	}})
+	r.register(alice, "1001001")
+	r.available(aliceHW, "", "")
+	if !r.srv.WaitOnline("1001001", true, waitFor) {
+		t.Fatal("alice not logged in to IMIP")
+	}
+	bob := dialPeer(t, r.srv, "1002002", "bob-pw")
+	r.settle()
+	dials := r.dials.Load()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := r.g.Register(ctx, aliceJID, "1001001", "wrong"); err == nil {
+		t.Fatal("re-registration with a wrong password succeeded")
+	}
+	r.chat("after", aliceHW, cj("1002002"), "chat", "still connected")
+	if got := bob.messages(1); got[0] != "still connected" {
+		t.Fatalf("bob got %q", got)
+	}
+	if n := r.dials.Load() - dials; n != 1 {
+		t.Errorf("%d IMIP logins after the failed re-registration, want 1 (its own check)", n)
+	}
+	if !r.srv.Online("1001001") {
+		t.Error("alice offline on IMIP")
 	}
 }

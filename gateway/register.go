@@ -289,6 +289,8 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 	u.lostDuringCheck = false
 	req := ev.req
 	failed := func(err error) {
+		u.log.Info("registration not completed", "number", req.number, "err", err,
+			"previous_kept", u.reg != nil, "session_kept", u.conn != nil && !lost)
 		if ev.c != nil {
 			u.endConn(ev.c, "registration not completed")
 		}
@@ -338,7 +340,7 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 	if u.reg != nil && u.reg.Number != req.number {
 		// The old number's contacts leave the roster; the store dropped
 		// them already, and the new number's sync starts from nothing.
-		u.cleanRoster()
+		u.cleanRoster(false)
 	}
 	if u.conn != nil {
 		// The new login's contacts report their presence afresh.
@@ -408,7 +410,7 @@ func (u *user) onUnregister() error {
 	}
 	u.applyLink(linkStop{}, nil)
 	u.timers.stop()
-	u.cleanRoster()
+	u.cleanRoster(true)
 	u.sendGone(u.g.cfg.Domain)
 	// The store dropped the queued messages with the registration: those
 	// for IMIP go back to their senders, those from IMIP are gone.

@@ -442,3 +442,22 @@ func TestShutdownEndsRegistrationLogin(t *testing.T) {
 		t.Errorf("%d sessions made, want none", len(h.d.sessions))
 	}
 }
+
+// TestUnregisterRemovesGatewayItem: with roster privileges, unregistering
+// removes the gateway's own roster item with the contacts' (the
+// unsubscribe presences alone would leave it with subscription none);
+// a change of number keeps it.
+func TestUnregisterRemovesGatewayItem(t *testing.T) {
+	h := newHarness(t, privBoth)
+	h.d.setBuddies("6340564", wire.Buddy{Number: "100", Nick: "ann"})
+	h.login(aliceHW, "6340564")
+	h.settle()
+	if err := h.g.Unregister(context.Background(), jid.MustParse(aliceHW)); err != nil {
+		t.Fatalf("Unregister: %v", err)
+	}
+	removed := func(j jid.JID) bool {
+		sets, _ := h.rx.rosterSets()
+		return slices.ContainsFunc(sets, func(it xmppside.RosterItem) bool { return it.Remove && it.JID.Equal(j) })
+	}
+	waitUntil(t, "gateway and contact removed from the roster", func() bool { return removed(gw) && removed(cj("100")) })
+}

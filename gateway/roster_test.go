@@ -328,3 +328,77 @@ func TestAcceptHostileNick(t *testing.T) {
 		t.Errorf("the user was told: %s", dump(toAny(ms)))
 	}
 }
+
+// keepUsersChoices keeps what the user chose in their roster: the name
+// they gave, their groups and a subscription they approved; an item that
+// would not change is not set again; new items and removals pass.
+func TestKeepUsersChoices(t *testing.T) {
+	imip := []string{DefaultRosterGroup}
+	item := func(n, name, sub string, groups ...string) xmppside.RosterItem {
+		return xmppside.RosterItem{JID: cj(n), Name: name, Subscription: sub, Groups: groups}
+	}
+	have := []xmppside.RosterItem{
+		item("1", "Annie", "none", "Friends"), // named and moved by the user, request out
+		item("2", "", "none"),                 // added by the user without a name
+		item("3", "bo", "both", DefaultRosterGroup),
+		item("4", "cy", "to", DefaultRosterGroup), // as the gateway would set it
+		item("5", "", "from"),
+	}
+	set := []xmppside.RosterItem{
+		item("1", "ann", "to", imip...),
+		item("2", "dee", "to", imip...),
+		item("3", "bo", "to", imip...),
+		item("4", "cy", "to", imip...),
+		item("5", "", "to", imip...),
+		item("6", "new", "to", imip...),
+		{JID: cj("1"), Remove: true},
+	}
+	got := keepUsersChoices(set, have)
+	want := []xmppside.RosterItem{
+		item("1", "Annie", "to", "Friends"),
+		item("2", "dee", "to", imip...),
+		// 3: already both, named and grouped alike: nothing to set
+		// 4: identical: nothing to set
+		item("5", "", "both", imip...),
+		item("6", "new", "to", imip...),
+		{JID: cj("1"), Remove: true},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("keepUsersChoices = %+v\nwant %+v", got, want)
+	}
+	for i := range want {
+		g, w := got[i], want[i]
+		if !g.JID.Equal(w.JID) || g.Name != w.Name || g.Subscription != w.Subscription || !slices.Equal(g.Groups, w.Groups) || g.Remove != w.Remove {
+			t.Errorf("item %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+// A contact that accepts the user's request without a nickname keeps the
+// name the user gave it in their roster (the privileged set that records
+// the acceptance reads the roster first).
+func TestAcceptKeepsUsersName(t *testing.T) {
+	h := newHarness(t, privBoth)
+	s := h.login(aliceHW, "6340564")
+	h.settle()
+	h.rx.rmu.Lock()
+	h.rx.items = append(h.rx.items, xmppside.RosterItem{JID: cj("123"), Name: "Bob from work", Subscription: "none", Groups: []string{"Work"}})
+	h.rx.rmu.Unlock()
+	h.presence(aliceHW, cj("123"), "subscribe", "", "")
+	s.waitCall(t, "LIST ADD")
+	s.push(imipside.ListAcceptEvent{From: "123"})
+	var it xmppside.RosterItem
+	waitUntil(t, "roster set for the accepted contact", func() bool {
+		sets, _ := h.rx.rosterSets()
+		for _, x := range sets {
+			if x.JID.Equal(cj("123")) {
+				it = x
+				return true
+			}
+		}
+		return false
+	})
+	if it.Name != "Bob from work" || !slices.Equal(it.Groups, []string{"Work"}) || it.Subscription != "to" {
+		t.Errorf("roster set %+v, want the user's name and group kept, subscription to", it)
+	}
+}

@@ -358,7 +358,20 @@ func (j *rosterJob) run(g *Gateway, user jid.JID, log *slog.Logger) error {
 		items = append(items, xmppside.RosterItem{JID: g.contactJID(n), Remove: true})
 	}
 	if ra, ok := g.xmpp.(RosterAccess); ok {
-		if ra.PrivilegesFor(user).CanSetRoster() {
+		if pr := ra.PrivilegesFor(user); pr.CanSetRoster() {
+			if len(j.upserts) > 0 && pr.CanGetRoster() {
+				ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
+				have, err := ra.RosterGet(ctx, user)
+				cancel()
+				if err == nil {
+					items = keepUsersChoices(items, have)
+				} else {
+					log.Info("reading the roster before a set failed; the set may replace names the user gave", "err", err)
+				}
+			}
+			if len(items) == 0 {
+				return nil
+			}
 			err := rosterSetAll(g, ra, user, items)
 			if err == nil {
 				return nil
@@ -396,6 +409,42 @@ func (j *rosterJob) run(g *Gateway, user jid.JID, log *slog.Logger) error {
 		}
 	}
 	return firstErr
+}
+
+// keepUsersChoices adapts the items the gateway is about to set to the
+// user's roster as it is (have): a roster set replaces the whole item, so
+// a name the user gave a contact and the groups they put it in are kept
+// (the contact's IMIP nickname is only the name of a new or unnamed item),
+// a subscription the user approved ("from" or "both") is not taken back,
+// and an item already as it would be set is left out. Removals pass as
+// they are.
+func keepUsersChoices(items, have []xmppside.RosterItem) []xmppside.RosterItem {
+	byJID := make(map[string]xmppside.RosterItem, len(have))
+	for _, it := range have {
+		byJID[it.JID.Bare().String()] = it
+	}
+	out := items[:0:0]
+	for _, it := range items {
+		old, ok := byJID[it.JID.Bare().String()]
+		if it.Remove || !ok {
+			out = append(out, it)
+			continue
+		}
+		if old.Name != "" {
+			it.Name = old.Name
+		}
+		if len(old.Groups) > 0 {
+			it.Groups = old.Groups
+		}
+		if old.Subscription == "from" || old.Subscription == "both" {
+			it.Subscription = "both"
+		}
+		if it.Name == old.Name && it.Subscription == old.Subscription && slices.Equal(it.Groups, old.Groups) {
+			continue // nothing to change
+		}
+		out = append(out, it)
+	}
+	return out
 }
 
 // rosterSetAll sets items by privileged roster sets, one item each (a roster
@@ -479,8 +528,12 @@ const discoTimeout = 5 * time.Second
 // cleanRoster takes every IMIP contact out of the user's roster at
 // unregistration or a change of number, on its own goroutine: with
 // privileged roster access, every item of the gateway's domain (also those
-// the gateway no longer knows of); by presences, those it knows.
-func (u *user) cleanRoster() {
+// the gateway no longer knows of); by presences, those it knows. With
+// withGateway (unregistration), the gateway's own item goes too when the
+// privilege allows it; without the privilege, the unsubscribe and
+// unsubscribed presences of the gateway (sendGone) leave it with
+// subscription none, for the client to remove (XEP-0100 §4.3).
+func (u *user) cleanRoster(withGateway bool) {
 	var nums []wire.Number
 	for _, c := range u.list.Contacts() {
 		nums = append(nums, c.Number)
@@ -504,6 +557,9 @@ func (u *user) cleanRoster() {
 				items := make([]xmppside.RosterItem, 0, len(nums))
 				for _, n := range nums {
 					items = append(items, xmppside.RosterItem{JID: g.contactJID(n), Remove: true})
+				}
+				if withGateway {
+					items = append(items, xmppside.RosterItem{JID: g.cfg.Domain, Remove: true})
 				}
 				_ = rosterSetAll(g, ra, bare, items)
 			}
