@@ -27,6 +27,8 @@ const (
 	// DefaultConfirmInterval is how long requests may wait for a reply
 	// before the session sends a PING to have them confirmed.
 	DefaultConfirmInterval = 2 * time.Second
+	// DefaultParkAfter is how long an idle reader waits before parking.
+	DefaultParkAfter = time.Second
 	// DefaultLogoutTimeout bounds Logout.
 	DefaultLogoutTimeout = 5 * time.Second
 	// maxKeepAlive caps a server's Keep-Alive value.
@@ -74,6 +76,17 @@ type Config struct {
 	// their own to lose (a person reading, a test). A gateway leaves it off
 	// and calls ConfirmMessage once it has stored the message.
 	AutoConfirm bool
+	// NoPark keeps a reader goroutine blocked in Read while the server is
+	// silent. By default a session idle for ParkAfter has no reader
+	// goroutine and no read buffer: it waits on the process's poller
+	// (internal/netpoll, Linux epoll) and a reader starts when bytes
+	// arrive. Connections the poller cannot watch (no file descriptor)
+	// always keep their reader.
+	NoPark bool
+	// ParkAfter is how long the reader waits for the next block before it
+	// parks (default 1 s): a busy session keeps its reader, since a
+	// wake-up through the poller costs more than a read.
+	ParkAfter time.Duration
 	// Handler receives the session's events on its reader goroutine; see
 	// Handler for what it may do. Nil drops them.
 	Handler Handler

@@ -51,7 +51,7 @@ func idleSessionMemory(t *testing.T, request bool) {
 		}
 	}()
 	ctx := context.Background()
-	cfg := Config{Addr: ln.Addr().String(), Number: testNumber, Password: testPassword, KeepAlive: time.Hour}
+	cfg := Config{Addr: ln.Addr().String(), Number: testNumber, Password: testPassword, KeepAlive: time.Hour, ParkAfter: time.Millisecond}
 	dial := func() *Session {
 		s, err := Dial(ctx, cfg)
 		if err != nil {
@@ -71,12 +71,14 @@ func idleSessionMemory(t *testing.T, request bool) {
 	for range n {
 		sessions = append(sessions, dial())
 	}
-	time.Sleep(50 * time.Millisecond) // let every reader park in its read
+	for _, s := range sessions {
+		waitParked(t, s) // no reader goroutine, no read buffer
+	}
 	after := liveBytes()
 	per := (after - before) / n
 	t.Logf("idle session: %d bytes each (heap + stack, both ends of the connection)", per)
-	if per > 8<<10 {
-		t.Errorf("idle session costs %d bytes, want <= 8 KiB with the server's end (target 6 KiB)", per)
+	if per > 4<<10 {
+		t.Errorf("idle session costs %d bytes, want <= 4 KiB with the server's end (parked: no reader goroutine, no read buffer)", per)
 	}
 	for _, s := range sessions {
 		s.Close()

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
@@ -12,16 +13,31 @@ import (
 
 // readLoop is the session's reader goroutine: it reads blocks, matches
 // replies to requests and hands pushed blocks and outcomes to the Handler as
-// events. It ends when the connection fails or is closed, waits for the
-// writer goroutine and the timer callbacks, delivers ClosedEvent and closes
-// done.
-func (s *Session) readLoop() {
+// events. When it has consumed everything read and the session has a
+// watch, it parks: it arms the watch and returns, and the watch starts a
+// new readLoop when the connection is readable (one reader at a time: the
+// watch wakes once per arm). It ends when the connection fails or is
+// closed, waits for the writer goroutine and the timer callbacks, delivers
+// ClosedEvent and closes done. woken: started by the watch, so there are
+// bytes (or the end) to read before parking again.
+func (s *Session) readLoop(woken bool) {
 	early := s.early
 	s.early = nil
 	for _, ev := range early {
 		s.emit(ev)
 	}
 	for {
+		if !woken && s.watch != nil && s.r.Buffered() == 0 {
+			parked, err := s.idle()
+			if parked {
+				return
+			}
+			if err != nil {
+				s.closeWith(s.readError(err))
+				break
+			}
+		}
+		woken = false
 		b := &s.in
 		if err := s.r.ReadBlock(b); err != nil {
 			s.closeWith(s.readError(err))
@@ -37,9 +53,49 @@ func (s *Session) readLoop() {
 		}
 		s.release()
 	}
+	if s.watch != nil {
+		s.watch.Close()
+	}
 	s.bg.Wait()
 	s.emit(ClosedEvent{Err: s.Err()})
 	close(s.done)
+}
+
+// idle waits up to parkAfter for the next block to start and parks the
+// reader when none does: a busy session keeps its reader (a wake-up
+// through the poller costs a few microseconds), an idle one gives it up.
+// It reports whether the reader must return, or the read error.
+func (s *Session) idle() (bool, error) {
+	if err := s.conn.SetReadDeadline(time.Now().Add(s.parkAfter)); err != nil {
+		return false, err
+	}
+	err := s.r.Wait()
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		if err := s.conn.SetReadDeadline(time.Time{}); err != nil {
+			return false, err
+		}
+		return s.park(), nil
+	}
+	if err != nil {
+		return false, err
+	}
+	return false, s.conn.SetReadDeadline(time.Time{})
+}
+
+// park releases the read buffers and arms the watch. It reports whether
+// the reader must return (a new one starts when the connection is
+// readable, or has started already); false means this reader goes on
+// (arming failed: the connection is closing, and the next read says so).
+func (s *Session) park() bool {
+	s.r.Release()
+	s.in = wire.Block{}
+	s.parked.Store(true)
+	if err := s.watch.Arm(); err != nil {
+		// Another reader may have been started meanwhile (closeWith's
+		// wake): only one of the two goes on.
+		return !s.parked.CompareAndSwap(true, false)
+	}
+	return true
 }
 
 // release drops what the last block left behind so an idle session stays

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"imip-transport/imipside/wire"
+	"imip-transport/internal/netpoll"
 )
 
 // Session is one user's logged-in IMIP connection.
@@ -25,6 +26,8 @@ type Session struct {
 	contacts    []wire.Buddy
 	handler     Handler
 	autoConfirm bool
+	noPark      bool
+	parkAfter   time.Duration
 	log         *slog.Logger
 	trace       io.Writer
 	mesgAck     bool // both sides announced mesg-ack
@@ -43,6 +46,10 @@ type Session struct {
 	r     *wire.Reader
 	in    wire.Block
 	early []Event // pushed before the LOGN reply, delivered first
+	// watch parks the reader while the server is silent (no goroutine, no
+	// read buffer); nil where it cannot (the reader then blocks in Read).
+	watch  *netpoll.Watch
+	parked atomic.Bool // no reader runs; the watch will start one
 
 	mu       sync.Mutex
 	nextID   uint64
@@ -108,6 +115,8 @@ func newSession(conn net.Conn, cfg Config) *Session {
 		number:       cfg.Number,
 		handler:      cfg.Handler,
 		autoConfirm:  cfg.AutoConfirm,
+		noPark:       cfg.NoPark,
+		parkAfter:    orDefault(cfg.ParkAfter, DefaultParkAfter),
 		log:          log,
 		trace:        cfg.Trace,
 		writeTimeout: orDefault(cfg.WriteTimeout, DefaultWriteTimeout),
@@ -308,7 +317,22 @@ func (s *Session) start() {
 	s.mu.Lock()
 	s.ka = time.AfterFunc(s.kaDur, s.onKeepAlive)
 	s.mu.Unlock()
-	go s.readLoop()
+	if !s.noPark {
+		if p, err := netpoll.Default(); err == nil {
+			if w, err := p.Watch(s.conn, s.wake); err == nil {
+				s.watch = w
+			}
+		}
+	}
+	go s.readLoop(false)
+}
+
+// wake starts a reader for a parked session (on the poller's goroutine,
+// when the connection is readable, or from closeWith).
+func (s *Session) wake() {
+	if s.parked.CompareAndSwap(true, false) {
+		go s.readLoop(true)
+	}
 }
 
 // Number returns the user's number.
@@ -443,6 +467,7 @@ func (s *Session) closeWith(cause error) {
 	}
 	s.mu.Unlock()
 	s.conn.Close()
+	s.wake() // a parked reader must see the end too
 	werr := closedErr(cause)
 	for _, w := range waiters {
 		w.deliver(ackResult{err: werr})

@@ -53,7 +53,9 @@ func (l Limits) withDefaults() Limits {
 
 // Reader reads blocks from a byte stream.
 type Reader struct {
-	br      *bufio.Reader
+	br      *bufio.Reader // nil after Release, until the next read
+	src     io.Reader
+	size    int
 	lim     Limits
 	scratch []byte
 }
@@ -65,11 +67,39 @@ func NewReader(r io.Reader, lim Limits) *Reader {
 	if lim.MaxLine+2 > size {
 		size = lim.MaxLine + 2
 	}
-	return &Reader{br: bufio.NewReaderSize(r, size), lim: lim}
+	return &Reader{br: bufio.NewReaderSize(r, size), src: r, size: size, lim: lim}
 }
 
 // Buffered reports how many bytes the Reader has read ahead of the last block.
-func (r *Reader) Buffered() int { return r.br.Buffered() }
+func (r *Reader) Buffered() int {
+	if r.br == nil {
+		return 0
+	}
+	return r.br.Buffered()
+}
+
+// Wait waits for the first byte of the next block without consuming it
+// (or returns at once when one is read ahead). A read error, a deadline
+// of the underlying connection included, leaves the Reader as it was, so
+// a caller may wait with a deadline and read the block afterwards.
+func (r *Reader) Wait() error {
+	if r.br == nil {
+		r.br = bufio.NewReaderSize(r.src, r.size)
+	}
+	_, err := r.br.Peek(1)
+	return err
+}
+
+// Release drops the Reader's buffers when nothing is read ahead (Buffered
+// is 0), so a Reader waiting for its next block holds no buffer; the next
+// read allocates a new one. It reports whether it released them.
+func (r *Reader) Release() bool {
+	if r.Buffered() != 0 {
+		return false
+	}
+	r.br, r.scratch = nil, nil
+	return true
+}
 
 // readLine returns the next line without its CRLF (or bare LF). The slice is
 // valid until the next read.
@@ -108,6 +138,9 @@ func (r *Reader) ReadBlock(b *Block) error {
 	oldHeaders := len(b.Headers)
 	b.Type, b.Arg, b.NoEmptyLine = "", "", false
 	b.Headers, b.Body = b.Headers[:0], b.Body[:0]
+	if r.br == nil {
+		r.br = bufio.NewReaderSize(r.src, r.size)
+	}
 	err := r.readBlock(b)
 	if n := len(b.Headers); n < oldHeaders {
 		clear(b.Headers[n:oldHeaders])
