@@ -217,7 +217,7 @@ var errShuttingDown = &xmppside.Error{Condition: stanza.ServiceUnavailable, Text
 func (u *user) nextRequest() {
 	for !u.reqBusy && len(u.reqs) > 0 {
 		req := u.reqs[0]
-		u.reqs = u.reqs[1:]
+		u.reqs = popFront(u.reqs)
 		switch req := req.(type) {
 		case evUnregister:
 			req.reply <- u.onUnregister()
@@ -289,7 +289,7 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 	u.lostDuringCheck = false
 	req := ev.req
 	failed := func(err error) {
-		u.log.Info("registration not completed", "number", req.number, "err", err,
+		u.logger().Info("registration not completed", "number", req.number, "err", err,
 			"previous_kept", u.reg != nil, "session_kept", u.conn != nil && !lost)
 		if ev.c != nil {
 			u.endConn(ev.c, "registration not completed")
@@ -333,7 +333,7 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 	sctx, cancel := u.opCtx()
 	defer cancel()
 	if err := u.g.cfg.Store.PutRegistration(sctx, reg); err != nil {
-		u.log.Error("storing registration", "err", err)
+		u.logger().Error("storing registration", "err", err)
 		failed(fmt.Errorf("gateway: storing registration: %w", err))
 		return
 	}
@@ -354,7 +354,7 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 	u.g.setRegistered(u.key, true)
 	// Reload: the number's contacts, and the list's removal option.
 	u.loadContacts(sctx)
-	u.log.Info("registered", "number", req.number)
+	u.logger().Info("registered", "number", req.number)
 	// XEP-0100: the gateway asks for the user's presence.
 	u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "subscribe"})
 	if u.g.cfg.RegisterGrace < 0 && !u.link.want {
@@ -405,7 +405,7 @@ func (u *user) onUnregister() error {
 	ctx, cancel := u.opCtx()
 	defer cancel()
 	if err := u.g.cfg.Store.DeleteRegistration(ctx, u.key); err != nil {
-		u.log.Error("deleting registration", "err", err)
+		u.logger().Error("deleting registration", "err", err)
 		return fmt.Errorf("gateway: deleting registration: %w", err)
 	}
 	u.applyLink(linkStop{}, nil)
@@ -422,13 +422,13 @@ func (u *user) onUnregister() error {
 			"You unregistered from the IMIP gateway before the message was delivered."))
 	}
 	if n := len(u.inq) + u.spilled; n > 0 || u.spillStored {
-		u.log.Warn("unregistered with IMIP messages not yet delivered to XMPP", "dropped", n)
+		u.logger().Warn("unregistered with IMIP messages not yet delivered to XMPP", "dropped", n)
 	}
 	u.inq, u.spilled, u.spillStored = nil, 0, false
 	u.g.setRegistered(u.key, false)
 	u.g.dropUser(u)
 	u.reg = nil
 	u.res.reset()
-	u.log.Info("unregistered")
+	u.logger().Info("unregistered")
 	return nil
 }
