@@ -34,7 +34,7 @@ func (g *Gateway) Registration(ctx context.Context, who jid.JID) (string, bool, 
 // number is exempt: a stranger guessing a number's password wears out the
 // number's budget for other strangers, never for its owner. At most
 // maxLimiters keys are tracked; beyond that the idle ones (full again) are
-// forgotten.
+// forgotten, and each new key forgets up to two idle ones on its way.
 const (
 	registerBurst = 5
 	registerEvery = 12 * time.Second
@@ -46,7 +46,9 @@ const (
 func (g *Gateway) allowRegister(bare string, number wire.Number, owner bool) bool {
 	g.limMu.Lock()
 	defer g.limMu.Unlock()
-	if !owner && g.limiter("num:"+string(number)).Tokens() < 1 {
+	// A number without a limiter has had no refused login lately: it has
+	// its whole budget, and looking does not make one.
+	if l := g.limiters["num:"+string(number)]; !owner && l != nil && l.Tokens() < 1 {
 		return false
 	}
 	return g.limiter("jid:" + bare).Allow()
@@ -67,6 +69,19 @@ func (g *Gateway) registerRefused(bare string, number wire.Number, owner bool) {
 func (g *Gateway) limiter(key string) *rate.Limiter {
 	if l := g.limiters[key]; l != nil {
 		return l
+	}
+	// Each new key looks at two others and forgets them if they are full
+	// again (as good as new): the map stays near the keys in use, not
+	// every JID that ever registered.
+	swept := 0
+	for k, l := range g.limiters {
+		if swept == 2 {
+			break
+		}
+		swept++
+		if l.Tokens() >= registerBurst {
+			delete(g.limiters, k)
+		}
 	}
 	if len(g.limiters) >= maxLimiters {
 		for k, l := range g.limiters {
