@@ -202,6 +202,13 @@ func (g *Gateway) SetXMPP(x XMPP) { g.xmpp = x }
 func (g *Gateway) Domain() jid.JID { return g.cfg.Domain }
 
 // isRegistered reports whether bare is registered.
+// isClosing reports whether Stop or Close began.
+func (g *Gateway) isClosing() bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.closing
+}
+
 func (g *Gateway) isRegistered(bare string) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -342,12 +349,21 @@ func (g *Gateway) HandleMessage(m xmppside.Message) {
 		return // chat states, receipts and the like have no IMIP form
 	}
 	u := g.userFor(m.From.Bare(), false)
+	if u == nil && g.isClosing() {
+		if !g.holdForRestart(m) {
+			g.log.Warn("message arrived while stopping and could not be kept", "user", m.From.Bare().String(), "id", m.ID)
+		}
+		return
+	}
 	if u == nil {
 		g.bounce(m, stanza.Error{Type: stanza.Auth, Condition: stanza.RegistrationRequired,
 			Text: map[string]string{"": "Register with the IMIP gateway first."}})
 		return
 	}
 	if !u.post(evMessage{m: m}) {
+		if g.isClosing() && g.holdForRestart(m) {
+			return
+		}
 		g.bounce(m, stanza.Error{Type: stanza.Wait, Condition: stanza.ResourceConstraint,
 			Text: map[string]string{"": "Too many messages queued; try again shortly."}})
 	}
@@ -463,26 +479,38 @@ func (g *Gateway) bounce(m xmppside.Message, e stanza.Error) {
 	g.sendMessage(reply)
 }
 
-// Close logs every user out of IMIP, sends each online user unavailable
-// presence from their contacts and the gateway, and waits for every run loop,
-// bounded by ctx.
-func (g *Gateway) Close(ctx context.Context) error {
+// Stop logs every user out of IMIP, sends each online user unavailable
+// presence from their contacts and the gateway, and waits for every run
+// loop, bounded by ctx. The store stays open: a message from XMPP that
+// arrives from then on (the XMPP server may have written it before it saw
+// the component's stream close) is stored for after the restart, until
+// Close. Stop may be called more than once.
+func (g *Gateway) Stop(ctx context.Context) error {
 	g.mu.Lock()
-	if g.closing {
+	if !g.closing {
+		g.closing = true
+		g.cancel()
+		users := make([]*user, 0, len(g.users))
+		for _, u := range g.users {
+			users = append(users, u)
+		}
 		g.mu.Unlock()
-		return nil
-	}
-	g.closing = true
-	g.cancel()
-	users := make([]*user, 0, len(g.users))
-	for _, u := range g.users {
-		users = append(users, u)
-	}
-	g.mu.Unlock()
-	for _, u := range users {
-		u.postShutdown()
+		for _, u := range users {
+			u.postShutdown()
+		}
+	} else {
+		g.mu.Unlock()
 	}
 	if err := g.runs.wait(ctx); err != nil {
+		return fmt.Errorf("gateway: stop: %w", err)
+	}
+	return nil
+}
+
+// Close is Stop, then it closes the store writes: every write submitted
+// before is committed (bounded by ctx).
+func (g *Gateway) Close(ctx context.Context) error {
+	if err := g.Stop(ctx); err != nil {
 		_ = g.commit.Close(ctx)
 		return fmt.Errorf("gateway: close: %w", err)
 	}
@@ -490,4 +518,31 @@ func (g *Gateway) Close(ctx context.Context) error {
 		return fmt.Errorf("gateway: close: %w", err)
 	}
 	return nil
+}
+
+// holdForRestart stores a message from XMPP that arrived while the gateway
+// stops, for IMIP after the restart (loadQueued sends it then); it reports
+// whether it took it. The XMPP server counts a stanza written to the
+// component's socket as delivered, so dropping it would lose it.
+func (g *Gateway) holdForRestart(m xmppside.Message) bool {
+	key := m.From.Bare().String()
+	if !g.isRegistered(key) || len(m.Body) > wire.DefaultMaxSize-256 {
+		return false
+	}
+	n, err := roster.Number(m.To, g.cfg.Domain)
+	if err != nil {
+		return false
+	}
+	q := QueuedMessage{JID: key, Dir: ToIMIP, Peer: n, StanzaID: m.ID, Resource: m.From.Resourcepart(),
+		Body: m.Body, Receipt: m.ReceiptRequest}
+	log := g.log
+	ok := g.commit.Submit([]Op{OpPutMessage{Msg: &q}}, func(err error) {
+		if err != nil {
+			log.Error("storing a message that arrived while stopping", "user", key, "id", m.ID, "err", err)
+		}
+	})
+	if ok {
+		log.Info("message arrived while stopping: stored for after the restart", "user", key, "id", m.ID)
+	}
+	return ok
 }

@@ -506,3 +506,34 @@ func (s *syncBuffer) String() string {
 	defer s.mu.Unlock()
 	return s.b.String()
 }
+
+// A message from XMPP that arrives while the gateway stops (the XMPP server
+// wrote it before it saw the component's stream close) is stored for IMIP
+// after the restart, not dropped; one from a JID that is not registered is
+// not kept. After Close nothing more is taken.
+func TestMessageWhileStoppingKept(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := h.g.Stop(ctx); err != nil {
+		t.Fatalf("Stop: %v", err)
+	}
+	mark := h.x.mark()
+	h.chat("late", aliceHW, cj("100"), "chat", "written before the close")
+	h.chat("stranger", "eve@localhost/x", cj("100"), "chat", "not registered")
+	var got []QueuedMessage
+	waitUntil(t, "the late message stored", func() bool {
+		got, _ = h.st.Messages(context.Background(), alice)
+		return len(got) == 1
+	})
+	if m := got[0]; m.Dir != ToIMIP || m.Peer != "100" || m.StanzaID != "late" || m.Body != "written before the close" || m.Resource != jid.MustParse(aliceHW).Resourcepart() {
+		t.Errorf("stored %+v", m)
+	}
+	if n := len(s.callsWith("MESG")); n != 0 {
+		t.Errorf("%d MESG sent while stopping", n)
+	}
+	if ms := h.x.messages(mark, func(xmppside.Message) bool { return true }); len(ms) != 0 {
+		t.Errorf("answers while stopping (the stream is closing): %+v", ms)
+	}
+}

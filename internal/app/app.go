@@ -153,12 +153,13 @@ func Run(ctx context.Context, o Options) error {
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace-time.Second)
 	defer cancel()
-	if err := g.Close(sctx); err != nil {
-		// Some run loop is stuck past the grace: leave the store open for
-		// it (the process is about to exit; SQLite's WAL keeps what was
-		// committed).
-		log.Warn("gateway close", "err", err)
-		closeStore = false
+	// Users are logged out and told while the component link is up; then
+	// the component closes its stream in order and reads until the
+	// server's close, and what the server wrote before it saw ours is
+	// stored for after the restart (Stop keeps the store open for it);
+	// only then are the store writes closed.
+	if err := g.Stop(sctx); err != nil {
+		log.Warn("gateway stop", "err", err)
 	}
 	cancelComp()
 	select {
@@ -168,6 +169,13 @@ func Run(ctx context.Context, o Options) error {
 		}
 	case <-time.After(time.Second):
 		log.Warn("component did not stop in time")
+	}
+	if err := g.Close(sctx); err != nil {
+		// Some run loop is stuck past the grace: leave the store open for
+		// it (the process is about to exit; SQLite's WAL keeps what was
+		// committed).
+		log.Warn("gateway close", "err", err)
+		closeStore = false
 	}
 	log.Info("stopped")
 	return nil
