@@ -537,3 +537,25 @@ func TestMessageWhileStoppingKept(t *testing.T) {
 		t.Errorf("answers while stopping (the stream is closing): %+v", ms)
 	}
 }
+
+// imipd's caps (ACK 814: the contact holds too many) and rate (ACK 815: too
+// fast) come back to the sender as wait / resource-constraint with the
+// original id: a reason to try later, not a dead contact.
+func TestMessageRefusedByIMIPLimits(t *testing.T) {
+	for _, code := range []wire.Code{wire.CodeRecipientFull, wire.CodeTooFast} {
+		h := newHarness(t, "")
+		s := h.login(aliceHW, "6340564")
+		s.setReply(func(kind string, n wire.Number) (wire.Code, bool) {
+			if kind == imipside.RequestMESG {
+				return code, true
+			}
+			return wire.CodeOK, true
+		})
+		mark := h.x.mark()
+		h.chat("refused", aliceHW, cj("100"), "chat", "hi")
+		m := h.x.waitMessage(t, mark, "message error", func(m xmppside.Message) bool { return m.Type == "error" })
+		if m.ID != "refused" || m.Error == nil || m.Error.Condition != stanza.ResourceConstraint || m.Error.Type != stanza.Wait {
+			t.Errorf("ACK %d: error %+v id %q, want wait/resource-constraint for id refused", code, m.Error, m.ID)
+		}
+	}
+}

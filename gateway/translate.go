@@ -57,7 +57,7 @@ var codeTable = map[wire.Code]codeEntry{
 	wire.CodeIllegalUser: {stanza.Cancel, stanza.ItemNotFound, "The IMIP network has no user with this number.",
 		stanza.NotAcceptable, stanza.NotAuthorized, "The IMIP network does not know this number."},
 	wire.CodeWrongPassword: {stanza.Auth, stanza.NotAuthorized, "IMIP refused the password.",
-		stanza.NotAuthorized, stanza.NotAuthorized, "IMIP refused the password for this number."},
+		stanza.NotAuthorized, stanza.NotAuthorized, "IMIP refused this number and password (a wrong password, or a number without an account)."},
 	wire.CodeNotAllowed: {stanza.Cancel, stanza.NotAllowed, "IMIP does not allow this now.",
 		stanza.NotAcceptable, stanza.NotAcceptable, "IMIP refused the login (not allowed now)."},
 	wire.CodeMalformedBlock: {stanza.Modify, stanza.BadRequest, "IMIP could not understand the request.",
@@ -66,6 +66,10 @@ var codeTable = map[wire.Code]codeEntry{
 		stanza.NotAcceptable, stanza.NotAcceptable, "IMIP could not understand the login."},
 	wire.CodeUnknownStatus: {stanza.Modify, stanza.BadRequest, "IMIP could not understand the request.",
 		stanza.NotAcceptable, stanza.NotAcceptable, "IMIP could not understand the login."},
+	wire.CodeRecipientFull: {stanza.Wait, stanza.ResourceConstraint, "The IMIP contact has too many messages or requests waiting; try again later.",
+		stanza.NotAcceptable, stanza.NotAcceptable, "IMIP refused the login (the server is full)."},
+	wire.CodeTooFast: {stanza.Wait, stanza.ResourceConstraint, "You are sending faster than the IMIP network allows; wait a moment and try again.",
+		stanza.NotAcceptable, stanza.NotAcceptable, "IMIP refused the login (too fast)."},
 }
 
 // codeInfo returns the entry of c.

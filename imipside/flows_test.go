@@ -136,7 +136,7 @@ func TestFlowLogin(t *testing.T) {
 	}{
 		{"ok", alice, "alice-pw", nil, 0},
 		{"wrong password", bob, "wrong", imipside.ErrWrongPassword, wire.CodeWrongPassword},
-		{"unknown user", "9999999", "x", imipside.ErrIllegalUser, wire.CodeIllegalUser},
+		{"unknown user (answered like a wrong password)", "9999999", "x", imipside.ErrWrongPassword, wire.CodeWrongPassword},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			u, err := tryLogin(t, srv, tc.number, tc.pw)

@@ -75,6 +75,21 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 	display := fs.String("display-name", imipserver.DefaultDisplayName, "ServiceDisplayName header of the HELO reply")
 	regURL := fs.String("registration-url", "", "Registration header of the HELO reply (default http://SERVICE/)")
 	window := fs.Int("delivery-window", imipserver.DefaultDeliveryWindow, "stored messages pushed to one connection and not yet confirmed (mesg-ack: by the client; else: written); the rest wait in the database")
+	d := imipserver.DefaultAbuseLimits
+	var abuse imipserver.AbuseLimits
+	fs.IntVar(&abuse.MaxHeldPerSender, "max-held-per-sender", d.MaxHeldPerSender, "messages one sender may have stored for one recipient; beyond: ACK 814")
+	fs.IntVar(&abuse.MaxHeldPerRecipient, "max-held-per-recipient", d.MaxHeldPerRecipient, "messages stored for one recipient from everyone; beyond: ACK 814")
+	fs.IntVar(&abuse.MaxRequestsPerRecipient, "max-requests-per-recipient", d.MaxRequestsPerRecipient, "pending contact requests of one user; beyond: ACK 814")
+	fs.Float64Var(&abuse.SendRate, "send-rate", d.SendRate, "MESG and LIST ADD per second per connection; beyond (and the burst): ACK 815")
+	fs.IntVar(&abuse.SendBurst, "send-burst", d.SendBurst, "MESG and LIST ADD at once per connection")
+	fs.IntVar(&abuse.MaxConns, "max-conns", d.MaxConns, "open connections in all; beyond: closed at once")
+	fs.IntVar(&abuse.MaxPending, "max-pending", d.MaxPending, "connections not logged in yet, in all")
+	fs.IntVar(&abuse.MaxPendingPerAddr, "max-pending-per-addr", d.MaxPendingPerAddr, "connections not logged in yet from one IP address")
+	fs.DurationVar(&abuse.LoginTimeout, "login-timeout", d.LoginTimeout, "a connection must log in within this time of its accept")
+	fs.IntVar(&abuse.AddrFailBurst, "addr-fail-burst", d.AddrFailBurst, "refused logins from one IP address before it is throttled")
+	fs.DurationVar(&abuse.AddrFailEvery, "addr-fail-every", d.AddrFailEvery, "then one refused login per this time")
+	fs.IntVar(&abuse.NumberFailBurst, "number-fail-burst", d.NumberFailBurst, "refused logins of one number (not counting its last login address) before it is throttled")
+	fs.DurationVar(&abuse.NumberFailEvery, "number-fail-every", d.NumberFailEvery, "then one refused login per this time")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -122,6 +137,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 		RegistrationURL: *regURL,
 		Logger:          log,
 		DeliveryWindow:  *window,
+		Abuse:           abuse,
 	})
 	if err != nil {
 		return fmt.Errorf("imipd: %w", err)

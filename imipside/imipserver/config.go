@@ -49,6 +49,9 @@ type Config struct {
 	// Store and are pushed, in order, as earlier ones are confirmed.
 	// Default 32.
 	DeliveryWindow int
+	// Abuse bounds what one client can do to the others and to the server
+	// (see AbuseLimits). Zero fields take the defaults.
+	Abuse AbuseLimits
 	// Faults makes the server deviate from the protocol on purpose, for
 	// client tests. The zero value is a faithful server.
 	Faults Faults
@@ -110,5 +113,6 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
+	c.Abuse = c.Abuse.withDefaults()
 	return c
 }

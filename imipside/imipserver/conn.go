@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"imip-transport/imipside/wire"
 )
 
@@ -23,6 +25,10 @@ import (
 type conn struct {
 	srv  *Server
 	nc   net.Conn
+	addr string // the client's IP, for the abuse limits
+	// pace limits the MESG and LIST ADD blocks of a logged-in user (made
+	// at login; used by the reader goroutine only).
+	pace *rate.Limiter
 	logp atomic.Pointer[slog.Logger] // gains the number at login
 
 	// Owned by the reader goroutine. num and confirms are set once, before
@@ -81,12 +87,19 @@ func (c *conn) serve() {
 	rd := wire.NewReader(c.nc, c.srv.cfg.Limits)
 	var b wire.Block
 	idle := 2 * c.srv.cfg.KeepAlive
+	// A connection must log in within LoginTimeout of its accept, whatever
+	// it sends meanwhile.
+	loginBy := time.Now().Add(c.srv.cfg.Abuse.LoginTimeout)
 	for {
 		if len(c.confirmed) > 0 && rd.Buffered() == 0 {
 			// Confirms that arrive together share one Store delete.
 			c.flushConfirmed(c.srv.ctx, true)
 		}
-		if err := c.nc.SetReadDeadline(time.Now().Add(idle)); err != nil {
+		deadline := time.Now().Add(idle)
+		if c.num == "" && deadline.After(loginBy) {
+			deadline = loginBy
+		}
+		if err := c.nc.SetReadDeadline(deadline); err != nil {
 			return
 		}
 		err := rd.ReadBlock(&b)
@@ -97,6 +110,8 @@ func (c *conn) serve() {
 				c.log().Info("imipserver: malformed block, closing", "err", err)
 				c.sendACK(nil, wire.CodeMalformedBlock)
 				c.closeAfterFlush()
+			case errors.Is(err, os.ErrDeadlineExceeded) && c.num == "":
+				c.log().Info("imipserver: no login in time, closing", "within", c.srv.cfg.Abuse.LoginTimeout)
 			case errors.Is(err, os.ErrDeadlineExceeded):
 				c.log().Info("imipserver: keep-alive timeout, closing", "idle", idle)
 			case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
@@ -118,6 +133,7 @@ func (c *conn) serve() {
 func (c *conn) finish() {
 	s := c.srv
 	c.finalFlush()
+	s.guard.closed(c.addr, c.num == "")
 	s.mu.Lock()
 	delete(s.conns, c)
 	if c.num != "" && s.online[c.num] == c {
@@ -140,9 +156,19 @@ func (c *conn) finish() {
 // enqueue queues it without blocking. It returns false when the
 // connection is closed or closing, or when the queue overflowed (the
 // connection is then killed).
-func (c *conn) enqueue(it outItem) bool {
+func (c *conn) enqueue(it outItem) bool { return c.enqueueMax(it, 0) }
+
+// enqueueMax is enqueue, except that with soft > 0 it does not queue it
+// when the queue would then hold more than soft bytes (and is not empty),
+// and reports false: a full queue is then no reason to disconnect, since
+// the caller has another way (the Store, the next login).
+func (c *conn) enqueueMax(it outItem, soft int) bool {
 	c.qmu.Lock()
 	if c.closed || c.closing {
+		c.qmu.Unlock()
+		return false
+	}
+	if soft > 0 && c.qbytes > 0 && c.qbytes+len(it.buf) > soft {
 		c.qmu.Unlock()
 		return false
 	}

@@ -136,7 +136,10 @@ func (c *conn) pushLive(buf []byte, done func()) bool {
 	if c.confirms || c.pulling || c.dirty {
 		return false
 	}
-	return c.enqueue(outItem{buf: buf, done: done})
+	// A queue already half full takes no more live messages: they are
+	// stored and follow through the delivery window, so no sender can
+	// overflow another user's queue and get them disconnected.
+	return c.enqueueMax(outItem{buf: buf, done: done}, c.srv.pushBudget())
 }
 
 // confirm takes the pushed MESG with block ID bid off c's window and

@@ -9,7 +9,9 @@
 // a writer goroutine runs only while that queue is not empty, so an idle
 // user costs one goroutine. Handlers never block on another client's
 // socket: a client whose queue overflows, or that does not read for
-// Config.WriteTimeout, is disconnected. A client that sends nothing for
+// Config.WriteTimeout, is disconnected (live pushes stop at half the queue
+// and go to the Store instead, so only a client that does not read at all
+// gets there). A client that sends nothing for
 // 2 × KeepAlive is disconnected. Malformed input is answered with ACK 813
 // and the connection is closed; other users are unaffected.
 //
@@ -51,7 +53,8 @@
 //   - STAT OFFLINE from a logged-in user makes it invisible: watchers see
 //     STAT OFFLINE, messages still reach it. A presence that others would
 //     see unchanged is not fanned out again.
-//   - MESG to an unknown or malformed number: ACK 811. With
+//   - MESG to an unknown or malformed number: ACK 811 (a recipient is not
+//     a secret: lists show numbers). With
 //     `ACK-Type: errors-only` success is silent, otherwise ACK 600, sent
 //     only once the message is durably stored (recipient offline, or online
 //     with mesg-ack) or written to the recipient's socket (recipient online
@@ -77,6 +80,29 @@
 //     contact, if online, gets S LIST REMOVE. S LIST REJECT and
 //     S LIST REMOVE go only to users online at that moment; they are not
 //     held for offline users.
+//   - Abuse limits [ours] (Config.Abuse, AbuseLimits; every one
+//     configurable): a sender may have at most MaxHeldPerSender (200)
+//     messages stored for one recipient, a recipient MaxHeldPerRecipient
+//     (2000) in all, a user MaxRequestsPerRecipient (100) pending contact
+//     requests; beyond, ACK 814. A connection may send SendRate (50/s,
+//     burst 500) MESG and LIST ADD blocks; beyond, ACK 815. A live message
+//     to a connection whose queue is half full is stored and follows
+//     through the delivery window, and a contact request is pushed only
+//     while the queue has room (else at the next login), so no sender can
+//     overflow another user's queue. A repeated LIST ADD while its request
+//     is pending is answered ACK 600 and not pushed again; request texts
+//     are cut to MaxRequestText (1 KiB). At most MaxConns (50000)
+//     connections, MaxPending (1024) not logged in, MaxPendingPerAddr
+//     (64) not logged in from one IP; beyond, a new connection is closed
+//     at once. A connection that has not logged in within LoginTimeout
+//     (30 s) of its accept is closed, whatever it sends. Refused logins
+//     are limited per IP (20, then one a second) and per number (10, then
+//     one per 6 s), the number's budget not counting the address it last
+//     logged in from, so a stranger cannot lock the owner out; beyond a
+//     budget a login is answered ACK 810 unchecked. An unknown number is
+//     answered ACK 810 like a wrong password, after the same digest check.
+//     Accept errors (too many open files) do not stop the server: it
+//     backs off (5 ms doubling to 1 s) and keeps accepting.
 //   - Client ACK blocks are ignored, except mesg-ack confirms; HELO or
 //     LOGN after login and unknown block types get ACK 812; LOGN before
 //     HELO gets ACK 812.

@@ -126,7 +126,7 @@ func hostileClientCases() []hostileClientCase {
 				}
 			}},
 		{name: "LOGN with a number that is not digits", helo: true, raw: sized("LOGN abc", "ID: 7\r\n\r\nx"), want: a811("7"), closed: closes},
-		{name: "LOGN of an unknown number", helo: true, raw: sized("LOGN 999", "ID: 7\r\n\r\nx"), want: a811("7"), closed: closes},
+		{name: "LOGN of an unknown number (answered like a wrong password)", helo: true, raw: sized("LOGN 999", "ID: 7\r\n\r\nx"), want: []answer{ackAnswer(wire.CodeWrongPassword, "7")}, closed: closes},
 		{name: "LOGN of a 21-digit number", helo: true, raw: sized("LOGN "+strings.Repeat("1", 21), "ID: 7\r\n\r\nx"), want: a811("7"), closed: closes},
 		{name: "LOGN with garbage after the number", helo: true, raw: sized("LOGN "+string(carol)+" x", "ID: 7\r\n\r\nx"), want: a811("7"), closed: closes},
 		{name: "LOGN with a wrong digest", helo: true, raw: sized("LOGN "+string(carol), "ID: 7\r\n\r\n0123456789abcdef0123456789abcdef"), want: a810, closed: closes},

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"imip-transport/imipside/wire"
 )
@@ -27,6 +28,10 @@ func (c *conn) onLIST(b *wire.Block) bool {
 		return true
 	}
 	s := c.srv
+	if op == "ADD" && !c.pace.Allow() {
+		c.sendACK(b, wire.CodeTooFast)
+		return true
+	}
 	if _, err := s.store.Account(s.ctx, n); err != nil {
 		if errors.Is(err, ErrNotFound) {
 			c.sendACK(b, wire.CodeIllegalUser)
@@ -69,7 +74,24 @@ func (c *conn) listAdd(b *wire.Block, n wire.Number) error {
 		c.sendSTAT(n, st, text)
 		return nil
 	}
-	r := Request{From: c.num, To: n, Text: string(b.Body), Time: time.Now().UTC().Truncate(time.Second)}
+	pending, err := s.store.Requests(s.ctx, n)
+	if err != nil {
+		return err
+	}
+	for _, p := range pending {
+		if p.From == c.num {
+			// The same request again: n has it (or gets it at its next
+			// login); it is not pushed twice.
+			c.sendACK(b, wire.CodeOK)
+			return nil
+		}
+	}
+	if len(pending) >= s.cfg.Abuse.MaxRequestsPerRecipient {
+		c.log().Info("imipserver: contact request refused: recipient holds too many", "to", n)
+		c.sendACK(b, wire.CodeRecipientFull)
+		return nil
+	}
+	r := Request{From: c.num, To: n, Text: cutText(string(b.Body), MaxRequestText), Time: time.Now().UTC().Truncate(time.Second)}
 	if err := s.store.PutRequest(s.ctx, r); err != nil {
 		return err
 	}
@@ -152,8 +174,34 @@ func (c *conn) listRemove(b *wire.Block, n wire.Number) error {
 
 // sendListAdd queues S LIST ADD: from asks to add c.
 func (c *conn) sendListAdd(from wire.Number, nick, text string) {
-	c.send(wire.TypeLIST, "ADD", []wire.Header{
+	hdrs := []wire.Header{
 		hdr(wire.HdrFrom, wire.FormatFrom(from, nick)),
 		hdr(wire.HdrList, wire.ListBuddy),
-	}, text)
+	}
+	buf, _, err := c.srv.encodeID(wire.TypeLIST, "ADD", hdrs, text)
+	if err != nil {
+		c.log().Error("imipserver: cannot encode LIST ADD", "err", err)
+		return
+	}
+	// The request is stored: when the queue is half full it is not pushed
+	// now (the user gets it at its next login), rather than overflow the
+	// queue and disconnect the user.
+	if !c.enqueueMax(outItem{buf: buf}, c.srv.pushBudget()) {
+		c.log().Info("imipserver: contact request not pushed now: queue half full", "from", from)
+	}
+}
+
+// MaxRequestText is the most bytes of a contact request's text the server
+// keeps [ours]; a longer one is cut (on a character boundary).
+const MaxRequestText = 1024
+
+// cutText returns s cut to at most n bytes, on a UTF-8 boundary.
+func cutText(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

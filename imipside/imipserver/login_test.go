@@ -63,7 +63,7 @@ func TestLogin(t *testing.T) {
 	}{
 		{"ok", string(alice), "alice-pw", 0},
 		{"wrong password", string(bob), "nope", wire.CodeWrongPassword},
-		{"unknown user", "9999999", "x", wire.CodeIllegalUser},
+		{"unknown user (answered like a wrong password)", "9999999", "x", wire.CodeWrongPassword},
 		{"not a number", "alice", "alice-pw", wire.CodeIllegalUser},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

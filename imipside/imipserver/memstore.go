@@ -168,6 +168,22 @@ func (m *MemStore) Messages(_ context.Context, to wire.Number, after int64, limi
 	return out, nil
 }
 
+// CountHeld implements Store.
+func (m *MemStore) CountHeld(_ context.Context, to, from wire.Number) (int, int, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var fromSender, total int
+	for _, msg := range m.messages {
+		if msg.To == to {
+			total++
+			if msg.From == from {
+				fromSender++
+			}
+		}
+	}
+	return fromSender, total, nil
+}
+
 // DeleteMessages implements Store.
 func (m *MemStore) DeleteMessages(_ context.Context, ids ...int64) error {
 	m.mu.Lock()

@@ -387,7 +387,7 @@ func TestMesgAckIgnoresOtherACKs(t *testing.T) {
 // carry no Message-ID and a held message is deleted once written. Held
 // messages beyond the outbound queue no longer overflow it.
 func TestPlainClientKeepsOldBehaviour(t *testing.T) {
-	ts := startServer(t, imipserver.Config{OutQueueBytes: 16 << 10})
+	ts := startServer(t, imipserver.Config{OutQueueBytes: 16 << 10, Abuse: imipserver.AbuseLimits{MaxHeldPerSender: 1000}})
 	a := loginRaw(t, ts.addr, alice)
 	want := texts(strings.Repeat("p", 200), 300) // about 120 KB: 7 times the queue
 	sendTexts(a, bob, want...)

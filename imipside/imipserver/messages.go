@@ -23,6 +23,10 @@ import (
 // so the client cannot take the message as delivered.
 func (c *conn) onMESG(b *wire.Block) bool {
 	s := c.srv
+	if !c.pace.Allow() {
+		c.sendACK(b, wire.CodeTooFast)
+		return true
+	}
 	to, err := wire.ParseNumber(strings.TrimSpace(b.Get(wire.HdrTo)))
 	if err != nil {
 		c.sendACK(b, wire.CodeIllegalUser)
@@ -59,6 +63,14 @@ func (c *conn) onMESG(b *wire.Block) bool {
 			c.log().Debug("imipserver: message", "to", to, "held", false)
 			return true
 		}
+	}
+	if full, err := c.heldFull(to); err != nil {
+		c.log().Error("imipserver: message: store", "err", err)
+		return false
+	} else if full {
+		c.log().Info("imipserver: message refused: recipient holds too many", "to", to)
+		c.sendACK(b, wire.CodeRecipientFull)
+		return true
 	}
 	id, err := s.store.PutMessage(s.ctx, m)
 	if err != nil {
@@ -120,4 +132,15 @@ func (s *Server) checkMESG(m Message) error {
 			n, s.cfg.Limits.MaxSize, wire.ErrSizeTooLarge)
 	}
 	return nil
+}
+
+// heldFull reports whether the Store holds as many messages for to as the
+// caps allow: from this sender, or from everyone.
+func (c *conn) heldFull(to wire.Number) (bool, error) {
+	lim := c.srv.cfg.Abuse
+	fromSender, total, err := c.srv.store.CountHeld(c.srv.ctx, to, c.num)
+	if err != nil {
+		return false, err
+	}
+	return fromSender >= lim.MaxHeldPerSender || total >= lim.MaxHeldPerRecipient, nil
 }

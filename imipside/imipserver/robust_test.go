@@ -84,10 +84,14 @@ func TestKeepAliveTimeout(t *testing.T) {
 	waitFor(t, "alice offline", func() bool { return !ts.srv.Online(alice) })
 }
 
-// A client that never reads must not delay delivery between others; its
-// queue overflows and it is disconnected.
+// A client that never reads must not delay delivery between others. Live
+// messages to it stop at half its queue and are stored instead (up to the
+// caps; beyond them the sender gets ACK 814), so its queue never
+// overflows; it is disconnected once a write to it stalls for
+// WriteTimeout, and what was stored for it stays stored.
 func TestStalledClientDoesNotDelayOthers(t *testing.T) {
-	ts := startServer(t, imipserver.Config{OutQueueBytes: 64 << 10, WriteTimeout: 30 * time.Second})
+	ts := startServer(t, imipserver.Config{OutQueueBytes: 64 << 10, WriteTimeout: time.Second,
+		Abuse: imipserver.AbuseLimits{SendBurst: 5000, SendRate: 5000}})
 	stalled := loginRaw(t, ts.addr, carol)
 	_ = stalled // never read from again
 	a := loginRaw(t, ts.addr, alice)
@@ -128,9 +132,30 @@ func TestStalledClientDoesNotDelayOthers(t *testing.T) {
 		t.Fatal("the server stopped reading alice while carol stalls")
 	}
 	waitFor(t, "the stalled client to be disconnected", func() bool { return !ts.srv.Online(carol) })
-	// alice's own connection is fine.
+	if n := len(held(t, ts.store, carol)); n != imipserver.DefaultAbuseLimits.MaxHeldPerSender {
+		t.Errorf("%d messages held for the stalled client, want the cap %d", n, imipserver.DefaultAbuseLimits.MaxHeldPerSender)
+	}
+	// alice's own connection is fine: past the ACK 814 of the messages
+	// beyond the cap, her PING is answered.
 	id := a.send(wire.TypePING, "", "")
-	a.expectACK(wire.CodeOK, id)
+	refused := 0
+	for {
+		blk := a.read()
+		ref, _ := blk.Reference()
+		if ref == id {
+			if blk.Type != wire.TypeACK || blk.Arg != "600" {
+				t.Fatalf("answer to the PING: %s %s", blk.Type, blk.Arg)
+			}
+			break
+		}
+		if blk.Type != wire.TypeACK || blk.Arg != "814" {
+			t.Fatalf("block %s %s before the PING's answer, want only ACK 814", blk.Type, blk.Arg)
+		}
+		refused++
+	}
+	if refused == 0 {
+		t.Error("no message was refused beyond the cap")
+	}
 }
 
 // sized returns a block with a correct SIZE line for content.

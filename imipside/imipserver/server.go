@@ -28,6 +28,7 @@ type Server struct {
 	store Store
 	log   *slog.Logger
 	ids   atomic.Uint64
+	guard *guard
 
 	// mu guards the fields below and the presence fields of every conn.
 	// Store calls that must be ordered against logins (held messages,
@@ -64,6 +65,7 @@ func New(cfg Config) (*Server, error) {
 		ctx:    context.Background(),
 		online: make(map[wire.Number]*conn),
 		conns:  make(map[*conn]struct{}),
+		guard:  newGuard(cfg.Abuse),
 	}
 	s.ids.Store(firstServerID - 1)
 	return s, nil
@@ -99,20 +101,24 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 			if ctx.Err() != nil {
 				break
 			}
-			var ne net.Error
-			if errors.As(aerr, &ne) && ne.Timeout() {
-				s.log.Warn("imipserver: accept", "err", aerr)
-				t := time.NewTimer(backoff)
-				select {
-				case <-ctx.Done():
-				case <-t.C:
-				}
-				t.Stop()
-				backoff = min(2*backoff, time.Second)
-				continue
+			if errors.Is(aerr, net.ErrClosed) {
+				err = fmt.Errorf("imipserver: accept: %w", aerr)
+				break
 			}
-			err = fmt.Errorf("imipserver: accept: %w", aerr)
-			break
+			// Anything else (too many open files, a connection aborted
+			// before it was accepted, a timeout) passes: back off and
+			// keep serving, as net/http does.
+			if backoff == 5*time.Millisecond || backoff == time.Second {
+				s.log.Warn("imipserver: accept failed; retrying", "err", aerr, "in", backoff)
+			}
+			t := time.NewTimer(backoff)
+			select {
+			case <-ctx.Done():
+			case <-t.C:
+			}
+			t.Stop()
+			backoff = min(2*backoff, time.Second)
+			continue
 		}
 		backoff = 5 * time.Millisecond
 		s.startConn(nc)
@@ -125,10 +131,18 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 }
 
 func (s *Server) startConn(nc net.Conn) {
+	addr := hostOf(nc.RemoteAddr())
+	if ok, why := s.guard.admit(addr); !ok {
+		s.log.Debug("imipserver: connection refused", "remote", addr, "why", why)
+		nc.Close()
+		return
+	}
 	c := newConn(s, nc)
+	c.addr = addr
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()
+		s.guard.closed(addr, true)
 		nc.Close()
 		return
 	}

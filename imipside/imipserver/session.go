@@ -9,6 +9,8 @@ import (
 	"strings"
 	"time"
 
+	"golang.org/x/time/rate"
+
 	"imip-transport/imipside/wire"
 )
 
@@ -78,8 +80,13 @@ func newSalt() string {
 	return strconv.FormatUint(uint64(binary.BigEndian.Uint32(b[:])), 10)
 }
 
-// onLOGN checks the login. Failures are answered with ACK 810/811 and the
-// connection is closed.
+// unknownPassword stands in for the password of a number that does not
+// exist, so that its login costs what a wrong password costs.
+const unknownPassword = "\x00unknown"
+
+// onLOGN checks the login. Failures are answered with ACK 810 (wrong
+// password, unknown number, or too many refused logins) or 811 (a number
+// that is not digits), and the connection is closed.
 func (c *conn) onLOGN(b *wire.Block) bool {
 	if c.salt == "" {
 		c.sendACK(b, wire.CodeNotAllowed) // LOGN before HELO: no salt yet
@@ -89,21 +96,31 @@ func (c *conn) onLOGN(b *wire.Block) bool {
 	n, err := wire.ParseNumber(strings.TrimSpace(b.Arg))
 	if err != nil {
 		c.log().Info("imipserver: login refused: illegal number")
+		s.guard.refused(c.addr, "")
 		return c.refuse(b, wire.CodeIllegalUser)
+	}
+	if !s.guard.loginAllowed(c.addr, n) {
+		// Beyond the refused-login budget of the address or the number:
+		// the same answer as a wrong password, without a check.
+		c.log().Info("imipserver: login refused: too many refused logins", "number", n)
+		return c.refuse(b, wire.CodeWrongPassword)
 	}
 	acct, err := s.store.Account(s.ctx, n)
-	if errors.Is(err, ErrNotFound) {
-		c.log().Info("imipserver: login refused: unknown number", "number", n)
-		return c.refuse(b, wire.CodeIllegalUser)
-	}
-	if err != nil {
+	known := err == nil
+	if err != nil && !errors.Is(err, ErrNotFound) {
 		c.log().Error("imipserver: login: store", "number", n, "err", err)
 		return false
 	}
+	if !known {
+		// An unknown number is answered exactly like a wrong password
+		// (and checked like one), so numbers cannot be enumerated.
+		acct.Password = unknownPassword
+	}
 	want := wire.AuthDigest(c.salt, acct.Password)
 	got := strings.ToLower(strings.TrimSpace(string(b.Body)))
-	if subtle.ConstantTimeCompare([]byte(want), []byte(got)) != 1 {
-		c.log().Info("imipserver: login refused: wrong password", "number", n)
+	if subtle.ConstantTimeCompare([]byte(want), []byte(got)) != 1 || !known {
+		c.log().Info("imipserver: login refused: wrong password or unknown number", "number", n, "known", known)
+		s.guard.refused(c.addr, n)
 		return c.refuse(b, wire.CodeWrongPassword)
 	}
 	return c.login(b, acct)
@@ -160,6 +177,9 @@ func (c *conn) login(b *wire.Block, acct Account) bool {
 		old.kill()
 	}
 	c.num, c.nick = acct.Number, acct.Nick
+	s.guard.loggedIn(c.addr, c.num)
+	lim := s.cfg.Abuse
+	c.pace = rate.NewLimiter(rate.Limit(lim.SendRate), lim.SendBurst)
 	c.status, c.text = wire.StatusOnline, ""
 	c.dmu.Lock()
 	c.dirty = true // held messages may wait: no live push overtakes them

@@ -574,6 +574,17 @@ func (s *SQLiteStore) Messages(ctx context.Context, to wire.Number, after int64,
 	return out, nil
 }
 
+// CountHeld implements Store.
+func (s *SQLiteStore) CountHeld(ctx context.Context, to, from wire.Number) (int, int, error) {
+	var fromSender, total int
+	err := s.rdb.QueryRowContext(ctx, `SELECT COUNT(CASE WHEN sender = ? THEN 1 END), COUNT(*)
+		FROM messages WHERE recipient = ?`, string(from), string(to)).Scan(&fromSender, &total)
+	if err != nil {
+		return 0, 0, fmt.Errorf("imipserver: sqlite count held: %w", err)
+	}
+	return fromSender, total, nil
+}
+
 // Close stops the writer goroutine (writes not yet taken by it fail) and
 // closes the database. Calls after Close fail.
 func (s *SQLiteStore) Close() error {

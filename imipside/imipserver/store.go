@@ -85,6 +85,9 @@ type Store interface {
 	// Messages returns at most limit (> 0) of the messages held for to
 	// whose ID is above after, lowest ID first.
 	Messages(ctx context.Context, to wire.Number, after int64, limit int) ([]Message, error)
+	// CountHeld returns how many messages are held for to, from from and
+	// from anyone (for the caps of AbuseLimits).
+	CountHeld(ctx context.Context, to, from wire.Number) (fromSender, total int, err error)
 	// DeleteMessages removes held messages (no error for IDs already gone).
 	DeleteMessages(ctx context.Context, ids ...int64) error
 

@@ -227,6 +227,11 @@ const (
 	CodeIllegalUser    Code = 811
 	CodeNotAllowed     Code = 812
 	CodeMalformedBlock Code = 813
+	// CodeRecipientFull [ours]: the recipient holds too many stored
+	// messages or pending requests (from this sender, or in all); try later.
+	CodeRecipientFull Code = 814
+	// CodeTooFast [ours]: the sender exceeds the server's rate; try later.
+	CodeTooFast Code = 815
 )
 
 // ParseCode parses the argument of an ACK block.
