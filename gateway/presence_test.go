@@ -3,7 +3,9 @@ package gateway
 import (
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"mellium.im/xmpp/jid"
 
@@ -289,5 +291,22 @@ func TestCachedPresenceHasNick(t *testing.T) {
 	p := h.x.waitPresence(t, mark, "ann's presence to the phone", presenceFromTo(cj("100"), jid.MustParse(alicePh), ""))
 	if p.Nick != "ann" {
 		t.Errorf("cached presence nick %q, want ann", p.Nick)
+	}
+}
+
+// A huge XMPP status is cut before it goes to IMIP (a STAT block IMIP would
+// refuse, or the session's writer would, is never built).
+func TestHugeStatusCut(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	h.available(aliceHW, "away", strings.Repeat("é", 60000))
+	h.settle()
+	got := s.callsWith("STAT AWAY")
+	if len(got) != 1 {
+		t.Fatalf("STATs %d, want one STAT AWAY", len(got))
+	}
+	text := strings.TrimPrefix(got[0], "STAT AWAY ")
+	if len(text) > maxStatusText || !utf8.ValidString(text) || len(text) < maxStatusText-1 {
+		t.Errorf("status of %d bytes (valid UTF-8 %v), want cut to %d", len(text), utf8.ValidString(text), maxStatusText)
 	}
 }

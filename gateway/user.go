@@ -662,12 +662,18 @@ func (u *user) dropUnconfirmed() {
 	u.updateStatus()
 }
 
+// maxStatusText bounds the status message sent in STAT: a longer one is
+// cut (on a character boundary), so a huge XMPP status never makes a STAT
+// block IMIP refuses.
+const maxStatusText = 1024
+
 // updateStatus sends STAT when the aggregate status changed.
 func (u *user) updateStatus() {
 	if u.sess == nil || !u.res.any() {
 		return // no resource yet (a registration's grace period): keep the login's ONLINE
 	}
 	st, text := u.res.aggregate()
+	text = truncateUTF8(text, maxStatusText)
 	if st == u.sentStatus && text == u.sentText {
 		u.disarm(timerStatus)
 		return

@@ -71,3 +71,11 @@ func (s *Server) presenceOf(n wire.Number) (wire.Status, string) {
 	}
 	return wire.StatusOffline, ""
 }
+
+// Presence returns what others see of n now (OFFLINE when n is offline or
+// invisible), for tests and tools.
+func (s *Server) Presence(n wire.Number) (wire.Status, string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.presenceOf(n)
+}
