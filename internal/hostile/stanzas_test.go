@@ -21,10 +21,10 @@ import (
 	"go.uber.org/goleak"
 	"mellium.im/xmpp/jid"
 
+	"imip-transport/gateway"
 	"imip-transport/imipside"
 	"imip-transport/imipside/imipserver/imiptest"
 	"imip-transport/imipside/wire"
-	"imip-transport/gateway"
 	"imip-transport/internal/app"
 )
 
