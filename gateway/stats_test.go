@@ -153,4 +153,3 @@ func TestCheckStore(t *testing.T) {
 		t.Error("CheckStore passed on a failing store")
 	}
 }
-

@@ -77,6 +77,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 	for _, w := range warnings {
+		if w.mode == 0 {
+			log.Warn(w.msg, "addr", w.path)
+			continue
+		}
 		log.Warn(w.msg, "path", w.path, "mode", w.mode.String())
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -90,6 +94,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func printWarnings(stderr io.Writer, ws []warning) {
 	for _, w := range ws {
+		if w.mode == 0 {
+			fmt.Fprintf(stderr, "imip-transport: warning: %s: %s\n", w.msg, w.path)
+			continue
+		}
 		fmt.Fprintf(stderr, "imip-transport: warning: %s: %s (mode %v)\n", w.msg, w.path, w.mode)
 	}
 }
@@ -168,6 +176,8 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		MaxStanzaSize:   cfg.XMPP.MaxStanzaSize,
 		Limits:          cfg.Limits.gateway(),
 		DeliveryTimeout: cfg.Limits.DeliveryTimeout.Duration,
+		MonitorAddr:     cfg.Monitoring.Listen,
+		Pprof:           cfg.Monitoring.Pprof,
 	})
 }
 
