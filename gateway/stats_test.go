@@ -153,3 +153,33 @@ func TestCheckStore(t *testing.T) {
 		t.Error("CheckStore passed on a failing store")
 	}
 }
+
+// The store's online flag follows the IMIP login (the admin commands show
+// it, with the last login time); a shutdown keeps it.
+func TestOnlineFlag(t *testing.T) {
+	h := newHarness(t, "")
+	online := func() []string {
+		js, err := h.st.OnlineJIDs(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return js
+	}
+	h.login(aliceHW, "6340564")
+	h.settle()
+	if got := online(); len(got) != 1 || got[0] != alice {
+		t.Fatalf("online after login: %q, want [%s]", got, alice)
+	}
+	h.presence(aliceHW, gw, "unavailable", "", "")
+	waitUntil(t, "flag cleared after logout", func() bool { return len(online()) == 0 })
+	h.available(aliceHW, "", "")
+	waitUntil(t, "flag set after the second login", func() bool { return len(online()) == 1 })
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := h.g.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got := online(); len(got) != 1 {
+		t.Errorf("online after shutdown: %q, want alice kept", got)
+	}
+}

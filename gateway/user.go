@@ -281,6 +281,11 @@ func (u *user) applyLink(ev linkEvent, c *imipConn) {
 	acts := u.link.apply(ev)
 	if u.link.state != before {
 		u.g.stats.linkMoved(before, u.link.state)
+		if after := u.link.state; before.live() != after.live() && after != linkStopped {
+			// The store's online flag and last login time (shown by the
+			// admin commands); a shutdown keeps the flag of who was online.
+			u.write([]Op{OpSetOnline{JID: u.key, Online: after.live()}}, "recording the IMIP login state")
+		}
 		if _, ok := ev.(linkRetryDue); ok && u.link.state == linkDialing {
 			u.g.stats.imipReconnects.Add(1)
 		}
