@@ -18,6 +18,7 @@ import (
 	"imip-transport/imipside"
 	"imip-transport/imipside/wire"
 	"imip-transport/internal/metrics"
+	"imip-transport/internal/storelock"
 	"imip-transport/xmppside"
 )
 
@@ -81,6 +82,16 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// The lock tells the admin commands (and a second transport) that the
+	// store is in use; the kernel drops it when the process ends.
+	lock, err := storelock.Acquire(o.StorePath)
+	if errors.Is(err, storelock.ErrLocked) {
+		return fmt.Errorf("another imip-transport runs on this store: %w", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lock.Release() }()
 	store, err := sqlitestore.Open(ctx, o.StorePath, sqlitestore.Options{KeyFile: o.KeyFile, Logger: log})
 	if err != nil {
 		return err

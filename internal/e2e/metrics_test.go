@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 	"imip-transport/imipside/wire"
 	"imip-transport/internal/app"
 	"imip-transport/internal/metrics"
+	"imip-transport/internal/storelock"
 )
 
 // scrape GETs url and returns the status and body.
@@ -138,6 +140,11 @@ func TestMetricsEndpoint(t *testing.T) {
 	}
 	if code != http.StatusOK || rep.Status != "ok" || rep.Checks["component"] != "ok" || rep.Checks["store"] != "ok" || rep.Checks["imip"] != "ok" {
 		t.Errorf("/healthz: %d %s", code, hb)
+	}
+	// The running transport holds the store's lock: the admin commands
+	// that write, and a second transport, are refused.
+	if _, err := storelock.Acquire(tr.store); !errors.Is(err, storelock.ErrLocked) {
+		t.Errorf("store lock while the transport runs: %v, want ErrLocked", err)
 	}
 	if code, b := scrape(t, base+"/debug/pprof/cmdline"); code != http.StatusOK || b == "" {
 		t.Errorf("/debug/pprof/cmdline: %d %q", code, b)
