@@ -82,8 +82,8 @@ func noPasswords(t *testing.T, outs ...string) {
 func TestMigrateCommand(t *testing.T) {
 	cfg, db := adminFixture(t)
 	code, out, errb := runCmd("users", "list", "-config", cfg)
-	if code != exitError || !strings.Contains(errb, "no database at "+db) {
-		t.Errorf("users list without a database: exit %d, %q; want 1 and no database", code, errb)
+	if code != exitError || out != "" || !strings.Contains(errb, "no database at "+db) {
+		t.Errorf("users list without a database: exit %d, %q, %q; want 1 and no database", code, out, errb)
 	}
 	if _, err := os.Stat(db); !os.IsNotExist(err) {
 		t.Errorf("users list created the database: %v", err)
