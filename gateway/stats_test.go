@@ -183,3 +183,30 @@ func TestOnlineFlag(t *testing.T) {
 		t.Errorf("online after shutdown: %q, want alice kept", got)
 	}
 }
+
+// The stats' hot-path updates: what a delivered message costs in counting
+// (a counter, a round trip observed, a queue length change).
+func BenchmarkStatsPerMessage(b *testing.B) {
+	s := newStats()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			s.msgToIMIP.Add(1)
+			s.imipRTT.observe(3 * time.Millisecond)
+			s.queuedToIMIP.Add(1)
+			s.queuedToIMIP.Add(-1)
+		}
+	})
+}
+
+func TestStatsNoAlloc(t *testing.T) {
+	s := newStats()
+	if n := testing.AllocsPerRun(100, func() {
+		s.msgToXMPP.Add(1)
+		s.storeLatency.observe(time.Millisecond)
+		s.linkMoved(linkDialing, linkOnline)
+		s.code(wire.CodeIllegalUser)
+	}); n != 0 {
+		t.Errorf("%v allocations per update, want 0", n)
+	}
+}
