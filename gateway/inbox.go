@@ -22,11 +22,12 @@ func (u *user) post(ev event) bool {
 }
 
 // postWait queues ev, waiting while the inbox is full until there is room,
-// the user stops, or done is closed. IMIP sessions use it: a user whose run
+// the user stops, or the channel done returns is closed (asked for only
+// when it must wait). IMIP sessions use it: a user whose run
 // loop is behind slows down only their own IMIP connection. Session events
 // may run past the bound by one inbox's worth before the wait starts, so
 // replies a login waits for are never stuck behind a full inbox.
-func (u *user) postWait(ev event, done <-chan struct{}) bool {
+func (u *user) postWait(ev event, done func() <-chan struct{}) bool {
 	for {
 		u.mu.Lock()
 		if u.stopped {
@@ -45,7 +46,7 @@ func (u *user) postWait(ev event, done <-chan struct{}) bool {
 		u.mu.Unlock()
 		select {
 		case <-space:
-		case <-done:
+		case <-done():
 			return false
 		}
 	}

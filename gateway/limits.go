@@ -81,22 +81,42 @@ func (l Limits) withDefaults() Limits {
 	return l
 }
 
-// userLimits are a user's token buckets, made at first use (an idle user
-// has none).
+// userLimits are a user's token buckets, each made at its first use (an
+// idle user has none; one who never sent a message has no message bucket).
 type userLimits struct {
 	msg, sub, stat *rate.Limiter
 }
 
 func (u *user) limits() *userLimits {
 	if u.lim == nil {
-		l := u.g.cfg.Limits
-		u.lim = &userLimits{
-			msg:  rate.NewLimiter(rate.Limit(l.MessageRate), l.MessageBurst),
-			sub:  rate.NewLimiter(rate.Limit(l.SubscriptionRate), l.SubscriptionBurst),
-			stat: rate.NewLimiter(rate.Limit(l.StatusRate), l.StatusBurst),
-		}
+		u.lim = &userLimits{}
 	}
 	return u.lim
+}
+
+// msgLimit, subLimit and statLimit return the user's buckets, making them.
+func (u *user) msgLimit() *rate.Limiter {
+	l := u.limits()
+	if l.msg == nil {
+		l.msg = rate.NewLimiter(rate.Limit(u.g.cfg.Limits.MessageRate), u.g.cfg.Limits.MessageBurst)
+	}
+	return l.msg
+}
+
+func (u *user) subLimit() *rate.Limiter {
+	l := u.limits()
+	if l.sub == nil {
+		l.sub = rate.NewLimiter(rate.Limit(u.g.cfg.Limits.SubscriptionRate), u.g.cfg.Limits.SubscriptionBurst)
+	}
+	return l.sub
+}
+
+func (u *user) statLimit() *rate.Limiter {
+	l := u.limits()
+	if l.stat == nil {
+		l.stat = rate.NewLimiter(rate.Limit(u.g.cfg.Limits.StatusRate), u.g.cfg.Limits.StatusBurst)
+	}
+	return l.stat
 }
 
 // errSlowDown is the error of a stanza refused by a user's limit.
@@ -108,7 +128,7 @@ func errSlowDown(what string) stanza.Error {
 // allowSubscription checks the user's subscription bucket; over it the
 // stanza p is answered with an error.
 func (u *user) allowSubscription(p xmppside.Presence) bool {
-	if u.limits().sub.Allow() {
+	if u.subLimit().Allow() {
 		return true
 	}
 	e := errSlowDown("contact requests")
@@ -119,7 +139,7 @@ func (u *user) allowSubscription(p xmppside.Presence) bool {
 // statusDelay reports how long the next STAT must wait for the user's
 // bucket (0: it may go now, and the token is taken).
 func (u *user) statusDelay() time.Duration {
-	r := u.limits().stat.Reserve()
+	r := u.statLimit().Reserve()
 	d := r.Delay()
 	if d > 0 {
 		r.Cancel()
@@ -134,7 +154,7 @@ func (u *user) capBuddies(buddies []wire.Buddy) []wire.Buddy {
 	if len(buddies) <= max {
 		return buddies
 	}
-	u.log.Warn("IMIP contact list longer than max_roster_items: synced in part", "contacts", len(buddies), "synced", max)
+	u.logger().Warn("IMIP contact list longer than max_roster_items: synced in part", "contacts", len(buddies), "synced", max)
 	u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal",
 		Body: "Your IMIP contact list is longer than this gateway syncs into a roster: only its first entries appear in your roster."})
 	return buddies[:max]

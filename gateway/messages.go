@@ -155,7 +155,7 @@ func (u *user) onMessage(m xmppside.Message) {
 	case len(m.Body) > wire.DefaultMaxSize-256:
 		u.g.bounce(m, textError(stanza.Modify, stanza.NotAcceptable, "The message is too long for IMIP."))
 		return
-	case !u.limits().msg.Allow():
+	case !u.msgLimit().Allow():
 		u.g.bounce(m, errSlowDown("messages"))
 		return
 	case len(u.outq) >= maxOutMessages:
@@ -185,7 +185,7 @@ func (u *user) onStoredOut(ev evStoredOut) {
 		return
 	}
 	if ev.err != nil {
-		u.log.Error("storing a message for IMIP", "err", ev.err)
+		u.logger().Error("storing a message for IMIP", "err", ev.err)
 		u.finishOut(om, false)
 		u.bounceOut(om, textError(stanza.Wait, stanza.InternalServerError, "The gateway could not store the message; it was not sent."))
 		return
@@ -221,7 +221,7 @@ func (u *user) flushOut() {
 			}
 			// The session's queue is full or it is ending: a later reply
 			// or the next session sends the rest.
-			u.log.Debug("MESG not sent now", "err", err)
+			u.logger().Debug("MESG not sent now", "err", err)
 			return
 		}
 		om.sentOn = u.conn
@@ -239,7 +239,7 @@ func (u *user) onMESGReply(om *outMsg, code wire.Code) {
 	}
 	u.finishOut(om, true)
 	if !code.OK() {
-		u.log.Info("IMIP refused a message", "to", om.q.Peer, "code", int(code))
+		u.logger().Info("IMIP refused a message", "to", om.q.Peer, "code", int(code))
 		u.bounceOut(om, *ackError(code))
 		return
 	}
@@ -291,7 +291,7 @@ func (u *user) expireOut() {
 	for len(u.outq) > 0 && !u.outq[0].accepted.After(deadline) {
 		om := u.outq[0]
 		u.finishOut(om, true)
-		u.log.Warn("message for IMIP not confirmed in time: bounced", "to", om.q.Peer, "tries", om.q.Tries)
+		u.logger().Warn("message for IMIP not confirmed in time: bounced", "to", om.q.Peer, "tries", om.q.Tries)
 		u.bounceOut(om, textError(stanza.Wait, stanza.RemoteServerTimeout,
 			"The IMIP network did not confirm the message in time; it may not have been delivered."))
 	}
@@ -359,11 +359,11 @@ func (u *user) onStoredIn(ev evStoredIn) {
 	if ev.err != nil {
 		// Not durable: it still goes to the user, but is not confirmed to
 		// the IMIP server, which (with mesg-ack) sends it again later.
-		u.log.Error("storing a message from IMIP", "err", ev.err)
+		u.logger().Error("storing a message from IMIP", "err", ev.err)
 	}
 	if im.stored && im.conn != nil && im.conn == u.conn && im.block != 0 && u.sess.ConfirmsMessages() {
 		if err := u.sess.ConfirmMessage(im.block); err != nil {
-			u.log.Debug("confirming a MESG", "err", err)
+			u.logger().Debug("confirming a MESG", "err", err)
 		}
 	}
 	if ev.spilled {
@@ -435,7 +435,7 @@ func (u *user) onDelivered(ev evDelivered) {
 			case errors.Is(ev.err, xmppside.ErrRemoteUnreachable):
 				// Bounced by the user's server on the way to their domain:
 				// the messages wait in the store, tried again later.
-				u.log.Warn("the user's server cannot reach their domain: messages from IMIP wait", "err", ev.err)
+				u.logger().Warn("the user's server cannot reach their domain: messages from IMIP wait", "err", ev.err)
 				u.armWithin(timerResend, unreachableRetry)
 			case errors.Is(ev.err, xmppside.ErrNotConnected):
 				// The link dropped: evLinkUp sends it on the next one.
@@ -447,7 +447,7 @@ func (u *user) onDelivered(ev evDelivered) {
 			return
 		}
 		// The server can never take it (a refused address): drop it.
-		u.log.Warn("message from IMIP cannot be delivered to XMPP: dropped", "from", im.q.Peer, "err", ev.err)
+		u.logger().Warn("message from IMIP cannot be delivered to XMPP: dropped", "from", im.q.Peer, "err", ev.err)
 	} else {
 		u.g.stats.msgToXMPP.Add(1)
 	}
@@ -494,7 +494,7 @@ func (u *user) maybeReload() {
 func (u *user) onReloaded(ev evReloaded) {
 	u.reloading = false
 	if ev.err != nil {
-		u.log.Error("reading queued messages", "err", ev.err)
+		u.logger().Error("reading queued messages", "err", ev.err)
 		u.arm(timerResend, resendAfter) // spillStored holds: again then
 		return
 	}
@@ -533,13 +533,13 @@ func (u *user) restoredIn(q QueuedMessage) *inMsg {
 func (u *user) loadQueued(ctx context.Context) {
 	qs, err := u.g.cfg.Store.MessagesPage(ctx, u.key, ToIMIP, 0, 0)
 	if err != nil {
-		u.log.Error("reading queued messages", "err", err)
+		u.logger().Error("reading queued messages", "err", err)
 	}
 	for _, q := range qs {
 		u.outq = append(u.outq, &outMsg{q: q, stored: true, accepted: q.Accepted})
 	}
 	if len(qs) > 0 {
-		u.log.Info("queued messages for IMIP loaded", "messages", len(qs))
+		u.logger().Info("queued messages for IMIP loaded", "messages", len(qs))
 		u.armDelivery()
 	}
 	// Those from IMIP may be many: they come back a page at a time.
@@ -596,7 +596,7 @@ func (u *user) onListAdd(ev imipside.ListAddEvent) {
 			}
 		}
 		if pending >= maxPendingIn {
-			u.log.Warn("too many unanswered contact requests: one ignored", "from", ev.From, "pending", pending)
+			u.logger().Warn("too many unanswered contact requests: one ignored", "from", ev.From, "pending", pending)
 			return
 		}
 	}

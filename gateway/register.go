@@ -34,7 +34,7 @@ func (g *Gateway) Registration(ctx context.Context, who jid.JID) (string, bool, 
 // number is exempt: a stranger guessing a number's password wears out the
 // number's budget for other strangers, never for its owner. At most
 // maxLimiters keys are tracked; beyond that the idle ones (full again) are
-// forgotten.
+// forgotten, and each new key forgets up to two idle ones on its way.
 const (
 	registerBurst = 5
 	registerEvery = 12 * time.Second
@@ -46,7 +46,9 @@ const (
 func (g *Gateway) allowRegister(bare string, number wire.Number, owner bool) bool {
 	g.limMu.Lock()
 	defer g.limMu.Unlock()
-	if !owner && g.limiter("num:"+string(number)).Tokens() < 1 {
+	// A number without a limiter has had no refused login lately: it has
+	// its whole budget, and looking does not make one.
+	if l := g.limiters["num:"+string(number)]; !owner && l != nil && l.Tokens() < 1 {
 		return false
 	}
 	return g.limiter("jid:" + bare).Allow()
@@ -67,6 +69,19 @@ func (g *Gateway) registerRefused(bare string, number wire.Number, owner bool) {
 func (g *Gateway) limiter(key string) *rate.Limiter {
 	if l := g.limiters[key]; l != nil {
 		return l
+	}
+	// Each new key looks at two others and forgets them if they are full
+	// again (as good as new): the map stays near the keys in use, not
+	// every JID that ever registered.
+	swept := 0
+	for k, l := range g.limiters {
+		if swept == 2 {
+			break
+		}
+		swept++
+		if l.Tokens() >= registerBurst {
+			delete(g.limiters, k)
+		}
 	}
 	if len(g.limiters) >= maxLimiters {
 		for k, l := range g.limiters {
@@ -217,7 +232,7 @@ var errShuttingDown = &xmppside.Error{Condition: stanza.ServiceUnavailable, Text
 func (u *user) nextRequest() {
 	for !u.reqBusy && len(u.reqs) > 0 {
 		req := u.reqs[0]
-		u.reqs = u.reqs[1:]
+		u.reqs = popFront(u.reqs)
 		switch req := req.(type) {
 		case evUnregister:
 			req.reply <- u.onUnregister()
@@ -289,7 +304,7 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 	u.lostDuringCheck = false
 	req := ev.req
 	failed := func(err error) {
-		u.log.Info("registration not completed", "number", req.number, "err", err,
+		u.logger().Info("registration not completed", "number", req.number, "err", err,
 			"previous_kept", u.reg != nil, "session_kept", u.conn != nil && !lost)
 		if ev.c != nil {
 			u.endConn(ev.c, "registration not completed")
@@ -333,7 +348,7 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 	sctx, cancel := u.opCtx()
 	defer cancel()
 	if err := u.g.cfg.Store.PutRegistration(sctx, reg); err != nil {
-		u.log.Error("storing registration", "err", err)
+		u.logger().Error("storing registration", "err", err)
 		failed(fmt.Errorf("gateway: storing registration: %w", err))
 		return
 	}
@@ -354,7 +369,7 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 	u.g.setRegistered(u.key, true)
 	// Reload: the number's contacts, and the list's removal option.
 	u.loadContacts(sctx)
-	u.log.Info("registered", "number", req.number)
+	u.logger().Info("registered", "number", req.number)
 	// XEP-0100: the gateway asks for the user's presence.
 	u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "subscribe"})
 	if u.g.cfg.RegisterGrace < 0 && !u.link.want {
@@ -405,7 +420,7 @@ func (u *user) onUnregister() error {
 	ctx, cancel := u.opCtx()
 	defer cancel()
 	if err := u.g.cfg.Store.DeleteRegistration(ctx, u.key); err != nil {
-		u.log.Error("deleting registration", "err", err)
+		u.logger().Error("deleting registration", "err", err)
 		return fmt.Errorf("gateway: deleting registration: %w", err)
 	}
 	u.applyLink(linkStop{}, nil)
@@ -422,13 +437,13 @@ func (u *user) onUnregister() error {
 			"You unregistered from the IMIP gateway before the message was delivered."))
 	}
 	if n := len(u.inq) + u.spilled; n > 0 || u.spillStored {
-		u.log.Warn("unregistered with IMIP messages not yet delivered to XMPP", "dropped", n)
+		u.logger().Warn("unregistered with IMIP messages not yet delivered to XMPP", "dropped", n)
 	}
 	u.inq, u.spilled, u.spillStored = nil, 0, false
 	u.g.setRegistered(u.key, false)
 	u.g.dropUser(u)
 	u.reg = nil
 	u.res.reset()
-	u.log.Info("unregistered")
+	u.logger().Info("unregistered")
 	return nil
 }

@@ -29,7 +29,7 @@ func (u *user) track(id uint64, p pendingReq) {
 	}
 	p.sent = time.Now()
 	u.pending[id] = p
-	if p.kind != imipside.RequestMESG && u.timers.at[timerRequests].IsZero() {
+	if p.kind != imipside.RequestMESG && !u.timers.isArmed(timerRequests) {
 		u.arm(timerRequests, u.g.cfg.OpTimeout)
 	}
 }
@@ -54,7 +54,7 @@ func (u *user) onReply(ev imipside.ReplyEvent) {
 		u.flushOut() // the session's queue has room again
 	case imipside.RequestSTAT:
 		if !ev.OK() {
-			u.log.Warn("IMIP refused STAT", "code", int(ev.Code))
+			u.logger().Warn("IMIP refused STAT", "code", int(ev.Code))
 			u.sentStatus, u.sentText = "", "" // sent again at the next change
 		}
 	default:
@@ -67,7 +67,7 @@ func (u *user) onReply(ev imipside.ReplyEvent) {
 // requestFailed tells the user a contact list request did not go through
 // and undoes its list state.
 func (u *user) requestFailed(p pendingReq, text string) {
-	u.log.Warn("IMIP request failed", "request", p.kind, "number", p.number, "why", text)
+	u.logger().Warn("IMIP request failed", "request", p.kind, "number", p.number, "why", text)
 	u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Body: text})
 	u.unsent(p.number, p.kind)
 }
@@ -90,7 +90,7 @@ func (u *user) expireRequests() {
 		}
 		delete(u.pending, id)
 		if p.kind == imipside.RequestSTAT {
-			u.log.Warn("no answer to STAT in time")
+			u.logger().Warn("no answer to STAT in time")
 			u.sentStatus, u.sentText = "", ""
 			continue
 		}

@@ -146,7 +146,7 @@ func (u *user) persist(n wire.Number) {
 // write submits ops to the group commit; a failure is logged (the list in
 // memory stays right, and the next login's sync writes it again).
 func (u *user) write(ops []Op, what string) {
-	log := u.log
+	log := u.logger()
 	if !u.g.commit.Submit(ops, func(err error) {
 		if err != nil {
 			log.Error(what, "err", err)
@@ -202,14 +202,14 @@ func (u *user) syncRoster(buddies []wire.Buddy) {
 	if u.rosterStale {
 		upserts = append(upserts, listed(plan.Unchanged)...)
 	}
-	u.log.Info("roster sync", "added", len(plan.Add), "updated", len(plan.Update), "removed", len(plan.Remove))
+	u.logger().Info("roster sync", "added", len(plan.Add), "updated", len(plan.Update), "removed", len(plan.Remove))
 	u.pushRoster(upserts, removed, true, true)
 }
 
 // resyncRoster pushes every listed contact again, after a push that did
 // not reach the user (the component link was down).
 func (u *user) resyncRoster() {
-	u.log.Info("roster sync again after a failed push")
+	u.logger().Info("roster sync again after a failed push")
 	u.pushRoster(listed(u.list.Contacts()), nil, true, true)
 }
 
@@ -222,7 +222,7 @@ func (u *user) lostPushNotice() func(error) {
 		if errors.Is(err, xmppside.ErrNotConnected) {
 			u.postAlways(evRosterDone{lost: true})
 		} else if err != nil {
-			u.log.Debug("roster change not sent", "err", err)
+			u.logger().Debug("roster change not sent", "err", err)
 		}
 	}
 }
@@ -286,7 +286,7 @@ func (u *user) nextRosterJob() {
 		return
 	}
 	j := u.rosterJobs[0]
-	u.rosterJobs = u.rosterJobs[1:]
+	u.rosterJobs = popFront(u.rosterJobs)
 	for _, r := range u.res.m {
 		res := r.name
 		if res == "" {
@@ -299,7 +299,7 @@ func (u *user) nextRosterJob() {
 		j.targets = append(j.targets, rxTarget{res: res, full: full, asked: r.discoDone, rosterx: r.rosterx})
 	}
 	u.rosterBusy = true
-	g, bare, log := u.g, u.bare, u.log
+	g, bare, log := u.g, u.bare, u.logger()
 	// The job starts once the stanzas queued before it are written: a
 	// "subscribed" presence must reach the user's server before the roster
 	// set that makes it moot.
@@ -330,14 +330,14 @@ func (u *user) onRosterDone(ev evRosterDone) {
 	}
 	switch {
 	case ev.job.sync && ev.err != nil:
-		u.log.Warn("roster push did not reach the user; will push again", "err", ev.err)
+		u.logger().Warn("roster push did not reach the user; will push again", "err", ev.err)
 		u.rosterStale = true
 	case ev.job.sync:
 		u.rosterStale = false
 	case errors.Is(ev.err, xmppside.ErrNotConnected):
 		u.rosterStale = true
 	case ev.err != nil:
-		u.log.Debug("roster change not sent", "err", ev.err)
+		u.logger().Debug("roster change not sent", "err", ev.err)
 	}
 	u.nextRosterJob()
 }

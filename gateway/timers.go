@@ -22,24 +22,54 @@ const (
 	numTimers
 )
 
-// deadlines is the user's timer state; it belongs to the run loop.
+// deadlines is the user's timer state; it belongs to the run loop. The
+// deadlines are kept as offsets from base (the first one ever armed), with
+// a bit per armed one: 64 bytes less per user than a time.Time each.
 type deadlines struct {
-	at [numTimers]time.Time // zero: not armed
-	t  *time.Timer          // nil until first armed
-	// next is when t fires; zero when it is stopped.
-	next time.Time
+	base  time.Time
+	at    [numTimers]time.Duration // since base, when armed
+	armed uint8                    // bit k: deadline k is armed
+	// t fires at the earliest deadline; nil while none is armed (an idle
+	// user keeps no runtime timer).
+	t *time.Timer
+	// next is the deadline t fires at (since base), valid when hasNext.
+	next    time.Duration
+	hasNext bool
 }
+
+// get returns deadline k and whether it is armed.
+func (d *deadlines) get(k timerKind) (time.Time, bool) {
+	if d.armed&(1<<k) == 0 {
+		return time.Time{}, false
+	}
+	return d.base.Add(d.at[k]), true
+}
+
+// set arms deadline k at t.
+func (d *deadlines) set(k timerKind, t time.Time) {
+	if d.base.IsZero() {
+		d.base = t
+	}
+	d.at[k] = t.Sub(d.base)
+	d.armed |= 1 << k
+}
+
+// isArmed reports whether deadline k is armed.
+func (d *deadlines) isArmed(k timerKind) bool { return d.armed&(1<<k) != 0 }
+
+// clear disarms deadline k.
+func (d *deadlines) clear(k timerKind) { d.armed &^= 1 << k }
 
 // arm sets deadline k to d from now, replacing an earlier one.
 func (u *user) arm(k timerKind, d time.Duration) {
-	u.timers.at[k] = time.Now().Add(d)
+	u.timers.set(k, time.Now().Add(d))
 	u.rearm()
 }
 
 // armWithin sets deadline k to d from now, unless it is due sooner.
 func (u *user) armWithin(k timerKind, d time.Duration) {
 	at := time.Now().Add(d)
-	if cur := u.timers.at[k]; !cur.IsZero() && cur.Before(at) {
+	if cur, ok := u.timers.get(k); ok && cur.Before(at) {
 		return
 	}
 	u.armAt(k, at)
@@ -47,42 +77,46 @@ func (u *user) armWithin(k timerKind, d time.Duration) {
 
 // armAt sets deadline k to t.
 func (u *user) armAt(k timerKind, t time.Time) {
-	if u.timers.at[k].Equal(t) {
+	if cur, ok := u.timers.get(k); ok && cur.Equal(t) {
 		return
 	}
-	u.timers.at[k] = t
+	u.timers.set(k, t)
 	u.rearm()
 }
 
 // disarm clears deadline k.
 func (u *user) disarm(k timerKind) {
-	if u.timers.at[k].IsZero() {
+	if _, ok := u.timers.get(k); !ok {
 		return
 	}
-	u.timers.at[k] = time.Time{}
+	u.timers.clear(k)
 	u.rearm()
 }
 
-// rearm points the runtime timer at the earliest deadline.
+// rearm points the runtime timer at the earliest deadline, or drops it
+// when none is armed.
 func (u *user) rearm() {
-	var first time.Time
-	for _, at := range u.timers.at {
-		if !at.IsZero() && (first.IsZero() || at.Before(first)) {
-			first = at
+	d := &u.timers
+	var first time.Duration
+	found := false
+	for k := range numTimers {
+		if d.isArmed(k) && (!found || d.at[k] < first) {
+			first, found = d.at[k], true
 		}
 	}
-	d := &u.timers
-	if first.Equal(d.next) {
-		return
-	}
-	d.next = first
-	if first.IsZero() {
+	if !found {
+		d.hasNext = false
 		if d.t != nil {
 			d.t.Stop()
+			d.t = nil
 		}
 		return
 	}
-	wait := time.Until(first)
+	if d.hasNext && first == d.next {
+		return
+	}
+	d.next, d.hasNext = first, true
+	wait := time.Until(d.base.Add(first))
 	if d.t == nil {
 		d.t = time.AfterFunc(wait, u.postTimer)
 		return
@@ -92,10 +126,10 @@ func (u *user) rearm() {
 
 // stop disarms everything; the user's loop is ending for good.
 func (d *deadlines) stop() {
-	d.at = [numTimers]time.Time{}
-	d.next = time.Time{}
+	d.armed, d.hasNext = 0, false
 	if d.t != nil {
 		d.t.Stop()
+		d.t = nil
 	}
 }
 
@@ -117,14 +151,14 @@ func (u *user) onTimer() {
 	u.mu.Lock()
 	u.timerQueued = false
 	u.mu.Unlock()
-	u.timers.next = time.Time{} // it fired
+	u.timers.hasNext = false // it fired
 	now := time.Now()
 	for k := range numTimers {
-		at := u.timers.at[k]
-		if at.IsZero() || now.Before(at) {
+		at, ok := u.timers.get(k)
+		if !ok || now.Before(at) {
 			continue
 		}
-		u.timers.at[k] = time.Time{}
+		u.timers.clear(k)
 		switch k {
 		case timerRetry:
 			u.applyLink(linkRetryDue{}, nil)

@@ -87,7 +87,6 @@ type user struct {
 	g    *Gateway
 	bare jid.JID
 	key  string
-	log  *slog.Logger
 
 	mu      sync.Mutex
 	inbox   []event
@@ -162,8 +161,12 @@ type user struct {
 
 func newUser(g *Gateway, bare jid.JID) *user {
 	key := bare.String()
-	return &user{g: g, bare: bare, key: key, log: g.log.With("user", key)}
+	return &user{g: g, bare: bare, key: key}
 }
+
+// logger returns the gateway's logger with the user's JID. It is made per
+// call, not kept: logging is rare, and an idle user is smaller without it.
+func (u *user) logger() *slog.Logger { return u.g.log.With("user", u.key) }
 
 // handle dispatches one event on the run loop.
 func (u *user) handle(ev event) {
@@ -243,7 +246,7 @@ func (u *user) load() {
 		u.list = roster.New(roster.Options{AllowRemove: u.g.cfg.AllowRemove}, nil)
 		if !errors.Is(err, ErrNotFound) {
 			// Not loaded: the next event tries again.
-			u.log.Error("loading registration", "err", err)
+			u.logger().Error("loading registration", "err", err)
 			return
 		}
 		u.loaded = true
@@ -258,7 +261,7 @@ func (u *user) load() {
 func (u *user) loadContacts(ctx context.Context) {
 	cs, err := u.g.cfg.Store.Contacts(ctx, u.key)
 	if err != nil {
-		u.log.Error("loading contacts", "err", err)
+		u.logger().Error("loading contacts", "err", err)
 	}
 	allow := u.g.cfg.AllowRemove
 	if u.reg != nil && u.reg.AllowRemove {
@@ -289,7 +292,7 @@ func (u *user) applyLink(ev linkEvent, c *imipConn) {
 		if _, ok := ev.(linkRetryDue); ok && u.link.state == linkDialing {
 			u.g.stats.imipReconnects.Add(1)
 		}
-		u.log.Debug("IMIP link", "from", before.String(), "to", u.link.state.String(), "event", fmt.Sprintf("%T", ev), "actions", fmt.Sprint(acts))
+		u.logger().Debug("IMIP link", "from", before.String(), "to", u.link.state.String(), "event", fmt.Sprintf("%T", ev), "actions", fmt.Sprint(acts))
 	}
 	for _, a := range acts {
 		u.execLink(a, c)
@@ -358,42 +361,101 @@ type dialTicket struct{}
 
 // imipConn is one IMIP session of the user, from its login to its end.
 // The session's reader hands its events to the run loop only once the loop
-// has adopted it (ready), and drops them once the loop let go (abandon):
+// has adopted it (adopt), and drops them once the loop let go (letGo):
 // so no event of a session is handled before the session is live, and the
 // reader never waits on a loop that no longer wants it.
 type imipConn struct {
-	sess    IMIPSession
-	number  wire.Number
-	ready   chan struct{} // closed when the session became the live one
-	abandon chan struct{} // closed when the run loop let go of it
-	once    sync.Once
+	sess   IMIPSession
+	number wire.Number
+
+	mu      sync.Mutex
+	isReady bool          // the session became the live one
+	isGone  bool          // the run loop let go of it
+	readyCh chan struct{} // made only when the reader must wait; closed with isReady
+	goneCh  chan struct{} // made only when a wait needs it; closed with isGone
 }
 
-func newConn(n wire.Number) *imipConn {
-	return &imipConn{number: n, ready: make(chan struct{}), abandon: make(chan struct{})}
+func newConn(n wire.Number) *imipConn { return &imipConn{number: n} }
+
+// adopt marks c as the live session: its reader may hand events over.
+func (c *imipConn) adopt() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.isReady = true
+	if c.readyCh != nil {
+		close(c.readyCh)
+	}
 }
 
-func (c *imipConn) letGo() { c.once.Do(func() { close(c.abandon) }) }
+// letGo marks c as let go of: its reader drops its events.
+func (c *imipConn) letGo() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isGone {
+		return
+	}
+	c.isGone = true
+	if c.goneCh != nil {
+		close(c.goneCh)
+	}
+}
+
+// gone returns a channel closed once c is let go of (made at the first
+// call: most sessions never need it).
+func (c *imipConn) gone() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.goneLocked()
+}
+
+func (c *imipConn) goneLocked() chan struct{} {
+	if c.goneCh == nil {
+		c.goneCh = make(chan struct{})
+		if c.isGone {
+			close(c.goneCh)
+		}
+	}
+	return c.goneCh
+}
+
+// awaitReady waits until c is adopted (true) or let go of (false).
+func (c *imipConn) awaitReady() bool {
+	c.mu.Lock()
+	switch {
+	case c.isGone:
+		c.mu.Unlock()
+		return false
+	case c.isReady:
+		c.mu.Unlock()
+		return true
+	}
+	if c.readyCh == nil {
+		c.readyCh = make(chan struct{})
+	}
+	ready, gone := c.readyCh, c.goneLocked()
+	c.mu.Unlock()
+	select {
+	case <-ready:
+	case <-gone:
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return !c.isGone
+}
 
 // handler returns the imipside.Handler of c: it runs on the session's
 // reader goroutine.
 func (u *user) handler(c *imipConn) imipside.Handler {
 	return imipside.HandlerFunc(func(ev imipside.Event) {
-		select {
-		case <-c.ready:
-		case <-c.abandon:
+		if !c.awaitReady() {
 			return
-		}
-		select {
-		case <-c.abandon:
-			return
-		default:
 		}
 		if _, ok := ev.(imipside.ClosedEvent); ok {
 			u.postAlways(evIMIP{c: c, ev: ev}) // one per session: never dropped
 			return
 		}
-		u.postWait(evIMIP{c: c, ev: ev}, c.abandon)
+		u.postWait(evIMIP{c: c, ev: ev}, c.gone)
 	})
 }
 
@@ -456,7 +518,7 @@ func (u *user) onDialed(ev evDialed) {
 	}
 	var le *imipside.LoginError
 	if errors.As(ev.err, &le) && (le.Code == wire.CodeWrongPassword || le.Code == wire.CodeIllegalUser) {
-		u.log.Warn("IMIP refused the credentials; not retrying until the user registers again", "code", int(le.Code))
+		u.logger().Warn("IMIP refused the credentials; not retrying until the user registers again", "code", int(le.Code))
 		se, text := loginError(le.Code)
 		u.g.sendMessage(xmppside.Message{From: u.g.cfg.Domain, To: u.bare, Type: "normal", Subject: "IMIP login failed",
 			Body: "IMIP login failed: " + text + " Register again with the right number and password to reconnect."})
@@ -464,7 +526,7 @@ func (u *user) onDialed(ev evDialed) {
 		u.applyLink(linkDialed{result: dialAuth}, nil)
 		return
 	}
-	u.log.Warn("IMIP login failed", "err", ev.err)
+	u.logger().Warn("IMIP login failed", "err", ev.err)
 	u.applyLink(linkDialed{result: dialTransient}, nil)
 }
 
@@ -472,13 +534,13 @@ func (u *user) onDialed(ev evDialed) {
 // sync.
 func (u *user) up(c *imipConn) {
 	u.conn, u.sess = c, c.sess
-	close(c.ready)
+	c.adopt()
 	u.loginTime = time.Now()
 	u.sentStatus, u.sentText = "", ""
 	if u.contacts == nil {
 		u.contacts = make(map[wire.Number]contactPresence)
 	}
-	u.log.Info("logged in to IMIP", "number", c.number)
+	u.logger().Info("logged in to IMIP", "number", c.number)
 	if !c.sess.ConfirmsMessages() {
 		u.g.noAck.Do(func() {
 			u.g.log.Warn("the IMIP server does not offer the mesg-ack extension: messages it pushes count as delivered once read from TCP (best effort)")
@@ -509,10 +571,10 @@ func (u *user) dropLive() {
 func (u *user) endConn(c *imipConn, why string) {
 	c.letGo()
 	if err := c.sess.Logout(); err != nil {
-		u.log.Debug("DISC", "err", err)
+		u.logger().Debug("DISC", "err", err)
 		c.sess.Kill()
 	}
-	u.log.Info("logged out of IMIP", "why", why)
+	u.logger().Info("logged out of IMIP", "why", why)
 }
 
 // onIMIPEvent handles an event of session c.
@@ -526,7 +588,7 @@ func (u *user) onIMIPEvent(c *imipConn, ev imipside.Event) {
 			u.finishShutdown()
 			return
 		}
-		u.log.Warn("IMIP session ended", "err", ce.Err)
+		u.logger().Warn("IMIP session ended", "err", ce.Err)
 		if u.reqBusy && u.checking == c.number {
 			// The registration's own login of this number pushed it out;
 			// that login's outcome decides what follows.
@@ -625,7 +687,7 @@ func (u *user) dropUnconfirmed() {
 	if dropped == 0 {
 		return
 	}
-	u.log.Info("resources did not answer the probe after the link came back", "dropped", dropped, "left", u.res.count())
+	u.logger().Info("resources did not answer the probe after the link came back", "dropped", dropped, "left", u.res.count())
 	u.applyLink(linkWant{on: u.res.any()}, nil)
 	u.updateStatus()
 }
@@ -647,7 +709,7 @@ func (u *user) updateStatus() {
 	u.disarm(timerStatus)
 	id, err := u.sess.SendStatus(st, text)
 	if err != nil {
-		u.log.Warn("STAT not sent", "status", st, "err", err)
+		u.logger().Warn("STAT not sent", "status", st, "err", err)
 		return
 	}
 	u.track(id, pendingReq{kind: imipside.RequestSTAT})
@@ -750,4 +812,17 @@ func (u *user) finishShutdown() {
 	u.mu.Lock()
 	u.stopped = true
 	u.mu.Unlock()
+}
+
+// popFront drops the first element of q without keeping it reachable from
+// the backing array (a request keeps its context and reply channel, a
+// roster job its contacts), and returns nil once q is empty, so an idle
+// user holds no queue storage.
+func popFront[T any](q []T) []T {
+	var zero T
+	q[0] = zero
+	if len(q) == 1 {
+		return nil
+	}
+	return q[1:]
 }
