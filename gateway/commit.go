@@ -32,6 +32,8 @@ type commitConfig struct {
 	MaxQueue int
 	// Timeout bounds each Store.Apply (default 30 s).
 	Timeout time.Duration
+	// latency, when set, receives the time of each store write.
+	latency *histogram
 }
 
 // commitStats are the committer's counters, for metrics.
@@ -287,7 +289,12 @@ func (c *committer) apply(ops []Op) error {
 	}
 	ctx, cancel := context.WithTimeout(c.ctx, c.cfg.Timeout)
 	defer cancel()
-	return c.store.Apply(ctx, ops)
+	start := time.Now()
+	err := c.store.Apply(ctx, ops)
+	if c.cfg.latency != nil {
+		c.cfg.latency.observe(time.Since(start))
+	}
+	return err
 }
 
 func (c *committer) count(f func(*commitStats)) {

@@ -759,6 +759,14 @@ type memStore struct {
 	// applyHeld counts the calls that waited.
 	applyHold chan struct{}
 	applyHeld int
+	// applyErr, when set, fails every Apply.
+	applyErr error
+}
+
+func (m *memStore) setApplyErr(err error) {
+	m.mu.Lock()
+	m.applyErr = err
+	m.mu.Unlock()
 }
 
 var _ Store = (*memStore)(nil)
@@ -897,6 +905,11 @@ func (m *memStore) Apply(ctx context.Context, ops []Op) error {
 		return fmt.Errorf("memstore: %w", err)
 	}
 	m.mu.Lock()
+	if m.applyErr != nil {
+		err := m.applyErr
+		m.mu.Unlock()
+		return fmt.Errorf("memstore: %w", err)
+	}
 	hold := m.applyHold
 	if hold != nil {
 		m.applyHeld++

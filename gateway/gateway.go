@@ -85,6 +85,7 @@ type Gateway struct {
 	runs       tracker    // run loops and helper goroutines in flight
 	out        outbox     // every stanza sent goes through it
 	commit     *committer // every store write of a user goes through it
+	stats      *stats     // counters for monitoring (see Stats)
 	// up says the component link is up (between HandleConnected and
 	// HandleDisconnected).
 	up atomic.Bool
@@ -160,7 +161,8 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		registered: make(map[string]struct{}, len(regs)),
 	}
 	g.out.g = g
-	g.commit = newCommitter(cfg.Store, cfg.Logger, commitConfig{})
+	g.stats = newStats()
+	g.commit = newCommitter(cfg.Store, cfg.Logger, commitConfig{latency: &g.stats.storeLatency})
 	g.logins = rate.NewLimiter(rate.Limit(cfg.Limits.LoginRate), cfg.Limits.LoginBurst)
 	g.rosterOps = rate.NewLimiter(rate.Limit(cfg.Limits.RosterRate), cfg.Limits.RosterBurst)
 	for _, r := range regs {
@@ -291,6 +293,7 @@ func (g *Gateway) HandlePresence(p xmppside.Presence) {
 	if p.From.Domainpart() == "" || p.From.Localpart() == "" {
 		return // presence from a server or a component: nothing to do
 	}
+	g.stats.stanzaIn.Add(1)
 	if p.Type == "error" {
 		g.log.Debug("presence error from user", "from", p.From, "to", p.To)
 		return
@@ -328,6 +331,7 @@ func (g *Gateway) loadedUser(bare jid.JID) *user {
 
 // HandleMessage implements xmppside.Handler. It never blocks.
 func (g *Gateway) HandleMessage(m xmppside.Message) {
+	g.stats.stanzaIn.Add(1)
 	if m.Type == "error" {
 		if strings.HasPrefix(m.ID, "imip-") && m.From.Localpart() != "" {
 			// The user's server bounced a message from IMIP after taking
@@ -392,6 +396,7 @@ func (g *Gateway) HandleConnected(ctx context.Context) {
 	}
 	link := g.link.Add(1)
 	g.up.Store(true)
+	g.stats.compConnects.Add(1)
 	users := make([]string, 0, len(g.registered))
 	for k := range g.registered {
 		users = append(users, k)
@@ -473,6 +478,7 @@ func (g *Gateway) bounce(m xmppside.Message, e stanza.Error) {
 		body = truncateUTF8(body, maxBounceExcerpt) + "…"
 	}
 	reply := xmppside.Message{ID: m.ID, From: m.To, To: m.From, Type: "error", Body: body, Error: &e}
+	g.stats.bounces.Add(1)
 	if reply.From.Domainpart() != g.cfg.Domain.Domainpart() {
 		reply.From = g.cfg.Domain
 	}

@@ -243,6 +243,7 @@ func (u *user) onMESGReply(om *outMsg, code wire.Code) {
 		u.bounceOut(om, *ackError(code))
 		return
 	}
+	u.g.stats.msgToIMIP.Add(1)
 	if om.q.Receipt && om.q.StanzaID != "" {
 		u.g.sendMessage(xmppside.Message{From: u.g.contactJID(om.q.Peer), To: u.senderJID(om), ReceiptReceived: om.q.StanzaID})
 	}
@@ -447,6 +448,8 @@ func (u *user) onDelivered(ev evDelivered) {
 		}
 		// The server can never take it (a refused address): drop it.
 		u.logger().Warn("message from IMIP cannot be delivered to XMPP: dropped", "from", im.q.Peer, "err", ev.err)
+	} else {
+		u.g.stats.msgToXMPP.Add(1)
 	}
 	if i := slices.Index(u.inq, im); i >= 0 {
 		u.inq = slices.Delete(u.inq, i, i+1)

@@ -165,8 +165,14 @@ func (g *Gateway) sendNow(it outItem) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
 	defer cancel()
+	var err error
 	if it.p != nil {
-		return g.xmpp.SendPresence(ctx, *it.p)
+		err = g.xmpp.SendPresence(ctx, *it.p)
+	} else {
+		err = g.xmpp.SendMessage(ctx, *it.m)
 	}
-	return g.xmpp.SendMessage(ctx, *it.m)
+	if err == nil {
+		g.stats.stanzaOut.Add(1)
+	}
+	return err
 }

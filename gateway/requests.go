@@ -41,6 +41,10 @@ func (u *user) onReply(ev imipside.ReplyEvent) {
 		return // timed out already
 	}
 	delete(u.pending, ev.ID)
+	u.g.stats.imipRTT.observe(time.Since(p.sent))
+	if !ev.OK() {
+		u.g.stats.code(ev.Code)
+	}
 	if len(u.pending) == 0 {
 		u.pending = nil // a map keeps its buckets: an idle user keeps none
 	}

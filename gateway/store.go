@@ -32,6 +32,10 @@ type Registration struct {
 	// Created and Updated are set by the Store: when the registration was
 	// first stored, and when it was last written.
 	Created, Updated time.Time
+	// LastLogin is set by the Store: when an [OpSetOnline] last set the
+	// online flag (the gateway sets it at each IMIP login); zero when never,
+	// or when the Store does not record it. PutRegistration ignores it.
+	LastLogin time.Time
 }
 
 // Store persists registrations, contact lists, queued messages and which

@@ -154,6 +154,9 @@ type user struct {
 	// rosterJobs wait for the one in flight (rosterBusy).
 	rosterJobs []*rosterJob
 	rosterBusy bool
+	// shownOut and shownIn are len(outq) and len(inq) as last counted in
+	// the gateway's stats (countQueues).
+	shownOut, shownIn int
 }
 
 func newUser(g *Gateway, bare jid.JID) *user {
@@ -218,6 +221,20 @@ func (u *user) handle(ev event) {
 	case evShutdown:
 		u.onShutdown()
 	}
+	u.countQueues()
+}
+
+// countQueues brings the gateway's queue gauges up to date with the
+// user's queues: two comparisons, and an atomic add when one changed.
+func (u *user) countQueues() {
+	if n := len(u.outq); n != u.shownOut {
+		u.g.stats.queuedToIMIP.Add(int64(n - u.shownOut))
+		u.shownOut = n
+	}
+	if n := len(u.inq); n != u.shownIn {
+		u.g.stats.queuedToXMPP.Add(int64(n - u.shownIn))
+		u.shownIn = n
+	}
 }
 
 // load reads the user's registration and contacts from the store.
@@ -266,6 +283,15 @@ func (u *user) applyLink(ev linkEvent, c *imipConn) {
 	before := u.link.state
 	acts := u.link.apply(ev)
 	if u.link.state != before {
+		u.g.stats.linkMoved(before, u.link.state)
+		if after := u.link.state; before.live() != after.live() && after != linkStopped {
+			// The store's online flag and last login time (shown by the
+			// admin commands); a shutdown keeps the flag of who was online.
+			u.write([]Op{OpSetOnline{JID: u.key, Online: after.live()}}, "recording the IMIP login state")
+		}
+		if _, ok := ev.(linkRetryDue); ok && u.link.state == linkDialing {
+			u.g.stats.imipReconnects.Add(1)
+		}
 		u.logger().Debug("IMIP link", "from", before.String(), "to", u.link.state.String(), "event", fmt.Sprintf("%T", ev), "actions", fmt.Sprint(acts))
 	}
 	for _, a := range acts {
@@ -293,6 +319,7 @@ func (u *user) execLink(a linkAction, c *imipConn) {
 	case actUp:
 		u.up(c)
 	case actLost:
+		u.g.stats.imipLost.Add(1)
 		u.offlineAll("Disconnected from the IMIP network; reconnecting.")
 		u.dropLive()
 	case actLoginFailed:
@@ -438,6 +465,9 @@ func (u *user) dial(ctx context.Context, n wire.Number, password string) (*imipC
 	ctx, cancel := context.WithTimeout(ctx, u.g.cfg.LoginTimeout)
 	defer cancel()
 	sess, err := u.g.cfg.Dialer.Dial(ctx, n, password, u.handler(c))
+	if !errors.Is(err, context.Canceled) {
+		u.g.stats.loginEnded(err)
+	}
 	if err != nil {
 		c.letGo()
 		return nil, err

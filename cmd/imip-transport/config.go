@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io/fs"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,6 +15,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"imip-transport/gateway"
+	"imip-transport/internal/metrics"
 	"imip-transport/internal/seal"
 	"imip-transport/xmppside"
 )
@@ -27,6 +29,19 @@ type Config struct {
 	Roster  RosterConfig  `toml:"roster"`
 	Limits  LimitsConfig  `toml:"limits"`
 	Log     LogConfig     `toml:"log"`
+	// Monitoring is the /metrics and /healthz listener (off unless set).
+	Monitoring MonitoringConfig `toml:"monitoring"`
+}
+
+// MonitoringConfig is the HTTP listener of the monitoring endpoints.
+type MonitoringConfig struct {
+	// Listen is host:port; empty: no listener.
+	Listen string `toml:"listen"`
+	// Pprof adds the net/http/pprof handlers on the same listener.
+	Pprof bool `toml:"pprof"`
+	// AllowRemote allows a Listen address that is not loopback (the
+	// endpoints have no authentication).
+	AllowRemote bool `toml:"allow_remote"`
 }
 
 // LimitsConfig are the gateway's rates and bounds (gateway.Limits; zero
@@ -212,6 +227,15 @@ func (c *Config) check(readSecret bool) error {
 			errs = append(errs, fmt.Errorf("limits.%s must not be negative", name))
 		}
 	}
+	if m := c.Monitoring; m.Listen != "" {
+		if _, port, err := net.SplitHostPort(m.Listen); err != nil || port == "" {
+			errs = append(errs, fmt.Errorf("monitoring.listen %q: want host:port, such as 127.0.0.1:9105", m.Listen))
+		} else if !metrics.IsLoopback(m.Listen) && !m.AllowRemote {
+			errs = append(errs, fmt.Errorf("monitoring.listen %q is not a loopback address: the endpoints have no authentication; set monitoring.allow_remote = true to listen there anyway", m.Listen))
+		}
+	} else if c.Monitoring.Pprof {
+		errs = append(errs, errors.New("monitoring.pprof needs monitoring.listen"))
+	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		errs = append(errs, err)
 	}
@@ -255,6 +279,13 @@ func (c *Config) warnings(cfgPath string) []warning {
 		check(c.XMPP.SecretFile, "secret file is readable by group or others; it holds the component secret")
 	} else if c.XMPP.Secret != "" {
 		check(cfgPath, "config file holds the component secret (xmpp.secret) and is readable by group or others; use secret_file, or make the file 0600")
+	}
+	if m := c.Monitoring; m.Listen != "" && !metrics.IsLoopback(m.Listen) {
+		msg := "monitoring listens beyond loopback (allow_remote): /metrics and /healthz have no authentication; keep the port behind a firewall"
+		if m.Pprof {
+			msg = "monitoring listens beyond loopback (allow_remote) with pprof on: profiles, goroutine stacks and the command line are open to whoever reaches the port"
+		}
+		ws = append(ws, warning{msg: msg, path: m.Listen})
 	}
 	if c.Storage.KeyFile != "" {
 		check(c.Storage.KeyFile, "key file is readable by group or others; it unseals the stored IMIP passwords")

@@ -8,6 +8,10 @@
 //	imip-transport -config config.toml -check-config
 //	imip-transport -version
 //	imip-transport rotate-key -config config.toml
+//	imip-transport users list -config config.toml
+//	imip-transport users show -config config.toml JID
+//	imip-transport users delete -config config.toml JID
+//	imip-transport migrate -config config.toml
 //
 // SIGINT or SIGTERM logs every user out of IMIP, tells online users that
 // their contacts and the gateway went offline, and exits within 5 seconds.
@@ -18,6 +22,15 @@
 // replaces the key file. At start and with -check-config, the transport
 // warns about the secret file, a configuration file holding the secret
 // inline, and the key file, when group or others may read them.
+//
+// The admin commands work on the configured store: users list (JID,
+// number, state, last login, contacts, queued messages), users show JID
+// (the same for one user; never the password), users delete JID (the
+// registration, its contacts and its queued messages), migrate (create
+// the database or bring its schema up to date, and exit). A running
+// transport holds a lock on the store (storage.path + ".lock", flock):
+// users delete, migrate and rotate-key refuse to run beside it. Exit codes:
+// 0 done, 1 failed (the message says why), 2 bad usage.
 package main
 
 import (
@@ -36,6 +49,7 @@ import (
 
 	"imip-transport/gateway/sqlitestore"
 	"imip-transport/internal/app"
+	"imip-transport/internal/storelock"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -46,8 +60,15 @@ func main() {
 }
 
 func run(args []string, stdout, stderr io.Writer) int {
-	if len(args) > 0 && args[0] == "rotate-key" {
-		return rotateKey(args[1:], stdout, stderr)
+	if len(args) > 0 {
+		switch args[0] {
+		case "rotate-key":
+			return rotateKey(args[1:], stdout, stderr)
+		case "users":
+			return users(args[1:], stdout, stderr)
+		case "migrate":
+			return migrate(args[1:], stdout, stderr)
+		}
 	}
 	fs := flag.NewFlagSet("imip-transport", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -77,6 +98,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	log := newLogger(cfg.Log, stderr)
 	for _, w := range warnings {
+		if w.mode == 0 {
+			log.Warn(w.msg, "addr", w.path)
+			continue
+		}
 		log.Warn(w.msg, "path", w.path, "mode", w.mode.String())
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -90,6 +115,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 func printWarnings(stderr io.Writer, ws []warning) {
 	for _, w := range ws {
+		if w.mode == 0 {
+			fmt.Fprintf(stderr, "imip-transport: warning: %s: %s\n", w.msg, w.path)
+			continue
+		}
 		fmt.Fprintf(stderr, "imip-transport: warning: %s: %s (mode %v)\n", w.msg, w.path, w.mode)
 	}
 }
@@ -117,6 +146,16 @@ func rotateKey(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	printWarnings(stderr, cfg.warnings(*cfgPath))
+	lock, err := storelock.Acquire(cfg.Storage.Path)
+	if errors.Is(err, storelock.ErrLocked) {
+		fmt.Fprintf(stderr, "imip-transport rotate-key: a transport is running on this store, stop it first: %v\n", err)
+		return 1
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "imip-transport rotate-key:", err)
+		return 1
+	}
+	defer func() { _ = lock.Release() }()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	n, err := sqlitestore.RotateKey(ctx, cfg.Storage.Path, sqlitestore.Options{
@@ -168,6 +207,8 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		MaxStanzaSize:   cfg.XMPP.MaxStanzaSize,
 		Limits:          cfg.Limits.gateway(),
 		DeliveryTimeout: cfg.Limits.DeliveryTimeout.Duration,
+		MonitorAddr:     cfg.Monitoring.Listen,
+		Pprof:           cfg.Monitoring.Pprof,
 	})
 }
 

@@ -228,3 +228,17 @@ func (s *Store) Close() error {
 	}
 	return nil
 }
+
+// SchemaVersion returns the database's schema version (the newest migration
+// applied; Open applies them all).
+func (s *Store) SchemaVersion(ctx context.Context) (int64, error) {
+	p, err := s.provider()
+	if err != nil {
+		return 0, err
+	}
+	v, err := p.GetDBVersion(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("sqlitestore: schema version: %w", err)
+	}
+	return v, nil
+}

@@ -22,7 +22,7 @@ const (
 	deleteMessage = "DELETE FROM messages WHERE id = ?"
 	touchMessage  = "UPDATE messages SET tries = ? WHERE id = ?"
 	deleteContact = "DELETE FROM contacts WHERE jid = ? AND number = ?"
-	setOnline     = "UPDATE registrations SET online = ? WHERE jid = ?"
+	setOnline     = "UPDATE registrations SET online = ?1, last_login = CASE WHEN ?1 THEN ?2 ELSE last_login END WHERE jid = ?3"
 	isRegistered  = "SELECT 1 FROM registrations WHERE jid = ?"
 )
 
@@ -142,7 +142,7 @@ func (a *applier) apply(op gateway.Op, accepted int64) (int64, error) {
 		_, err := a.exec(deleteContact, op.JID, string(op.Number))
 		return 0, err
 	case gateway.OpSetOnline:
-		_, err := a.exec(setOnline, op.Online, op.JID)
+		_, err := a.exec(setOnline, op.Online, accepted, op.JID)
 		return 0, err
 	}
 	// CheckOps let through an op this package does not know.

@@ -14,17 +14,21 @@ import (
 
 const regColumns = "jid, number, password_sealed, allow_remove, created, updated"
 
+// regSelect are the columns scanRegistration reads.
+const regSelect = regColumns + ", last_login"
+
 type scanner interface{ Scan(dest ...any) error }
 
-// scanRegistration reads a row of regColumns and opens its password.
+// scanRegistration reads a row of regSelect and opens its password.
 func (s *Store) scanRegistration(row scanner) (gateway.Registration, error) {
 	var (
 		r                gateway.Registration
 		number           string
 		sealed           []byte
 		created, updated int64
+		lastLogin        sql.NullInt64
 	)
-	if err := row.Scan(&r.JID, &number, &sealed, &r.AllowRemove, &created, &updated); err != nil {
+	if err := row.Scan(&r.JID, &number, &sealed, &r.AllowRemove, &created, &updated, &lastLogin); err != nil {
 		return gateway.Registration{}, err
 	}
 	pw, err := s.openPassword(r.JID, sealed)
@@ -35,6 +39,9 @@ func (s *Store) scanRegistration(row scanner) (gateway.Registration, error) {
 	r.Number = wire.Number(number)
 	r.Created = time.Unix(0, created).UTC()
 	r.Updated = time.Unix(0, updated).UTC()
+	if lastLogin.Valid {
+		r.LastLogin = time.Unix(0, lastLogin.Int64).UTC()
+	}
 	return r, nil
 }
 
@@ -45,7 +52,7 @@ func notFound(bareJID string) error {
 // Registration returns the registration of bareJID, or an error wrapping
 // gateway.ErrNotFound.
 func (s *Store) Registration(ctx context.Context, bareJID string) (gateway.Registration, error) {
-	row := s.db.QueryRowContext(ctx, "SELECT "+regColumns+" FROM registrations WHERE jid = ?", bareJID)
+	row := s.db.QueryRowContext(ctx, "SELECT "+regSelect+" FROM registrations WHERE jid = ?", bareJID)
 	r, err := s.scanRegistration(row)
 	if errors.Is(err, sql.ErrNoRows) {
 		return gateway.Registration{}, notFound(bareJID)
@@ -114,7 +121,7 @@ func (s *Store) DeleteRegistration(ctx context.Context, bareJID string) error {
 
 // Registrations returns all registrations, ordered by JID.
 func (s *Store) Registrations(ctx context.Context) ([]gateway.Registration, error) {
-	rows, err := s.db.QueryContext(ctx, "SELECT "+regColumns+" FROM registrations ORDER BY jid")
+	rows, err := s.db.QueryContext(ctx, "SELECT "+regSelect+" FROM registrations ORDER BY jid")
 	if err != nil {
 		return nil, fmt.Errorf("sqlitestore: registrations: %w", err)
 	}

@@ -17,6 +17,8 @@ import (
 	"imip-transport/gateway/sqlitestore"
 	"imip-transport/imipside"
 	"imip-transport/imipside/wire"
+	"imip-transport/internal/metrics"
+	"imip-transport/internal/storelock"
 	"imip-transport/xmppside"
 )
 
@@ -60,6 +62,14 @@ type Options struct {
 	// Limits and DeliveryTimeout tune the gateway (zero: its defaults).
 	Limits          gateway.Limits
 	DeliveryTimeout time.Duration
+	// MonitorAddr, when set, is the listen address (host:port) of the
+	// monitoring endpoints: /metrics and /healthz (see internal/metrics).
+	MonitorAddr string
+	// Pprof adds the net/http/pprof handlers to the monitoring endpoints.
+	Pprof bool
+	// MonitorReady, when set, is called with the monitoring listener's
+	// address once it listens.
+	MonitorReady func(addr string)
 	// Ready, when set, is called once the parts are built, before the
 	// component connects.
 	Ready func(*gateway.Gateway, *xmppside.Component)
@@ -72,6 +82,16 @@ func Run(ctx context.Context, o Options) error {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// The lock tells the admin commands (and a second transport) that the
+	// store is in use; the kernel drops it when the process ends.
+	lock, err := storelock.Acquire(o.StorePath)
+	if errors.Is(err, storelock.ErrLocked) {
+		return fmt.Errorf("another imip-transport runs on this store: %w", err)
+	}
+	if err != nil {
+		return err
+	}
+	defer func() { _ = lock.Release() }()
 	store, err := sqlitestore.Open(ctx, o.StorePath, sqlitestore.Options{KeyFile: o.KeyFile, Logger: log})
 	if err != nil {
 		return err
@@ -134,6 +154,30 @@ func Run(ctx context.Context, o Options) error {
 		MaxStanzaSize: o.MaxStanzaSize,
 	}, g)
 	g.SetXMPP(comp)
+	if o.MonitorAddr != "" {
+		mon, err := metrics.Listen(metrics.Options{
+			Addr:   o.MonitorAddr,
+			Source: g,
+			Checks: HealthChecks(g, o.IMIPServer),
+			Pprof:  o.Pprof,
+			Logger: log,
+		})
+		if err != nil {
+			_ = g.Close(context.Background())
+			return err
+		}
+		log.Info("monitoring", "addr", mon.Addr().String(), "pprof", o.Pprof)
+		if o.MonitorReady != nil {
+			o.MonitorReady(mon.Addr().String())
+		}
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.Background(), time.Second)
+			defer cancel()
+			if err := mon.Close(cctx); err != nil {
+				log.Debug("monitoring stopped", "err", err)
+			}
+		}()
+	}
 	if o.Ready != nil {
 		o.Ready(g, comp)
 	}
@@ -179,6 +223,22 @@ func Run(ctx context.Context, o Options) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// HealthChecks are the checks of /healthz: the component link is up, the
+// store takes a write (through the group commit), the IMIP server accepts
+// a TCP connection.
+func HealthChecks(g *gateway.Gateway, imipServer string) []metrics.Check {
+	return []metrics.Check{
+		{Name: "component", Run: func(context.Context) error {
+			if !g.LinkUp() {
+				return errors.New("component link to the XMPP server is down")
+			}
+			return nil
+		}},
+		{Name: "store", Run: g.CheckStore},
+		{Name: "imip", Run: metrics.DialCheck(imipServer)},
+	}
 }
 
 var (
