@@ -49,6 +49,13 @@ type Config struct {
 	// Store and are pushed, in order, as earlier ones are confirmed.
 	// Default 32.
 	DeliveryWindow int
+	// ParkAfter is how long a connection's reader waits for the next
+	// block before it parks (default 1 s): a parked connection has no
+	// goroutine and no read buffer, and waits on the process's poller
+	// (internal/netpoll, Linux epoll). NoPark keeps a reader blocked in
+	// Read instead.
+	ParkAfter time.Duration
+	NoPark    bool
 	// Abuse bounds what one client can do to the others and to the server
 	// (see AbuseLimits). Zero fields take the defaults.
 	Abuse AbuseLimits
@@ -114,5 +121,8 @@ func (c Config) withDefaults() Config {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	c.Abuse = c.Abuse.withDefaults()
+	if c.ParkAfter <= 0 {
+		c.ParkAfter = time.Second
+	}
 	return c
 }

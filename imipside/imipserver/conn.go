@@ -13,6 +13,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"imip-transport/imipside/wire"
+	"imip-transport/internal/netpoll"
 )
 
 // conn is one client connection.
@@ -29,7 +30,15 @@ type conn struct {
 	// pace limits the MESG and LIST ADD blocks of a logged-in user (made
 	// at login; used by the reader goroutine only).
 	pace *rate.Limiter
-	logp atomic.Pointer[slog.Logger] // gains the number at login
+
+	// Reader state, handed from one reader goroutine to the next across
+	// parks (the watch wakes once per arm, so one runs at a time).
+	rd       *wire.Reader
+	loginBy  time.Time
+	lastRead atomic.Int64 // Unix ns of the last block read (the janitor reads it)
+	watch    *netpoll.Watch
+	parked   atomic.Bool
+	logp     atomic.Pointer[slog.Logger] // gains the number at login
 
 	// Owned by the reader goroutine. num and confirms are set once, before
 	// the conn is published in Server.online, and only read after.
@@ -72,6 +81,12 @@ type outItem struct {
 
 func newConn(s *Server, nc net.Conn) *conn {
 	c := &conn{srv: s, nc: nc, dead: make(chan struct{})}
+	// A connection must log in within LoginTimeout of its accept, whatever
+	// it sends meanwhile. Set before the conn is published: the janitor
+	// reads them.
+	now := time.Now()
+	c.loginBy = now.Add(s.cfg.Abuse.LoginTimeout)
+	c.lastRead.Store(now.UnixNano())
 	c.logp.Store(s.log.With("remote", nc.RemoteAddr().String()))
 	return c
 }
@@ -79,28 +94,66 @@ func newConn(s *Server, nc net.Conn) *conn {
 // log returns the connection's logger; safe from any goroutine.
 func (c *conn) log() *slog.Logger { return c.logp.Load() }
 
-// serve is the reader goroutine.
+// serve starts the connection's reader: it reads and handles blocks, and
+// parks while the client is silent (see readLoop).
 func (c *conn) serve() {
-	defer c.srv.wg.Done()
-	defer c.finish()
 	c.log().Debug("imipserver: connected")
-	rd := wire.NewReader(c.nc, c.srv.cfg.Limits)
+	c.rd = wire.NewReader(c.nc, c.srv.cfg.Limits)
+	if p, err := netpoll.Default(); err == nil && !c.srv.cfg.NoPark {
+		if w, err := p.Watch(c.nc, c.wake); err == nil {
+			c.watch = w
+		}
+	}
+	c.readLoop(false)
+}
+
+// wake starts a reader for a parked connection (on the poller's goroutine
+// when the client sent something, or from kill).
+func (c *conn) wake() {
+	if c.parked.CompareAndSwap(true, false) {
+		go c.readLoop(true)
+	}
+}
+
+// readLoop is the connection's reader. The connection counts in the
+// server's WaitGroup from its accept until finish, parked or not. After
+// ParkAfter without a block it parks: it drops its read buffers, arms the
+// watch and returns; the watch starts a new readLoop when bytes (or the
+// end) arrive, and kill starts one so that a parked connection ends too.
+// The keep-alive and login deadlines of a parked connection are kept by
+// the server's janitor. woken: there is something to read before parking.
+func (c *conn) readLoop(woken bool) {
+	rd := c.rd
 	var b wire.Block
 	idle := 2 * c.srv.cfg.KeepAlive
-	// A connection must log in within LoginTimeout of its accept, whatever
-	// it sends meanwhile.
-	loginBy := time.Now().Add(c.srv.cfg.Abuse.LoginTimeout)
 	for {
 		if len(c.confirmed) > 0 && rd.Buffered() == 0 {
 			// Confirms that arrive together share one Store delete.
 			c.flushConfirmed(c.srv.ctx, true)
 		}
-		deadline := time.Now().Add(idle)
-		if c.num == "" && deadline.After(loginBy) {
-			deadline = loginBy
+		last := time.Unix(0, c.lastRead.Load())
+		deadline := last.Add(idle)
+		if c.num == "" && deadline.After(c.loginBy) {
+			deadline = c.loginBy
 		}
+		if c.watch != nil && !woken && rd.Buffered() == 0 {
+			wait := time.Now().Add(c.srv.cfg.ParkAfter)
+			if wait.Before(deadline) {
+				if err := c.nc.SetReadDeadline(wait); err != nil {
+					break
+				}
+				err := rd.Wait()
+				if errors.Is(err, os.ErrDeadlineExceeded) {
+					if c.park() {
+						return
+					}
+					continue
+				}
+			}
+		}
+		woken = false
 		if err := c.nc.SetReadDeadline(deadline); err != nil {
-			return
+			break
 		}
 		err := rd.ReadBlock(&b)
 		if err != nil {
@@ -119,12 +172,46 @@ func (c *conn) serve() {
 			default:
 				c.log().Info("imipserver: read", "err", err)
 			}
-			return
+			break
 		}
+		c.lastRead.Store(time.Now().UnixNano())
 		if !c.handle(&b) {
-			return
+			break
 		}
 	}
+	if c.watch != nil {
+		c.watch.Close()
+	}
+	c.finish()
+	c.srv.wg.Done()
+}
+
+// park drops the read buffers and arms the watch; it reports whether the
+// reader must return (a new one starts when the client sends, or was
+// started by kill meanwhile); false: arming failed, the connection is
+// ending, and this reader goes on to see it.
+func (c *conn) park() bool {
+	if err := c.nc.SetReadDeadline(time.Time{}); err != nil {
+		return false
+	}
+	c.rd.Release()
+	c.parked.Store(true)
+	if err := c.watch.Arm(); err != nil {
+		return !c.parked.CompareAndSwap(true, false)
+	}
+	return true
+}
+
+// expired reports whether a parked connection is past its keep-alive or
+// login deadline (the janitor kills it).
+func (c *conn) expired(now time.Time, idle time.Duration) bool {
+	if !c.parked.Load() {
+		return false // its reader keeps its own deadlines
+	}
+	if now.Sub(time.Unix(0, c.lastRead.Load())) > idle {
+		return true
+	}
+	return c.num == "" && now.After(c.loginBy)
 }
 
 // finish runs when the reader goroutine ends: it takes the user offline
@@ -297,4 +384,5 @@ func (c *conn) kill() {
 	close(c.dead)
 	c.qmu.Unlock()
 	c.nc.Close()
+	c.wake() // a parked reader must see the end too
 }

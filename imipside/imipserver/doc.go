@@ -4,10 +4,15 @@
 //
 // # Goroutines
 //
-// Each connection has a reader goroutine that reads and handles its blocks.
-// Writes go through a per-connection queue bounded by Config.OutQueueBytes;
-// a writer goroutine runs only while that queue is not empty, so an idle
-// user costs one goroutine. Handlers never block on another client's
+// Each connection has a reader goroutine that reads and handles its blocks
+// while the client talks; after Config.ParkAfter (1 s) without a block it
+// parks: it drops its read buffers and waits on the process's poller
+// (internal/netpoll, one epoll instance), which starts a new reader when
+// the client sends again, so an idle user costs no goroutine. The
+// keep-alive and login deadlines of parked connections are kept by one
+// janitor goroutine, which looks once a second. Writes go through a
+// per-connection queue bounded by Config.OutQueueBytes; a writer goroutine
+// runs only while that queue is not empty. Handlers never block on another client's
 // socket: a client whose queue overflows, or that does not read for
 // Config.WriteTimeout, is disconnected (live pushes stop at half the queue
 // and go to the Store instead, so only a client that does not read at all

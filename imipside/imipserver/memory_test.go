@@ -27,7 +27,7 @@ func TestIdleMemoryPerUser(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ts := startServer(t, imipserver.Config{Store: st})
+	ts := startServer(t, imipserver.Config{Store: st, ParkAfter: 5 * time.Millisecond})
 	conns := make([]net.Conn, 0, users)
 	defer func() {
 		for _, c := range conns {
@@ -41,6 +41,7 @@ func TestIdleMemoryPerUser(t *testing.T) {
 		runtime.ReadMemStats(&m)
 		return m
 	}
+	goroutines := runtime.NumGoroutine()
 	before := measure()
 	for i := range users {
 		c := dialRaw(t, ts.addr)
@@ -48,13 +49,14 @@ func TestIdleMemoryPerUser(t *testing.T) {
 		conns = append(conns, c.nc)
 	}
 	waitFor(t, "all online", func() bool { return ts.srv.Online(wire.Number(strconv.Itoa(5000000 + users - 1))) })
-	time.Sleep(50 * time.Millisecond) // writer goroutines exit once queues drain
+	// Writer goroutines exit once queues drain, readers park once idle.
+	waitFor(t, "idle connections parked", func() bool { return runtime.NumGoroutine() < goroutines+users/50 })
 	after := measure()
 	heap := (int64(after.HeapInuse) - int64(before.HeapInuse)) / users
 	stack := (int64(after.StackInuse) - int64(before.StackInuse)) / users
 	per := heap + stack
-	t.Logf("per idle logged-in user: %d bytes of heap (server and test client) + %d bytes of stack (the server's reader goroutine)", heap, stack)
-	if per > 16<<10 {
-		t.Errorf("%d bytes per idle user, want under 16 KiB", per)
+	t.Logf("per idle logged-in user: %d bytes of heap (server and test client) + %d bytes of stack", heap, stack)
+	if per > 8<<10 {
+		t.Errorf("%d bytes per idle user, want under 8 KiB (parked: no reader goroutine, no read buffer)", per)
 	}
 }

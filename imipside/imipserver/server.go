@@ -93,6 +93,12 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 
 	stop := context.AfterFunc(ctx, func() { ln.Close() })
 	defer stop()
+	jctx, jcancel := context.WithCancel(ctx)
+	jdone := make(chan struct{})
+	go func() {
+		defer close(jdone)
+		s.janitor(jctx)
+	}()
 	var err error
 	backoff := 5 * time.Millisecond
 	for {
@@ -124,6 +130,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.startConn(nc)
 	}
 	ln.Close()
+	jcancel()
+	<-jdone
 	s.shutdown()
 	s.wg.Wait()
 	s.log.Info("imipserver: stopped")
@@ -202,4 +210,35 @@ func (s *Server) PushRaw(n wire.Number, raw []byte) bool {
 // AddAccount creates or updates an account in the Store.
 func (s *Server) AddAccount(ctx context.Context, a Account) error {
 	return s.store.PutAccount(ctx, a)
+}
+
+// janitor closes parked connections past their keep-alive or login
+// deadline (a reader that is not parked keeps its own, with read
+// deadlines). It looks once a second until ctx ends.
+func (s *Server) janitor(ctx context.Context) {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	idle := 2 * s.cfg.KeepAlive
+	var expired []*conn
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		now := time.Now()
+		s.mu.Lock()
+		for c := range s.conns {
+			if c.expired(now, idle) {
+				expired = append(expired, c)
+			}
+		}
+		s.mu.Unlock()
+		for _, c := range expired {
+			c.log().Info("imipserver: silent past the keep-alive or login deadline, closing", "idle", idle)
+			c.kill()
+		}
+		clear(expired)
+		expired = expired[:0]
+	}
 }
