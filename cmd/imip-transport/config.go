@@ -83,6 +83,8 @@ type XMPPConfig struct {
 	MaxBackoff Duration `toml:"max_backoff"`
 	// MaxStanzaSize is xmppside.Config.MaxStanzaSize (0: its default).
 	MaxStanzaSize int `toml:"max_stanza_size"`
+	// MaxRegistrations is xmppside.Config.MaxRegistrations (0: its default).
+	MaxRegistrations int `toml:"max_registrations"`
 }
 
 // IMIPConfig is the IMIP network.
@@ -190,6 +192,9 @@ func (c *Config) check(readSecret bool) error {
 		}
 	case c.XMPP.Secret == "":
 		errs = append(errs, errors.New("xmpp.secret or xmpp.secret_file is required"))
+	}
+	if n := c.XMPP.MaxRegistrations; n < 0 || n > 10000 {
+		errs = append(errs, fmt.Errorf("xmpp.max_registrations must be 0 (default %d) or between 1 and 10000", xmppside.DefaultMaxRegistrations))
 	}
 	if n := c.XMPP.MaxStanzaSize; n != 0 && (n < xmppside.MinMaxStanzaSize || n > maxStanzaSizeCeiling) {
 		errs = append(errs, fmt.Errorf("xmpp.max_stanza_size must be 0 (default %d) or between %d and %d",

@@ -26,6 +26,9 @@ func TestShippedConfigDecodes(t *testing.T) {
 	if c.XMPP.MaxStanzaSize != xmppside.DefaultMaxStanzaSize {
 		t.Errorf("xmpp.max_stanza_size decoded to %d, want the default %d", c.XMPP.MaxStanzaSize, xmppside.DefaultMaxStanzaSize)
 	}
+	if c.XMPP.MaxRegistrations != xmppside.DefaultMaxRegistrations {
+		t.Errorf("xmpp.max_registrations decoded to %d, want the default %d", c.XMPP.MaxRegistrations, xmppside.DefaultMaxRegistrations)
+	}
 	if c.Roster.Group != "IMIP" || c.Roster.AllowRemove {
 		t.Errorf("roster section decoded to %+v", c.Roster)
 	}
@@ -106,6 +109,8 @@ func TestConfigErrors(t *testing.T) {
 		13: {strings.Replace(validConfig, `key_file = "x.key"`, `key_file = "/no/such/dir/x.key"`, 1), "storage.key_file: seal: directory of the key file"},
 		14: {strings.Replace(validConfig, `key_file = "x.key"`, `key_file = "`+secret+`"`, 1), "storage.key_file: seal: key file " + secret + ": not a key"},
 		15: {strings.Replace(validConfig, `key_file = "x.key"`, `key_file = "x.key"`+"\nkey = \"k\"", 1), "unknown keys: storage.key"},
+		16: {strings.Replace(validConfig, "[imip]", "max_registrations = -1\n[imip]", 1), "xmpp.max_registrations must be"},
+		17: {strings.Replace(validConfig, "[imip]", "max_registrations = 20000\n[imip]", 1), "xmpp.max_registrations must be"},
 	}
 	for i, c := range cases {
 		_, err := loadConfig(writeConfig(t, c.text))

@@ -204,11 +204,12 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		Version:      versionString(),
 		Logger:       log,
 
-		MaxStanzaSize:   cfg.XMPP.MaxStanzaSize,
-		Limits:          cfg.Limits.gateway(),
-		DeliveryTimeout: cfg.Limits.DeliveryTimeout.Duration,
-		MonitorAddr:     cfg.Monitoring.Listen,
-		Pprof:           cfg.Monitoring.Pprof,
+		MaxStanzaSize:    cfg.XMPP.MaxStanzaSize,
+		MaxRegistrations: cfg.XMPP.MaxRegistrations,
+		Limits:           cfg.Limits.gateway(),
+		DeliveryTimeout:  cfg.Limits.DeliveryTimeout.Duration,
+		MonitorAddr:      cfg.Monitoring.Listen,
+		Pprof:            cfg.Monitoring.Pprof,
 	})
 }
 

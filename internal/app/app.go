@@ -59,6 +59,9 @@ type Options struct {
 	// MaxStanzaSize is the largest stanza the component sends, in bytes
 	// (0: xmppside's default).
 	MaxStanzaSize int
+	// MaxRegistrations bounds the registration IQs in flight (0:
+	// xmppside's default).
+	MaxRegistrations int
 	// Limits and DeliveryTimeout tune the gateway (zero: its defaults).
 	Limits          gateway.Limits
 	DeliveryTimeout time.Duration
@@ -151,7 +154,8 @@ func Run(ctx context.Context, o Options) error {
 		MaxBackoff: o.MaxBackoff,
 		Trace:      o.Trace,
 
-		MaxStanzaSize: o.MaxStanzaSize,
+		MaxStanzaSize:    o.MaxStanzaSize,
+		MaxRegistrations: o.MaxRegistrations,
 	}, g)
 	g.SetXMPP(comp)
 	if o.MonitorAddr != "" {

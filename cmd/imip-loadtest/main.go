@@ -1,0 +1,960 @@
+// Command imip-loadtest measures a transport under load, in component mode:
+// the tool itself plays the XMPP server over XEP-0114 (no Prosody, whose
+// own cost per client session would hide the transport's), starts the
+// imip-transport and imipd binaries on 127.0.0.1, registers N Jabber users
+// and logs them in, puts N IMIP peers online, measures the idle cost, then
+// sends numbered messages both ways (each user with its own peer) at a set
+// rate or flat out, and reports logins/s, delivered messages/s each way,
+// end-to-end latency (p50, p99, max), lost and duplicated messages, and
+// the transport's and imipd's RSS per user and CPU per message, read from
+// /proc. Every phase is bounded; the tool always stops by itself, and
+// exits 1 when a message was lost.
+//
+//	imip-loadtest -users 1000 -messages 20000 -rate 2000
+//	imip-loadtest -users 20000 -messages 0 -json
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/sha1"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/xml"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/schollz/progressbar/v3"
+	"golang.org/x/sync/errgroup"
+
+	"imip-transport/imipside"
+	"imip-transport/imipside/wire"
+)
+
+// Config is one run.
+type Config struct {
+	Users     int           // Jabber users, each with one IMIP peer
+	Messages  int           // messages each way (0: no chat phase)
+	Rate      int           // messages per second each way (0: flat out)
+	Window    int           // flat out: messages in flight each way at most
+	Idle      time.Duration // idle window for the CPU measurement
+	Timeout   time.Duration // bound on the whole run
+	Transport string        // imip-transport binary ("" builds it)
+	IMIPd     string        // imipd binary ("" builds it)
+	Dir       string        // working directory ("" a temporary one)
+	Quiet     bool          // no progress bars
+}
+
+// Report is what a run measured.
+type Report struct {
+	Users             int     `json:"users"`
+	RegisterSeconds   float64 `json:"register_seconds"`
+	LoginSeconds      float64 `json:"login_seconds"`
+	LoginsPerSecond   float64 `json:"logins_per_second"`
+	TransportRSSBase  int64   `json:"transport_rss_base_kib"`
+	TransportRSSIdle  int64   `json:"transport_rss_idle_kib"`
+	TransportKiBUser  float64 `json:"transport_kib_per_user"`
+	IMIPdRSSBase      int64   `json:"imipd_rss_base_kib"`
+	IMIPdRSSIdle      int64   `json:"imipd_rss_idle_kib"`
+	IMIPdKiBConn      float64 `json:"imipd_kib_per_connection"`
+	TransportIdleCPU  float64 `json:"transport_idle_cpu_percent"`
+	IMIPdIdleCPU      float64 `json:"imipd_idle_cpu_percent"`
+	Messages          int     `json:"messages_each_way"`
+	Rate              int     `json:"rate_each_way"`
+	ChatSeconds       float64 `json:"chat_seconds"`
+	ToIMIP            Way     `json:"xmpp_to_imip"`
+	ToXMPP            Way     `json:"imip_to_xmpp"`
+	TransportCPUPerMs float64 `json:"transport_cpu_us_per_message"`
+	IMIPdCPUPerMs     float64 `json:"imipd_cpu_us_per_message"`
+	Lost              int     `json:"lost"`
+}
+
+// Way is one direction's result.
+type Way struct {
+	Sent       int     `json:"sent"`
+	Delivered  int     `json:"delivered"`
+	Duplicated int     `json:"duplicated"`
+	Refused    int     `json:"refused"`
+	PerSecond  float64 `json:"per_second"`
+	P50ms      float64 `json:"p50_ms"`
+	P99ms      float64 `json:"p99_ms"`
+	Maxms      float64 `json:"max_ms"`
+}
+
+func main() {
+	var cfg Config
+	asJSON := flag.Bool("json", false, "print the report as JSON")
+	flag.IntVar(&cfg.Users, "users", 100, "Jabber users, each with one IMIP peer")
+	flag.IntVar(&cfg.Messages, "messages", 1000, "messages each way (0: measure logins and idle cost only)")
+	flag.IntVar(&cfg.Rate, "rate", 0, "messages per second each way (0: flat out)")
+	flag.IntVar(&cfg.Window, "window", 200, "flat out: messages in flight each way at most")
+	flag.DurationVar(&cfg.Idle, "idle", 10*time.Second, "idle window for the CPU measurement")
+	flag.DurationVar(&cfg.Timeout, "timeout", 15*time.Minute, "bound on the whole run")
+	flag.StringVar(&cfg.Transport, "transport", "", "imip-transport binary (default: built from this module)")
+	flag.StringVar(&cfg.IMIPd, "imipd", "", "imipd binary (default: built from this module)")
+	flag.StringVar(&cfg.Dir, "dir", "", "working directory, kept (default: a temporary one, removed)")
+	flag.BoolVar(&cfg.Quiet, "quiet", false, "no progress bars")
+	flag.Parse()
+	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
+	defer cancel()
+	rep, err := Run(ctx, cfg, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "imip-loadtest:", err)
+		os.Exit(2)
+	}
+	if *asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rep)
+	} else {
+		printReport(os.Stdout, rep)
+	}
+	if rep.Lost > 0 {
+		os.Exit(1)
+	}
+}
+
+func printReport(w io.Writer, r *Report) {
+	fmt.Fprintf(w, "users                    %d\n", r.Users)
+	fmt.Fprintf(w, "register                 %.1f s\n", r.RegisterSeconds)
+	fmt.Fprintf(w, "login                    %.1f s (%.0f logins/s)\n", r.LoginSeconds, r.LoginsPerSecond)
+	fmt.Fprintf(w, "transport RSS            %d KiB idle, %d KiB before users: %.2f KiB per user\n", r.TransportRSSIdle, r.TransportRSSBase, r.TransportKiBUser)
+	fmt.Fprintf(w, "imipd RSS                %d KiB idle, %d KiB before users: %.2f KiB per connection (2 per user)\n", r.IMIPdRSSIdle, r.IMIPdRSSBase, r.IMIPdKiBConn)
+	fmt.Fprintf(w, "idle CPU                 transport %.2f %%, imipd %.2f %% of a core\n", r.TransportIdleCPU, r.IMIPdIdleCPU)
+	if r.Messages == 0 {
+		return
+	}
+	rate := "flat out"
+	if r.Rate > 0 {
+		rate = fmt.Sprintf("%d/s", r.Rate)
+	}
+	fmt.Fprintf(w, "chat                     %d each way, %s, %.1f s\n", r.Messages, rate, r.ChatSeconds)
+	for _, x := range []struct {
+		name string
+		w    Way
+	}{{"XMPP -> IMIP", r.ToIMIP}, {"IMIP -> XMPP", r.ToXMPP}} {
+		fmt.Fprintf(w, "%-24s delivered %d/%d (%.0f/s), duplicated %d, refused %d, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
+			x.name, x.w.Delivered, x.w.Sent, x.w.PerSecond, x.w.Duplicated, x.w.Refused, x.w.P50ms, x.w.P99ms, x.w.Maxms)
+	}
+	fmt.Fprintf(w, "CPU per message          transport %.1f us, imipd %.1f us (both ways counted)\n", r.TransportCPUPerMs, r.IMIPdCPUPerMs)
+	fmt.Fprintf(w, "lost                     %d\n", r.Lost)
+}
+
+const (
+	domain     = "imip.localhost"
+	secret     = "loadtest-secret"
+	userBase   = 5000000
+	peerBase   = 6000000
+	maxRegFly  = 256
+	loginBurst = 1000
+)
+
+func userNum(i int) wire.Number { return wire.Number(strconv.Itoa(userBase + i)) }
+func peerNum(i int) wire.Number { return wire.Number(strconv.Itoa(peerBase + i)) }
+func userJID(i int) string      { return fmt.Sprintf("u%d@localhost", i) }
+
+// Run runs one measurement. Progress goes to progress.
+func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
+	if cfg.Users <= 0 {
+		return nil, errors.New("-users must be positive")
+	}
+	if cfg.Window <= 0 {
+		cfg.Window = 200
+	}
+	dir := cfg.Dir
+	if dir == "" {
+		d, err := os.MkdirTemp("", "imip-loadtest-")
+		if err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(d)
+		dir = d
+	}
+	raiseFileLimit(4*cfg.Users + 4096)
+	var err error
+	if cfg.Transport == "" {
+		if cfg.Transport, err = build(ctx, dir, "imip-transport/cmd/imip-transport"); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.IMIPd == "" {
+		if cfg.IMIPd, err = build(ctx, dir, "imip-transport/cmd/imipd"); err != nil {
+			return nil, err
+		}
+	}
+	rep := &Report{Users: cfg.Users, Messages: cfg.Messages, Rate: cfg.Rate}
+
+	// imipd with every account, its limits opened for one client address.
+	var acc strings.Builder
+	for i := range cfg.Users {
+		fmt.Fprintf(&acc, "[[account]]\nnumber = %q\npassword = \"pw-%d\"\nnick = \"u%d\"\ncontacts = [%q]\n\n", userNum(i), i, i, peerNum(i))
+		fmt.Fprintf(&acc, "[[account]]\nnumber = %q\npassword = \"ppw-%d\"\nnick = \"p%d\"\ncontacts = [%q]\n\n", peerNum(i), i, i, userNum(i))
+	}
+	if err := os.WriteFile(filepath.Join(dir, "accounts.toml"), []byte(acc.String()), 0o600); err != nil {
+		return nil, err
+	}
+	imipAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
+	big := strconv.Itoa(10 * (cfg.Users + cfg.Messages + 1000))
+	imipd, err := start(ctx, dir, "imipd", cfg.IMIPd, "-listen", imipAddr, "-data", filepath.Join(dir, "imipd-data"),
+		"-key-file", filepath.Join(dir, "imipd.key"), "-accounts", filepath.Join(dir, "accounts.toml"), "-log-level", "warn",
+		"-max-conns", big, "-max-pending", big, "-max-pending-per-addr", big, "-send-rate", big, "-send-burst", big,
+		"-max-held-per-sender", big, "-max-held-per-recipient", big)
+	if err != nil {
+		return nil, err
+	}
+	defer stop(imipd)
+	if err := waitListening(ctx, imipAddr, 5*time.Minute); err != nil {
+		return nil, fmt.Errorf("imipd: %w", err)
+	}
+
+	// The fake XMPP server, then the transport.
+	srv, err := newServer(cfg.Users)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.close()
+	trCfg := fmt.Sprintf(`[xmpp]
+component = %q
+server = %q
+secret = %q
+min_backoff = "100ms"
+max_backoff = "1s"
+max_registrations = %d
+
+[imip]
+server = %q
+login_timeout = "30s"
+op_timeout = "30s"
+retry_min = "1s"
+retry_max = "10s"
+
+[storage]
+driver = "sqlite"
+path = %q
+key_file = %q
+
+[limits]
+messages_per_second = 100000
+message_burst = 100000
+logins_per_second = %d
+login_burst = %d
+roster_changes_per_second = 100000
+roster_change_burst = 100000
+
+[log]
+level = "warn"
+`, domain, srv.addr(), secret, maxRegFly, imipAddr, filepath.Join(dir, "transport.db"), filepath.Join(dir, "transport.key"), loginBurst, loginBurst)
+	if err := os.WriteFile(filepath.Join(dir, "transport.toml"), []byte(trCfg), 0o600); err != nil {
+		return nil, err
+	}
+	tr, err := start(ctx, dir, "transport", cfg.Transport, "-config", filepath.Join(dir, "transport.toml"))
+	if err != nil {
+		return nil, err
+	}
+	defer stop(tr)
+	if err := srv.waitConnected(ctx, time.Minute); err != nil {
+		return nil, fmt.Errorf("transport: %w", err)
+	}
+	if err := settle(ctx, 2*time.Second); err != nil {
+		return nil, err
+	}
+	rep.TransportRSSBase, rep.IMIPdRSSBase = rss(tr.pid()), rss(imipd.pid())
+
+	// Registration: at most maxRegFly in flight.
+	began := time.Now()
+	bar := newBar(cfg, cfg.Users, "register")
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(maxRegFly)
+	for i := range cfg.Users {
+		g.Go(func() error {
+			for {
+				typ, cond, err := srv.register(gctx, i)
+				if err != nil {
+					return err
+				}
+				if typ == "result" {
+					_ = bar.Add(1)
+					return nil
+				}
+				if cond != "resource-constraint" && cond != "policy-violation" {
+					return fmt.Errorf("registering user %d: %s", i, cond)
+				}
+				if err := settle(gctx, 50*time.Millisecond); err != nil { // the gateway said busy: try again shortly
+					return err
+				}
+			}
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	_ = bar.Finish()
+	rep.RegisterSeconds = time.Since(began).Seconds()
+
+	// Login: each user's presence; logged in when the gateway answers with
+	// its own presence to the user's resource.
+	began = time.Now()
+	bar = newBar(cfg, cfg.Users, "login")
+	for i := range cfg.Users {
+		srv.send(fmt.Sprintf(`<presence from="%s/r" to=%q/>`, userJID(i), domain))
+	}
+	if err := srv.waitLogins(ctx, cfg.Users, 10*time.Minute, bar); err != nil {
+		return nil, err
+	}
+	_ = bar.Finish()
+	rep.LoginSeconds = time.Since(began).Seconds()
+	rep.LoginsPerSecond = float64(cfg.Users) / rep.LoginSeconds
+
+	// The IMIP peers.
+	peers := newPeers(cfg.Users)
+	bar = newBar(cfg, cfg.Users, "peers")
+	g, gctx = errgroup.WithContext(ctx)
+	g.SetLimit(64)
+	for i := range cfg.Users {
+		g.Go(func() error {
+			err := peers.dial(gctx, imipAddr, i)
+			_ = bar.Add(1)
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	_ = bar.Finish()
+	defer peers.close()
+
+	// Idle: RSS once the logins settled, CPU over the idle window.
+	if err := settle(ctx, 5*time.Second); err != nil {
+		return nil, err
+	}
+	rep.TransportRSSIdle, rep.IMIPdRSSIdle = rss(tr.pid()), rss(imipd.pid())
+	rep.TransportKiBUser = float64(rep.TransportRSSIdle-rep.TransportRSSBase) / float64(cfg.Users)
+	rep.IMIPdKiBConn = float64(rep.IMIPdRSSIdle-rep.IMIPdRSSBase) / float64(2*cfg.Users)
+	t0, i0 := cpuTicks(tr.pid()), cpuTicks(imipd.pid())
+	if err := settle(ctx, cfg.Idle); err != nil {
+		return nil, err
+	}
+	secs := cfg.Idle.Seconds()
+	rep.TransportIdleCPU = 100 * float64(cpuTicks(tr.pid())-t0) / clockTicks / secs
+	rep.IMIPdIdleCPU = 100 * float64(cpuTicks(imipd.pid())-i0) / clockTicks / secs
+
+	if cfg.Messages > 0 {
+		if err := chat(ctx, cfg, rep, srv, peers, tr.pid(), imipd.pid()); err != nil {
+			return nil, err
+		}
+	}
+	return rep, nil
+}
+
+// chat sends cfg.Messages each way and measures.
+func chat(ctx context.Context, cfg Config, rep *Report, srv *server, peers *peerSet, trPID, imipdPID int) error {
+	n := cfg.Messages
+	up := newWay(n)   // XMPP -> IMIP, received by the peers
+	down := newWay(n) // IMIP -> XMPP, received by the fake server
+	peers.up.Store(up)
+	peers.down.Store(down)
+	srv.up2.Store(up)
+	srv.down.Store(down)
+	t0, i0 := cpuTicks(trPID), cpuTicks(imipdPID)
+	began := time.Now()
+	bar := newBar(cfg, 2*n, "chat")
+	var wg sync.WaitGroup
+	sendAll := func(w *way, send func(seq int)) {
+		defer wg.Done()
+		var tick *time.Ticker
+		if cfg.Rate > 0 {
+			tick = time.NewTicker(time.Second / time.Duration(cfg.Rate))
+			defer tick.Stop()
+		}
+		for seq := range n {
+			if tick != nil {
+				select {
+				case <-ctx.Done():
+					return
+				case <-tick.C:
+				}
+			} else {
+				for int(w.sent.Load())-int(w.got.Load())-int(w.refused.Load()) >= cfg.Window {
+					select {
+					case <-ctx.Done():
+						return
+					case <-w.progress:
+					}
+				}
+			}
+			w.sent.Add(1)
+			send(seq)
+			_ = bar.Add(1)
+		}
+	}
+	wg.Add(2)
+	go sendAll(up, func(seq int) {
+		i := seq % cfg.Users
+		srv.send(fmt.Sprintf(`<message type="chat" id="m%d" from="%s/r" to="%s@%s"><body>L %d %d</body></message>`,
+			seq, userJID(i), peerNum(i), domain, seq, time.Now().UnixNano()))
+	})
+	go sendAll(down, func(seq int) {
+		i := seq % cfg.Users
+		if !peers.send(i, fmt.Sprintf("L %d %d", seq, time.Now().UnixNano())) {
+			down.refused.Add(1)
+		}
+	})
+	wg.Wait()
+	// Drain: until every message arrived, or a minute without progress.
+	last, lastAt := -1, time.Now()
+	for {
+		got := int(up.got.Load() + down.got.Load() + up.refused.Load() + down.refused.Load())
+		if got >= 2*n {
+			break
+		}
+		if got != last {
+			last, lastAt = got, time.Now()
+		}
+		if time.Since(lastAt) > time.Minute {
+			break
+		}
+		if err := settle(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	_ = bar.Finish()
+	elapsed := time.Since(began)
+	rep.ChatSeconds = elapsed.Seconds()
+	total := float64(up.got.Load() + down.got.Load())
+	if total > 0 {
+		rep.TransportCPUPerMs = float64(cpuTicks(trPID)-t0) / clockTicks * 1e6 / total
+		rep.IMIPdCPUPerMs = float64(cpuTicks(imipdPID)-i0) / clockTicks * 1e6 / total
+	}
+	rep.ToIMIP, rep.ToXMPP = up.result(elapsed), down.result(elapsed)
+	rep.Lost = (rep.ToIMIP.Sent - rep.ToIMIP.Delivered - rep.ToIMIP.Refused) + (rep.ToXMPP.Sent - rep.ToXMPP.Delivered - rep.ToXMPP.Refused)
+	return nil
+}
+
+// way counts one direction's messages.
+type way struct {
+	sent, got, refused atomic.Int64
+	mu                 sync.Mutex
+	seen               []uint8
+	dups               int
+	lat                []time.Duration
+	progress           chan struct{}
+}
+
+func newWay(n int) *way {
+	return &way{seen: make([]uint8, n), lat: make([]time.Duration, 0, n), progress: make(chan struct{}, 1)}
+}
+
+// arrived records a body "L <seq> <unixnano>".
+func (w *way) arrived(body string) {
+	f := strings.Fields(body)
+	if len(f) != 3 || f[0] != "L" {
+		return
+	}
+	seq, err1 := strconv.Atoi(f[1])
+	ns, err2 := strconv.ParseInt(f[2], 10, 64)
+	if err1 != nil || err2 != nil || seq < 0 || seq >= len(w.seen) {
+		return
+	}
+	w.mu.Lock()
+	if w.seen[seq] > 0 {
+		w.dups++
+		w.mu.Unlock()
+		return
+	}
+	w.seen[seq] = 1
+	w.lat = append(w.lat, time.Since(time.Unix(0, ns)))
+	w.mu.Unlock()
+	w.got.Add(1)
+	select {
+	case w.progress <- struct{}{}:
+	default:
+	}
+}
+
+func (w *way) result(elapsed time.Duration) Way {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := Way{Sent: int(w.sent.Load()), Delivered: int(w.got.Load()), Duplicated: w.dups, Refused: int(w.refused.Load())}
+	r.PerSecond = float64(r.Delivered) / elapsed.Seconds()
+	if len(w.lat) > 0 {
+		slices.Sort(w.lat)
+		ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+		r.P50ms = ms(w.lat[len(w.lat)/2])
+		r.P99ms = ms(w.lat[len(w.lat)*99/100])
+		r.Maxms = ms(w.lat[len(w.lat)-1])
+	}
+	return r
+}
+
+// ---------------------------------------------------------------- the fake XMPP server
+
+type server struct {
+	ln       net.Listener
+	mu       sync.Mutex
+	conn     net.Conn
+	w        *bufio.Writer
+	up       chan struct{}
+	users    int
+	loggedIn []atomic.Bool
+	logins   atomic.Int64
+	regs     sync.Map // id -> chan [2]string (type, condition)
+	// Once the chat starts: down receives IMIP -> XMPP messages, up2
+	// counts XMPP -> IMIP messages the gateway refused.
+	up2, down atomic.Pointer[way]
+	wg       sync.WaitGroup
+}
+
+func newServer(users int) (*server, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	s := &server{ln: ln, up: make(chan struct{}), users: users, loggedIn: make([]atomic.Bool, users)}
+	s.wg.Add(1)
+	go s.accept()
+	return s, nil
+}
+
+func (s *server) addr() string { return s.ln.Addr().String() }
+
+func (s *server) close() {
+	s.ln.Close()
+	s.mu.Lock()
+	if s.conn != nil {
+		s.conn.Close()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+func (s *server) accept() {
+	defer s.wg.Done()
+	c, err := s.ln.Accept() // one component connection per run
+	if err != nil {
+		return
+	}
+	s.serve(c)
+}
+
+// stanza is what the tool reads of the transport's stanzas.
+type stanza struct {
+	XMLName xml.Name
+	Type    string `xml:"type,attr"`
+	ID      string `xml:"id,attr"`
+	From    string `xml:"from,attr"`
+	To      string `xml:"to,attr"`
+	Body    string `xml:"body"`
+	Error   struct {
+		Conds []struct {
+			XMLName xml.Name
+		} `xml:",any"`
+	} `xml:"error"`
+}
+
+func (s *server) serve(c net.Conn) {
+	defer c.Close()
+	d := xml.NewDecoder(bufio.NewReaderSize(c, 64<<10))
+	if !startElement(d, "stream") {
+		return
+	}
+	const id = "loadtest-1"
+	if _, err := fmt.Fprintf(c, `<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' xmlns:stream='http://etherx.jabber.org/streams' from='%s' id='%s'>`, domain, id); err != nil {
+		return
+	}
+	var hs struct {
+		Text string `xml:",chardata"`
+	}
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == "handshake" {
+			if d.DecodeElement(&hs, &se) != nil {
+				return
+			}
+			break
+		}
+	}
+	sum := sha1.Sum([]byte(id + secret))
+	if hs.Text != hex.EncodeToString(sum[:]) {
+		return
+	}
+	s.mu.Lock()
+	s.conn, s.w = c, bufio.NewWriterSize(c, 64<<10)
+	s.mu.Unlock()
+	if _, err := io.WriteString(c, `<handshake/>`); err != nil {
+		return
+	}
+	close(s.up)
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return
+		}
+		if ee, ok := tok.(xml.EndElement); ok && ee.Name.Local == "stream" {
+			s.send(`</stream:stream>`)
+			return
+		}
+		se, ok := tok.(xml.StartElement)
+		if !ok {
+			continue
+		}
+		var st stanza
+		if err := d.DecodeElement(&st, &se); err != nil {
+			return
+		}
+		s.handle(&st)
+	}
+}
+
+func startElement(d *xml.Decoder, local string) bool {
+	for {
+		tok, err := d.Token()
+		if err != nil {
+			return false
+		}
+		if se, ok := tok.(xml.StartElement); ok && se.Name.Local == local {
+			return true
+		}
+	}
+}
+
+func (s *server) handle(st *stanza) {
+	switch st.XMLName.Local {
+	case "iq":
+		switch st.Type {
+		case "get", "set": // barrier pings, disco: answered as a server and client do
+			s.send(fmt.Sprintf(`<iq type="result" id=%q from=%q to=%q/>`, st.ID, st.To, st.From))
+		case "result", "error":
+			if ch, ok := s.regs.LoadAndDelete(st.ID); ok {
+				cond := ""
+				if len(st.Error.Conds) > 0 {
+					cond = st.Error.Conds[0].XMLName.Local
+				}
+				ch.(chan [2]string) <- [2]string{st.Type, cond}
+			}
+		}
+	case "presence":
+		// The gateway's own presence to a user's resource: logged in.
+		if st.From == domain && st.Type == "" && strings.HasSuffix(st.To, "/r") {
+			if i, ok := userIndex(st.To); ok && i < s.users && !s.loggedIn[i].Swap(true) {
+				s.logins.Add(1)
+			}
+		}
+		if st.Type == "probe" { // the user is online
+			if i, ok := userIndex(st.To); ok {
+				s.send(fmt.Sprintf(`<presence from="%s/r" to=%q/>`, userJID(i), st.From))
+			}
+		}
+	case "message":
+		up, down := s.up2.Load(), s.down.Load()
+		if down == nil {
+			return
+		}
+		if st.Type == "error" {
+			up.refused.Add(1)
+		} else if st.Body != "" {
+			down.arrived(st.Body)
+		}
+	}
+}
+
+// userIndex parses u<i>@localhost[/r].
+func userIndex(j string) (int, bool) {
+	j = strings.TrimPrefix(j, "u")
+	at := strings.IndexByte(j, '@')
+	if at < 0 {
+		return 0, false
+	}
+	i, err := strconv.Atoi(j[:at])
+	return i, err == nil
+}
+
+func (s *server) send(raw string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.w == nil {
+		return
+	}
+	_, _ = s.w.WriteString(raw)
+	_ = s.w.Flush()
+}
+
+func (s *server) waitConnected(ctx context.Context, within time.Duration) error {
+	select {
+	case <-s.up:
+		return nil
+	case <-time.After(within):
+		return errors.New("the component did not connect")
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// register registers user i and returns the answer's type and condition.
+func (s *server) register(ctx context.Context, i int) (string, string, error) {
+	id := fmt.Sprintf("reg%d-%d", i, time.Now().UnixNano())
+	ch := make(chan [2]string, 1)
+	s.regs.Store(id, ch)
+	s.send(fmt.Sprintf(`<iq type="set" id=%q from="%s/r" to=%q><query xmlns="jabber:iq:register"><username>%s</username><password>pw-%d</password></query></iq>`,
+		id, userJID(i), domain, userNum(i), i))
+	select {
+	case a := <-ch:
+		return a[0], a[1], nil
+	case <-time.After(2 * time.Minute):
+		s.regs.Delete(id)
+		return "", "", fmt.Errorf("no answer to user %d's registration", i)
+	case <-ctx.Done():
+		return "", "", ctx.Err()
+	}
+}
+
+func (s *server) waitLogins(ctx context.Context, n int, within time.Duration, bar *progressbar.ProgressBar) error {
+	deadline := time.Now().Add(within)
+	last := int64(0)
+	for {
+		got := s.logins.Load()
+		_ = bar.Add(int(got - last))
+		last = got
+		if got >= int64(n) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d users logged in within %v", got, n, within)
+		}
+		if err := settle(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
+}
+
+// ---------------------------------------------------------------- IMIP peers
+
+type peerSet struct {
+	mu   sync.Mutex
+	sess []*imipside.Session
+	// Once the chat starts: up receives XMPP -> IMIP messages, down counts
+	// IMIP -> XMPP messages imipd refused.
+	up, down atomic.Pointer[way]
+}
+
+func newPeers(n int) *peerSet { return &peerSet{sess: make([]*imipside.Session, n)} }
+
+func (p *peerSet) dial(ctx context.Context, addr string, i int) error {
+	dctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	s, err := imipside.Dial(dctx, imipside.Config{Addr: addr, Number: peerNum(i), Password: fmt.Sprint("ppw-", i),
+		AutoConfirm: true, MaxOutstanding: 1 << 20, MaxQueue: 64 << 20,
+		Handler: imipside.HandlerFunc(func(ev imipside.Event) {
+			switch ev := ev.(type) {
+			case imipside.MessageEvent:
+				if w := p.up.Load(); w != nil {
+					w.arrived(ev.Text)
+				}
+			case imipside.ReplyEvent:
+				if w := p.down.Load(); w != nil && !ev.OK() && ev.Type == imipside.RequestMESG {
+					w.refused.Add(1)
+				}
+			}
+		})})
+	if err != nil {
+		return fmt.Errorf("peer %d: %w", i, err)
+	}
+	p.mu.Lock()
+	p.sess[i] = s
+	p.mu.Unlock()
+	return nil
+}
+
+func (p *peerSet) send(i int, text string) bool {
+	p.mu.Lock()
+	s := p.sess[i]
+	p.mu.Unlock()
+	if s == nil {
+		return false
+	}
+	_, err := s.SendMessage(userNum(i), text)
+	return err == nil
+}
+
+func (p *peerSet) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.sess {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
+// ---------------------------------------------------------------- processes and /proc
+
+func build(ctx context.Context, dir, pkg string) (string, error) {
+	bin := filepath.Join(dir, "bin", filepath.Base(pkg))
+	out, err := exec.CommandContext(ctx, "go", "build", "-o", bin, pkg).CombinedOutput()
+	if err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, out)
+	}
+	return bin, nil
+}
+
+// proc is a started binary.
+type proc struct {
+	cmd  *exec.Cmd
+	done chan struct{} // closed once it exited
+}
+
+func (p *proc) pid() int { return p.cmd.Process.Pid }
+
+func start(ctx context.Context, dir, name, bin string, args ...string) (*proc, error) {
+	log, err := os.Create(filepath.Join(dir, name+".log"))
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Stdout, cmd.Stderr = log, log
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlives the tool
+	if err := cmd.Start(); err != nil {
+		log.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	p := &proc{cmd: cmd, done: make(chan struct{})}
+	go func() {
+		_ = cmd.Wait()
+		log.Close()
+		close(p.done)
+	}()
+	return p, nil
+}
+
+// stop ends p with SIGTERM, or SIGKILL after 10 s, and waits for it.
+func stop(p *proc) {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(10 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+func waitListening(ctx context.Context, addr string, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+		if err := settle(ctx, 50*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	return fmt.Errorf("nothing listens on %s within %v", addr, within)
+}
+
+// settle waits d (a measurement window or a pacing pause), or until ctx ends.
+func settle(ctx context.Context, d time.Duration) error {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// raiseFileLimit raises this process's open-file limit (its children
+// inherit it), as far as it may.
+func raiseFileLimit(want int) {
+	var l syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
+		return
+	}
+	if l.Max < uint64(want) {
+		l.Max = uint64(want) // allowed as root
+	}
+	l.Cur = l.Max
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l) != nil {
+		_ = syscall.Getrlimit(syscall.RLIMIT_NOFILE, &l)
+		l.Cur = l.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &l)
+	}
+}
+
+// rss returns the VmRSS of pid in KiB.
+func rss(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0
+	}
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseInt(f[0], 10, 64)
+				return n
+			}
+		}
+	}
+	return 0
+}
+
+// clockTicks is USER_HZ, the unit of /proc/PID/stat's times (100 on Linux).
+const clockTicks = 100.0
+
+// cpuTicks returns utime+stime of pid, in clock ticks.
+func cpuTicks(pid int) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	s := string(b)
+	// Fields after the command name, which is in parentheses.
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseInt(f[11], 10, 64)
+	st, _ := strconv.ParseInt(f[12], 10, 64)
+	return u + st
+}
+
+func newBar(cfg Config, n int, what string) *progressbar.ProgressBar {
+	if cfg.Quiet {
+		return progressbar.DefaultSilent(int64(n), what)
+	}
+	return progressbar.NewOptions(n, progressbar.OptionSetDescription(what), progressbar.OptionSetWriter(os.Stderr),
+		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionThrottle(200*time.Millisecond),
+		progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
+}
