@@ -517,7 +517,7 @@ type server struct {
 	// Once the chat starts: down receives IMIP -> XMPP messages, up2
 	// counts XMPP -> IMIP messages the gateway refused.
 	up2, down atomic.Pointer[way]
-	wg       sync.WaitGroup
+	wg        sync.WaitGroup
 }
 
 func newServer(users int) (*server, error) {
