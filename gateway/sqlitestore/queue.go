@@ -40,7 +40,7 @@ func (s *Store) Apply(ctx context.Context, ops []gateway.Op) error {
 	accepted := s.now().UnixNano()
 	ids := make([]int64, len(ops)) // ids[i]: the row of ops[i], an OpPutMessage
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		a := applier{ctx: ctx, tx: tx}
+		a := applier{ctx: ctx, s: s, tx: tx}
 		for i, op := range ops {
 			id, err := a.apply(op, accepted)
 			if err != nil {
@@ -68,22 +68,37 @@ func (s *Store) Apply(ctx context.Context, ops []gateway.Op) error {
 // per transaction, and closed with it.
 type applier struct {
 	ctx   context.Context
+	s     *Store
 	tx    *sql.Tx
-	stmts map[string]*sql.Stmt
-	known map[string]bool // JID -> registered, as seen in this transaction
+	stmts map[string]*sql.Stmt // the store's statements, bound to tx
+	known map[string]bool      // JID -> registered, as seen in this transaction
 }
 
-func (a *applier) exec(query string, args ...any) (sql.Result, error) {
-	st, ok := a.stmts[query]
-	if !ok {
+// txStmt returns the store's statement for query, bound to the transaction.
+func (a *applier) txStmt(query string) (*sql.Stmt, error) {
+	if st, ok := a.stmts[query]; ok {
+		return st, nil
+	}
+	var st *sql.Stmt
+	if prepared := a.s.stmt(query); prepared != nil {
+		st = a.tx.StmtContext(a.ctx, prepared)
+	} else {
 		var err error
 		if st, err = a.tx.PrepareContext(a.ctx, query); err != nil {
 			return nil, err
 		}
-		if a.stmts == nil {
-			a.stmts = map[string]*sql.Stmt{}
-		}
-		a.stmts[query] = st
+	}
+	if a.stmts == nil {
+		a.stmts = map[string]*sql.Stmt{}
+	}
+	a.stmts[query] = st
+	return st, nil
+}
+
+func (a *applier) exec(query string, args ...any) (sql.Result, error) {
+	st, err := a.txStmt(query)
+	if err != nil {
+		return nil, err
 	}
 	return st.ExecContext(a.ctx, args...)
 }
@@ -95,7 +110,11 @@ func (a *applier) registered(jid string) (bool, error) {
 		return ok, nil
 	}
 	var one int
-	err := a.tx.QueryRowContext(a.ctx, isRegistered, jid).Scan(&one)
+	st, err := a.txStmt(isRegistered)
+	if err != nil {
+		return false, err
+	}
+	err = st.QueryRowContext(a.ctx, jid).Scan(&one)
 	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return false, err
 	}

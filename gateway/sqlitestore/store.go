@@ -233,7 +233,7 @@ func (s *Store) SaveContacts(ctx context.Context, bareJID string, cs []roster.Co
 		for _, c := range old {
 			stored[c.Number] = c
 		}
-		a := applier{ctx: ctx, tx: tx}
+		a := applier{ctx: ctx, s: s, tx: tx}
 		for _, c := range cs {
 			was, ok := stored[c.Number]
 			delete(stored, c.Number)
