@@ -68,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return users(args[1:], stdout, stderr)
 		case "migrate":
 			return migrate(args[1:], stdout, stderr)
+		case "migrate-store":
+			return migrateStore(args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("imip-transport", flag.ContinueOnError)
