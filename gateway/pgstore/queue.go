@@ -9,6 +9,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"imip-transport/gateway"
 	"imip-transport/imipside/wire"
 )
@@ -30,28 +32,98 @@ const (
 // Apply performs ops in one transaction (one fsync), in order; see
 // gateway.Store. Ops on an unregistered JID are skipped; an OpPutMessage so
 // skipped gets ID 0. Msg.ID and Msg.Accepted are set only when Apply
-// returns nil.
-func (s *Store) Apply(ctx context.Context, ops []gateway.Op) error {
+// Apply applies ops in one transaction: all or nothing. It takes three
+// round trips whatever the batch's size: the registered JIDs among the
+// ops' (locked FOR KEY SHARE, so a concurrent DeleteRegistration waits),
+// then every op pipelined in one pgx batch, then the commit. Ops of a JID
+// that is not registered are skipped, as in sqlitestore.
+func (s *Store) Apply(ctx context.Context, ops []gateway.Op) (err error) {
 	if err := gateway.CheckOps(ops); err != nil {
 		return fmt.Errorf("pgstore: apply: %w", err)
 	}
 	if len(ops) == 0 {
 		return nil
 	}
-	accepted := s.now().UnixNano()
-	ids := make([]int64, len(ops)) // ids[i]: the row of ops[i], an OpPutMessage
-	err := s.inTx(ctx, func(tx *sql.Tx) error {
-		a := applier{ctx: ctx, tx: tx}
-		for i, op := range ops {
-			id, err := a.apply(op, accepted)
-			if err != nil {
-				return fmt.Errorf("op %d (%T): %w", i, op, err)
-			}
-			ids[i] = id
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("pgstore: apply %d ops: %w", len(ops), err)
 		}
-		return nil
-	}, "apply %d ops", len(ops))
+	}()
+	accepted := s.now().UnixNano()
+	ids := make([]int64, len(ops))
+	tx, err := s.pool.Begin(ctx)
 	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			err = errors.Join(err, ignoreClosed(tx.Rollback(context.WithoutCancel(ctx))))
+		}
+	}()
+	var jids []string
+	for _, op := range ops {
+		switch op := op.(type) {
+		case gateway.OpPutMessage:
+			jids = append(jids, op.Msg.JID)
+		case gateway.OpPutContact:
+			jids = append(jids, op.JID)
+		}
+	}
+	known := map[string]bool{}
+	if len(jids) > 0 {
+		rows, err := tx.Query(ctx, "SELECT jid FROM registrations WHERE jid = ANY($1) FOR KEY SHARE", jids)
+		if err != nil {
+			return err
+		}
+		found, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return err
+		}
+		for _, j := range found {
+			known[j] = true
+		}
+	}
+	var b pgx.Batch
+	for i, op := range ops {
+		switch op := op.(type) {
+		case gateway.OpPutMessage:
+			m := op.Msg
+			if !known[m.JID] {
+				continue
+			}
+			var stamp *int64
+			if !m.Stamp.IsZero() {
+				us := m.Stamp.UnixMicro()
+				stamp = &us
+			}
+			b.Queue(insertMessage, m.JID, int64(m.Dir), string(m.Peer), m.StanzaID,
+				m.Resource, m.Nick, m.Body, stamp, accepted, m.Receipt, int64(m.Tries)).
+				QueryRow(func(row pgx.Row) error { return row.Scan(&ids[i]) })
+		case gateway.OpDeleteMessage:
+			b.Queue(deleteMessage, op.ID)
+		case gateway.OpTouchMessage:
+			b.Queue(touchMessage, int64(op.Tries), op.ID)
+		case gateway.OpPutContact:
+			if !known[op.JID] {
+				continue
+			}
+			c := op.Contact
+			b.Queue(upsertContact, op.JID, string(c.Number), c.Nick,
+				c.InList, c.PendingOut, c.OutText, c.PendingIn, c.InText)
+		case gateway.OpDeleteContact:
+			b.Queue(deleteContact, op.JID, string(op.Number))
+		case gateway.OpSetOnline:
+			b.Queue(setOnline, op.Online, accepted, op.JID)
+		default:
+			return fmt.Errorf("%w: %T not supported", gateway.ErrBadOp, op)
+		}
+	}
+	if b.Len() > 0 {
+		if err := tx.SendBatch(ctx, &b).Close(); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
 		return err
 	}
 	for i, op := range ops {
@@ -65,87 +137,21 @@ func (s *Store) Apply(ctx context.Context, ops []gateway.Op) error {
 	return nil
 }
 
-// applier runs the ops of one transaction. Its statements are prepared once
-// per transaction, and closed with it.
+func ignoreClosed(err error) error {
+	if errors.Is(err, pgx.ErrTxClosed) {
+		return nil
+	}
+	return err
+}
+
+// applier runs the contact writes of SaveContacts in its transaction.
 type applier struct {
-	ctx   context.Context
-	tx    *sql.Tx
-	stmts map[string]*sql.Stmt
-	known map[string]bool // JID -> registered, as seen in this transaction
+	ctx context.Context
+	tx  *sql.Tx
 }
 
 func (a *applier) exec(query string, args ...any) (sql.Result, error) {
-	st, ok := a.stmts[query]
-	if !ok {
-		var err error
-		if st, err = a.tx.PrepareContext(a.ctx, query); err != nil {
-			return nil, err
-		}
-		if a.stmts == nil {
-			a.stmts = map[string]*sql.Stmt{}
-		}
-		a.stmts[query] = st
-	}
-	return st.ExecContext(a.ctx, args...)
-}
-
-// registered reports whether jid has a registration. Registrations do not
-// change within the transaction, so the answer is kept.
-func (a *applier) registered(jid string) (bool, error) {
-	if ok, seen := a.known[jid]; seen {
-		return ok, nil
-	}
-	var one int
-	err := a.tx.QueryRowContext(a.ctx, isRegistered, jid).Scan(&one)
-	if err != nil && !errors.Is(err, sql.ErrNoRows) {
-		return false, err
-	}
-	if a.known == nil {
-		a.known = map[string]bool{}
-	}
-	a.known[jid] = err == nil
-	return err == nil, nil
-}
-
-// apply performs op; for a stored OpPutMessage it returns the new row's id.
-func (a *applier) apply(op gateway.Op, accepted int64) (int64, error) {
-	switch op := op.(type) {
-	case gateway.OpPutMessage:
-		m := op.Msg
-		if ok, err := a.registered(m.JID); !ok || err != nil {
-			return 0, err
-		}
-		var stamp sql.NullInt64
-		if !m.Stamp.IsZero() {
-			stamp = sql.NullInt64{Int64: m.Stamp.UnixMicro(), Valid: true}
-		}
-		var id int64
-		err := a.tx.QueryRowContext(a.ctx, insertMessage, m.JID, int64(m.Dir), string(m.Peer), m.StanzaID,
-			m.Resource, m.Nick, m.Body, stamp, accepted, m.Receipt, int64(m.Tries)).Scan(&id)
-		return id, err
-	case gateway.OpDeleteMessage:
-		_, err := a.exec(deleteMessage, op.ID)
-		return 0, err
-	case gateway.OpTouchMessage:
-		_, err := a.exec(touchMessage, int64(op.Tries), op.ID)
-		return 0, err
-	case gateway.OpPutContact:
-		if ok, err := a.registered(op.JID); !ok || err != nil {
-			return 0, err
-		}
-		c := op.Contact
-		_, err := a.exec(upsertContact, op.JID, string(c.Number), c.Nick,
-			c.InList, c.PendingOut, c.OutText, c.PendingIn, c.InText)
-		return 0, err
-	case gateway.OpDeleteContact:
-		_, err := a.exec(deleteContact, op.JID, string(op.Number))
-		return 0, err
-	case gateway.OpSetOnline:
-		_, err := a.exec(setOnline, op.Online, accepted, op.JID)
-		return 0, err
-	}
-	// CheckOps let through an op this package does not know.
-	return 0, fmt.Errorf("%w: %T not supported", gateway.ErrBadOp, op)
+	return a.tx.ExecContext(a.ctx, query, args...)
 }
 
 // Messages returns the queued messages of bareJID, ordered by ID.
