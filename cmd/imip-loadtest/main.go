@@ -26,6 +26,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -55,31 +56,35 @@ type Config struct {
 	Transport string        // imip-transport binary ("" builds it)
 	IMIPd     string        // imipd binary ("" builds it)
 	Dir       string        // working directory ("" a temporary one)
+	Env       []string      // extra environment of the transport (e.g. GOGC=50)
 	Quiet     bool          // no progress bars
 }
 
 // Report is what a run measured.
 type Report struct {
-	Users             int     `json:"users"`
-	RegisterSeconds   float64 `json:"register_seconds"`
-	LoginSeconds      float64 `json:"login_seconds"`
-	LoginsPerSecond   float64 `json:"logins_per_second"`
-	TransportRSSBase  int64   `json:"transport_rss_base_kib"`
-	TransportRSSIdle  int64   `json:"transport_rss_idle_kib"`
-	TransportKiBUser  float64 `json:"transport_kib_per_user"`
-	IMIPdRSSBase      int64   `json:"imipd_rss_base_kib"`
-	IMIPdRSSIdle      int64   `json:"imipd_rss_idle_kib"`
-	IMIPdKiBConn      float64 `json:"imipd_kib_per_connection"`
-	TransportIdleCPU  float64 `json:"transport_idle_cpu_percent"`
-	IMIPdIdleCPU      float64 `json:"imipd_idle_cpu_percent"`
-	Messages          int     `json:"messages_each_way"`
-	Rate              int     `json:"rate_each_way"`
-	ChatSeconds       float64 `json:"chat_seconds"`
-	ToIMIP            Way     `json:"xmpp_to_imip"`
-	ToXMPP            Way     `json:"imip_to_xmpp"`
-	TransportCPUPerMs float64 `json:"transport_cpu_us_per_message"`
-	IMIPdCPUPerMs     float64 `json:"imipd_cpu_us_per_message"`
-	Lost              int     `json:"lost"`
+	Users            int     `json:"users"`
+	RegisterSeconds  float64 `json:"register_seconds"`
+	LoginSeconds     float64 `json:"login_seconds"`
+	LoginsPerSecond  float64 `json:"logins_per_second"`
+	TransportRSSBase int64   `json:"transport_rss_base_kib"`
+	TransportRSSIdle int64   `json:"transport_rss_idle_kib"`
+	TransportKiBUser float64 `json:"transport_kib_per_user"`
+	IMIPdRSSBase     int64   `json:"imipd_rss_base_kib"`
+	IMIPdRSSIdle     int64   `json:"imipd_rss_idle_kib"`
+	IMIPdKiBConn     float64 `json:"imipd_kib_per_connection"`
+	// TransportMem is the transport's runtime.MemStats when idle (from its
+	// pprof endpoint), in KiB: where the RSS goes.
+	TransportMem      map[string]int64 `json:"transport_memstats_kib,omitempty"`
+	TransportIdleCPU  float64          `json:"transport_idle_cpu_percent"`
+	IMIPdIdleCPU      float64          `json:"imipd_idle_cpu_percent"`
+	Messages          int              `json:"messages_each_way"`
+	Rate              int              `json:"rate_each_way"`
+	ChatSeconds       float64          `json:"chat_seconds"`
+	ToIMIP            Way              `json:"xmpp_to_imip"`
+	ToXMPP            Way              `json:"imip_to_xmpp"`
+	TransportCPUPerMs float64          `json:"transport_cpu_us_per_message"`
+	IMIPdCPUPerMs     float64          `json:"imipd_cpu_us_per_message"`
+	Lost              int              `json:"lost"`
 }
 
 // Way is one direction's result.
@@ -107,6 +112,13 @@ func main() {
 	flag.StringVar(&cfg.IMIPd, "imipd", "", "imipd binary (default: built from this module)")
 	flag.StringVar(&cfg.Dir, "dir", "", "working directory, kept (default: a temporary one, removed)")
 	flag.BoolVar(&cfg.Quiet, "quiet", false, "no progress bars")
+	flag.Func("transport-env", "NAME=VALUE added to the transport's environment (repeatable), e.g. GOGC=50", func(v string) error {
+		if !strings.Contains(v, "=") {
+			return errors.New("want NAME=VALUE")
+		}
+		cfg.Env = append(cfg.Env, v)
+		return nil
+	})
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
@@ -132,7 +144,11 @@ func printReport(w io.Writer, r *Report) {
 	fmt.Fprintf(w, "register                 %.1f s\n", r.RegisterSeconds)
 	fmt.Fprintf(w, "login                    %.1f s (%.0f logins/s)\n", r.LoginSeconds, r.LoginsPerSecond)
 	fmt.Fprintf(w, "transport RSS            %d KiB idle, %d KiB before users: %.2f KiB per user\n", r.TransportRSSIdle, r.TransportRSSBase, r.TransportKiBUser)
-	fmt.Fprintf(w, "imipd RSS                %d KiB idle, %d KiB before users: %.2f KiB per connection (2 per user)\n", r.IMIPdRSSIdle, r.IMIPdRSSBase, r.IMIPdKiBConn)
+	fmt.Fprintf(w, "imipd RSS                %d KiB idle, %d KiB before users: %.2f KiB per connection\n", r.IMIPdRSSIdle, r.IMIPdRSSBase, r.IMIPdKiBConn)
+	if m := r.TransportMem; m != nil {
+		fmt.Fprintf(w, "transport memory         heap in use %d KiB (live objects %d KiB), heap idle %d KiB of which returned %d KiB, stacks %d KiB, other runtime %d KiB\n",
+			m["HeapInuse"], m["HeapAlloc"], m["HeapIdle"], m["HeapReleased"], m["StackInuse"], m["Sys"]-m["HeapSys"]-m["StackSys"])
+	}
 	fmt.Fprintf(w, "idle CPU                 transport %.2f %%, imipd %.2f %% of a core\n", r.TransportIdleCPU, r.IMIPdIdleCPU)
 	if r.Messages == 0 {
 		return
@@ -228,6 +244,10 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	monAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
 	defer srv.close()
 	trCfg := fmt.Sprintf(`[xmpp]
 component = %q
@@ -257,13 +277,17 @@ login_burst = %d
 roster_changes_per_second = 100000
 roster_change_burst = 100000
 
+[monitoring]
+listen = %q
+pprof = true
+
 [log]
 level = "warn"
-`, domain, srv.addr(), secret, maxRegFly, imipAddr, filepath.Join(dir, "transport.db"), filepath.Join(dir, "transport.key"), loginBurst, loginBurst)
+`, domain, srv.addr(), secret, maxRegFly, imipAddr, filepath.Join(dir, "transport.db"), filepath.Join(dir, "transport.key"), loginBurst, loginBurst, monAddr)
 	if err := os.WriteFile(filepath.Join(dir, "transport.toml"), []byte(trCfg), 0o600); err != nil {
 		return nil, err
 	}
-	tr, err := start(ctx, dir, "transport", cfg.Transport, "-config", filepath.Join(dir, "transport.toml"))
+	tr, err := startEnv(ctx, dir, "transport", cfg.Env, cfg.Transport, "-config", filepath.Join(dir, "transport.toml"))
 	if err != nil {
 		return nil, err
 	}
@@ -321,31 +345,39 @@ level = "warn"
 	rep.LoginSeconds = time.Since(began).Seconds()
 	rep.LoginsPerSecond = float64(cfg.Users) / rep.LoginSeconds
 
-	// The IMIP peers.
+	// The IMIP peers, when there is a chat (each is one more connection to
+	// imipd; without them imipd's file limit fits twice the users).
 	peers := newPeers(cfg.Users)
-	bar = newBar(cfg, cfg.Users, "peers")
-	g, gctx = errgroup.WithContext(ctx)
-	g.SetLimit(64)
-	for i := range cfg.Users {
-		g.Go(func() error {
-			err := peers.dial(gctx, imipAddr, i)
-			_ = bar.Add(1)
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return nil, err
-	}
-	_ = bar.Finish()
 	defer peers.close()
+	if cfg.Messages > 0 {
+		bar = newBar(cfg, cfg.Users, "peers")
+		g, gctx = errgroup.WithContext(ctx)
+		g.SetLimit(64)
+		for i := range cfg.Users {
+			g.Go(func() error {
+				err := peers.dial(gctx, imipAddr, i)
+				_ = bar.Add(1)
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		_ = bar.Finish()
+	}
 
 	// Idle: RSS once the logins settled, CPU over the idle window.
 	if err := settle(ctx, 5*time.Second); err != nil {
 		return nil, err
 	}
 	rep.TransportRSSIdle, rep.IMIPdRSSIdle = rss(tr.pid()), rss(imipd.pid())
+	rep.TransportMem = memStats(ctx, monAddr)
 	rep.TransportKiBUser = float64(rep.TransportRSSIdle-rep.TransportRSSBase) / float64(cfg.Users)
-	rep.IMIPdKiBConn = float64(rep.IMIPdRSSIdle-rep.IMIPdRSSBase) / float64(2*cfg.Users)
+	conns := cfg.Users
+	if cfg.Messages > 0 {
+		conns *= 2 // the peers too
+	}
+	rep.IMIPdKiBConn = float64(rep.IMIPdRSSIdle-rep.IMIPdRSSBase) / float64(conns)
 	t0, i0 := cpuTicks(tr.pid()), cpuTicks(imipd.pid())
 	if err := settle(ctx, cfg.Idle); err != nil {
 		return nil, err
@@ -824,11 +856,18 @@ type proc struct {
 func (p *proc) pid() int { return p.cmd.Process.Pid }
 
 func start(ctx context.Context, dir, name, bin string, args ...string) (*proc, error) {
+	return startEnv(ctx, dir, name, nil, bin, args...)
+}
+
+func startEnv(ctx context.Context, dir, name string, env []string, bin string, args ...string) (*proc, error) {
 	log, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		return nil, err
 	}
 	cmd := exec.Command(bin, args...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL} // never outlives the tool
 	if err := cmd.Start(); err != nil {
@@ -957,4 +996,31 @@ func newBar(cfg Config, n int, what string) *progressbar.ProgressBar {
 	return progressbar.NewOptions(n, progressbar.OptionSetDescription(what), progressbar.OptionSetWriter(os.Stderr),
 		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionThrottle(200*time.Millisecond),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
+}
+
+// memStats reads the transport's runtime.MemStats from its pprof endpoint
+// (the "# Name = value" lines of /debug/pprof/heap?debug=1), in KiB.
+func memStats(ctx context.Context, addr string) map[string]int64 {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/heap?debug=1", nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	out := make(map[string]int64)
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	for sc.Scan() {
+		name, val, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "# "), " = ")
+		if !ok {
+			continue
+		}
+		if n, err := strconv.ParseInt(strings.TrimSpace(val), 10, 64); err == nil {
+			out[name] = n / 1024
+		}
+	}
+	return out
 }

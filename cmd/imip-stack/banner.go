@@ -59,6 +59,10 @@ func printBanner(w io.Writer, b bannerInfo) {
 	for _, acc := range b.Accounts {
 		p("       number %-10s password %-16s nick %s", acc.Number, acc.Password, acc.Nick)
 	}
+	p("     mcabber (no registration dialog): /rawxml send <iq type='set' to='%s' id='r1'>", component)
+	p("       <query xmlns='jabber:iq:register'><username>%s</username><password>%s</password></query></iq>", a.Number, a.Password)
+	p("     (one line). Profanity has neither a dialog nor raw XML: register once with")
+	p("     Gajim or mcabber, then use Profanity; the registration stays.")
 	p("     The gateway logs in to imipd for you; your roster gets your IMIP contacts.")
 	p("")
 	p("3. Talk")

@@ -22,6 +22,8 @@ func TestPrintBanner(t *testing.T) {
 		"server 127.0.0.1, port 15222, STARTTLS", "self-signed",
 		"alice@localhost", "alice-demo", "bob@localhost", "bob-demo",
 		"Service discovery on imip.localhost",
+		"/rawxml send <iq type='set' to='imip.localhost'", "<username>1001001</username><password>pa</password>",
+		"Profanity has neither a dialog nor raw XML",
 		"number 1001001", "password pa", "number 1002002", "password pb",
 		"write to 1002002@imip.localhost",
 		"/dev/tcp/127.0.0.1/21319", "blk 'LOGN 1002002'", `'pb' | md5sum`, "To: 1001001",
