@@ -2,7 +2,12 @@
 # Installs the real XMPP servers and the Python client the integration tests
 # use (internal/xmppserver, internal/testenv): Prosody 0.12 (+ prosody-modules
 # for mod_privilege, lua-unbound), ejabberd 23.01 and python3-slixmpp; also
-# the shell linter (Debian package "shellcheck") that .ci/run runs on .ci/.
+# the shell linter (Debian package "shellcheck") that .ci/run runs on .ci/;
+# PostgreSQL (Debian package "postgresql": initdb and pg_ctl, which
+# internal/testenv runs as a private server in a temp dir, on a unix socket
+# there, for gateway/pgstore's tests). Debian's postgresql-common creates a
+# "main" cluster on install; policy-rc.d keeps it stopped, the tests never
+# use it (nor its port 5432, checked below with the XMPP ports).
 #
 # Idempotent and quick when everything is installed: apt-get update runs only
 # when a package is missing. It never starts system daemons: it first makes
@@ -23,10 +28,10 @@
 # silently.
 set -Eeuo pipefail
 
-PACKAGES=(prosody prosody-modules lua-unbound python3-slixmpp ejabberd shellcheck)
+PACKAGES=(prosody prosody-modules lua-unbound python3-slixmpp ejabberd shellcheck postgresql)
 # Ports the packaged daemons listen on by default: c2s, s2s, component,
-# HTTP/BOSH, ejabberd's extra listeners (1883 MQTT, 5443), epmd.
-DEFAULT_PORTS=(5222 5223 5269 5347 5280 5281 5443 1883 4369)
+# HTTP/BOSH, ejabberd's extra listeners (1883 MQTT, 5443), epmd, PostgreSQL.
+DEFAULT_PORTS=(5222 5223 5269 5347 5280 5281 5443 1883 4369 5432)
 POLICY_RC_D=${IMIP_POLICY_RC_D:-/usr/sbin/policy-rc.d}
 
 log() { printf 'install-deps: %s\n' "$*" >&2; }

@@ -105,6 +105,13 @@ type StorageConfig struct {
 	// KeyFile seals the IMIP passwords in the database
 	// (sqlitestore.Options.KeyFile).
 	KeyFile string `toml:"key_file"`
+	// DSN is the PostgreSQL connection string (driver "postgres"): a libpq
+	// URL or key=value string, as pgx parses it.
+	DSN string `toml:"dsn"`
+	// PasswordFile holds the PostgreSQL password (driver "postgres"); read
+	// into Password, trimmed, never logged.
+	PasswordFile string `toml:"password_file"`
+	Password     string `toml:"-"`
 }
 
 // RosterConfig is how IMIP contacts appear in users' rosters.
@@ -216,8 +223,13 @@ func (c *Config) check(readSecret bool) error {
 		} else if err := checkKeyFile(c.Storage.KeyFile); err != nil {
 			errs = append(errs, fmt.Errorf("storage.key_file: %w", err))
 		}
+		if c.Storage.DSN != "" || c.Storage.PasswordFile != "" {
+			errs = append(errs, errors.New("storage.dsn and storage.password_file are for the postgres driver"))
+		}
+	case "postgres":
+		errs = append(errs, c.Storage.checkPostgres()...)
 	default:
-		errs = append(errs, fmt.Errorf("storage.driver %q is not supported (use \"sqlite\")", c.Storage.Driver))
+		errs = append(errs, fmt.Errorf("storage.driver %q is not supported (use \"sqlite\" or \"postgres\")", c.Storage.Driver))
 	}
 	l := c.Limits
 	for name, v := range map[string]float64{"messages_per_second": l.MessagesPerSecond, "subscriptions_per_second": l.SubscriptionsPerSecond,
@@ -291,6 +303,9 @@ func (c *Config) warnings(cfgPath string) []warning {
 			msg = "monitoring listens beyond loopback (allow_remote) with pprof on: profiles, goroutine stacks and the command line are open to whoever reaches the port"
 		}
 		ws = append(ws, warning{msg: msg, path: m.Listen})
+	}
+	if c.Storage.PasswordFile != "" {
+		check(c.Storage.PasswordFile, "PostgreSQL password file is readable by group or others; it holds the database password")
 	}
 	if c.Storage.KeyFile != "" {
 		check(c.Storage.KeyFile, "key file is readable by group or others; it unseals the stored IMIP passwords")

@@ -47,7 +47,7 @@ import (
 
 	"mellium.im/xmpp/jid"
 
-	"imip-transport/gateway/sqlitestore"
+	"imip-transport/gateway"
 	"imip-transport/internal/app"
 	"imip-transport/internal/storelock"
 )
@@ -68,6 +68,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return users(args[1:], stdout, stderr)
 		case "migrate":
 			return migrate(args[1:], stdout, stderr)
+		case "migrate-store":
+			return migrateStore(args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("imip-transport", flag.ContinueOnError)
@@ -146,7 +148,7 @@ func rotateKey(args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	printWarnings(stderr, cfg.warnings(*cfgPath))
-	lock, err := storelock.Acquire(cfg.Storage.Path)
+	lock, err := storelock.Acquire(cfg.Storage.lockPath())
 	if errors.Is(err, storelock.ErrLocked) {
 		fmt.Fprintf(stderr, "imip-transport rotate-key: a transport is running on this store, stop it first: %v\n", err)
 		return 1
@@ -158,14 +160,13 @@ func rotateKey(args []string, stdout, stderr io.Writer) int {
 	defer func() { _ = lock.Release() }()
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	n, err := sqlitestore.RotateKey(ctx, cfg.Storage.Path, sqlitestore.Options{
-		KeyFile: cfg.Storage.KeyFile, Logger: newLogger(cfg.Log, stderr)})
+	n, err := rotateStoreKey(ctx, cfg.Storage, newLogger(cfg.Log, stderr))
 	if err != nil {
 		fmt.Fprintln(stderr, "imip-transport rotate-key:", err)
 		return 1
 	}
 	fmt.Fprintf(stdout, "imip-transport rotate-key: %d password(s) re-sealed under a new key in %s; the old key no longer opens %s. Back up the new key file.\n",
-		n, cfg.Storage.KeyFile, cfg.Storage.Path)
+		n, cfg.Storage.KeyFile, cfg.Storage.where())
 	return 0
 }
 
@@ -199,10 +200,14 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		RetryMax:     cfg.IMIP.RetryMax.Duration,
 		StorePath:    cfg.Storage.Path,
 		KeyFile:      cfg.Storage.KeyFile,
-		RosterGroup:  cfg.Roster.Group,
-		AllowRemove:  cfg.Roster.AllowRemove,
-		Version:      versionString(),
-		Logger:       log,
+		StoreLock:    cfg.Storage.lockPath(),
+		OpenStore: func(ctx context.Context, log *slog.Logger) (gateway.Store, error) {
+			return openStore(ctx, cfg.Storage, log)
+		},
+		RosterGroup: cfg.Roster.Group,
+		AllowRemove: cfg.Roster.AllowRemove,
+		Version:     versionString(),
+		Logger:      log,
 
 		MaxStanzaSize:    cfg.XMPP.MaxStanzaSize,
 		MaxRegistrations: cfg.XMPP.MaxRegistrations,

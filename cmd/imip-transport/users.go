@@ -94,6 +94,9 @@ func openAdmin(ctx context.Context, name, cfgPath string, write, create bool, st
 		return nil, err
 	}
 	printWarnings(stderr, cfg.warnings(cfgPath))
+	if cfg.Storage.Driver != "sqlite" {
+		return nil, fmt.Errorf("%s works on the sqlite store only (storage.driver is %q)", name, cfg.Storage.Driver)
+	}
 	path := cfg.Storage.Path
 	if !create {
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {

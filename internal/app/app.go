@@ -47,8 +47,14 @@ type Options struct {
 	RetryMax     time.Duration
 	StorePath    string // SQLite file
 	KeyFile      string // seals the store's IMIP passwords (sqlitestore.Options.KeyFile)
-	RosterGroup  string
-	AllowRemove  bool
+	// StoreLock, when set, is the path the store lock is taken beside
+	// instead of StorePath (the key file, for a PostgreSQL store).
+	StoreLock string
+	// OpenStore, when set, opens the store instead of the SQLite file at
+	// StorePath (cmd/imip-transport: the configured driver).
+	OpenStore   func(context.Context, *slog.Logger) (gateway.Store, error)
+	RosterGroup string
+	AllowRemove bool
 	// ProbeTimeout and RegisterGrace tune the gateway (zero: its defaults).
 	ProbeTimeout  time.Duration
 	RegisterGrace time.Duration
@@ -87,7 +93,11 @@ func Run(ctx context.Context, o Options) error {
 	}
 	// The lock tells the admin commands (and a second transport) that the
 	// store is in use; the kernel drops it when the process ends.
-	lock, err := storelock.Acquire(o.StorePath)
+	lockPath := o.StorePath
+	if o.StoreLock != "" {
+		lockPath = o.StoreLock
+	}
+	lock, err := storelock.Acquire(lockPath)
 	if errors.Is(err, storelock.ErrLocked) {
 		return fmt.Errorf("another imip-transport runs on this store: %w", err)
 	}
@@ -95,7 +105,12 @@ func Run(ctx context.Context, o Options) error {
 		return err
 	}
 	defer func() { _ = lock.Release() }()
-	store, err := sqlitestore.Open(ctx, o.StorePath, sqlitestore.Options{KeyFile: o.KeyFile, Logger: log})
+	var store gateway.Store
+	if o.OpenStore != nil {
+		store, err = o.OpenStore(ctx, log)
+	} else {
+		store, err = sqlitestore.Open(ctx, o.StorePath, sqlitestore.Options{KeyFile: o.KeyFile, Logger: log})
+	}
 	if err != nil {
 		return err
 	}

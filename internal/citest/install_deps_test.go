@@ -16,7 +16,7 @@ import (
 )
 
 // packages is what .ci/install-deps.sh installs, in its order.
-var packages = []string{"prosody", "prosody-modules", "lua-unbound", "python3-slixmpp", "ejabberd", "shellcheck"}
+var packages = []string{"prosody", "prosody-modules", "lua-unbound", "python3-slixmpp", "ejabberd", "shellcheck", "postgresql"}
 
 // realTools are linked into the simulated machine's PATH as they are: the
 // script (and the original version of it) needs them, and none of them
