@@ -22,7 +22,6 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"imip-transport/gateway"
-	"imip-transport/gateway/sqlitestore"
 	"imip-transport/internal/storelock"
 )
 
@@ -67,11 +66,18 @@ func cmdFlags(name string, args []string, stderr io.Writer) (string, []string, i
 	}
 }
 
+// adminBackend is what the admin commands need of a store: both
+// sqlitestore and pgstore have it.
+type adminBackend interface {
+	gateway.Store
+	SchemaVersion(ctx context.Context) (int64, error)
+}
+
 // adminStore is the configured store opened for an admin command, and the
 // lock when the command writes.
 type adminStore struct {
 	cfg   *Config
-	store *sqlitestore.Store
+	store adminBackend
 	lock  *storelock.Lock
 	// running says a transport holds the store's lock (reading commands
 	// only; writing ones refuse).
@@ -94,11 +100,8 @@ func openAdmin(ctx context.Context, name, cfgPath string, write, create bool, st
 		return nil, err
 	}
 	printWarnings(stderr, cfg.warnings(cfgPath))
-	if cfg.Storage.Driver != "sqlite" {
-		return nil, fmt.Errorf("%s works on the sqlite store only (storage.driver is %q)", name, cfg.Storage.Driver)
-	}
-	path := cfg.Storage.Path
-	if !create {
+	if cfg.Storage.Driver == "sqlite" && !create {
+		path := cfg.Storage.Path
 		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("no database at %s (storage.path): the transport creates it at its first start, or run imip-transport migrate", path)
 		} else if err != nil {
@@ -106,7 +109,7 @@ func openAdmin(ctx context.Context, name, cfgPath string, write, create bool, st
 		}
 	}
 	a := &adminStore{cfg: cfg}
-	lock, err := storelock.Acquire(path)
+	lock, err := storelock.Acquire(cfg.Storage.lockPath())
 	switch {
 	case errors.Is(err, storelock.ErrLocked) && write:
 		return nil, fmt.Errorf("a transport is running on this store (%w): stop it first; %s changes the store only while no transport uses it", err, name)
@@ -119,7 +122,15 @@ func openAdmin(ctx context.Context, name, cfgPath string, write, create bool, st
 	default:
 		_ = lock.Release() // reading: only to know whether a transport runs
 	}
-	a.store, err = sqlitestore.Open(ctx, path, sqlitestore.Options{KeyFile: cfg.Storage.KeyFile})
+	st, err := openStore(ctx, cfg.Storage, nil)
+	if err == nil {
+		b, ok := st.(adminBackend)
+		if !ok {
+			st.Close()
+			err = fmt.Errorf("the %s store has no admin interface", cfg.Storage.Driver)
+		}
+		a.store = b
+	}
 	if err != nil {
 		a.close()
 		return nil, err

@@ -8,10 +8,13 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"imip-transport/gateway"
+	"imip-transport/gateway/pgstore"
 	"imip-transport/gateway/sqlitestore"
 	"imip-transport/internal/storelock"
+	"imip-transport/internal/testenv"
 	"imip-transport/roster"
 )
 
@@ -41,12 +44,18 @@ func adminFixture(t *testing.T) (cfg, db string) {
 // messages) and bob (nothing).
 func populate(t *testing.T, db string) {
 	t.Helper()
-	ctx := context.Background()
-	st, err := sqlitestore.Open(ctx, db, sqlitestore.Options{KeyFile: filepath.Join(filepath.Dir(db), "gw.key")})
+	st, err := sqlitestore.Open(context.Background(), db, sqlitestore.Options{KeyFile: filepath.Join(filepath.Dir(db), "gw.key")})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer st.Close()
+	populateStore(t, st)
+}
+
+// populateStore is populate on any store.
+func populateStore(t *testing.T, st gateway.Store) {
+	t.Helper()
+	ctx := context.Background()
 	for _, r := range []gateway.Registration{
 		{JID: "alice@example.org", Number: "6340564", Password: alicePW},
 		{JID: "bob@example.org", Number: "7744387", Password: bobPW},
@@ -237,5 +246,49 @@ func TestCommandsBesideRunningTransport(t *testing.T) {
 	}
 	if code, _, errb := runCmd("users", "delete", "-config", cfg, "alice@example.org"); code != exitOK {
 		t.Errorf("delete once the transport stopped: exit %d, %q", code, errb)
+	}
+}
+
+// The admin commands work on a PostgreSQL store too.
+func TestUsersPostgres(t *testing.T) {
+	pg := testenv.StartPostgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	dsn, key := pg.NewDatabase(t), filepath.Join(dir, "store.key")
+	st, err := pgstore.Open(ctx, dsn, pgstore.Options{KeyFile: key})
+	if err != nil {
+		t.Fatal(err)
+	}
+	populateStore(t, st)
+	st.Close()
+	cfg := filepath.Join(dir, "config.toml")
+	writeMode(t, cfg, `[xmpp]
+component = "imip.localhost"
+server = "127.0.0.1:5347"
+secret = "x"
+[imip]
+server = "127.0.0.1:9999"
+[storage]
+driver = "postgres"
+dsn = "`+dsn+`"
+key_file = "`+key+`"
+`, 0o600)
+	code, out, errb := runCmd("users", "list", "-config", cfg)
+	if code != exitOK || !strings.Contains(out, "alice@example.org") || !strings.Contains(out, "2 registration(s)") {
+		t.Fatalf("users list: exit %d\n%s%s", code, out, errb)
+	}
+	if code, out, errb := runCmd("users", "show", "-config", cfg, "alice@example.org"); code != exitOK || !strings.Contains(out, "6340564") {
+		t.Fatalf("users show: exit %d\n%s%s", code, out, errb)
+	}
+	noPasswords(t, out, errb)
+	if code, _, errb := runCmd("users", "delete", "-config", cfg, "bob@example.org"); code != exitOK {
+		t.Fatalf("users delete: exit %d: %s", code, errb)
+	}
+	if code, out, _ := runCmd("users", "list", "-config", cfg); code != exitOK || strings.Contains(out, "bob@example.org") {
+		t.Errorf("bob still listed after delete:\n%s", out)
+	}
+	if code, out, errb := runCmd("migrate", "-config", cfg); code != exitOK {
+		t.Errorf("migrate: exit %d\n%s%s", code, out, errb)
 	}
 }
