@@ -2,6 +2,9 @@ package main
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -34,5 +37,29 @@ func TestSmallRun(t *testing.T) {
 		if rep.Lost != 0 || rep.LoginsPerSecond <= 0 || rep.TransportRSSIdle <= 0 || rep.IMIPdRSSIdle <= 0 {
 			t.Errorf("rate %d: report %+v", rate, rep)
 		}
+	}
+}
+
+// The charts of a sweep are SVG files with the series' labels.
+func TestWriteCharts(t *testing.T) {
+	reps := []*Report{
+		{Users: 100, ToIMIP: Way{PerSecond: 1900, P99ms: 40}, ToXMPP: Way{PerSecond: 1800, P99ms: 45}, TransportKiBUser: 30, IMIPdKiBConn: 20},
+		{Users: 1000, ToIMIP: Way{PerSecond: 2000, P99ms: 230}, ToXMPP: Way{PerSecond: 2000, P99ms: 225}, TransportKiBUser: 27, IMIPdKiBConn: 16},
+	}
+	dir := t.TempDir()
+	if err := WriteCharts(reps, dir); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"throughput.svg", "latency.svg", "rss.svg"} {
+		b, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(string(b), "<svg") || !strings.Contains(string(b), "users") {
+			t.Errorf("%s is not a chart: %.200s", f, b)
+		}
+	}
+	if _, err := parseSizes("100,x"); err == nil {
+		t.Error("parseSizes accepted x")
 	}
 }

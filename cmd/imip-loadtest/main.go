@@ -102,6 +102,8 @@ type Way struct {
 func main() {
 	var cfg Config
 	asJSON := flag.Bool("json", false, "print the report as JSON")
+	sweep := flag.String("sweep", "", "run these numbers of users in turn (e.g. 100,300,1000) and write charts")
+	charts := flag.String("charts", filepath.Join("docs", "img"), "with -sweep: the directory of the SVG charts")
 	flag.IntVar(&cfg.Users, "users", 100, "Jabber users, each with one IMIP peer")
 	flag.IntVar(&cfg.Messages, "messages", 1000, "messages each way (0: measure logins and idle cost only)")
 	flag.IntVar(&cfg.Rate, "rate", 0, "messages per second each way (0: flat out)")
@@ -122,6 +124,9 @@ func main() {
 	flag.Parse()
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout)
 	defer cancel()
+	if *sweep != "" {
+		os.Exit(runSweep(ctx, cfg, *sweep, *charts, *asJSON))
+	}
 	rep, err := Run(ctx, cfg, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "imip-loadtest:", err)
@@ -137,6 +142,43 @@ func main() {
 	if rep.Lost > 0 {
 		os.Exit(1)
 	}
+}
+
+// runSweep runs a sweep, prints every report and writes the charts; it
+// returns the exit status.
+func runSweep(ctx context.Context, cfg Config, sizes, dir string, asJSON bool) int {
+	ns, err := parseSizes(sizes)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "imip-loadtest:", err)
+		return 2
+	}
+	reps, err := Sweep(ctx, cfg, ns, os.Stderr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "imip-loadtest:", err)
+		return 2
+	}
+	lost := 0
+	for _, r := range reps {
+		lost += r.Lost
+		if !asJSON {
+			printReport(os.Stdout, r)
+			fmt.Println()
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(reps)
+	}
+	if err := WriteCharts(reps, dir); err != nil {
+		fmt.Fprintln(os.Stderr, "imip-loadtest: charts:", err)
+		return 2
+	}
+	fmt.Fprintln(os.Stderr, "imip-loadtest: charts written to", dir)
+	if lost > 0 {
+		return 1
+	}
+	return 0
 }
 
 func printReport(w io.Writer, r *Report) {
