@@ -173,3 +173,40 @@ func TestHostileStanzas(t *testing.T) {
 		t.Errorf("a user granted privileges: %+v", env.c.Privileges())
 	}
 }
+
+// TestNamespacedAttributesIgnored: an attribute is in no namespace unless
+// prefixed, so only unprefixed from, to, type and id are the stanza's. An
+// attribute named from in the stream's namespace by a prefix (which a
+// server passes through beside the from it stamps) must not stand for the
+// stanza's own: it let one user send as another.
+func TestNamespacedAttributesIgnored(t *testing.T) {
+	env := startEnv(t, nil)
+	const ns = `xmlns:c="jabber:component:accept" xmlns:f="urn:evil"`
+	// The forged attributes come first, where a lookup by local name
+	// finds them first.
+	env.fc.send(t, `<message `+ns+` c:from="romeo@localhost/r" from="juliet@localhost/balcony" c:to="999@imip.localhost" to="12345@imip.localhost" c:type="error" f:type="error" type="chat" c:id="forged" id="m1"><body>hi</body></message>`)
+	if got, want := env.h.nextMessage(t), (Message{ID: "m1", Type: "chat", From: juliet, To: contact, Body: "hi"}); !cmp.Equal(want, got, cmpJID) {
+		t.Errorf("message with namespaced attributes delivered as %+v, want %+v", got, want)
+	}
+	env.fc.send(t, `<presence `+ns+` c:from="romeo@localhost/r" from="juliet@localhost/balcony" to="12345@imip.localhost" c:type="unavailable"/>`)
+	if got, want := env.h.nextPresence(t), (Presence{From: juliet, To: contact}); !cmp.Equal(want, got, cmpJID) {
+		t.Errorf("presence with namespaced attributes delivered as %+v, want %+v", got, want)
+	}
+	// With only a namespaced from, the stanza has no sender: dropped.
+	env.fc.send(t, `<message `+ns+` c:from="romeo@localhost/r" to="12345@imip.localhost" type="chat"><body>nobody</body></message>`)
+	env.fc.send(t, `<presence `+ns+` c:from="romeo@localhost/r" to="12345@imip.localhost"/>`)
+	env.fc.send(t, `<iq `+ns+` c:from="romeo@localhost/r" type="get" id="i1" to="imip.localhost"><ping xmlns="urn:xmpp:ping"/></iq>`)
+	// An IQ's type in a namespace is no type: a get is answered as a get.
+	if reply := env.fc.roundTrip(t, `<iq `+ns+` c:type="result" type="get" id="i2" from="juliet@localhost/balcony" to="imip.localhost"><ping xmlns="urn:xmpp:ping"/></iq>`); reply.attr("type") != "result" || reply.attr("id") != "i2" {
+		t.Errorf("ping with a namespaced type answered %s", reply)
+	}
+	env.fc.send(t, sentinelPresence)
+	if p := env.h.nextPresence(t); p.ID != "end" {
+		t.Errorf("a stanza with only a namespaced from was delivered: %+v", p)
+	}
+	select {
+	case m := <-env.h.messages:
+		t.Errorf("a message with only a namespaced from was delivered: %+v", m)
+	default:
+	}
+}

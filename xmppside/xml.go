@@ -38,9 +38,15 @@ func attrs(kv ...string) []xml.Attr {
 }
 
 // attrValue returns the value of the unqualified attribute local.
+// Only an attribute without a prefix counts: an unprefixed attribute is in
+// no namespace (the default namespace does not apply to attributes), and
+// one bound to a namespace by a prefix, even the stream's own
+// (xmlns:c="jabber:component:accept" c:from="..."), is another attribute
+// that a server passes through beside the from it stamps. Taking it for
+// the stanza's own let a user send as another.
 func attrValue(a []xml.Attr, local string) string {
 	for _, at := range a {
-		if at.Name.Local == local && (at.Name.Space == "" || at.Name.Space == "jabber:component:accept") {
+		if at.Name.Local == local && at.Name.Space == "" {
 			return at.Value
 		}
 	}
