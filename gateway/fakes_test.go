@@ -330,6 +330,9 @@ type fakeDialer struct {
 	// stall, while set, makes Dials wait for their context's end (a
 	// server that never answers the login).
 	stall bool
+	// gate, while non-nil, holds every Dial until it is closed (logins
+	// in flight at once).
+	gate chan struct{}
 }
 
 var _ Dialer = (*fakeDialer)(nil)
@@ -347,6 +350,15 @@ func (d *fakeDialer) Dial(ctx context.Context, n wire.Number, password string, h
 		d.notifyLocked()
 		d.mu.Unlock()
 		<-ctx.Done()
+		d.mu.Lock()
+	}
+	if gate := d.gate; gate != nil {
+		d.notifyLocked()
+		d.mu.Unlock()
+		select {
+		case <-gate:
+		case <-ctx.Done():
+		}
 		d.mu.Lock()
 	}
 	if err := ctx.Err(); err != nil {

@@ -104,6 +104,10 @@ type Gateway struct {
 
 	limMu    sync.Mutex
 	limiters map[string]*rate.Limiter // registration attempts, by bare JID
+	// regInFlight counts, per IMIP number, strangers' registration
+	// logins that have not ended yet: each may still be refused, so each
+	// holds one of the number's tokens (see allowRegister).
+	regInFlight map[wire.Number]int
 
 }
 

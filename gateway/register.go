@@ -42,16 +42,48 @@ const (
 )
 
 // allowRegister reports whether bare may try to register number now; owner
-// says bare is registered with number already.
+// says bare is registered with number already. An attempt allowed to a
+// stranger holds one of the number's tokens until registerDone: the
+// refusals are only counted when the logins end, and without the hold
+// many JIDs guessing at once (each within its own budget) would all pass
+// a number whose budget is a few guesses.
 func (g *Gateway) allowRegister(bare string, number wire.Number, owner bool) bool {
 	g.limMu.Lock()
 	defer g.limMu.Unlock()
-	// A number without a limiter has had no refused login lately: it has
-	// its whole budget, and looking does not make one.
-	if l := g.limiters["num:"+string(number)]; !owner && l != nil && l.Tokens() < 1 {
+	if !owner {
+		// A number without a limiter has had no refused login lately: it
+		// has its whole budget, and looking does not make one.
+		tokens := float64(registerBurst)
+		if l := g.limiters["num:"+string(number)]; l != nil {
+			tokens = l.Tokens()
+		}
+		if tokens-float64(g.regInFlight[number]) < 1 {
+			return false
+		}
+	}
+	if !g.limiter("jid:" + bare).Allow() {
 		return false
 	}
-	return g.limiter("jid:" + bare).Allow()
+	if !owner {
+		if g.regInFlight == nil {
+			g.regInFlight = make(map[wire.Number]int)
+		}
+		g.regInFlight[number]++
+	}
+	return true
+}
+
+// registerDone releases what allowRegister held for an attempt that
+// ended (its refusal, if any, already counted by registerRefused).
+func (g *Gateway) registerDone(number wire.Number, owner bool) {
+	if owner {
+		return
+	}
+	g.limMu.Lock()
+	defer g.limMu.Unlock()
+	if g.regInFlight[number]--; g.regInFlight[number] <= 0 {
+		delete(g.regInFlight, number)
+	}
 }
 
 // registerRefused counts a login IMIP refused against number (unless bare
@@ -161,6 +193,9 @@ func (g *Gateway) register(ctx context.Context, who jid.JID, username, password 
 		return &xmppside.Error{Condition: stanza.PolicyViolation, Type: stanza.Wait,
 			Text: "Too many registration attempts; wait a minute and try again."}
 	}
+	// The attempt's login ends before the answer (a refusal is counted
+	// first), or with ctx, which cancels it.
+	defer g.registerDone(n, owner)
 	u := g.userFor(who.Bare(), true)
 	if u == nil {
 		return &xmppside.Error{Condition: stanza.ServiceUnavailable, Text: "The gateway is shutting down."}

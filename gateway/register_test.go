@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -373,6 +375,64 @@ func TestRegisterStrangerCannotLockOutOwner(t *testing.T) {
 	// A stranger's own budget: spent already (every attempt counts).
 	if err := h.g.Register(ctx, mallory, "2222", "pw"); !errors.As(err, &xe) || xe.Condition != stanza.PolicyViolation {
 		t.Errorf("the guessing JID again: %v, want policy-violation", err)
+	}
+}
+
+// Strangers guessing a number's password all at once, each from its own
+// JID and within its own budget, get no more logins into IMIP than the
+// number's budget: an attempt in flight holds one of the number's tokens
+// until its login ends (the refusals are only counted then). Found by the
+// hostile-stanza suite: ten JIDs guessing at once all reached IMIP.
+func TestRegisterConcurrentStrangersShareNumberBudget(t *testing.T) {
+	h := newHarness(t, "")
+	h.d.setFail(&imipside.LoginError{Code: wire.CodeWrongPassword})
+	gate := make(chan struct{})
+	h.d.mu.Lock()
+	h.d.gate = gate
+	h.d.mu.Unlock()
+	const jids, each = 10, 1
+	ctx := context.Background()
+	var limited, refused atomic.Int32
+	var wg sync.WaitGroup
+	for i := range jids {
+		for range each {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				err := h.g.Register(ctx, jid.MustParse(fmt.Sprintf("guesser%d@evil.example/g", i)), "1111", "guess")
+				var xe *xmppside.Error
+				switch {
+				case errors.As(err, &xe) && xe.Condition == stanza.PolicyViolation:
+					limited.Add(1)
+				case errors.As(err, &xe) && xe.Condition == stanza.NotAuthorized:
+					refused.Add(1)
+				default:
+					t.Errorf("guess: %v", err)
+				}
+			}()
+		}
+	}
+	// The logins allowed are held at the gate while the others are
+	// refused: all are in flight at once.
+	deadline := time.Now().Add(waitFor)
+	for int(limited.Load())+h.d.attemptCount() < jids*each {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d limited and %d logins, want %d in all", limited.Load(), h.d.attemptCount(), jids*each)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(gate)
+	wg.Wait()
+	if n := h.d.attemptCount(); n > registerBurst {
+		t.Errorf("%d IMIP logins for one number from %d strangers at once, want at most %d", n, jids, registerBurst)
+	}
+	if int(refused.Load()) != h.d.attemptCount() || int(limited.Load()+refused.Load()) != jids*each {
+		t.Errorf("%d refused by IMIP, %d limited, %d logins", refused.Load(), limited.Load(), h.d.attemptCount())
+	}
+	// The budget is spent: one more stranger is refused without a login.
+	var xe *xmppside.Error
+	if err := h.g.Register(ctx, jid.MustParse("late@evil.example/x"), "1111", "guess"); !errors.As(err, &xe) || xe.Condition != stanza.PolicyViolation {
+		t.Errorf("a stranger after the burst: %v, want policy-violation", err)
 	}
 }
 
