@@ -108,7 +108,6 @@ type Gateway struct {
 	// logins that have not ended yet: each may still be refused, so each
 	// holds one of the number's tokens (see allowRegister).
 	regInFlight map[wire.Number]int
-
 }
 
 var _ xmppside.Handler = (*Gateway)(nil)
