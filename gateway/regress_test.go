@@ -6,8 +6,10 @@ package gateway
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"mellium.im/xmpp/jid"
 
@@ -192,5 +194,20 @@ func TestRegressNumberChangeKeepsOldContacts(t *testing.T) {
 	})
 	if len(rm) == 0 {
 		t.Errorf("old number's contact 100 left in the roster; sent:\n%s", dump(h.x.since(mark)))
+	}
+}
+
+// a subscription request with a 100 KB status made a LIST ADD block above
+// IMIP's limit: the request was refused by the writer and lost. Its text
+// is now cut to maxRequestText, as a request's text from IMIP is. Found
+// by the hostile-stanza suite.
+func TestRegressHugeSubscribeStatusCut(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	h.presence(aliceHW, cj("123"), "subscribe", "", strings.Repeat("é", 50000))
+	call := s.waitCall(t, "LIST ADD 123")
+	text := strings.TrimPrefix(call, "LIST ADD 123 ")
+	if len(text) > maxRequestText || !utf8.ValidString(text) || !strings.HasPrefix(text, "éé") {
+		t.Errorf("LIST ADD text of %d bytes (valid UTF-8: %v), want at most %d", len(text), utf8.ValidString(text), maxRequestText)
 	}
 }

@@ -32,7 +32,10 @@ func (u *user) onContactSubscription(n wire.Number, p xmppside.Presence) {
 	var ev roster.Event
 	switch p.Type {
 	case "subscribe":
-		ev = roster.UserSubscribe{Number: n, Status: p.Status}
+		// The request's text goes in the LIST ADD block: cut like a
+		// request's text from IMIP, so a huge status never makes a block
+		// IMIP refuses (and the request lost).
+		ev = roster.UserSubscribe{Number: n, Status: truncateUTF8(p.Status, maxRequestText)}
 	case "subscribed":
 		ev = roster.UserSubscribed{Number: n}
 	case "unsubscribe":
