@@ -41,6 +41,9 @@ var (
 	acctAlice = imiptest.Account{Number: "1001001", Password: "alice-pw", Nick: "alice"}
 	acctBob   = imiptest.Account{Number: "2002002", Password: "bob-pw", Nick: "bob"}
 	acctEve   = imiptest.Account{Number: "3003003", Password: "eve-pw", Nick: "eve"}
+	// carol is on IMIP only: strangers guess her password, eve asks to
+	// add her.
+	acctCarol = imiptest.Account{Number: "4004004", Password: "carol-pw", Nick: "carol"}
 )
 
 // ---------------------------------------------------------------- fake XMPP server
@@ -335,7 +338,7 @@ type rig struct {
 
 func newRig(t *testing.T) *rig {
 	t.Helper()
-	imip := imiptest.Start(t, imiptest.Options{Accounts: []imiptest.Account{acctAlice, acctBob, acctEve}})
+	imip := imiptest.Start(t, imiptest.Options{Accounts: []imiptest.Account{acctAlice, acctBob, acctEve, acctCarol}})
 	ctx := context.Background()
 	st := imip.Store()
 	for _, p := range [][2]wire.Number{{acctAlice.Number, acctBob.Number}, {acctBob.Number, acctAlice.Number}} {
@@ -561,7 +564,7 @@ func cases() []hcase {
 	iq := func(from, to, typ, inner string) string {
 		return fmt.Sprintf(`<iq id="{id}" type=%q from=%q to=%q>%s</iq>`, typ, from, to, inner)
 	}
-	return []hcase{
+	cs := []hcase{
 		// Messages.
 		{name: "message from an unregistered JID", raw: msg(mal, bobJID, ` type="chat"`, `<body>hi</body>`), want: "error:registration-required"},
 		{name: "message to a non-numeric contact", raw: msg(eve, "bob@"+domain, ` type="chat"`, `<body>hi</body>`), want: "error:jid-malformed"},
@@ -669,6 +672,7 @@ func cases() []hcase {
 		{name: "iq from a malformed JID", raw: iq("a@b@c", domain, "get", `<ping xmlns="urn:xmpp:ping"/>`), want: "none"},
 		{name: "registration form with junk fields", raw: iq(eve, domain, "set", `<query xmlns="jabber:iq:register"><x xmlns="jabber:x:data" type="submit"><field><value/></field><unexpected/></x></query>`), want: "error:not-acceptable"},
 	}
+	return append(cs, moreCases()...)
 }
 
 // tenGuesses is ten registration IQs at once for alice's number with wrong
