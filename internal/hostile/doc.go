@@ -6,5 +6,9 @@
 // error of a given condition, nothing, or a given effect on IMIP), while
 // another user's conversation with an IMIP contact goes on; after every
 // case the suite checks that the component link is still the first one
-// and that the other user's messages still flow both ways.
+// and that the other user's messages still flow both ways (bob's messages
+// are kept in a log, so a check also sees what arrived before a barrier).
+// TestIllFormedXMLFromServer sends what no server forwards (XML that is
+// not well-formed, or not the restricted XML of XMPP): the component drops
+// that link and connects again, and the chat flows once more.
 package hostile
