@@ -3,11 +3,16 @@ package gateway
 // The group commit: one goroutine writes the ops of every user to the Store,
 // all that are waiting in one transaction, so that under load one fsync
 // serves many messages and at low load an op commits at once.
+//
+// A deferred Submit (SubmitDeferred) waits a while before it joins a batch,
+// and its caller may take it back (Cancel) while it waits: a message that
+// the other side confirms within that while is never written at all.
 
 import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 )
@@ -58,6 +63,15 @@ type commitReq struct {
 	cost int   // what it counts against MaxQueue
 }
 
+// Deferred is a deferred Submit (see SubmitDeferred), to Cancel.
+type Deferred struct {
+	req commitReq
+	due time.Time
+	// taken: it left the waiting list, committed or about to be (true), or
+	// canceled (false, canceled set). Guarded by the committer's mu.
+	taken, canceled bool
+}
+
 // committer is the group commit: Submit queues ops without blocking, and one
 // goroutine commits everything waiting (up to MaxBatch ops) with one
 // Store.Apply, then calls the Submits' dones, and repeats. While a
@@ -77,7 +91,11 @@ type committer struct {
 	mu     sync.Mutex
 	queue  []commitReq // waiting: queue[head:]
 	head   int
-	queued int // the cost of queue[head:]
+	queued int // the cost of queue[head:] and of later
+	// later holds the deferred Submits still waiting, in the order they
+	// were made (their delays may differ: take looks at them all).
+	later []*Deferred
+	timer *time.Timer // wakes the goroutine when the first of later is due
 	// inFlight: a batch taken from the queue is being committed.
 	inFlight bool
 	closed   bool
@@ -143,6 +161,73 @@ func (c *committer) Submit(ops []Op, done func(error)) bool {
 	return true
 }
 
+// SubmitDeferred is Submit, except that ops join a batch only after delay
+// (or at once when the committer closes), and that Cancel takes them back
+// while they wait. It returns nil where Submit returns false.
+// The same rules hold for done and for ops: done is called exactly once
+// unless Cancel returns true, and then never.
+func (c *committer) SubmitDeferred(ops []Op, done func(error), delay time.Duration) *Deferred {
+	if delay <= 0 {
+		if !c.Submit(ops, done) {
+			return nil
+		}
+		return &Deferred{taken: true}
+	}
+	d := &Deferred{req: commitReq{ops: ops, done: done, err: CheckOps(ops), cost: max(len(ops), 1)}, due: time.Now().Add(delay)}
+	if d.req.err != nil {
+		d.req.ops, d.req.cost = nil, 1
+	}
+	c.mu.Lock()
+	if c.closed || c.queued+d.req.cost > c.cfg.MaxQueue {
+		c.mu.Unlock()
+		return nil
+	}
+	c.later = append(c.later, d)
+	c.queued += d.req.cost
+	if len(c.later) == 1 {
+		c.armLocked(delay)
+	}
+	c.mu.Unlock()
+	return d
+}
+
+// Cancel takes back a deferred Submit that has not joined a batch yet and
+// reports whether it did; then its done is never called. When it returns
+// false, done is called (or was) as for any Submit. A nil d reports false.
+func (c *committer) Cancel(d *Deferred) bool {
+	if d == nil {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if d.taken || d.canceled {
+		return false
+	}
+	d.canceled = true
+	c.queued -= d.req.cost
+	if i := slices.Index(c.later, d); i >= 0 {
+		c.later = slices.Delete(c.later, i, i+1)
+	}
+	return true
+}
+
+// armLocked makes the goroutine look at later within after. c.mu held.
+func (c *committer) armLocked(after time.Duration) {
+	if c.timer == nil {
+		c.timer = time.AfterFunc(after, c.poke)
+		return
+	}
+	c.timer.Reset(after)
+}
+
+// poke wakes the goroutine.
+func (c *committer) poke() {
+	select {
+	case c.wake <- struct{}{}:
+	default: // a wake-up is pending already
+	}
+}
+
 // Close stops taking Submits, commits what is queued and waits for the
 // committer's goroutine to end. When ctx ends first, Close cancels the
 // Apply in progress, returns ctx's error and does not wait: the goroutine
@@ -150,12 +235,9 @@ func (c *committer) Submit(ops []Op, done func(error)) bool {
 // that Apply returns.
 func (c *committer) Close(ctx context.Context) error {
 	c.mu.Lock()
-	c.closed = true
+	c.closed = true // the deferred Submits are due now
 	c.mu.Unlock()
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
+	c.poke()
 	select {
 	case <-c.stopped:
 		return nil
@@ -169,7 +251,7 @@ func (c *committer) Close(ctx context.Context) error {
 func (c *committer) idle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.queued == 0 && c.head == len(c.queue) && !c.inFlight
+	return c.queued == 0 && c.head == len(c.queue) && len(c.later) == 0 && !c.inFlight
 }
 
 // Stats returns the counters. It does not block on a commit.
@@ -213,13 +295,18 @@ func (c *committer) run() {
 func (c *committer) take(batch []commitReq, ops []Op) ([]commitReq, []Op, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.promoteLocked()
 	for c.head == len(c.queue) {
 		if c.closed {
+			if c.timer != nil {
+				c.timer.Stop()
+			}
 			return batch, ops, false
 		}
 		c.mu.Unlock()
 		<-c.wake
 		c.mu.Lock()
+		c.promoteLocked()
 	}
 	for c.head < len(c.queue) {
 		r := c.queue[c.head]
@@ -244,6 +331,34 @@ func (c *committer) take(batch []commitReq, ops []Op) ([]commitReq, []Op, bool) 
 	}
 	c.inFlight = true
 	return batch, ops, true
+}
+
+// promoteLocked moves the deferred Submits that are due (all of them once
+// the committer is closed) to the queue, and arms the timer for the next
+// one. c.mu held.
+func (c *committer) promoteLocked() {
+	if len(c.later) == 0 {
+		return
+	}
+	now := time.Now()
+	var next time.Time
+	kept := c.later[:0]
+	for _, d := range c.later {
+		if c.closed || !d.due.After(now) {
+			d.taken = true
+			c.queue = append(c.queue, d.req)
+			continue
+		}
+		if next.IsZero() || d.due.Before(next) {
+			next = d.due
+		}
+		kept = append(kept, d)
+	}
+	clear(c.later[len(kept):])
+	c.later = kept
+	if !next.IsZero() {
+		c.armLocked(next.Sub(now))
+	}
 }
 
 // commit applies ops, retrying once, and calls the dones of batch.

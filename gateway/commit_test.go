@@ -453,3 +453,101 @@ func TestCommitterConcurrentSubmitters(t *testing.T) {
 		t.Errorf("Stats = %+v, want %d batches and %d ops", s, len(calls), total)
 	}
 }
+
+// A deferred Submit joins a batch only once its delay has passed; one
+// canceled while it waits never reaches the store and its done is never
+// called; Cancel after it joined a batch reports false and done runs.
+func TestCommitterDeferred(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &applyStore{}
+		c := newCommitter(st, nil, commitConfig{})
+		d := newDones(st)
+		d0 := c.SubmitDeferred(opsOf(0, 1), d.fn(0), 50*time.Millisecond)
+		d1 := c.SubmitDeferred(opsOf(1, 1), d.fn(1), 50*time.Millisecond)
+		if d0 == nil || d1 == nil {
+			t.Fatal("SubmitDeferred refused")
+		}
+		c.Submit(opsOf(2, 1), d.fn(2)) // not deferred: commits at once, alone
+		synctest.Wait()
+		if got := st.applied(); len(got) != 1 || !slices.Equal(got[0], opsOf(2, 1)) {
+			t.Fatalf("before the delay: applied %v, want only submit 2", got)
+		}
+		if c.idle() {
+			t.Error("idle() with deferred Submits waiting")
+		}
+		time.Sleep(10 * time.Millisecond)
+		if !c.Cancel(d0) {
+			t.Error("Cancel of a waiting deferred Submit = false")
+		}
+		if c.Cancel(d0) {
+			t.Error("second Cancel = true")
+		}
+		time.Sleep(40 * time.Millisecond) // d1 is due now
+		synctest.Wait()
+		got := st.applied()
+		if len(got) != 2 || !slices.Equal(got[1], opsOf(1, 1)) {
+			t.Fatalf("after the delay: applied %v, want submit 2 then submit 1", got)
+		}
+		if c.Cancel(d1) {
+			t.Error("Cancel after the commit = true")
+		}
+		d.mu.Lock()
+		_, called := d.calls[0]
+		d.mu.Unlock()
+		if called {
+			t.Error("the canceled Submit's done was called")
+		}
+		if !c.idle() {
+			t.Error("not idle once everything committed")
+		}
+		closeCommitter(t, c)
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if len(d.calls[1]) != 1 || len(d.calls[2]) != 1 {
+			t.Errorf("dones: %v, want submits 1 and 2 once each", d.calls)
+		}
+	})
+}
+
+// Deferred Submits count against MaxQueue while they wait, and a Cancel
+// gives their room back.
+func TestCommitterDeferredQueueBound(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &applyStore{}
+		c := newCommitter(st, nil, commitConfig{MaxQueue: 2})
+		a := c.SubmitDeferred(opsOf(0, 1), nil, time.Second)
+		b := c.SubmitDeferred(opsOf(1, 1), nil, time.Second)
+		if a == nil || b == nil {
+			t.Fatal("SubmitDeferred refused below the bound")
+		}
+		if c.SubmitDeferred(opsOf(2, 1), nil, time.Second) != nil || c.Submit(opsOf(3, 1), nil) {
+			t.Error("a Submit beyond MaxQueue was taken")
+		}
+		c.Cancel(a)
+		if !c.Submit(opsOf(4, 1), nil) {
+			t.Error("Submit refused after a Cancel freed room")
+		}
+		closeCommitter(t, c)
+		checkWhole(t, st.applied(), []int{0, 1, 0, 0, 1})
+	})
+}
+
+// Close commits the deferred Submits still waiting, without waiting for
+// their delay, and calls their dones.
+func TestCommitterCloseCommitsDeferred(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &applyStore{}
+		c := newCommitter(st, nil, commitConfig{})
+		d := newDones(st)
+		c.SubmitDeferred(opsOf(0, 1), d.fn(0), time.Hour)
+		began := time.Now()
+		closeCommitter(t, c)
+		if waited := time.Since(began); waited >= time.Hour {
+			t.Errorf("Close waited %v for the delay", waited)
+		}
+		if errs := d.check(t, 1); errs[0] != nil {
+			t.Errorf("done(%v), want nil", errs[0])
+		}
+		checkWhole(t, st.applied(), []int{1})
+	})
+}

@@ -773,6 +773,14 @@ type memStore struct {
 	applyHeld int
 	// applyErr, when set, fails every Apply.
 	applyErr error
+	// puts counts the OpPutMessage ops applied.
+	puts int
+}
+
+func (m *memStore) putCount() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.puts
 }
 
 func (m *memStore) setApplyErr(err error) {
@@ -940,6 +948,7 @@ func (m *memStore) Apply(ctx context.Context, ops []Op) error {
 	for _, op := range ops {
 		switch op := op.(type) {
 		case OpPutMessage:
+			m.puts++
 			op.Msg.ID, op.Msg.Accepted = 0, time.Time{}
 			if _, ok := m.regs[op.Msg.JID]; !ok {
 				continue

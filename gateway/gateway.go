@@ -35,6 +35,8 @@ const (
 	DefaultProbeTimeout = 10 * time.Second
 	// DefaultDeliveryTimeout bounds the wait for IMIP to confirm a message.
 	DefaultDeliveryTimeout = 5 * time.Minute
+	// DefaultHoldWrites is Config.HoldWrites' default.
+	DefaultHoldWrites = 50 * time.Millisecond
 )
 
 // Config configures a Gateway.
@@ -66,6 +68,15 @@ type Config struct {
 	// confirmation, from its acceptance, before it is bounced to its sender
 	// (default DefaultDeliveryTimeout).
 	DeliveryTimeout time.Duration
+	// HoldWrites is how long the write of a message (either way) waits
+	// for the other side's confirmation before it is done: the message
+	// goes on at once, and one confirmed within HoldWrites is never
+	// written (0: DefaultHoldWrites; negative: every message is written
+	// before it goes on). A message from XMPP read within HoldWrites
+	// before the process is killed and not yet confirmed by IMIP is lost
+	// (XEP-0114 has no acknowledgement); one from IMIP is not (the IMIP
+	// server sends it again, see the mesg-ack extension).
+	HoldWrites time.Duration
 	// Limits are the per-user and gateway-wide rates (zero fields:
 	// DefaultLimits).
 	Limits Limits
@@ -135,6 +146,12 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	}
 	if cfg.RetryMax <= 0 {
 		cfg.RetryMax = DefaultRetryMax
+	}
+	switch {
+	case cfg.HoldWrites == 0:
+		cfg.HoldWrites = DefaultHoldWrites
+	case cfg.HoldWrites < 0:
+		cfg.HoldWrites = 0
 	}
 	if cfg.ProbeTimeout <= 0 {
 		cfg.ProbeTimeout = DefaultProbeTimeout

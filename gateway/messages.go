@@ -1,21 +1,30 @@
 package gateway
 
-// Durable delivery of messages, both ways. Accepted means on disk: a
-// message is written to the store (through the group commit) before it goes
-// anywhere, and removed only once the other side confirmed it; every
-// message ends delivered or bounced to its sender.
+// Durable delivery of messages, both ways. A message is written to the
+// store (through the group commit) unless the other side confirms it first,
+// and removed only once the other side confirmed it; every message ends
+// delivered or bounced to its sender.
 //
-//   - XMPP -> IMIP: stored, then sent as MESG; the server's ACK 600 (or its
-//     answer to a later block: it answers in order) confirms it and deletes
-//     it, and the sender gets a XEP-0184 receipt if they asked for one. An
-//     ACK 8xx, or no confirmation within DeliveryTimeout of its acceptance,
-//     bounces it. A message sent on a session that ended unconfirmed is sent
-//     again on the next one (a duplicate only if the lost confirmation was
-//     the server's, after it took the message).
+// With Config.HoldWrites (the default), a message goes on at once and its
+// write waits that long in the committer (a deferred Submit): confirmed
+// within it, the write is taken back and the message never touches the
+// disk; not confirmed, it is written and the rest is as without it. With
+// HoldWrites negative, a message is written before it goes anywhere.
+//
+//   - XMPP -> IMIP: stored (or held), then sent as MESG; the server's ACK 600
+//     (or its answer to a later block: it answers in order) confirms it and
+//     deletes it (or takes back its held write), and the sender gets a
+//     XEP-0184 receipt if they asked for one. An ACK 8xx, or no confirmation
+//     within DeliveryTimeout of its acceptance, bounces it. A message sent on
+//     a session that ended unconfirmed is sent again on the next one (a
+//     duplicate only if the lost confirmation was the server's, after it
+//     took the message).
 //   - IMIP -> XMPP: stored, then confirmed to the IMIP server (when it
 //     offers the mesg-ack extension), then sent on the component link with a
 //     stable id; removed only once a barrier (a ping after it on the same
-//     stream) was answered. Unconfirmed ones are sent again after the link
+//     stream) was answered. Held instead: sent at once, and confirmed to the
+//     IMIP server when the barrier is answered or the write is done,
+//     whichever comes first. Unconfirmed ones are sent again after the link
 //     comes back; while the link is down they wait in the store.
 
 import (
@@ -56,23 +65,35 @@ const (
 
 // outMsg is a Jabber user's message on its way to IMIP.
 type outMsg struct {
-	q        QueuedMessage // q.ID is valid once stored
-	stored   bool          // the store's write completed
-	done     bool          // confirmed, bounced or dropped: nothing more to do
-	accepted time.Time     // when the gateway took it (the delivery deadline runs from it)
-	sentOn   *imipConn     // the session it was last sent on; nil: to send
+	// q.ID is valid once stored. While its write is not done, the
+	// committer may read q: the run loop does not change it.
+	q        QueuedMessage
+	stored   bool      // the store's write completed
+	done     bool      // confirmed, bounced or dropped: nothing more to do
+	accepted time.Time // when the gateway took it (the delivery deadline runs from it)
+	sentOn   *imipConn // the session it was last sent on; nil: to send
+	tries    int       // times sent
+	// held: its write is a deferred Submit (pend), so it goes before the
+	// write is done.
+	held bool
+	pend *Deferred
 }
 
 // inMsg is an IMIP message on its way to the user.
 type inMsg struct {
-	q       QueuedMessage
+	q       QueuedMessage // as outMsg.q: unchanged while its write is not done
 	m       xmppside.Message
 	stored  bool
-	settled bool      // the store's write completed (stored or failed)
-	sent    bool      // handed to the outbox; waiting for the barrier
-	conn    *imipConn // the session it came on, to confirm it
-	block   uint64    // its MESG block ID on that session
-	arrived time.Time // when it reached the gateway
+	settled bool // the store's write completed (stored or failed)
+	// held: its write is a deferred Submit (pend), so it goes before the
+	// write is done; delivered: the barrier confirmed it, and its write is
+	// being done (then deleted: see onStoredIn).
+	held, delivered bool
+	pend            *Deferred
+	sent            bool      // handed to the outbox; waiting for the barrier
+	conn            *imipConn // the session it came on, to confirm it
+	block           uint64    // its MESG block ID on that session
+	arrived         time.Time // when it reached the gateway
 	// waited: it could not go at once (the link was down); it carries a
 	// XEP-0203 delay then.
 	waited bool
@@ -165,22 +186,27 @@ func (u *user) onMessage(m xmppside.Message) {
 	}
 	om := &outMsg{accepted: time.Now(), q: QueuedMessage{JID: u.key, Dir: ToIMIP, Peer: n, StanzaID: m.ID,
 		Resource: m.From.Resourcepart(), Body: m.Body, Receipt: m.ReceiptRequest}}
-	u.outq = append(u.outq, om)
-	if !u.g.commit.Submit([]Op{OpPutMessage{Msg: &om.q}}, func(err error) { u.postAlways(evStoredOut{om: om, err: err}) }) {
-		u.outq = u.outq[:len(u.outq)-1]
+	om.pend = u.g.commit.SubmitDeferred([]Op{OpPutMessage{Msg: &om.q}}, func(err error) { u.postAlways(evStoredOut{om: om, err: err}) },
+		u.g.cfg.HoldWrites)
+	if om.pend == nil {
 		u.g.bounce(m, textError(stanza.Wait, stanza.ResourceConstraint, "The gateway is overloaded; try again shortly."))
 		return
 	}
+	om.held = u.g.cfg.HoldWrites > 0
+	u.outq = append(u.outq, om)
 	u.armDelivery()
+	if om.held {
+		u.flushOut()
+	}
 }
 
 // onStoredOut handles the end of a write of a message for IMIP.
 func (u *user) onStoredOut(ev evStoredOut) {
 	om := ev.om
 	if om.done {
-		// Bounced (timed out) meanwhile: take it out of the store again.
-		if ev.err == nil {
-			u.write([]Op{OpDeleteMessage{ID: om.q.ID}}, "deleting a bounced message")
+		// Confirmed or bounced meanwhile: take it out of the store again.
+		if ev.err == nil && om.q.ID != 0 {
+			u.write([]Op{OpDeleteMessage{ID: om.q.ID}}, "deleting a finished message")
 		}
 		return
 	}
@@ -196,6 +222,9 @@ func (u *user) onStoredOut(ev evStoredOut) {
 		return
 	}
 	om.stored = true
+	if om.tries > 1 {
+		u.write([]Op{OpTouchMessage{ID: om.q.ID, Tries: om.tries}}, "counting a resend")
+	}
 	u.flushOut()
 }
 
@@ -206,7 +235,7 @@ func (u *user) flushOut() {
 		return
 	}
 	for _, om := range u.outq {
-		if !om.stored {
+		if !om.stored && !om.held {
 			return // order: the ones behind wait for it
 		}
 		if om.sentOn == u.conn {
@@ -226,8 +255,8 @@ func (u *user) flushOut() {
 		}
 		om.sentOn = u.conn
 		u.track(id, pendingReq{kind: imipside.RequestMESG, number: om.q.Peer, msg: om})
-		if om.q.Tries++; om.q.Tries > 1 {
-			u.write([]Op{OpTouchMessage{ID: om.q.ID, Tries: om.q.Tries}}, "counting a resend")
+		if om.tries++; om.tries > 1 && om.stored {
+			u.write([]Op{OpTouchMessage{ID: om.q.ID, Tries: om.tries}}, "counting a resend")
 		}
 	}
 }
@@ -249,14 +278,19 @@ func (u *user) onMESGReply(om *outMsg, code wire.Code) {
 	}
 }
 
-// finishOut takes om out of the queue (and the store, with del).
+// finishOut takes om out of the queue (and the store, with del: a held
+// write is taken back, or the message deleted once it is written).
 func (u *user) finishOut(om *outMsg, del bool) {
 	om.done = true
 	if i := slices.Index(u.outq, om); i >= 0 {
 		u.outq = slices.Delete(u.outq, i, i+1)
 	}
-	if del && om.stored {
+	switch {
+	case !del:
+	case om.stored:
 		u.write([]Op{OpDeleteMessage{ID: om.q.ID}}, "deleting a delivered message")
+	case om.held && u.g.commit.Cancel(om.pend):
+		u.g.stats.heldUnwritten.Add(1)
 	}
 	u.armDelivery()
 }
@@ -291,7 +325,7 @@ func (u *user) expireOut() {
 	for len(u.outq) > 0 && !u.outq[0].accepted.After(deadline) {
 		om := u.outq[0]
 		u.finishOut(om, true)
-		u.logger().Warn("message for IMIP not confirmed in time: bounced", "to", om.q.Peer, "tries", om.q.Tries)
+		u.logger().Warn("message for IMIP not confirmed in time: bounced", "to", om.q.Peer, "tries", max(om.tries, om.q.Tries))
 		u.bounceOut(om, textError(stanza.Wait, stanza.RemoteServerTimeout,
 			"The IMIP network did not confirm the message in time; it may not have been delivered."))
 	}
@@ -347,8 +381,29 @@ func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
 	} else {
 		u.inq = append(u.inq, im)
 	}
-	if !u.g.commit.Submit([]Op{OpPutMessage{Msg: &im.q}}, func(err error) { u.postAlways(evStoredIn{im: im, err: err, spilled: spill}) }) {
+	hold := u.g.cfg.HoldWrites
+	if spill {
+		hold = 0 // it waits in the store only: written now
+	}
+	im.pend = u.g.commit.SubmitDeferred([]Op{OpPutMessage{Msg: &im.q}}, func(err error) { u.postAlways(evStoredIn{im: im, err: err, spilled: spill}) },
+		hold)
+	if im.pend == nil {
 		u.postAlways(evStoredIn{im: im, err: errCommitFull, spilled: spill})
+		return
+	}
+	if hold > 0 {
+		im.held = true
+		u.flushIn()
+	}
+}
+
+// confirmIn confirms im to the IMIP server (mesg-ack), when it came on the
+// live session.
+func (u *user) confirmIn(im *inMsg) {
+	if im.conn != nil && im.conn == u.conn && im.block != 0 && u.sess.ConfirmsMessages() {
+		if err := u.sess.ConfirmMessage(im.block); err != nil {
+			u.logger().Debug("confirming a MESG", "err", err)
+		}
 	}
 }
 
@@ -361,10 +416,17 @@ func (u *user) onStoredIn(ev evStoredIn) {
 		// the IMIP server, which (with mesg-ack) sends it again later.
 		u.logger().Error("storing a message from IMIP", "err", ev.err)
 	}
-	if im.stored && im.conn != nil && im.conn == u.conn && im.block != 0 && u.sess.ConfirmsMessages() {
-		if err := u.sess.ConfirmMessage(im.block); err != nil {
-			u.logger().Debug("confirming a MESG", "err", err)
+	if im.stored {
+		u.confirmIn(im)
+	}
+	if im.delivered {
+		// The barrier confirmed it while it was being written.
+		u.orphanWrites--
+		if im.stored {
+			u.write([]Op{OpDeleteMessage{ID: im.q.ID}}, "deleting a delivered message")
 		}
+		u.maybeReload()
+		return
 	}
 	if ev.spilled {
 		u.spilled--
@@ -376,7 +438,11 @@ func (u *user) onStoredIn(ev evStoredIn) {
 			u.spillsSince++
 		}
 	}
-	u.flushIn()
+	if !im.held {
+		// A held message went at once; its resends follow the barrier's
+		// verdicts (onDelivered), not its write.
+		u.flushIn()
+	}
 	// The messages in memory may all be delivered already: then nothing
 	// else would read this one back.
 	u.maybeReload()
@@ -392,7 +458,7 @@ func (u *user) flushIn() {
 		return
 	}
 	for _, im := range u.inq {
-		if !im.settled {
+		if !im.settled && !im.held {
 			return // order: the ones behind wait for it
 		}
 		if im.sent {
@@ -407,7 +473,10 @@ func (u *user) flushIn() {
 		}
 		im.sent = true
 		link := u.g.link.Load()
-		stored, id := im.stored, im.q.ID
+		stored, id := im.stored, int64(0)
+		if stored { // else the committer may be writing q.ID
+			id = im.q.ID
+		}
 		u.g.out.push(outItem{m: &im.m, barrier: true, done: func(err error) {
 			if !u.postAlways(evDelivered{im: im, err: err, link: link}) && err == nil && stored {
 				// The user has stopped (shutdown): the confirmation still
@@ -454,8 +523,19 @@ func (u *user) onDelivered(ev evDelivered) {
 	if i := slices.Index(u.inq, im); i >= 0 {
 		u.inq = slices.Delete(u.inq, i, i+1)
 	}
-	if im.stored {
+	switch {
+	case im.stored:
 		u.write([]Op{OpDeleteMessage{ID: im.q.ID}}, "deleting a delivered message")
+	case im.held && !im.settled:
+		if u.g.commit.Cancel(im.pend) {
+			// Never written: delivered is what confirms it to IMIP.
+			u.g.stats.heldUnwritten.Add(1)
+			u.confirmIn(im)
+			break
+		}
+		// Its write is being done: onStoredIn confirms and deletes it.
+		im.delivered = true
+		u.orphanWrites++
 	}
 	u.maybeReload()
 }
@@ -467,7 +547,7 @@ func (u *user) onDelivered(ev evDelivered) {
 // commit is a barrier), on a job of its own, a page of maxInMemory at a
 // time; evReloaded brings the page.
 func (u *user) maybeReload() {
-	if u.reloading || !u.spillStored || u.spilled > 0 || len(u.inq) > 0 || u.reg == nil {
+	if u.reloading || !u.spillStored || u.spilled > 0 || len(u.inq) > 0 || u.orphanWrites > 0 || u.reg == nil {
 		return
 	}
 	committed := make(chan struct{})

@@ -352,7 +352,7 @@ func TestIMIPMessagesSpillInOrder(t *testing.T) {
 // write ends after every message in memory was delivered, is read back and
 // delivered all the same (nothing else would read it back).
 func TestSpilledMessageNotStranded(t *testing.T) {
-	h := newHarness(t, "")
+	h := newHarness(t, "", writeFirst)
 	s := h.login(aliceHW, "6340564")
 	barrier := make(chan struct{})
 	h.x.mu.Lock()

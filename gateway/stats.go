@@ -95,9 +95,12 @@ type stats struct {
 
 	msgToIMIP atomic.Uint64 // confirmed by IMIP
 	msgToXMPP atomic.Uint64 // confirmed by the user's server
-	bounces   atomic.Uint64 // message errors the gateway sent
-	stanzaIn  atomic.Uint64 // presences and messages from the component
-	stanzaOut atomic.Uint64 // presences and messages written to it
+	// heldUnwritten counts messages confirmed while their write was held,
+	// so never written (Config.HoldWrites).
+	heldUnwritten atomic.Uint64
+	bounces       atomic.Uint64 // message errors the gateway sent
+	stanzaIn      atomic.Uint64 // presences and messages from the component
+	stanzaOut     atomic.Uint64 // presences and messages written to it
 
 	queuedToIMIP atomic.Int64 // messages for IMIP held by run loops
 	queuedToXMPP atomic.Int64 // messages from IMIP held by run loops
@@ -209,6 +212,10 @@ type Stats struct {
 	// messages from IMIP the user's server confirmed; Bounces, message
 	// errors the gateway sent back to Jabber users.
 	MessagesToIMIP, MessagesToXMPP, Bounces uint64
+	// MessagesUnwritten counts the messages (either way) confirmed while
+	// their write was held (Config.HoldWrites), so never written to the
+	// store.
+	MessagesUnwritten uint64
 	// StanzasIn counts presences and messages received on the component
 	// link; StanzasOut, those written to it.
 	StanzasIn, StanzasOut uint64
@@ -247,6 +254,7 @@ func (g *Gateway) Stats() Stats {
 		LoginFailures:     make(map[string]uint64, len(loginFailReasons)),
 		MessagesToIMIP:    s.msgToIMIP.Load(),
 		MessagesToXMPP:    s.msgToXMPP.Load(),
+		MessagesUnwritten: s.heldUnwritten.Load(),
 		Bounces:           s.bounces.Load(),
 		StanzasIn:         s.stanzaIn.Load(),
 		StanzasOut:        s.stanzaOut.Load(),

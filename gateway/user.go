@@ -149,6 +149,10 @@ type user struct {
 	// counts the ones that went to the store only since it started.
 	reloading   bool
 	spillsSince int
+	// orphanWrites counts messages from IMIP delivered while their held
+	// write was being done (see onDelivered): no reload until they are
+	// written and deleted.
+	orphanWrites int
 	// rosterStale: a roster push did not reach the user; push again.
 	rosterStale bool
 	// rosterJobs wait for the one in flight (rosterBusy).

@@ -58,6 +58,11 @@ type Config struct {
 	Dir       string        // working directory ("" a temporary one)
 	Env       []string      // extra environment of the transport (e.g. GOGC=50)
 	Quiet     bool          // no progress bars
+	// CPUProfile, when set, is where the transport's CPU profile of the
+	// chat phase is written (from its pprof endpoint; ProfileFor long,
+	// starting with the chat).
+	CPUProfile string
+	ProfileFor time.Duration
 }
 
 // Report is what a run measured.
@@ -114,6 +119,8 @@ func main() {
 	flag.StringVar(&cfg.IMIPd, "imipd", "", "imipd binary (default: built from this module)")
 	flag.StringVar(&cfg.Dir, "dir", "", "working directory, kept (default: a temporary one, removed)")
 	flag.BoolVar(&cfg.Quiet, "quiet", false, "no progress bars")
+	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the transport's CPU profile of the chat phase to this file (go tool pprof reads it)")
+	flag.DurationVar(&cfg.ProfileFor, "profile-for", 10*time.Second, "with -cpuprofile: how long to profile, from the chat's start")
 	flag.Func("transport-env", "NAME=VALUE added to the transport's environment (repeatable), e.g. GOGC=50", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return errors.New("want NAME=VALUE")
@@ -429,8 +436,17 @@ level = "warn"
 	rep.IMIPdIdleCPU = 100 * float64(cpuTicks(imipd.pid())-i0) / clockTicks / secs
 
 	if cfg.Messages > 0 {
+		profiled := make(chan error, 1)
+		if cfg.CPUProfile != "" {
+			go func() { profiled <- cpuProfile(ctx, monAddr, cfg.ProfileFor, cfg.CPUProfile) }()
+		} else {
+			profiled <- nil
+		}
 		if err := chat(ctx, cfg, rep, srv, peers, tr.pid(), imipd.pid()); err != nil {
 			return nil, err
+		}
+		if err := <-profiled; err != nil {
+			return nil, fmt.Errorf("CPU profile: %w", err)
 		}
 	}
 	return rep, nil
@@ -1038,6 +1054,32 @@ func newBar(cfg Config, n int, what string) *progressbar.ProgressBar {
 	return progressbar.NewOptions(n, progressbar.OptionSetDescription(what), progressbar.OptionSetWriter(os.Stderr),
 		progressbar.OptionShowCount(), progressbar.OptionShowIts(), progressbar.OptionThrottle(200*time.Millisecond),
 		progressbar.OptionOnCompletion(func() { fmt.Fprintln(os.Stderr) }))
+}
+
+// cpuProfile writes the transport's CPU profile over the next d to path.
+func cpuProfile(ctx context.Context, addr string, d time.Duration, path string) error {
+	secs := max(1, int(d.Round(time.Second)/time.Second))
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", addr, secs), nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("pprof endpoint: %s", resp.Status)
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(f, io.LimitReader(resp.Body, 64<<20)); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // memStats reads the transport's runtime.MemStats from its pprof endpoint

@@ -112,6 +112,22 @@ type StorageConfig struct {
 	// into Password, trimmed, never logged.
 	PasswordFile string `toml:"password_file"`
 	Password     string `toml:"-"`
+	// HoldWrites is gateway.Config.HoldWrites: how long a message's write
+	// waits for the other side's confirmation ("0s": none, every message
+	// is written before it goes on; unset: the gateway's default).
+	HoldWrites    Duration `toml:"hold_writes"`
+	holdWritesSet bool
+}
+
+// maxHoldWrites bounds storage.hold_writes.
+const maxHoldWrites = 5 * time.Second
+
+// holdWrites returns the gateway's HoldWrites.
+func (s StorageConfig) holdWrites() time.Duration {
+	if s.holdWritesSet && s.HoldWrites.Duration == 0 {
+		return -1 // written first
+	}
+	return s.HoldWrites.Duration
 }
 
 // RosterConfig is how IMIP contacts appear in users' rosters.
@@ -164,6 +180,10 @@ func decodeConfig(path string, readSecret bool) (*Config, error) {
 			keys[i] = k.String()
 		}
 		return nil, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+	}
+	c.Storage.holdWritesSet = md.IsDefined("storage", "hold_writes")
+	if c.Storage.HoldWrites.Duration > maxHoldWrites {
+		return nil, fmt.Errorf("config %s: storage.hold_writes %v is above %v", path, c.Storage.HoldWrites.Duration, maxHoldWrites)
 	}
 	if err := c.check(readSecret); err != nil {
 		return nil, fmt.Errorf("config %s: %w", path, err)

@@ -111,6 +111,7 @@ func TestConfigErrors(t *testing.T) {
 		15: {strings.Replace(validConfig, `key_file = "x.key"`, `key_file = "x.key"`+"\nkey = \"k\"", 1), "unknown keys: storage.key"},
 		16: {strings.Replace(validConfig, "[imip]", "max_registrations = -1\n[imip]", 1), "xmpp.max_registrations must be"},
 		17: {strings.Replace(validConfig, "[imip]", "max_registrations = 20000\n[imip]", 1), "xmpp.max_registrations must be"},
+		18: {strings.Replace(validConfig, `driver = "sqlite"`, `driver = "sqlite"`+"\nhold_writes = \"6s\"", 1), "storage.hold_writes 6s is above 5s"},
 	}
 	for i, c := range cases {
 		_, err := loadConfig(writeConfig(t, c.text))
@@ -156,5 +157,26 @@ func TestCheckConfigAndVersionFlags(t *testing.T) {
 	}
 	if strings.Contains(errb.String(), `"s"`) {
 		t.Errorf("error output leaks the secret: %s", errb.String())
+	}
+}
+
+// storage.hold_writes: unset takes the gateway's default (0), "0s" turns the
+// hold off (negative for the gateway), a value is taken as it is.
+func TestHoldWrites(t *testing.T) {
+	for _, c := range []struct {
+		line string
+		want time.Duration
+	}{
+		{"", 0},
+		{`hold_writes = "0s"`, -1},
+		{`hold_writes = "120ms"`, 120 * time.Millisecond},
+	} {
+		cfg, err := loadConfig(writeConfig(t, strings.Replace(validConfig, `driver = "sqlite"`, `driver = "sqlite"`+"\n"+c.line, 1)))
+		if err != nil {
+			t.Fatalf("%q: %v", c.line, err)
+		}
+		if got := cfg.Storage.holdWrites(); got != c.want {
+			t.Errorf("%q: holdWrites() = %v, want %v", c.line, got, c.want)
+		}
 	}
 }

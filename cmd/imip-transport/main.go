@@ -213,6 +213,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		MaxRegistrations: cfg.XMPP.MaxRegistrations,
 		Limits:           cfg.Limits.gateway(),
 		DeliveryTimeout:  cfg.Limits.DeliveryTimeout.Duration,
+		HoldWrites:       cfg.Storage.holdWrites(),
 		MonitorAddr:      cfg.Monitoring.Listen,
 		Pprof:            cfg.Monitoring.Pprof,
 	})

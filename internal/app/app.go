@@ -71,6 +71,9 @@ type Options struct {
 	// Limits and DeliveryTimeout tune the gateway (zero: its defaults).
 	Limits          gateway.Limits
 	DeliveryTimeout time.Duration
+	// HoldWrites is gateway.Config.HoldWrites (0: its default; negative:
+	// every message written before it goes on).
+	HoldWrites time.Duration
 	// MonitorAddr, when set, is the listen address (host:port) of the
 	// monitoring endpoints: /metrics and /healthz (see internal/metrics).
 	MonitorAddr string
@@ -154,6 +157,7 @@ func Run(ctx context.Context, o Options) error {
 		RegisterGrace:   o.RegisterGrace,
 		Limits:          o.Limits,
 		DeliveryTimeout: o.DeliveryTimeout,
+		HoldWrites:      o.HoldWrites,
 	})
 	if err != nil {
 		return err

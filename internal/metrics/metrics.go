@@ -44,6 +44,7 @@ type Collector struct {
 	registered, loaded, linkUp, uptime          *prometheus.Desc
 	sessions, logins, loginFailures             *prometheus.Desc
 	messages, bounces, stanzas, queued          *prometheus.Desc
+	unwritten                                   *prometheus.Desc
 	commitQueue, outboxQueue, outboxDropped     *prometheus.Desc
 	componentConnects, imipLost, imipReconnects *prometheus.Desc
 	imipErrors, storeLatency, imipRoundTrip     *prometheus.Desc
@@ -65,6 +66,7 @@ func NewCollector(src Source) *Collector {
 		loginFailures:     d("imip_login_failures_total", "Failed IMIP logins by reason: auth (credentials refused), refused (another IMIP error), timeout, network.", "reason"),
 		messages:          d("messages_total", "Messages delivered, by direction: to_imip (confirmed by IMIP), to_xmpp (confirmed by the user's server).", "direction"),
 		bounces:           d("bounces_total", "Message errors sent back to Jabber users."),
+		unwritten:         d("messages_unwritten_total", "Messages (either way) confirmed by the other side while their store write was held, so never written."),
 		stanzas:           d("stanzas_total", "Presences and messages on the component link, by direction (in, out).", "direction"),
 		queued:            d("queued_messages", "Messages accepted and not yet delivered or bounced, held in memory, by direction.", "direction"),
 		commitQueue:       d("store_commit_queue_ops", "Store writes waiting for the group commit, in ops."),
@@ -82,7 +84,7 @@ func NewCollector(src Source) *Collector {
 // Describe implements prometheus.Collector.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.registered, c.loaded, c.linkUp, c.uptime, c.sessions, c.logins, c.loginFailures,
-		c.messages, c.bounces, c.stanzas, c.queued, c.commitQueue, c.outboxQueue, c.outboxDropped,
+		c.messages, c.bounces, c.unwritten, c.stanzas, c.queued, c.commitQueue, c.outboxQueue, c.outboxDropped,
 		c.componentConnects, c.imipLost, c.imipReconnects, c.imipErrors, c.storeLatency, c.imipRoundTrip} {
 		ch <- d
 	}
@@ -115,6 +117,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.messages, s.MessagesToIMIP, "to_imip")
 	counter(c.messages, s.MessagesToXMPP, "to_xmpp")
 	counter(c.bounces, s.Bounces)
+	counter(c.unwritten, s.MessagesUnwritten)
 	counter(c.stanzas, s.StanzasIn, "in")
 	counter(c.stanzas, s.StanzasOut, "out")
 	gauge(c.queued, float64(s.QueuedToIMIP), "to_imip")
