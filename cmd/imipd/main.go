@@ -75,6 +75,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 	display := fs.String("display-name", imipserver.DefaultDisplayName, "ServiceDisplayName header of the HELO reply")
 	regURL := fs.String("registration-url", "", "Registration header of the HELO reply (default http://SERVICE/)")
 	window := fs.Int("delivery-window", imipserver.DefaultDeliveryWindow, "stored messages pushed to one connection and not yet confirmed (mesg-ack: by the client; else: written); the rest wait in the database")
+	hold := fs.Duration("hold-writes", imipserver.DefaultHoldWrites, "a message to a recipient online with mesg-ack is pushed before it is stored; confirmed within this time it is never stored, else stored then (the sender's ACK 600 follows either); 0: stored before it is pushed")
 	d := imipserver.DefaultAbuseLimits
 	var abuse imipserver.AbuseLimits
 	fs.IntVar(&abuse.MaxHeldPerSender, "max-held-per-sender", d.MaxHeldPerSender, "messages one sender may have stored for one recipient; beyond: ACK 814")
@@ -137,6 +138,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 		RegistrationURL: *regURL,
 		Logger:          log,
 		DeliveryWindow:  *window,
+		HoldWrites:      holdWrites(*hold),
 		Abuse:           abuse,
 	})
 	if err != nil {
@@ -211,4 +213,12 @@ func readPassword(r io.Reader) (string, error) {
 	}
 	line, _, _ := strings.Cut(string(buf), "\n")
 	return strings.TrimSuffix(line, "\r"), nil
+}
+
+// holdWrites maps the -hold-writes flag to Config.HoldWrites (0: none).
+func holdWrites(d time.Duration) time.Duration {
+	if d <= 0 {
+		return -1
+	}
+	return d
 }

@@ -16,6 +16,8 @@ const (
 	DefaultWriteTimeout  = 30 * time.Second
 	// DefaultDeliveryWindow is the default of Config.DeliveryWindow.
 	DefaultDeliveryWindow = 32
+	// DefaultHoldWrites is the default of Config.HoldWrites.
+	DefaultHoldWrites = 50 * time.Millisecond
 )
 
 // Config configures a Server. Only Store is required.
@@ -49,6 +51,17 @@ type Config struct {
 	// Store and are pushed, in order, as earlier ones are confirmed.
 	// Default 32.
 	DeliveryWindow int
+	// HoldWrites: a message to a recipient online with mesg-ack, when no
+	// stored message waits for it and its window has room, is pushed at
+	// once, before it is stored, and the sender's ACK 600 waits up to
+	// HoldWrites for the recipient's confirmation: confirmed, the message
+	// is never stored; not confirmed in time (or the recipient's
+	// connection ended), it is stored, and the sender's ACK follows the
+	// write. Either way the sender's ACK means the message is safe, and
+	// the sender's later blocks are answered after it (the reader of the
+	// sender's connection waits). Default DefaultHoldWrites; negative:
+	// every such message is stored before it is pushed.
+	HoldWrites time.Duration
 	// ParkAfter is how long a connection's reader waits for the next
 	// block before it parks (default 1 s): a parked connection has no
 	// goroutine and no read buffer, and waits on the process's poller
@@ -110,6 +123,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.WriteTimeout <= 0 {
 		c.WriteTimeout = DefaultWriteTimeout
+	}
+	switch {
+	case c.HoldWrites == 0:
+		c.HoldWrites = DefaultHoldWrites
+	case c.HoldWrites < 0:
+		c.HoldWrites = 0
 	}
 	if c.DeliveryWindow <= 0 {
 		c.DeliveryWindow = DefaultDeliveryWindow

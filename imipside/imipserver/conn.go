@@ -47,6 +47,9 @@ type conn struct {
 	nick      string
 	confirms  bool    // mesg-ack: both sides announced it
 	confirmed []int64 // confirmed message IDs not yet deleted from the Store
+	// confirmedKeys are the Keys of those that were pushed before they
+	// were stored (see early).
+	confirmedKeys []string
 
 	// Delivery of stored messages (see deliver), guarded by dmu. Lock
 	// order: dmu before qmu.
@@ -56,6 +59,20 @@ type conn struct {
 	last        int64               // highest message ID pushed on this connection
 	pulling     bool                // a goroutine runs deliver's loop
 	dirty       bool                // the Store may hold messages above last
+	// early holds the Keys of held messages pushed on this connection
+	// that may be in the Store (or get there) before their confirmation
+	// is deleted: deliver skips them, so none is pushed twice.
+	early   map[string]struct{}
+	forgets uint64 // counts forget calls (see deliver)
+	// storeMu orders the writes of held messages pushed on this
+	// connection, and of the messages stored for its user meanwhile (see
+	// storeHeld). Lock order: storeMu before dmu.
+	storeMu sync.Mutex
+
+	// Answers waiting behind a held ACK (see answer), guarded by amu.
+	// Lock order: amu before qmu.
+	amu     sync.Mutex
+	answers []*answerSlot
 
 	// Guarded by srv.mu.
 	status wire.Status // OFFLINE while logged in means invisible
@@ -220,6 +237,7 @@ func (c *conn) expired(now time.Time, idle time.Duration) bool {
 func (c *conn) finish() {
 	s := c.srv
 	c.finalFlush()
+	c.endHeld()
 	s.guard.closed(c.addr, c.num == "")
 	s.mu.Lock()
 	delete(s.conns, c)

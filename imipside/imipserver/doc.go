@@ -125,9 +125,12 @@
 //     spaces around them ignored, and unknown tokens are ignored. A LOGN
 //     Capabilities header without the token, or from a client the HELO did
 //     not offer it to, changes nothing.
-//   - With both announced, every MESG pushed to that connection, held or
-//     live, is stored first and carries `Message-ID: m<Store ID>`, stable
-//     across redeliveries (SQLite row IDs are never reused).
+//   - With both announced, every MESG pushed to that connection carries a
+//     Message-ID, stable across redeliveries: `m<Store ID>` for a message
+//     stored before its push (SQLite row IDs are never reused), or a key
+//     made at the push (`h<server nonce>-<counter>`) for one pushed before
+//     it was stored (Config.HoldWrites), kept in the Store if it is stored
+//     later.
 //   - The client confirms a pushed MESG with
 //     `ACK 600` + `Reference: <the MESG block's ID>`, in any order. The
 //     server never answers a client ACK. An ACK whose Reference is no
@@ -142,8 +145,17 @@
 //     Message-ID and a new block ID. A confirm lost with the connection
 //     therefore means the message comes again: clients drop repeats by
 //     Message-ID.
-//   - A live message to a mesg-ack client counts as delivered for its
-//     sender (ACK 600) once stored, before it is pushed.
+//   - A live message to a mesg-ack client, when nothing stored waits for
+//     it and its window has room, is pushed at once and counts as
+//     delivered for its sender (ACK 600) once the client confirmed it, or,
+//     not confirmed within Config.HoldWrites (50 ms) or when the
+//     connection ends first, once stored (the confirmation then deletes
+//     it). Held messages are stored in the order they were pushed, and
+//     before any message stored for the same user after them. Otherwise
+//     (HoldWrites negative, or stored messages waiting) it is stored
+//     first, and ACK 600 follows the write. A sender's answers keep the
+//     order of its blocks: those after a held message's wait behind its
+//     ACK, while the sender's blocks are still read.
 //
 // The server needs the passwords themselves, not hashes: the imip-md5
 // challenge hashes a fresh salt with the password. SQLiteStore seals them

@@ -77,12 +77,86 @@ func (c *conn) sendACKRef(ref string, code wire.Code) {
 	if ref != "" {
 		hdrs = append(hdrs, wire.Header{Name: wire.HdrReference, Value: ref})
 	}
+	if it := c.ackItem(ref, code); it != nil {
+		c.answer(*it)
+	}
+}
+
+// ackItem encodes ACK <code> (with Reference: ref unless ""), or logs and
+// returns nil.
+func (c *conn) ackItem(ref string, code wire.Code) *outItem {
+	var hdrs []wire.Header
+	if ref != "" {
+		hdrs = append(hdrs, wire.Header{Name: wire.HdrReference, Value: ref})
+	}
 	buf, err := c.srv.encode(wire.TypeACK, strconv.Itoa(int(code)), hdrs, "")
 	if err != nil {
 		c.log().Error("imipserver: cannot encode ACK", "err", err)
+		return nil
+	}
+	return &outItem{buf: buf, delay: c.srv.cfg.Faults.DelayACK}
+}
+
+// Answers in order. A client may take the answer to a later block as
+// confirming every earlier one (docs/PROTOCOL.md), so an ACK that waits
+// (a held message's, see heldMsg) holds the connection's later ACKs back,
+// without holding the reader: they wait in answers, and release queues
+// the ready ones from the front. Pushes are not answers and do not wait.
+
+// answerSlot is one ACK in c.answers.
+type answerSlot struct {
+	ref   string  // the Reference of a held message's ACK
+	it    outItem // the block, once ready
+	ready bool
+	skip  bool // ready, nothing to send
+}
+
+// answer queues it after the answers that wait, or at once when none does.
+func (c *conn) answer(it outItem) {
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	if len(c.answers) == 0 {
+		c.enqueue(it)
 		return
 	}
-	c.enqueue(outItem{buf: buf, delay: c.srv.cfg.Faults.DelayACK})
+	c.answers = append(c.answers, &answerSlot{it: it, ready: true})
+}
+
+// holdAnswer reserves the place of an ACK that is not ready yet.
+func (c *conn) holdAnswer(ref string) *answerSlot {
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	a := &answerSlot{ref: ref}
+	c.answers = append(c.answers, a)
+	return a
+}
+
+// release fills a held answer (it nil: nothing to send) and queues the
+// ready answers at the front.
+func (c *conn) release(a *answerSlot, it *outItem) {
+	c.amu.Lock()
+	defer c.amu.Unlock()
+	if it != nil {
+		a.it = *it
+	} else {
+		a.skip = true
+	}
+	a.ready = true
+	n := 0
+	for _, x := range c.answers {
+		if !x.ready {
+			break
+		}
+		if !x.skip {
+			c.enqueue(x.it)
+		}
+		n++
+	}
+	clear(c.answers[:n])
+	c.answers = c.answers[n:]
+	if len(c.answers) == 0 {
+		c.answers = nil
+	}
 }
 
 func hdr(name, value string) wire.Header { return wire.Header{Name: name, Value: value} }

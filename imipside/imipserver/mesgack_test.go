@@ -352,7 +352,7 @@ func TestMesgAckWindowBytes(t *testing.T) {
 }
 
 func TestMesgAckIgnoresOtherACKs(t *testing.T) {
-	ts := startServer(t, imipserver.Config{})
+	ts := startServer(t, imipserver.Config{HoldWrites: -1}) // stored before it is pushed
 	b := dialRaw(t, ts.addr)
 	logn := blockID(t, b.loginMesgAck(bob))
 	a := loginRaw(t, ts.addr, alice)
@@ -430,9 +430,10 @@ func (g *gateStore) PutMessage(ctx context.Context, m imipserver.Message) (int64
 	return id, err
 }
 
-// TestSenderACKAfterStore: the sender's ACK 600 comes only once the
-// message is stored, for an offline recipient and for one online with
-// mesg-ack (whose live messages are stored before they are pushed).
+// TestSenderACKAfterStore: without the hold (Config.HoldWrites), the
+// sender's ACK 600 comes only once the message is stored, for an offline
+// recipient and for one online with mesg-ack (whose live messages are
+// stored before they are pushed).
 func TestSenderACKAfterStore(t *testing.T) {
 	for _, online := range []bool{false, true} {
 		t.Run(fmt.Sprint("recipient online ", online), func(t *testing.T) {
@@ -440,7 +441,7 @@ func TestSenderACKAfterStore(t *testing.T) {
 			for _, acct := range testAccounts {
 				st.PutAccount(context.Background(), acct)
 			}
-			ts := startServer(t, imipserver.Config{Store: st})
+			ts := startServer(t, imipserver.Config{Store: st, HoldWrites: -1}) // TestHeldMessages: with the hold
 			var b *rawClient
 			if online {
 				b = dialRaw(t, ts.addr)

@@ -47,9 +47,9 @@ func (c *conn) onMESG(b *wire.Block) bool {
 		return true
 	}
 	var ack func() // sends the sender's ACK 600, when one is due
+	ref, _ := b.Lookup(wire.HdrID)
 	if !strings.EqualFold(strings.TrimSpace(b.Get(wire.HdrACKType)), wire.ACKTypeErrorsOnly) &&
 		!s.cfg.Faults.NoOurs && !s.cfg.Faults.SilentMESG {
-		ref, _ := b.Lookup(wire.HdrID)
 		ack = func() { c.sendACKRef(ref, wire.CodeOK) }
 	}
 
@@ -64,6 +64,9 @@ func (c *conn) onMESG(b *wire.Block) bool {
 			return true
 		}
 	}
+	if s.cfg.HoldWrites > 0 && c.sendHeld(m, to, ack != nil, ref) {
+		return true
+	}
 	if full, err := c.heldFull(to); err != nil {
 		c.log().Error("imipserver: message: store", "err", err)
 		return false
@@ -72,7 +75,18 @@ func (c *conn) onMESG(b *wire.Block) bool {
 		c.sendACK(b, wire.CodeRecipientFull)
 		return true
 	}
+	// Held messages pushed to the recipient before this one are stored
+	// before it (see storeHeld).
+	var prior *conn
+	if rc := s.onlineConn(to); rc != nil && rc.confirms && s.cfg.HoldWrites > 0 {
+		prior = rc
+		rc.storeMu.Lock()
+		rc.storeHeldLocked(math.MaxUint64)
+	}
 	id, err := s.store.PutMessage(s.ctx, m)
+	if prior != nil {
+		prior.storeMu.Unlock()
+	}
 	if err != nil {
 		if s.ctx.Err() == nil {
 			c.log().Error("imipserver: hold message: store", "err", err)
@@ -109,7 +123,7 @@ func (s *Server) encodeMESG(m Message, fromNick string, withID bool) ([]byte, ui
 		hdr(wire.HdrTo, string(m.To)),
 	}
 	if withID {
-		hdrs = append(hdrs, hdr(hdrMessageID, messageID(m.ID)))
+		hdrs = append(hdrs, hdr(hdrMessageID, messageID(m)))
 	}
 	return s.encodeID(wire.TypeMESG, "", hdrs, m.Text)
 }
@@ -123,7 +137,7 @@ func (s *Server) checkMESG(m Message) error {
 		hdr(wire.HdrContentType, wire.ContentTypeText),
 		hdr(wire.HdrFrom, wire.FormatFrom(m.From, strings.Repeat("n", MaxNickLen))),
 		hdr(wire.HdrID, strconv.FormatUint(math.MaxUint64, 10)),
-		hdr(hdrMessageID, messageID(math.MaxInt64)),
+		hdr(hdrMessageID, strings.Repeat("m", maxMessageIDLen)),
 		hdr(wire.HdrTimo, wire.FormatTimo(m.Time)),
 		hdr(wire.HdrTo, string(m.To)),
 	}}
@@ -143,4 +157,18 @@ func (c *conn) heldFull(to wire.Number) (bool, error) {
 		return false, err
 	}
 	return fromSender >= lim.MaxHeldPerSender || total >= lim.MaxHeldPerRecipient, nil
+}
+
+// sendHeld pushes m to its recipient before storing it, when the
+// recipient's connection takes it (see Config.HoldWrites and heldMsg);
+// the sender's ACK (when ack) follows the recipient's confirmation or the
+// write. It reports false when the caller must store m first.
+func (c *conn) sendHeld(m Message, to wire.Number, ack bool, ref string) bool {
+	s := c.srv
+	rc := s.onlineConn(to)
+	if rc == nil || !rc.confirms {
+		return false
+	}
+	m.Key = s.newKey()
+	return rc.pushHeld(m, c, ack, ref)
 }

@@ -267,7 +267,7 @@ func TestSQLiteSealsClearDatabase(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := p.Up(t.Context()); err != nil {
+			if _, err := p.UpTo(t.Context(), 1); err != nil {
 				t.Fatal(err)
 			}
 			db.Close()

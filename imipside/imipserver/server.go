@@ -2,6 +2,8 @@ package imipserver
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +31,10 @@ type Server struct {
 	log   *slog.Logger
 	ids   atomic.Uint64
 	guard *guard
+	// keyPrefix and keys make the Message-IDs of messages pushed before
+	// they are stored (see Config.HoldWrites): unique across restarts.
+	keyPrefix string
+	keys      atomic.Uint64
 
 	// mu guards the fields below and the presence fields of every conn.
 	// Store calls that must be ordered against logins (held messages,
@@ -68,6 +74,11 @@ func New(cfg Config) (*Server, error) {
 		guard:  newGuard(cfg.Abuse),
 	}
 	s.ids.Store(firstServerID - 1)
+	var nonce [5]byte
+	if _, err := rand.Read(nonce[:]); err != nil {
+		return nil, fmt.Errorf("imipserver: message keys: %w", err)
+	}
+	s.keyPrefix = "h" + hex.EncodeToString(nonce[:]) + "-"
 	return s, nil
 }
 

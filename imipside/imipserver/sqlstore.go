@@ -518,12 +518,12 @@ func (s *SQLiteStore) apply(ops []*writeOp) error {
 	for _, op := range ops {
 		if op.del == nil {
 			if ins == nil {
-				if ins, err = tx.PrepareContext(ctx, `INSERT INTO messages (sender, recipient, sent, text) VALUES (?, ?, ?, ?)`); err != nil {
+				if ins, err = tx.PrepareContext(ctx, `INSERT INTO messages (sender, recipient, sent, text, mkey) VALUES (?, ?, ?, ?, ?)`); err != nil {
 					return err
 				}
 			}
 			m := &op.msg
-			res, err := ins.ExecContext(ctx, string(m.From), string(m.To), m.Time.Unix(), m.Text)
+			res, err := ins.ExecContext(ctx, string(m.From), string(m.To), m.Time.Unix(), m.Text, m.Key)
 			if err != nil {
 				return err
 			}
@@ -551,7 +551,7 @@ func (s *SQLiteStore) Messages(ctx context.Context, to wire.Number, after int64,
 	if limit <= 0 {
 		return nil, fmt.Errorf("imipserver: sqlite messages: limit %d is not positive", limit)
 	}
-	rows, err := s.rdb.QueryContext(ctx, `SELECT id, sender, sent, text FROM messages
+	rows, err := s.rdb.QueryContext(ctx, `SELECT id, sender, sent, text, mkey FROM messages
 		WHERE recipient = ? AND id > ? ORDER BY id LIMIT ?`, string(to), after, limit)
 	if err != nil {
 		return nil, fmt.Errorf("imipserver: sqlite messages: %w", err)
@@ -562,7 +562,7 @@ func (s *SQLiteStore) Messages(ctx context.Context, to wire.Number, after int64,
 		m := Message{To: to}
 		var from string
 		var sent int64
-		if err := rows.Scan(&m.ID, &from, &sent, &m.Text); err != nil {
+		if err := rows.Scan(&m.ID, &from, &sent, &m.Text, &m.Key); err != nil {
 			return nil, fmt.Errorf("imipserver: sqlite messages: %w", err)
 		}
 		m.From, m.Time = wire.Number(from), time.Unix(sent, 0).UTC()

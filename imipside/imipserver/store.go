@@ -32,13 +32,15 @@ type Request struct {
 // Message is a message held for its recipient: one that was offline when
 // it was sent, or one pushed to a mesg-ack connection and not yet
 // confirmed. ID is assigned by the Store; "m" + ID is the message's
-// Message-ID in the mesg-ack extension.
+// Message-ID in the mesg-ack extension, unless Key is set (a message pushed
+// before it was stored keeps the Message-ID it was pushed with).
 type Message struct {
 	ID   int64
 	From wire.Number
 	To   wire.Number
 	Time time.Time
 	Text string
+	Key  string
 }
 
 // Store is the server's state: accounts, one-directional contact lists,

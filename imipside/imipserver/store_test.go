@@ -161,7 +161,7 @@ func TestStores(t *testing.T) {
 }
 
 // latestSchema is the newest goose migration in migrations/.
-const latestSchema = 2
+const latestSchema = 3
 
 func TestSQLiteFileModeAndSchemaVersion(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "imipd.db")
