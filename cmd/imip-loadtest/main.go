@@ -63,6 +63,9 @@ type Config struct {
 	// starting with the chat).
 	CPUProfile string
 	ProfileFor time.Duration
+	// IMIPdProfile, when set, is where imipd writes its CPU profile of the
+	// whole run (at its exit).
+	IMIPdProfile string
 }
 
 // Report is what a run measured.
@@ -120,6 +123,7 @@ func main() {
 	flag.StringVar(&cfg.Dir, "dir", "", "working directory, kept (default: a temporary one, removed)")
 	flag.BoolVar(&cfg.Quiet, "quiet", false, "no progress bars")
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the transport's CPU profile of the chat phase to this file (go tool pprof reads it)")
+	flag.StringVar(&cfg.IMIPdProfile, "imipd-cpuprofile", "", "have imipd write its CPU profile of the whole run to this file")
 	flag.DurationVar(&cfg.ProfileFor, "profile-for", 10*time.Second, "with -cpuprofile: how long to profile, from the chat's start")
 	flag.Func("transport-env", "NAME=VALUE added to the transport's environment (repeatable), e.g. GOGC=50", func(v string) error {
 		if !strings.Contains(v, "=") {
@@ -276,10 +280,14 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 		return nil, err
 	}
 	big := strconv.Itoa(10 * (cfg.Users + cfg.Messages + 1000))
-	imipd, err := start(ctx, dir, "imipd", cfg.IMIPd, "-listen", imipAddr, "-data", filepath.Join(dir, "imipd-data"),
+	imipdArgs := []string{}
+	if cfg.IMIPdProfile != "" {
+		imipdArgs = append(imipdArgs, "-cpuprofile", cfg.IMIPdProfile)
+	}
+	imipd, err := start(ctx, dir, "imipd", cfg.IMIPd, append(imipdArgs, "-listen", imipAddr, "-data", filepath.Join(dir, "imipd-data"),
 		"-key-file", filepath.Join(dir, "imipd.key"), "-accounts", filepath.Join(dir, "accounts.toml"), "-log-level", "warn",
 		"-max-conns", big, "-max-pending", big, "-max-pending-per-addr", big, "-send-rate", big, "-send-burst", big,
-		"-max-held-per-sender", big, "-max-held-per-recipient", big)
+		"-max-held-per-sender", big, "-max-held-per-recipient", big)...)
 	if err != nil {
 		return nil, err
 	}

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -76,6 +77,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 	regURL := fs.String("registration-url", "", "Registration header of the HELO reply (default http://SERVICE/)")
 	window := fs.Int("delivery-window", imipserver.DefaultDeliveryWindow, "stored messages pushed to one connection and not yet confirmed (mesg-ack: by the client; else: written); the rest wait in the database")
 	hold := fs.Duration("hold-writes", imipserver.DefaultHoldWrites, "a message to a recipient online with mesg-ack is pushed before it is stored; confirmed within this time it is never stored, else stored then (the sender's ACK 600 follows either); 0: stored before it is pushed")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof; written at exit)")
 	d := imipserver.DefaultAbuseLimits
 	var abuse imipserver.AbuseLimits
 	fs.IntVar(&abuse.MaxHeldPerSender, "max-held-per-sender", d.MaxHeldPerSender, "messages one sender may have stored for one recipient; beyond: ACK 814")
@@ -147,6 +149,17 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("imipd: %w", err)
+	}
+	if *cpuProfile != "" {
+		f, err := os.OpenFile(*cpuProfile, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+		if err != nil {
+			return fmt.Errorf("imipd: cpu profile: %w", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return fmt.Errorf("imipd: cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	if ready != nil {
 		ready <- ln.Addr()

@@ -32,13 +32,15 @@ func (c *conn) onMESG(b *wire.Block) bool {
 		c.sendACK(b, wire.CodeIllegalUser)
 		return true
 	}
-	if _, err := s.store.Account(s.ctx, to); err != nil {
-		if errors.Is(err, ErrNotFound) {
-			c.sendACK(b, wire.CodeIllegalUser)
-			return true
+	if s.onlineConn(to) == nil { // online: the account exists
+		if _, err := s.store.Account(s.ctx, to); err != nil {
+			if errors.Is(err, ErrNotFound) {
+				c.sendACK(b, wire.CodeIllegalUser)
+				return true
+			}
+			c.log().Error("imipserver: message: store", "err", err)
+			return false
 		}
-		c.log().Error("imipserver: message: store", "err", err)
-		return false
 	}
 	m := Message{From: c.num, To: to, Time: time.Now().UTC().Truncate(time.Second), Text: string(b.Body)}
 	if err := s.checkMESG(m); err != nil {
