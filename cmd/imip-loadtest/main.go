@@ -476,16 +476,22 @@ func chat(ctx context.Context, cfg Config, rep *Report, srv *server, peers *peer
 	sendAll := func(w *way, send func(seq int)) {
 		defer wg.Done()
 		var tick *time.Ticker
+		start := time.Now()
 		if cfg.Rate > 0 {
-			tick = time.NewTicker(time.Second / time.Duration(cfg.Rate))
+			// Paced by the clock, not one message per tick (a ticker
+			// that slips would lower the rate): each tick sends what is
+			// due by then.
+			tick = time.NewTicker(max(time.Second/time.Duration(cfg.Rate), time.Millisecond))
 			defer tick.Stop()
 		}
 		for seq := range n {
 			if tick != nil {
-				select {
-				case <-ctx.Done():
-					return
-				case <-tick.C:
+				for float64(seq) >= time.Since(start).Seconds()*float64(cfg.Rate) {
+					select {
+					case <-ctx.Done():
+						return
+					case <-tick.C:
+					}
 				}
 			} else {
 				for int(w.sent.Load())-int(w.got.Load())-int(w.refused.Load()) >= cfg.Window {
