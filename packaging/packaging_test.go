@@ -462,3 +462,159 @@ func TestDebVersion(t *testing.T) {
 		}
 	}
 }
+
+// fakeCommand stands in for every command the maintainer scripts run: it
+// logs its name and arguments, and answers the queries as the FAKE_*
+// variables say (exit status; unset: the first-install answer).
+const fakeCommand = `#!/bin/sh
+echo "${0##*/} $*" >>"$FAKE_LOG"
+case "${0##*/} $*" in
+"getent "*) exit "${FAKE_GETENT:-0}" ;;
+"dpkg-statoverride --list "*) exit "${FAKE_LISTED:-1}" ;;
+"deb-systemd-helper debian-installed "*) exit "${FAKE_INSTALLED:-1}" ;;
+"deb-systemd-helper --quiet was-enabled "*) exit "${FAKE_ENABLED:-1}" ;;
+esac
+exit 0
+`
+
+// TestMaintainerScripts runs postinst, prerm and postrm with a PATH that
+// holds only stand-ins (nothing on this machine changes) and checks the
+// commands they run: users created, the configuration's group set, the
+// units never enabled or started on a first install, an upgrade keeping
+// the administrator's choice and restarting what runs, purge undoing the
+// overrides. What depends on this machine (a running systemd, an
+// installed deb-systemd-helper) is expected as the scripts see it.
+func TestMaintainerScripts(t *testing.T) {
+	const config = "/etc/imip-transport/config.toml"
+	units := []string{"imip-transport.service", "imipd.service"}
+	_, err := os.Stat("/run/systemd/system")
+	systemd := err == nil
+	fi, err := os.Stat("/usr/bin/deb-systemd-helper")
+	helper := err == nil && fi.Mode()&0o111 != 0
+
+	// lines builds the expected log: each unit in turn for a "%s" line.
+	lines := func(parts ...any) []string {
+		var out []string
+		for _, p := range parts {
+			switch p := p.(type) {
+			case string:
+				out = append(out, p)
+			case []string:
+				out = append(out, p...)
+			}
+		}
+		return out
+	}
+	perUnit := func(format ...string) []string {
+		var out []string
+		for _, u := range units {
+			for _, f := range format {
+				out = append(out, fmt.Sprintf(f, u))
+			}
+		}
+		return out
+	}
+	when := func(cond bool, l ...string) []string {
+		if cond {
+			return l
+		}
+		return nil
+	}
+	both := strings.Join(units, " ")
+
+	for _, tc := range []struct {
+		name     string
+		script   string
+		args     []string
+		sysusers bool
+		env      []string
+		want     []string
+	}{
+		{
+			name: "first install", script: "postinst", args: []string{"configure", ""}, sysusers: true,
+			want: lines(
+				"systemd-sysusers imip-transport.conf",
+				"dpkg-statoverride --list "+config,
+				"dpkg-statoverride --update --add root _imip-transport 0640 "+config,
+				perUnit("deb-systemd-helper debian-installed %s", "deb-systemd-helper update-state %s"),
+				when(systemd, "systemctl --system daemon-reload"),
+			),
+		},
+		{
+			name: "upgrade without systemd-sysusers, units enabled", script: "postinst", args: []string{"configure", "0.0~git1.abc1234"},
+			env: []string{"FAKE_GETENT=2", "FAKE_LISTED=0", "FAKE_INSTALLED=0", "FAKE_ENABLED=0"},
+			want: lines(
+				"getent passwd _imip-transport",
+				"useradd --system --user-group --home-dir /var/lib/imip-transport --no-create-home --shell /usr/sbin/nologin --comment imip-transport IMIP gateway _imip-transport",
+				"getent passwd _imipd",
+				"useradd --system --user-group --home-dir /var/lib/imipd --no-create-home --shell /usr/sbin/nologin --comment imipd IMIP server _imipd",
+				"dpkg-statoverride --list "+config,
+				perUnit("deb-systemd-helper debian-installed %s", "deb-systemd-helper --quiet was-enabled %s",
+					"deb-systemd-helper enable %s", "deb-systemd-helper update-state %s"),
+				when(systemd, "systemctl --system daemon-reload", "deb-systemd-invoke try-restart "+both),
+			),
+		},
+		{
+			name: "reinstall, users present, units not enabled", script: "postinst", args: []string{"configure", "0.0~git1.abc1234"},
+			env: []string{"FAKE_LISTED=0", "FAKE_INSTALLED=0"},
+			want: lines(
+				"getent passwd _imip-transport",
+				"getent passwd _imipd",
+				"dpkg-statoverride --list "+config,
+				perUnit("deb-systemd-helper debian-installed %s", "deb-systemd-helper --quiet was-enabled %s", "deb-systemd-helper update-state %s"),
+				when(systemd, "systemctl --system daemon-reload", "deb-systemd-invoke try-restart "+both),
+			),
+		},
+		{name: "prerm remove", script: "prerm", args: []string{"remove"}, want: when(systemd, "deb-systemd-invoke stop "+both)},
+		{name: "prerm upgrade", script: "prerm", args: []string{"upgrade", "0.0~git9.abc1234"}},
+		{
+			name: "postrm remove", script: "postrm", args: []string{"remove"},
+			want: lines(when(systemd, "systemctl --system daemon-reload"), when(helper, "deb-systemd-helper mask "+both)),
+		},
+		{
+			name: "postrm purge", script: "postrm", args: []string{"purge"}, env: []string{"FAKE_LISTED=0"},
+			want: lines(
+				when(helper, "deb-systemd-helper purge "+both, "deb-systemd-helper unmask "+both),
+				"dpkg-statoverride --list "+config,
+				"dpkg-statoverride --remove "+config,
+			),
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			bin := filepath.Join(dir, "bin")
+			if err := os.Mkdir(bin, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			fakes := []string{"getent", "useradd", "dpkg-statoverride", "deb-systemd-helper", "deb-systemd-invoke", "systemctl"}
+			if tc.sysusers {
+				fakes = append(fakes, "systemd-sysusers")
+			}
+			for _, name := range fakes {
+				if err := os.WriteFile(filepath.Join(bin, name), []byte(fakeCommand), 0o755); err != nil {
+					t.Fatal(err)
+				}
+			}
+			log := filepath.Join(dir, "log")
+			script, err := filepath.Abs(filepath.Join("deb", tc.script))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.CommandContext(t.Context(), "/bin/sh", append([]string{script}, tc.args...)...)
+			cmd.Dir = dir
+			cmd.Env = append([]string{"PATH=" + bin, "FAKE_LOG=" + log}, tc.env...)
+			if out, err := cmd.CombinedOutput(); err != nil {
+				t.Fatalf("%s %v: %v\n%s", tc.script, tc.args, err, out)
+			}
+			var got []string
+			if b, err := os.ReadFile(log); err == nil {
+				got = strings.Split(strings.TrimSuffix(string(b), "\n"), "\n")
+			} else if !errors.Is(err, os.ErrNotExist) {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, tc.want) {
+				t.Errorf("%s %v ran:\n  %s\nwant:\n  %s", tc.script, tc.args, strings.Join(got, "\n  "), strings.Join(tc.want, "\n  "))
+			}
+		})
+	}
+}
