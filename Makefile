@@ -62,12 +62,14 @@ dist:
 	cd $(DIST) && rm -f SHA256SUMS && files=$$(ls) && sha256sum -- $$files > SHA256SUMS
 
 # One .deb per architecture, from the binaries of make dist; SHA256SUMS
-# then covers the packages too.
+# then covers the packages too. Every file in them is dated at the last
+# commit (SOURCE_DATE_EPOCH), so a rebuild of a clean tree is identical.
 deb: dist
 	@mkdir -p $(DIST)/.build
-	bash packaging/deb/config.sh config.toml > $(DIST)/.build/config.toml
-	@set -e; debver=$$(sh packaging/deb-version.sh "$(VERSION)"); for arch in $(ARCHES); do \
-		ARCH=$$arch DEB_VERSION=$$debver DIST=$(DIST) BUILD=$(DIST)/.build \
+	sh packaging/deb/config.sh config.toml > $(DIST)/.build/config.toml
+	@set -e; debver=$$(sh packaging/deb-version.sh "$(VERSION)"); \
+	epoch=$$(git log -1 --format=%ct 2>/dev/null || date +%s); for arch in $(ARCHES); do \
+		ARCH=$$arch DEB_VERSION=$$debver DIST=$(DIST) BUILD=$(DIST)/.build SOURCE_DATE_EPOCH=$$epoch \
 			$(NFPM) package --config packaging/deb/nfpm.yaml --packager deb --target $(DIST)/; \
 	done
 	rm -rf $(DIST)/.build

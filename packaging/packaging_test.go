@@ -97,6 +97,15 @@ func TestRelease(t *testing.T) {
 		}
 	})
 	t.Run("SHA256SUMS", func(t *testing.T) { checkSums(t, dist) })
+	t.Run("reproducible", func(t *testing.T) {
+		// Same tree, same toolchain: the same bytes (-trimpath, and the
+		// packages' files dated at the last commit).
+		again := filepath.Join(t.TempDir(), "dist")
+		run(t, root, "make", "deb", "DIST="+again)
+		if a, b := readFile(t, filepath.Join(dist, "SHA256SUMS")), readFile(t, filepath.Join(again, "SHA256SUMS")); a != b {
+			t.Errorf("a second make deb made other files:\n%s\nthen:\n%s", a, b)
+		}
+	})
 	for arch, machine := range arches {
 		t.Run("deb-"+arch, func(t *testing.T) {
 			deb := filepath.Join(dist, "imip-transport_"+debVersion+"_"+arch+".deb")
