@@ -19,7 +19,7 @@ help:
 	@echo "                  (Prosody + imipd + transport on 127.0.0.1; state in .stack/)"
 	@echo "make deps         install the system packages (.ci/install-deps.sh, as root)"
 	@echo "make build        build bin/imip-transport and bin/imipd"
-	@echo "make dist         static release binaries for linux/$(subst $() ,$(),$(ARCHES:%=%,)) in $(DIST)/, with SHA256SUMS"
+	@echo "make dist         static release binaries (linux: $(ARCHES)) in $(DIST)/, with SHA256SUMS"
 	@echo "make deb          make dist, then a Debian package per architecture in $(DIST)/ (nfpm)"
 	@echo "make fmt          gofmt -w the tree"
 	@echo "make vet          go vet ./..."
