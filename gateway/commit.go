@@ -94,8 +94,9 @@ type committer struct {
 	queued int // the cost of queue[head:] and of later
 	// later holds the deferred Submits still waiting, in the order they
 	// were made (their delays may differ: take looks at them all).
-	later []*Deferred
-	timer *time.Timer // wakes the goroutine when the first of later is due
+	later    []*Deferred
+	timer    *time.Timer // wakes the goroutine when the first of later is due
+	armedFor time.Time   // when the timer fires
 	// inFlight: a batch taken from the queue is being committed.
 	inFlight bool
 	closed   bool
@@ -184,7 +185,7 @@ func (c *committer) SubmitDeferred(ops []Op, done func(error), delay time.Durati
 	}
 	c.later = append(c.later, d)
 	c.queued += d.req.cost
-	if len(c.later) == 1 {
+	if len(c.later) == 1 || d.due.Before(c.armedFor) {
 		c.armLocked(delay)
 	}
 	c.mu.Unlock()
@@ -213,6 +214,7 @@ func (c *committer) Cancel(d *Deferred) bool {
 
 // armLocked makes the goroutine look at later within after. c.mu held.
 func (c *committer) armLocked(after time.Duration) {
+	c.armedFor = time.Now().Add(after)
 	if c.timer == nil {
 		c.timer = time.AfterFunc(after, c.poke)
 		return

@@ -551,3 +551,20 @@ func TestCommitterCloseCommitsDeferred(t *testing.T) {
 		checkWhole(t, st.applied(), []int{1})
 	})
 }
+
+// A deferred Submit with a shorter delay than one already waiting joins a
+// batch after its own delay, not the other's.
+func TestCommitterDeferredShorterDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		st := &applyStore{}
+		c := newCommitter(st, nil, commitConfig{})
+		c.SubmitDeferred(opsOf(0, 1), nil, time.Hour)
+		c.SubmitDeferred(opsOf(1, 1), nil, 10*time.Millisecond)
+		time.Sleep(20 * time.Millisecond)
+		synctest.Wait()
+		if got := st.applied(); len(got) != 1 || !slices.Equal(got[0], opsOf(1, 1)) {
+			t.Errorf("20 ms later: applied %v, want the 10 ms Submit alone", got)
+		}
+		closeCommitter(t, c)
+	})
+}

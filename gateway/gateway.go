@@ -72,10 +72,13 @@ type Config struct {
 	// for the other side's confirmation before it is done: the message
 	// goes on at once, and one confirmed within HoldWrites is never
 	// written (0: DefaultHoldWrites; negative: every message is written
-	// before it goes on). A message from XMPP read within HoldWrites
-	// before the process is killed and not yet confirmed by IMIP is lost
-	// (XEP-0114 has no acknowledgement); one from IMIP is not (the IMIP
-	// server sends it again, see the mesg-ack extension).
+	// before it goes on). A message from XMPP read less than HoldWrites
+	// before the process is killed, that had not reached IMIP yet (its
+	// user's IMIP session down or its MESG not yet written), is lost, as a
+	// stanza the server wrote and the transport had not read (XEP-0114
+	// has no acknowledgement); once its MESG is written, IMIP has it. One
+	// from IMIP is never lost that way (the IMIP server sends it again, see
+	// the mesg-ack extension; without mesg-ack it is written first).
 	HoldWrites time.Duration
 	// Limits are the per-user and gateway-wide rates (zero fields:
 	// DefaultLimits).

@@ -213,6 +213,11 @@ func (u *user) onStoredOut(ev evStoredOut) {
 	}
 	if ev.err != nil {
 		u.logger().Error("storing a message for IMIP", "err", ev.err)
+		if om.held && om.sentOn != nil {
+			// Sent already: IMIP's answer decides (only a crash before it
+			// would lose the message now).
+			return
+		}
 		u.finishOut(om, false)
 		u.bounceOut(om, textError(stanza.Wait, stanza.InternalServerError, "The gateway could not store the message; it was not sent."))
 		return
@@ -530,6 +535,9 @@ func (u *user) onDelivered(ev evDelivered) {
 	switch {
 	case im.stored:
 		u.write([]Op{OpDeleteMessage{ID: im.q.ID}}, "deleting a delivered message")
+	case im.settled && ev.err == nil:
+		// Its write failed, but the user's server has it now.
+		u.confirmIn(im)
 	case im.held && !im.settled:
 		if u.g.commit.Cancel(im.pend) {
 			// Never written: delivered is what confirms it to IMIP.

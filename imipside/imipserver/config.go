@@ -58,8 +58,9 @@ type Config struct {
 	// is never stored; not confirmed in time (or the recipient's
 	// connection ended), it is stored, and the sender's ACK follows the
 	// write. Either way the sender's ACK means the message is safe, and
-	// the sender's later blocks are answered after it (the reader of the
-	// sender's connection waits). Default DefaultHoldWrites; negative:
+	// the sender's later blocks are answered after it (they wait behind it;
+	// the sender's reader goes on reading). Default DefaultHoldWrites;
+	// negative:
 	// every such message is stored before it is pushed.
 	HoldWrites time.Duration
 	// ParkAfter is how long a connection's reader waits for the next

@@ -66,13 +66,24 @@ type conn struct {
 	forgets uint64 // counts forget calls (see deliver)
 	// storeMu orders the writes of held messages pushed on this
 	// connection, and of the messages stored for its user meanwhile (see
-	// storeHeld). Lock order: storeMu before dmu.
+	// storeHeld).
+	//
+	// Lock order, for one connection and across connections:
+	// storeMu (of the new login, then of the connection it replaces) before
+	// srv.mu (taken briefly by store, which then releases it) before any
+	// connection's dmu; dmu before the sender's amu (pushHeld reserves the
+	// sender's answer); amu before qmu. No goroutine holds two dmu or two
+	// amu at once.
 	storeMu sync.Mutex
 
 	// Answers waiting behind a held ACK (see answer), guarded by amu.
 	// Lock order: amu before qmu.
 	amu     sync.Mutex
 	answers []*answerSlot
+	// answerBytes counts the ready answers waiting in answers;
+	// closeAnswered: DISC was answered, close once answers are out.
+	answerBytes   int
+	closeAnswered bool
 
 	// Guarded by srv.mu.
 	status wire.Status // OFFLINE while logged in means invisible
@@ -253,6 +264,9 @@ func (c *conn) finish() {
 	c.qmu.Lock()
 	closing := c.closing
 	c.qmu.Unlock()
+	c.amu.Lock()
+	closing = closing || c.closeAnswered // after DISC, the answers go first
+	c.amu.Unlock()
 	if !closing {
 		c.kill()
 	}

@@ -108,7 +108,7 @@ func (c *conn) pushHeld(m Message, sender *conn, ack bool, ref string) bool {
 	}
 	c.early[m.Key] = struct{}{}
 	if ack {
-		h.slot = sender.holdAnswer(ref) // before the push can be confirmed
+		h.slot = sender.holdAnswer(ref, h) // before the push can be confirmed
 	}
 	if !c.enqueue(outItem{buf: buf, pushed: bid}) {
 		delete(c.flight, bid)
@@ -178,15 +178,19 @@ func (h *heldMsg) ack() {
 // connection, as onMESG does.
 func (h *heldMsg) store() {
 	s := h.sender.srv
-	id, err := s.store.PutMessage(s.ctx, h.m)
+	// Also at shutdown (Serve's context ended): a held message not stored
+	// then would be sent again by its sender under a new Message-ID.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), finalFlushTimeout)
+	defer cancel()
+	id, err := s.store.PutMessage(ctx, h.m)
 	if err != nil {
-		if s.ctx.Err() == nil {
-			h.sender.log().Error("imipserver: hold message: store, closing", "err", err)
-		}
+		h.sender.log().Error("imipserver: hold message: store, closing", "err", err)
+		// Killed before the answers behind this one are released: a
+		// client takes the answer to a later block as confirming this.
+		h.sender.kill()
 		if h.slot != nil {
 			h.sender.release(h.slot, nil)
 		}
-		h.sender.kill()
 		s.wg.Done()
 		return
 	}
@@ -201,10 +205,12 @@ func (h *heldMsg) store() {
 	rc.dmu.Unlock()
 	switch {
 	case late:
-		if err := s.store.DeleteMessages(s.ctx, id); err != nil && s.ctx.Err() == nil {
+		if err := s.store.DeleteMessages(ctx, id); err != nil {
+			// Its key stays in rc.early: not pushed again on rc.
 			h.sender.log().Error("imipserver: delete confirmed message: store", "err", err)
+		} else {
+			rc.forget(h.m.Key)
 		}
-		rc.forget(h.m.Key)
 	case !inFlight || rc.isClosed():
 		// The recipient's connection ended before confirming: the message
 		// waits in the Store for the next login, which may be under way.
@@ -423,10 +429,10 @@ func (c *conn) flushConfirmed(ctx context.Context, push bool) {
 	c.confirmed, c.confirmedKeys = nil, nil
 	if err := c.srv.store.DeleteMessages(ctx, ids...); err != nil {
 		// They were delivered; at worst they are pushed again at the next
-		// login, with the same Message-ID.
+		// login, with the same Message-ID. Their keys stay in c.early,
+		// so none is pushed again on this connection.
 		c.log().Error("imipserver: delete confirmed messages: store", "count", len(ids), "err", err)
-	}
-	if len(keys) > 0 {
+	} else if len(keys) > 0 {
 		c.forget(keys...)
 	}
 	if push {

@@ -101,30 +101,67 @@ func (c *conn) ackItem(ref string, code wire.Code) *outItem {
 
 // answerSlot is one ACK in c.answers.
 type answerSlot struct {
-	ref   string  // the Reference of a held message's ACK
-	it    outItem // the block, once ready
+	ref   string   // the Reference of a held message's ACK
+	held  *heldMsg // that message
+	it    outItem  // the block, once ready
 	ready bool
 	skip  bool // ready, nothing to send
 }
 
 // answer queues it after the answers that wait, or at once when none does.
+// The answers waiting count against OutQueueBytes: a client that goes on
+// sending while its answers wait is disconnected beyond it, as one that
+// does not read.
 func (c *conn) answer(it outItem) {
 	c.amu.Lock()
-	defer c.amu.Unlock()
 	if len(c.answers) == 0 {
+		c.amu.Unlock()
 		c.enqueue(it)
 		return
 	}
 	c.answers = append(c.answers, &answerSlot{it: it, ready: true})
+	c.answerBytes += len(it.buf)
+	over := c.answerBytes > c.srv.cfg.OutQueueBytes
+	c.amu.Unlock()
+	if over {
+		c.log().Warn("imipserver: answers waiting behind a held message overflow, disconnecting", "bytes", c.srv.cfg.OutQueueBytes)
+		c.kill()
+	}
 }
 
-// holdAnswer reserves the place of an ACK that is not ready yet.
-func (c *conn) holdAnswer(ref string) *answerSlot {
+// holdAnswer reserves the place of the ACK of held message h.
+func (c *conn) holdAnswer(ref string, h *heldMsg) *answerSlot {
 	c.amu.Lock()
 	defer c.amu.Unlock()
-	a := &answerSlot{ref: ref}
+	a := &answerSlot{ref: ref, held: h}
 	c.answers = append(c.answers, a)
 	return a
+}
+
+// answerThenClose is DISC's end: the held messages this connection sent
+// are decided now (stored unless confirmed already), and the connection
+// closes once every answer, the DISC's last, is queued and written.
+func (c *conn) answerThenClose(disc *wire.Block) {
+	c.amu.Lock()
+	var held []*heldMsg
+	for _, a := range c.answers {
+		if a.held != nil && !a.ready {
+			held = append(held, a.held)
+		}
+	}
+	c.amu.Unlock()
+	for _, h := range held {
+		h.rc.storeHeld(h.bid)
+	}
+	c.sendACK(disc, wire.CodeOK)
+	c.amu.Lock()
+	if len(c.answers) > 0 {
+		c.closeAnswered = true // release closes it
+		c.amu.Unlock()
+		return
+	}
+	c.amu.Unlock()
+	c.closeAfterFlush()
 }
 
 // release fills a held answer (it nil: nothing to send) and queues the
@@ -145,6 +182,9 @@ func (c *conn) release(a *answerSlot, it *outItem) {
 		}
 		if !x.skip {
 			c.enqueue(x.it)
+			if x.held == nil {
+				c.answerBytes -= len(x.it.buf)
+			}
 		}
 		n++
 	}
@@ -152,6 +192,11 @@ func (c *conn) release(a *answerSlot, it *outItem) {
 	c.answers = c.answers[n:]
 	if len(c.answers) == 0 {
 		c.answers = nil
+		c.answerBytes = 0
+		if c.closeAnswered {
+			c.closeAnswered = false
+			c.closeAfterFlush()
+		}
 	}
 }
 

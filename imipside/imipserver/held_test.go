@@ -2,6 +2,9 @@ package imipserver_test
 
 import (
 	"context"
+	"errors"
+	"path/filepath"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -41,6 +44,7 @@ func TestHeldMessageConfirmedNotStored(t *testing.T) {
 	ts := startServer(t, imipserver.Config{Store: st, HoldWrites: time.Minute})
 	b := dialRaw(t, ts.addr)
 	b.loginMesgAck(bob)
+	b.expectPing() // the login's own delivery ran: messages may be pushed live
 	a := loginRaw(t, ts.addr, alice)
 	id := a.send(wire.TypeMESG, "", "quick", wire.HdrTo, string(bob))
 	m := b.expect(wire.TypeMESG)
@@ -63,6 +67,7 @@ func TestHeldMessageStoredWhenNotConfirmed(t *testing.T) {
 	ts := startServer(t, imipserver.Config{Store: st, HoldWrites: 30 * time.Millisecond})
 	b := dialRaw(t, ts.addr)
 	b.loginMesgAck(bob)
+	b.expectPing() // the login's own delivery ran: messages may be pushed live
 	a := loginRaw(t, ts.addr, alice)
 	id := a.send(wire.TypeMESG, "", "slow", wire.HdrTo, string(bob))
 	m := b.expect(wire.TypeMESG)
@@ -90,6 +95,7 @@ func TestHeldACKOrder(t *testing.T) {
 	ts := startServer(t, imipserver.Config{HoldWrites: time.Minute})
 	b := dialRaw(t, ts.addr)
 	b.loginMesgAck(bob)
+	b.expectPing() // the login's own delivery ran: messages may be pushed live
 	a := loginRaw(t, ts.addr, alice)
 	id := a.send(wire.TypeMESG, "", "first", wire.HdrTo, string(bob))
 	m := b.expect(wire.TypeMESG)
@@ -113,6 +119,7 @@ func TestHeldBothWays(t *testing.T) {
 	for _, who := range []wire.Number{alice, bob} {
 		c := dialRaw(t, ts.addr)
 		c.loginMesgAck(who)
+		c.expectPing()
 		clients[who] = c
 	}
 	for who, c := range clients {
@@ -145,5 +152,208 @@ func TestHeldBothWays(t *testing.T) {
 	wg.Wait()
 	if p := st.puts.Load(); p != 0 {
 		t.Errorf("%d messages stored, want none", p)
+	}
+}
+
+// slowPutStore is a MemStore whose PutMessage takes a while (an fsync).
+type slowPutStore struct {
+	*imipserver.MemStore
+	delay time.Duration
+}
+
+func (s *slowPutStore) PutMessage(ctx context.Context, m imipserver.Message) (int64, error) {
+	time.Sleep(s.delay)
+	return s.MemStore.PutMessage(ctx, m)
+}
+
+// failingStore is a MemStore whose writes of held messages (those with a
+// Key), or deletes, fail on demand; entered receives a value each time a
+// held message's PutMessage starts, when not nil.
+type failingStore struct {
+	*imipserver.MemStore
+	failHeld, failDelete atomic.Bool
+	block                chan struct{} // when not nil, a held PutMessage waits for it
+	entered              chan struct{}
+}
+
+func (s *failingStore) PutMessage(ctx context.Context, m imipserver.Message) (int64, error) {
+	if m.Key != "" {
+		if s.entered != nil {
+			s.entered <- struct{}{}
+		}
+		if s.block != nil {
+			<-s.block
+		}
+		if s.failHeld.Load() {
+			return 0, errors.New("test: disk full")
+		}
+	}
+	return s.MemStore.PutMessage(ctx, m)
+}
+
+func (s *failingStore) DeleteMessages(ctx context.Context, ids ...int64) error {
+	if s.failDelete.Load() {
+		return errors.New("test: delete failed")
+	}
+	return s.MemStore.DeleteMessages(ctx, ids...)
+}
+
+func newFailingStore(t *testing.T) *failingStore {
+	t.Helper()
+	st := &failingStore{MemStore: imipserver.NewMemStore()}
+	for _, a := range testAccounts {
+		if err := st.PutAccount(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return st
+}
+
+// DISC while a held message's ACK waits: the message is stored (its
+// recipient did not confirm), then the sender gets the MESG's ACK and the
+// DISC's, in that order, then the end.
+func TestHeldThenDISC(t *testing.T) {
+	ts := startServer(t, imipserver.Config{HoldWrites: time.Minute})
+	b := dialRaw(t, ts.addr)
+	b.loginMesgAck(bob)
+	b.expectPing() // the login's own delivery ran: messages may be pushed live
+	a := loginRaw(t, ts.addr, alice)
+	id := a.send(wire.TypeMESG, "", "bye soon", wire.HdrTo, string(bob))
+	b.expect(wire.TypeMESG) // not confirmed
+	disc := a.send(wire.TypeDISC, "", "")
+	a.expectACK(wire.CodeOK, id)
+	a.expectACK(wire.CodeOK, disc)
+	a.expectClosed()
+	if msgs := held(t, ts.store, bob); len(msgs) != 1 || msgs[0].Text != "bye soon" {
+		t.Errorf("held %+v, want the message stored", msgs)
+	}
+}
+
+// A recipient that logs in again while a message pushed to its old
+// connection waits: that message comes before the sender's next one on
+// the new connection.
+func TestHeldOrderAcrossRelogin(t *testing.T) {
+	st := &slowPutStore{MemStore: imipserver.NewMemStore(), delay: 2 * time.Millisecond}
+	for _, a := range testAccounts {
+		if err := st.PutAccount(context.Background(), a); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := startServer(t, imipserver.Config{Store: st, HoldWrites: time.Minute})
+	b1 := dialRaw(t, ts.addr)
+	b1.loginMesgAck(bob)
+	b1.expectPing()
+	a := loginRaw(t, ts.addr, alice)
+	a.send(wire.TypeMESG, "", "one", wire.HdrTo, string(bob))
+	b1.expect(wire.TypeMESG) // not confirmed
+	b2 := dialRaw(t, ts.addr)
+	b2.loginMesgAck(bob) // replaces b1
+	a.send(wire.TypeMESG, "", "two", wire.HdrTo, string(bob))
+	var got []string
+	for len(got) < 2 {
+		blk := b2.read()
+		if blk.Type == wire.TypeMESG {
+			got = append(got, string(blk.Body))
+		}
+	}
+	if got[0] != "one" || got[1] != "two" {
+		t.Errorf("bob's new connection got %v, want [one two]", got)
+	}
+}
+
+// A graceful shutdown stores the held messages still unconfirmed.
+func TestHeldStoredAtShutdown(t *testing.T) {
+	st := openSQLite(t, filepath.Join(t.TempDir(), "imipd.db"))
+	defer st.Close()
+	for _, acct := range testAccounts {
+		if err := st.PutAccount(context.Background(), acct); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ts := startServer(t, imipserver.Config{Store: st, HoldWrites: time.Minute})
+	b := dialRaw(t, ts.addr)
+	b.loginMesgAck(bob)
+	b.expectPing() // the login's own delivery ran: messages may be pushed live
+	a := loginRaw(t, ts.addr, alice)
+	a.send(wire.TypeMESG, "", "in flight", wire.HdrTo, string(bob))
+	b.expect(wire.TypeMESG) // not confirmed
+	ts.stop()
+	if msgs := held(t, st, bob); len(msgs) != 1 || msgs[0].Key == "" {
+		t.Errorf("held %+v after the shutdown, want the message with its key", msgs)
+	}
+}
+
+// A held message whose write fails: the sender is disconnected and gets no
+// answer to any later block (it would take one as confirming the MESG).
+func TestHeldStoreFailure(t *testing.T) {
+	st := newFailingStore(t)
+	st.failHeld.Store(true)
+	st.block = make(chan struct{})
+	st.entered = make(chan struct{}, 1)
+	ts := startServer(t, imipserver.Config{Store: st, HoldWrites: 10 * time.Millisecond})
+	b := dialRaw(t, ts.addr)
+	b.loginMesgAck(bob)
+	b.expectPing() // the login's own delivery ran: messages may be pushed live
+	a := loginRaw(t, ts.addr, alice)
+	a.send(wire.TypeMESG, "", "doomed", wire.HdrTo, string(bob))
+	b.expect(wire.TypeMESG)
+	for range 20 { // their answers wait behind the MESG's
+		a.send(wire.TypePING, "", "")
+	}
+	<-st.entered    // the hold ended: the write starts, and waits
+	close(st.block) // the write fails
+	for {
+		blk, err := a.tryRead(10 * time.Second)
+		if err != nil {
+			break // closed
+		}
+		if blk.Type == wire.TypeACK {
+			t.Fatalf("got %q (Reference %s) after the held message's write failed", blk.TypeLine(), blk.Get(wire.HdrReference))
+		}
+	}
+}
+
+// Answers waiting behind a held ACK count against OutQueueBytes: a sender
+// that piles them up is disconnected, as one that does not read.
+func TestHeldAnswersBounded(t *testing.T) {
+	st := newFailingStore(t)
+	st.block = make(chan struct{})
+	st.entered = make(chan struct{}, 1)
+	defer close(st.block)
+	ts := startServer(t, imipserver.Config{Store: st, HoldWrites: 10 * time.Millisecond, OutQueueBytes: 16 << 10})
+	b := dialRaw(t, ts.addr)
+	b.loginMesgAck(bob)
+	b.expectPing() // the login's own delivery ran: messages may be pushed live
+	a := loginRaw(t, ts.addr, alice)
+	a.send(wire.TypeMESG, "", "stuck", wire.HdrTo, string(bob))
+	b.expect(wire.TypeMESG)
+	<-st.entered // the write stalls
+	for i := 0; i < 5000 && ts.srv.Online(alice); i++ {
+		b := wire.Block{Type: wire.TypePING}
+		b.Add(wire.HdrID, strconv.Itoa(5000+i))
+		if err := a.w.WriteBlock(&b); err != nil {
+			break // disconnected
+		}
+	}
+	waitFor(t, "alice disconnected", func() bool { return !ts.srv.Online(alice) })
+}
+
+// A held message stored, then confirmed, whose delete fails: it is not
+// pushed again on the same connection.
+func TestHeldFailedDeleteNotPushedAgain(t *testing.T) {
+	st := newFailingStore(t)
+	ts := startServer(t, imipserver.Config{Store: st, HoldWrites: 10 * time.Millisecond})
+	b := dialRaw(t, ts.addr)
+	b.loginMesgAck(bob)
+	b.expectPing() // the login's own delivery ran: messages may be pushed live
+	a := loginRaw(t, ts.addr, alice)
+	id := a.send(wire.TypeMESG, "", "once", wire.HdrTo, string(bob))
+	m := b.expect(wire.TypeMESG)
+	a.expectACK(wire.CodeOK, id) // stored once the hold ended
+	st.failDelete.Store(true)
+	b.confirm(blockID(t, m))
+	sendTexts(a, bob, "next") // stored or pushed: deliver runs
+	if m2 := b.expect(wire.TypeMESG); string(m2.Body) != "next" {
+		t.Errorf("pushed %q (Message-ID %s) again, want the next message", m2.Body, m2.Get("Message-ID"))
 	}
 }

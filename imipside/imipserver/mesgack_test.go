@@ -441,7 +441,7 @@ func TestSenderACKAfterStore(t *testing.T) {
 			for _, acct := range testAccounts {
 				st.PutAccount(context.Background(), acct)
 			}
-			ts := startServer(t, imipserver.Config{Store: st, HoldWrites: -1}) // TestHeldMessages: with the hold
+			ts := startServer(t, imipserver.Config{Store: st, HoldWrites: -1}) // held_test.go: with the hold
 			var b *rawClient
 			if online {
 				b = dialRaw(t, ts.addr)

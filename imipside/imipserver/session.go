@@ -38,8 +38,7 @@ func (c *conn) handle(b *wire.Block) bool {
 	case wire.TypePING:
 		c.sendACK(b, wire.CodeOK)
 	case wire.TypeDISC:
-		c.sendACK(b, wire.CodeOK)
-		c.closeAfterFlush()
+		c.answerThenClose(b)
 		return false
 	case wire.TypeACK:
 		// Plain IMIP clients do not acknowledge server blocks: ignored,
@@ -172,7 +171,8 @@ func (c *conn) login(b *wire.Block, acct Account) bool {
 		return false
 	}
 
-	if old := s.online[acct.Number]; old != nil {
+	old := s.online[acct.Number]
+	if old != nil {
 		old.log().Info("imipserver: replaced by a new login, closing")
 		old.kill()
 	}
@@ -200,6 +200,14 @@ func (c *conn) login(b *wire.Block, acct Account) bool {
 	}
 	s.announce(acct.Number, wire.StatusOnline, "")
 	s.mu.Unlock()
+	if old != nil {
+		// The old connection's held messages are stored before anything
+		// stored for this user from now on (senders that find this
+		// connection wait on its storeMu), so a sender's order holds.
+		c.storeMu.Lock()
+		old.endHeld()
+		c.storeMu.Unlock()
+	}
 	c.deliver()
 	return true
 }
