@@ -101,10 +101,14 @@ type conn struct {
 
 // outItem is one queued write.
 type outItem struct {
-	buf    []byte
-	delay  time.Duration // wait this long before writing (Faults.DelayACK)
-	done   func()        // called after buf was written
-	pushed uint64        // block ID of a pushed stored message, else 0
+	buf   []byte
+	delay time.Duration // wait this long before writing (Faults.DelayACK)
+	done  func()        // called after buf was written
+	// dropped is called instead of done when the connection ends with
+	// buf not written (a live message: its sender is still owed an
+	// answer).
+	dropped func()
+	pushed  uint64 // block ID of a pushed stored message, else 0
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
@@ -357,6 +361,7 @@ func (c *conn) drain() {
 				if len(pushed) > 0 {
 					c.pushedWritten(pushed)
 				}
+				dropItems(batch[i:])
 				return
 			}
 			if batch[i].pushed != 0 {
@@ -411,10 +416,21 @@ func (c *conn) kill() {
 		return
 	}
 	c.closed = true
+	unsent := c.q
 	c.q = nil
 	c.qbytes = 0
 	close(c.dead)
 	c.qmu.Unlock()
 	c.nc.Close()
 	c.wake() // a parked reader must see the end too
+	dropItems(unsent)
+}
+
+// dropItems calls the dropped of the items never written.
+func dropItems(items []outItem) {
+	for i := range items {
+		if items[i].dropped != nil {
+			items[i].dropped()
+		}
+	}
 }

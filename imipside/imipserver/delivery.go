@@ -332,9 +332,9 @@ func (s *Server) pushBudget() int { return s.cfg.OutQueueBytes / 2 }
 
 // pushLive queues the live message buf on c, a connection without
 // mesg-ack, unless stored messages wait for c (they go first: the caller
-// stores this one too). done runs once it is written. It reports whether
-// the message was queued.
-func (c *conn) pushLive(buf []byte, done func()) bool {
+// stores this one too). done runs once it is written; dropped, if c ends
+// before. It reports whether the message was queued.
+func (c *conn) pushLive(buf []byte, done, dropped func()) bool {
 	c.dmu.Lock()
 	defer c.dmu.Unlock()
 	if c.confirms || c.pulling || c.dirty {
@@ -343,7 +343,7 @@ func (c *conn) pushLive(buf []byte, done func()) bool {
 	// A queue already half full takes no more live messages: they are
 	// stored and follow through the delivery window, so no sender can
 	// overflow another user's queue and get them disconnected.
-	return c.enqueueMax(outItem{buf: buf, done: done}, c.srv.pushBudget())
+	return c.enqueueMax(outItem{buf: buf, done: done, dropped: dropped}, c.srv.pushBudget())
 }
 
 // confirm takes the pushed MESG with block ID bid off c's window and

@@ -357,3 +357,23 @@ func TestHeldFailedDeleteNotPushedAgain(t *testing.T) {
 		t.Errorf("pushed %q (Message-ID %s) again, want the next message", m2.Body, m2.Get("Message-ID"))
 	}
 }
+
+// A live message to a plain recipient (no mesg-ack) is answered once
+// written, in its place among the sender's answers: a later PING's answer
+// comes after it. A push the recipient's connection drops unwritten is
+// stored (it goes at the next login) before the sender's ACK.
+func TestLivePushAnswerOrder(t *testing.T) {
+	// Every ACK waits 300 ms before it is written (alice's too).
+	ts := startServer(t, imipserver.Config{Faults: imipserver.Faults{DelayACK: 300 * time.Millisecond}})
+	b := loginRaw(t, ts.addr, bob) // plain
+	b.send(wire.TypePING, "", "")  // its ACK holds bob's queue for 300 ms
+	a := loginRaw(t, ts.addr, alice)
+	id := a.send(wire.TypeMESG, "", "live", wire.HdrTo, string(bob))
+	ping := a.send(wire.TypePING, "", "")
+	ts.srv.Kick(bob) // before the push could be written
+	a.expectACK(wire.CodeOK, id)
+	a.expectACK(wire.CodeOK, ping)
+	if msgs := held(t, ts.store, bob); len(msgs) != 1 || msgs[0].Text != "live" {
+		t.Errorf("held for bob: %+v, want the message", msgs)
+	}
+}

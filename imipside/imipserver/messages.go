@@ -1,6 +1,7 @@
 package imipserver
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math"
@@ -61,9 +62,23 @@ func (c *conn) onMESG(b *wire.Block) bool {
 			c.log().Error("imipserver: cannot encode message", "err", err)
 			return false
 		}
-		if rc.pushLive(buf, ack) {
+		// The sender's ACK comes once the push is written, in its place
+		// among the sender's answers (a later one would confirm this
+		// message first); a push that the recipient's end drops unwritten
+		// is stored instead, then answered.
+		var slot *answerSlot
+		var done, dropped func()
+		if ack != nil {
+			slot = c.holdAnswer(ref, nil)
+			done = func() { c.release(slot, c.ackItem(ref, wire.CodeOK)) }
+		}
+		dropped = func() { c.storeDropped(m, slot, ref) }
+		if rc.pushLive(buf, done, dropped) {
 			c.log().Debug("imipserver: message", "to", to, "held", false)
 			return true
+		}
+		if slot != nil {
+			c.release(slot, nil) // not pushed: stored below, and answered then
 		}
 	}
 	if s.cfg.HoldWrites > 0 && c.sendHeld(m, to, ack != nil, ref) {
@@ -173,4 +188,25 @@ func (c *conn) sendHeld(m Message, to wire.Number, ack bool, ref string) bool {
 	}
 	m.Key = s.newKey()
 	return rc.pushHeld(m, c, ack, ref)
+}
+
+// storeDropped stores a live message whose push its recipient's connection
+// dropped unwritten (it goes at the next login), then sends the sender's
+// ACK (when slot is not nil); a store failure kills the sender's
+// connection instead, so that no later answer confirms the message.
+func (c *conn) storeDropped(m Message, slot *answerSlot, ref string) {
+	s := c.srv
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(s.ctx), finalFlushTimeout)
+	defer cancel()
+	if _, err := s.store.PutMessage(ctx, m); err != nil {
+		c.log().Error("imipserver: store a dropped live message, closing", "err", err)
+		c.kill()
+		if slot != nil {
+			c.release(slot, nil)
+		}
+		return
+	}
+	if slot != nil {
+		c.release(slot, c.ackItem(ref, wire.CodeOK))
+	}
 }
