@@ -30,7 +30,7 @@ type Session struct {
 	parkAfter   time.Duration
 	log         *slog.Logger
 	trace       io.Writer
-	mesgAck     bool // both sides announced mesg-ack
+	mesgAck     bool   // both sides announced mesg-ack
 	service     string // the HELO reply's ServiceDisplayName, cleaned
 
 	// Limits and intervals, fixed at Dial.
