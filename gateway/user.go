@@ -212,6 +212,8 @@ func (u *user) handle(ev event) {
 	case evRosterDone:
 		u.onRosterDone(ev)
 	case evLoad:
+	case evCard:
+		u.onCard(ev)
 	case evStoredOut:
 		u.onStoredOut(ev)
 	case evStoredIn:
@@ -477,6 +479,7 @@ func (u *user) dial(ctx context.Context, n wire.Number, password string) (*imipC
 		return nil, err
 	}
 	c.sess = sess
+	u.g.noteService(sess)
 	return c, nil
 }
 
