@@ -1,0 +1,97 @@
+package e2e
+
+import (
+	"encoding/xml"
+	"strings"
+	"testing"
+
+	"imip-transport/imipside/imipserver"
+	"imip-transport/internal/xmppserver"
+	"imip-transport/xmppside"
+)
+
+// wireVCard is the part of a vcard-temp answer the tests read.
+type wireVCard struct {
+	VCard struct {
+		FN       string `xml:"FN"`
+		Nickname string `xml:"NICKNAME"`
+		Note     string `xml:"NOTE"`
+	} `xml:"vcard-temp vCard"`
+}
+
+func vcardOf(t *testing.T, g got) wireVCard {
+	t.Helper()
+	if g.Type != "result" {
+		t.Fatalf("vCard request answered %s", g.Raw)
+	}
+	var v wireVCard
+	if err := xml.Unmarshal([]byte(g.Raw), &v); err != nil {
+		t.Fatalf("decoding %s: %v", g.Raw, err)
+	}
+	return v
+}
+
+// identityName returns the name of the first identity of a disco#info
+// answer.
+func identityName(t *testing.T, g got) string {
+	t.Helper()
+	var d struct {
+		Identity struct {
+			Name string `xml:"name,attr"`
+		} `xml:"http://jabber.org/protocol/disco#info query>identity"`
+	}
+	if err := xml.Unmarshal([]byte(g.Raw), &d); err != nil {
+		t.Fatalf("decoding %s: %v", g.Raw, err)
+	}
+	return d.Identity.Name
+}
+
+// TestVCard: through Prosody, a registered user asks a contact's vCard and
+// gets the IMIP nickname and number; a stranger asking the same JID gets
+// the number only; the gateway's own vCard and disco identity take the
+// IMIP service's name from the server's HELO once a login saw it.
+func TestVCard(t *testing.T) { testVCard(t, prosodyPriv.Get(t)) }
+
+// TestVCardEjabberd is TestVCard on ejabberd.
+func TestVCardEjabberd(t *testing.T) { testVCard(t, ejabberd.Get(t)) }
+
+func testVCard(t *testing.T, srv xmppserver.Server) {
+	tr := startTransport(t, srv, acctAlice, acctBob)
+	befriend(t, tr, acctAlice.Number, acctBob.Number)
+	gw := tr.domain.String()
+	const vcardGet = `<vCard xmlns="vcard-temp"/>`
+	const discoGet = `<query xmlns="http://jabber.org/protocol/disco#info"/>`
+
+	c := newUser(t, srv, "vcard")
+	c.autoApprove = gw
+	if n := identityName(t, c.iq("get", gw, discoGet)); n != xmppside.DefaultIdentityName {
+		t.Errorf("disco name before any IMIP login = %q, want %q", n, xmppside.DefaultIdentityName)
+	}
+	c.mustRegister(tr, string(acctAlice.Number), acctAlice.Password)
+	c.expect("roster push of bob", func(g got) bool {
+		return isRosterPush(g) && g.Items[0].JID == tr.contact(acctBob.Number)
+	})
+
+	bob := vcardOf(t, c.iq("get", tr.contact(acctBob.Number), vcardGet))
+	if bob.VCard.FN != "bob" || bob.VCard.Nickname != "bob" || !strings.Contains(bob.VCard.Note, string(acctBob.Number)) {
+		t.Errorf("bob's vCard = %+v, want FN and NICKNAME bob and the number", bob.VCard)
+	}
+	info := c.iq("get", tr.contact(acctBob.Number), discoGet)
+	if !strings.Contains(info.Raw, `var="vcard-temp"`) {
+		t.Errorf("contact disco#info lacks vcard-temp: %s", info.Raw)
+	}
+
+	stranger := newUser(t, srv, "stranger")
+	other := vcardOf(t, stranger.iq("get", tr.contact(acctBob.Number), vcardGet))
+	if other.VCard.FN != string(acctBob.Number) || other.VCard.Nickname != "" {
+		t.Errorf("bob's vCard for a stranger = %+v, want the number only", other.VCard)
+	}
+
+	own := vcardOf(t, c.iq("get", gw, vcardGet))
+	if own.VCard.FN != imipserver.DefaultDisplayName {
+		t.Errorf("gateway vCard FN = %q, want the HELO's ServiceDisplayName %q", own.VCard.FN, imipserver.DefaultDisplayName)
+	}
+	if n := identityName(t, c.iq("get", gw, discoGet)); n != imipserver.DefaultDisplayName {
+		t.Errorf("disco name after a login = %q, want %q", n, imipserver.DefaultDisplayName)
+	}
+}
