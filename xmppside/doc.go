@@ -12,6 +12,10 @@
 // prompt (through [Gateway]).
 // XEP-0077 registration is decoded here and delegated to a [Registrar] in its
 // own goroutine.
+// vCard requests (XEP-0054, and XEP-0292 vCard4 and the XEP-0172 nickname as
+// PEP items) are answered, in a goroutine of their own, from a [Card] that
+// the Handler gives when it is a [CardProvider]; a [ServiceNamer] names the
+// component in disco#info.
 // Every IQ of type get or set gets an answer, a result or an error.
 //
 // Nothing the component writes may be larger than [Config.MaxStanzaSize]
