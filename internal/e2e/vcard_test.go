@@ -1,11 +1,16 @@
 package e2e
 
 import (
+	"context"
+	_ "embed"
+	"encoding/json"
 	"encoding/xml"
+	"slices"
 	"strings"
 	"testing"
 
 	"imip-transport/imipside/imipserver"
+	"imip-transport/internal/testenv"
 	"imip-transport/internal/xmppserver"
 	"imip-transport/xmppside"
 )
@@ -93,5 +98,61 @@ func testVCard(t *testing.T, srv xmppserver.Server) {
 	}
 	if n := identityName(t, c.iq("get", gw, discoGet)); n != imipserver.DefaultDisplayName {
 		t.Errorf("disco name after a login = %q, want %q", n, imipserver.DefaultDisplayName)
+	}
+}
+
+//go:embed testdata/slixmpp_vcard.py
+var slixmppVCard string
+
+// TestVCardSlixmpp: an independent client library (python3-slixmpp, its
+// XEP-0054 and XEP-0060 plugins) reads the contact's nickname from the
+// vCard and from the vCard4 PEP node, and the gateway's name.
+func TestVCardSlixmpp(t *testing.T) {
+	testenv.SkipUnavailable(t, testenv.SlixmppAvailable())
+	srv := prosodyPriv.Get(t)
+	tr := startTransport(t, srv, acctAlice, acctBob)
+	befriend(t, tr, acctAlice.Number, acctBob.Number)
+	c := newUser(t, srv, "slivc")
+	c.autoApprove = tr.domain.String()
+	c.mustRegister(tr, string(acctAlice.Number), acctAlice.Password)
+	c.expect("roster push of bob", func(g got) bool {
+		return isRosterPush(g) && g.Items[0].JID == tr.contact(acctBob.Number)
+	})
+
+	_, port, _ := strings.Cut(srv.C2SAddr(), ":")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	out, err := testenv.RunPython(ctx, t, slixmppTimeout, slixmppVCard,
+		c.jid.Bare().String()+"/slixmpp", "pw-"+c.jid.Localpart(), port, tr.domain.String(), tr.contact(acctBob.Number))
+	if err != nil {
+		t.Fatalf("slixmpp script: %v\n%s", err, out)
+	}
+	lines := scriptLines(out)
+	if v := lines["FAIL"]; len(v) > 0 {
+		t.Fatalf("script reported failures: %s\n%s", v, out)
+	}
+	// slixmpp reads NICKNAME as a list (vcard-temp allows several, comma
+	// separated).
+	var peer, gw struct {
+		FN, Note string
+		Nickname []string
+	}
+	var nick string
+	for word, v := range map[string]any{"PEER": &peer, "GATEWAY": &gw, "VCARD4_NICKNAME": &nick} {
+		if len(lines[word]) != 1 {
+			t.Fatalf("script printed %d %s lines, want 1:\n%s", len(lines[word]), word, out)
+		}
+		if err := json.Unmarshal(lines[word][0], v); err != nil {
+			t.Fatalf("%s line %s: %v", word, lines[word][0], err)
+		}
+	}
+	if peer.FN != acctBob.Nick || !slices.Equal(peer.Nickname, []string{acctBob.Nick}) || !strings.Contains(peer.Note, string(acctBob.Number)) {
+		t.Errorf("contact vCard as slixmpp read it: %+v", peer)
+	}
+	if gw.FN != imipserver.DefaultDisplayName {
+		t.Errorf("gateway vCard as slixmpp read it: %+v, want FN %q", gw, imipserver.DefaultDisplayName)
+	}
+	if nick != acctBob.Nick {
+		t.Errorf("vCard4 nickname as slixmpp read it: %q, want %q", nick, acctBob.Nick)
 	}
 }
