@@ -26,29 +26,58 @@ import (
 //     user's contact list reaches anyone else.
 //   - a JID whose local part is no IMIP number: item-not-found.
 //
-// A registered user's contacts belong to that user's run loop: the request
-// goes through the inbox (evCard) like any other event; the component
-// waits for the answer in a goroutine of its own, never on its read loop.
+// A registered user's contacts belong to that user's run loop. The first
+// vCard request of a user goes through the inbox (evCard) like any other
+// event, and the component waits for the answer in a goroutine of its own,
+// never on its read loop. The run loop answers it and leaves a read-safe
+// copy of the contacts' nicknames (cardSnap) in the user value: later
+// requests are answered from it at once, on the component's read loop
+// (CardNow), until the list changes; then the run loop drops the copy at the
+// end of the event that changed it, and the next request makes a new one.
 
-// Card implements xmppside.CardProvider.
+// Card implements xmppside.CardProvider: the slow path, for a registered
+// user without a copy of the nicknames.
 func (g *Gateway) Card(ctx context.Context, asker, about jid.JID) (xmppside.Card, error) {
-	if about.Localpart() == "" {
-		// The gateway itself; an empty FullName is the disco identity
-		// name, which is ServiceName once an IMIP server said its name.
-		return xmppside.Card{FullName: g.ServiceName(), Note: "Gateway to the IMIP network."}, nil
+	if c, ok, err := g.CardNow(asker, about); ok {
+		return c, err
 	}
-	n, err := roster.Number(about, g.cfg.Domain)
-	if err != nil {
-		return xmppside.Card{}, &xmppside.Error{Condition: stanza.ItemNotFound, Text: "Not an IMIP number."}
-	}
-	if asker.Localpart() == "" {
-		return contactCard(n, ""), nil // a server or a component
-	}
+	n, _ := roster.Number(about, g.cfg.Domain) // valid: CardNow checked it
 	nick, err := g.contactNick(ctx, asker.Bare(), n)
 	if err != nil {
 		return xmppside.Card{}, err
 	}
 	return contactCard(n, nick), nil
+}
+
+// CardNow implements xmppside.CardProvider: everything but a registered
+// user's first request (or the first since their list changed) is answered
+// at once. It takes only the registry's lock and the user's.
+func (g *Gateway) CardNow(asker, about jid.JID) (xmppside.Card, bool, error) {
+	if about.Localpart() == "" {
+		// The gateway itself; an empty FullName is the disco identity
+		// name, which is ServiceName once an IMIP server said its name.
+		return xmppside.Card{FullName: g.ServiceName(), Note: "Gateway to the IMIP network."}, true, nil
+	}
+	n, err := roster.Number(about, g.cfg.Domain)
+	if err != nil {
+		return xmppside.Card{}, true, &xmppside.Error{Condition: stanza.ItemNotFound, Text: "Not an IMIP number."}
+	}
+	if asker.Localpart() == "" {
+		return contactCard(n, ""), true, nil // a server or a component
+	}
+	bare := asker.Bare()
+	u := g.loadedUser(bare)
+	if u == nil {
+		if g.isRegistered(bare.String()) {
+			return xmppside.Card{}, false, nil // its run loop loads it
+		}
+		return contactCard(n, ""), true, nil // a stranger
+	}
+	s := u.cards.Load()
+	if s == nil || u.isGone() {
+		return xmppside.Card{}, false, nil
+	}
+	return contactCard(n, s.nicks[n]), true, nil
 }
 
 // contactCard is the card of number n with nickname nick ("" for none).
@@ -96,14 +125,40 @@ func (g *Gateway) contactNick(ctx context.Context, bare jid.JID, n wire.Number) 
 	}
 }
 
-// onCard answers an evCard on the run loop.
+// onCard answers an evCard on the run loop, and leaves the copy of the
+// nicknames for the next requests.
 func (u *user) onCard(ev evCard) {
 	if u.reg == nil || u.isGone() {
 		ev.reply <- ""
 		return
 	}
-	c, _ := u.list.Contact(ev.n)
-	ev.reply <- c.Nick
+	s := u.cards.Load()
+	if s == nil {
+		s = &cardSnap{list: u.list, gen: u.list.Gen(), nicks: make(map[wire.Number]string)}
+		for _, c := range u.list.Contacts() {
+			if c.Nick != "" {
+				s.nicks[c.Number] = c.Nick
+			}
+		}
+		u.cards.Store(s)
+	}
+	ev.reply <- s.nicks[ev.n]
+}
+
+// cardSnap is a read-safe copy of the nicknames of a user's contacts, as of
+// generation gen of list. It is never changed once stored.
+type cardSnap struct {
+	list  *roster.List
+	gen   uint64
+	nicks map[wire.Number]string // contacts with a nickname
+}
+
+// dropStaleCards drops the copy of the nicknames once the list changed. The
+// run loop calls it after each event.
+func (u *user) dropStaleCards() {
+	if s := u.cards.Load(); s != nil && (s.list != u.list || s.gen != u.list.Gen()) {
+		u.cards.Store(nil)
+	}
 }
 
 // serviceName is the one place that holds the IMIP service's name: the

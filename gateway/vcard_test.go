@@ -159,3 +159,48 @@ func TestServiceName(t *testing.T) {
 		t.Errorf("after a login without a name: %q, want Odigo", n)
 	}
 }
+
+// TestCardNow: a stranger is answered at once; a registered user's first
+// request goes through the run loop, which leaves a copy of the nicknames
+// for the next ones; a change of the list drops the copy, so a vCard never
+// shows a nickname older than the event that changed it.
+func TestCardNow(t *testing.T) {
+	h := newHarness(t, "")
+	h.d.setBuddies("6340564", wire.Buddy{Number: "100", Nick: "ann"})
+	s := h.login(aliceHW, "6340564")
+	now := func(asker, n string) (xmppside.Card, bool) {
+		t.Helper()
+		c, ok, err := h.g.CardNow(jid.MustParse(asker), cj(n))
+		if err != nil {
+			t.Fatalf("CardNow(%s, %s): %v", asker, n, err)
+		}
+		return c, ok
+	}
+	if c, ok := now("eve@localhost/x", "100"); !ok || c.Nickname != "" {
+		t.Errorf("stranger: %+v, %v; want the number at once", c, ok)
+	}
+	if _, ok := now(aliceHW, "100"); ok {
+		t.Errorf("alice's first request answered without the run loop")
+	}
+	if c, err := h.card(aliceHW, cj("100")); err != nil || c.Nickname != "ann" {
+		t.Fatalf("alice's first request: %+v, %v", c, err)
+	}
+	if c, ok := now(alicePh, "100"); !ok || c.Nickname != "ann" {
+		t.Errorf("alice's next request: %+v, %v; want ann at once", c, ok)
+	}
+
+	s.push(imipside.ListAddEvent{From: "300", Nick: "carl"})
+	h.idle(alice)
+	if c, ok := now(aliceHW, "300"); ok {
+		t.Errorf("after a change of the list, answered from the old copy: %+v", c)
+	}
+	if c, err := h.card(aliceHW, cj("300")); err != nil || c.Nickname != "carl" {
+		t.Errorf("after a change of the list: %+v, %v; want carl", c, err)
+	}
+	// Events that leave the list alone keep the copy.
+	s.push(imipside.StatEvent{From: "100", Status: wire.StatusAway})
+	h.idle(alice)
+	if c, ok := now(aliceHW, "300"); !ok || c.Nickname != "carl" {
+		t.Errorf("after a status: %+v, %v; want carl at once", c, ok)
+	}
+}

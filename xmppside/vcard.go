@@ -43,12 +43,16 @@ type Card struct {
 // http://jabber.org/protocol/nick). The component then advertises
 // vcard-temp and urn:xmpp:vcard4 in disco#info of both.
 //
-// Card is called in its own goroutine, bounded together with the
-// registration IQs (Config.MaxRegistrations), with a context that ends at
-// RegisterTimeout or when the link goes down. about is a bare JID: the
-// component domain or a contact; asker is the full JID of the requester.
-// Errors are as for Registrar.
+// about is a bare JID: the component domain or a contact; asker is the full
+// JID of the requester. Errors are as for Registrar.
 type CardProvider interface {
+	// CardNow is called first, on the read loop, and must not block: ok
+	// reports that it answered (with a Card or an error) from what it has
+	// at hand; otherwise the component asks Card.
+	CardNow(asker, about jid.JID) (c Card, ok bool, err error)
+	// Card is called in its own goroutine, bounded together with the
+	// registration IQs (Config.MaxRegistrations), with a context that ends
+	// at RegisterTimeout or when the link goes down.
 	Card(ctx context.Context, asker, about jid.JID) (Card, error)
 }
 
@@ -86,24 +90,40 @@ func (c *Component) withCardFeatures(feats []string) []string {
 	return append(slices.Clip(feats), nsVCardTemp, nsVCard4Node)
 }
 
-// card asks the CardProvider about iq.To (bare) in a goroutine of its own
-// and answers iq with what build makes of the Card.
+// card answers iq with what build makes of the Card about iq.To (bare):
+// at once when CardNow has it, else from Card in a goroutine of its own.
 func (l *link) card(t xmlstream.TokenWriter, iq stanza.IQ, build func(Card) (xml.TokenReader, error)) error {
 	cp, ok := l.c.cards()
 	if !ok {
 		return l.replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
 	}
 	asker, about := iq.From, iq.To.Bare()
-	domain := isDomain(about)
+	named := func(c Card) Card {
+		if isDomain(about) && c.FullName == "" {
+			c.FullName = l.c.identityName()
+		}
+		return c
+	}
+	if c, ok, err := cp.CardNow(asker, about); ok {
+		if err != nil {
+			se, typed := asStanzaError(err, stanza.InternalServerError)
+			if !typed {
+				l.c.log.Warn("xmpp request failed", "op", "vcard", "user", asker.Bare().String(), "err", err)
+			}
+			return l.replyError(t, iq, se)
+		}
+		payload, err := build(named(c))
+		if err != nil {
+			return err
+		}
+		return l.replyResult(t, iq, payload)
+	}
 	return l.async(t, iq, "vcard", func(ctx context.Context) (xml.TokenReader, error) {
 		c, err := cp.Card(ctx, asker, about)
 		if err != nil {
 			return nil, err
 		}
-		if domain && c.FullName == "" {
-			c.FullName = l.c.identityName()
-		}
-		return build(c)
+		return build(named(c))
 	})
 }
 

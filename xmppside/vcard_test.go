@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -25,6 +26,17 @@ func (h *cardHandler) ServiceName() string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	return h.service
+}
+
+// CardNow answers numbers from 5000 on at once (and fails 5404).
+func (h *cardHandler) CardNow(asker, about jid.JID) (Card, bool, error) {
+	switch l := about.Localpart(); {
+	case l == "5404":
+		return Card{}, true, &Error{Condition: stanza.ItemNotFound, Text: "no such contact now"}
+	case len(l) == 4 && l >= "5000":
+		return Card{FullName: "fast " + l, Nickname: "fast"}, true, nil
+	}
+	return Card{}, false, nil
 }
 
 func (h *cardHandler) Card(ctx context.Context, asker, about jid.JID) (Card, error) {
@@ -217,5 +229,57 @@ func TestVCardNotOnReadLoop(t *testing.T) {
 	r := env.fc.expect(t)
 	if r.attr("id") != "slow" || r.child(nsVCardTemp, "vCard").path("NICKNAME").text() != "bob" {
 		t.Errorf("slow vCard = %s", r)
+	}
+}
+
+// TestVCardBurst: a client asking the vCards of many contacts at once gets
+// each answered: at once when CardNow has them, else a result or
+// resource-constraint beyond the bound of requests in progress, never
+// silence.
+func TestVCardBurst(t *testing.T) {
+	env, _ := startCardEnv(t)
+	const n = 200
+	burst := func(first int) (results, busy int) {
+		t.Helper()
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, vcardIQ, fmt.Sprint("b", first+i), fmt.Sprint(first+i, "@imip.localhost"))
+		}
+		env.fc.send(t, b.String())
+		for range n {
+			r := env.fc.expect(t)
+			switch {
+			case r.attr("type") == "result":
+				results++
+			case errCondition(r) == "resource-constraint":
+				busy++
+			default:
+				t.Errorf("answer %s", r)
+			}
+		}
+		return results, busy
+	}
+	if results, busy := burst(5000); results != n {
+		t.Errorf("answered at once: %d results, %d resource-constraint, want %d results", results, busy, n)
+	}
+	results, busy := burst(1000)
+	t.Logf("%d vCard requests that wait for Card, in one write: %d results, %d resource-constraint", n, results, busy)
+}
+
+// TestVCardNow: what CardNow answers goes out as is, its errors too.
+func TestVCardNow(t *testing.T) {
+	env, h := startCardEnv(t)
+	r := env.fc.roundTrip(t, fmt.Sprintf(vcardIQ, "n1", "5001@imip.localhost"))
+	if v := r.child(nsVCardTemp, "vCard"); v.path("FN").text() != "fast 5001" || v.path("NICKNAME").text() != "fast" {
+		t.Errorf("CardNow's card = %s", r)
+	}
+	r = env.fc.roundTrip(t, fmt.Sprintf(vcardIQ, "n2", "5404@imip.localhost"))
+	if errCondition(r) != "item-not-found" || errText(r) != "no such contact now" {
+		t.Errorf("CardNow's error = %s", r)
+	}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if len(h.asked) != 0 {
+		t.Errorf("Card asked %v after CardNow answered", h.asked)
 	}
 }

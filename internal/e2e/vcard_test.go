@@ -5,9 +5,11 @@ import (
 	_ "embed"
 	"encoding/json"
 	"encoding/xml"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"imip-transport/imipside/imipserver"
 	"imip-transport/internal/testenv"
@@ -85,6 +87,22 @@ func testVCard(t *testing.T, srv xmppserver.Server) {
 	if !strings.Contains(info.Raw, `var="vcard-temp"`) {
 		t.Errorf("contact disco#info lacks vcard-temp: %s", info.Raw)
 	}
+
+	// A client that asks for a whole roster's vCards at once: all are
+	// answered (from the copy of the nicknames the first request left).
+	const burst = 200
+	began := time.Now()
+	for i := range burst {
+		c.send(`<iq type="get" id="burst-%d" to="%d@%s">%s</iq>`, i, 5000000+i, gw, vcardGet)
+	}
+	for i := range burst {
+		id := fmt.Sprint("burst-", i)
+		r := c.expect("answer to "+id, func(g got) bool { return g.Name == "iq" && g.ID == id })
+		if r.Type != "result" {
+			t.Errorf("vCard %d of a burst of %d: %s", i, burst, r.Raw)
+		}
+	}
+	t.Logf("%d vCard requests sent back to back answered in %v", burst, time.Since(began).Round(time.Millisecond))
 
 	stranger := newUser(t, srv, "stranger")
 	other := vcardOf(t, stranger.iq("get", tr.contact(acctBob.Number), vcardGet))
