@@ -404,6 +404,9 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if srv != nil {
+		srv.monAddr = monAddr
+	}
 	loginRate := cfg.LoginRate
 	if loginRate <= 0 {
 		loginRate = 1000
@@ -567,7 +570,6 @@ level = "warn"
 		began := time.Now()
 		stop(tr)
 		rep.StopSeconds = time.Since(began).Seconds()
-		srv.resetLogins()
 		began = time.Now()
 		if tr, err = startTransport(); err != nil {
 			return nil, err
@@ -579,21 +581,8 @@ level = "warn"
 		// sessions (its /metrics), since after a restart it answers a
 		// user's probe answer to the bare JID.
 		bar := newBar(cfg, cfg.Users, "login again")
-		last := 0
-		deadline := time.Now().Add(30 * time.Minute)
-		for {
-			n := onlineSessions(ctx, monAddr)
-			_ = bar.Add(n - last)
-			last = n
-			if n >= cfg.Users {
-				break
-			}
-			if time.Now().After(deadline) {
-				return nil, fmt.Errorf("after the restart: %d of %d users logged in again", n, cfg.Users)
-			}
-			if err := settle(ctx, 20*time.Millisecond); err != nil {
-				return nil, err
-			}
+		if err := waitOnline(ctx, monAddr, cfg.Users, 30*time.Minute, bar); err != nil {
+			return nil, fmt.Errorf("after the restart: %w", err)
 		}
 		_ = bar.Finish()
 		rep.RestartSeconds = time.Since(began).Seconds()
@@ -763,15 +752,15 @@ func (w *way) result(elapsed time.Duration) Way {
 // ---------------------------------------------------------------- the fake XMPP server
 
 type server struct {
-	ln       net.Listener
-	mu       sync.Mutex
-	conn     net.Conn
-	w        *bufio.Writer
-	links    atomic.Int64 // component handshakes completed
-	users    int
-	loggedIn []atomic.Bool
-	logins   atomic.Int64
-	regs     sync.Map // id -> chan [2]string (type, condition)
+	ln      net.Listener
+	mu      sync.Mutex
+	conn    net.Conn
+	w       *bufio.Writer
+	links   atomic.Int64 // component handshakes completed
+	monAddr string       // the transport's monitoring listener
+	users   int
+	logins  atomic.Int64
+	regs    sync.Map // id -> chan [2]string (type, condition)
 	// Once the chat starts: down receives IMIP -> XMPP messages, up2
 	// counts XMPP -> IMIP messages the gateway refused.
 	up2, down atomic.Pointer[way]
@@ -783,7 +772,7 @@ func newServer(users int) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{ln: ln, users: users, loggedIn: make([]atomic.Bool, users)}
+	s := &server{ln: ln, users: users}
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
@@ -813,14 +802,6 @@ func (s *server) accept() {
 		s.conn, s.w = nil, nil
 		s.mu.Unlock()
 	}
-}
-
-// resetLogins forgets who logged in (before a restart).
-func (s *server) resetLogins() {
-	for i := range s.loggedIn {
-		s.loggedIn[i].Store(false)
-	}
-	s.logins.Store(0)
 }
 
 // stanza is what the tool reads of the transport's stanzas.
@@ -923,12 +904,6 @@ func (s *server) handle(st *stanza) {
 			}
 		}
 	case "presence":
-		// The gateway's own presence to a user's resource: logged in.
-		if st.From == domain && st.Type == "" && strings.HasSuffix(st.To, "/r") {
-			if i, ok := userIndex(st.To); ok && i < s.users && !s.loggedIn[i].Swap(true) {
-				s.logins.Add(1)
-			}
-		}
 		if st.Type == "probe" { // the user is online
 			if i, ok := userIndex(st.To); ok {
 				s.send(fmt.Sprintf(`<presence from="%s/r" to=%q/>`, userJID(i), st.From))
@@ -1001,8 +976,33 @@ func (s *server) register(ctx context.Context, i int) (string, string, error) {
 	}
 }
 
+// waitLogins waits until the transport has n live IMIP sessions (its
+// /metrics): the gateway's presence that follows a login goes to the
+// user's resource or to the bare JID, depending on the path, so the
+// transport's own count is the signal.
 func (s *server) waitLogins(ctx context.Context, n int, within time.Duration, bar *progressbar.ProgressBar) error {
-	return waitCount(ctx, &s.logins, n, within, bar, "users logged in")
+	return waitOnline(ctx, s.monAddr, n, within, bar)
+}
+
+// waitOnline waits until the transport at monAddr has n live IMIP
+// sessions, moving bar.
+func waitOnline(ctx context.Context, monAddr string, n int, within time.Duration, bar *progressbar.ProgressBar) error {
+	last := 0
+	deadline := time.Now().Add(within)
+	for {
+		got := onlineSessions(ctx, monAddr)
+		_ = bar.Add(got - last)
+		last = got
+		if got >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d users logged in within %v", got, n, within)
+		}
+		if err := settle(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // ---------------------------------------------------------------- IMIP peers
