@@ -109,6 +109,7 @@ type Gateway struct {
 	link atomic.Uint64
 
 	noAck     sync.Once     // the warning about a server without mesg-ack
+	service   serviceName   // the IMIP service's name (see vcard.go)
 	logins    *rate.Limiter // paces IMIP logins
 	rosterOps *rate.Limiter // paces roster changes in users' rosters
 	queued    []string      // users with queued messages, loaded at the first link-up

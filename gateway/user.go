@@ -158,6 +158,9 @@ type user struct {
 	// rosterJobs wait for the one in flight (rosterBusy).
 	rosterJobs []*rosterJob
 	rosterBusy bool
+	// cards is a read-safe copy of the contacts' nicknames for vCards
+	// (see vcard.go); nil until asked, and again once the list changed.
+	cards atomic.Pointer[cardSnap]
 	// shownOut and shownIn are len(outq) and len(inq) as last counted in
 	// the gateway's stats (countQueues).
 	shownOut, shownIn int
@@ -212,6 +215,8 @@ func (u *user) handle(ev event) {
 	case evRosterDone:
 		u.onRosterDone(ev)
 	case evLoad:
+	case evCard:
+		u.onCard(ev)
 	case evStoredOut:
 		u.onStoredOut(ev)
 	case evStoredIn:
@@ -226,6 +231,7 @@ func (u *user) handle(ev event) {
 		u.onShutdown()
 	}
 	u.countQueues()
+	u.dropStaleCards()
 }
 
 // countQueues brings the gateway's queue gauges up to date with the
@@ -477,6 +483,7 @@ func (u *user) dial(ctx context.Context, n wire.Number, password string) (*imipC
 		return nil, err
 	}
 	c.sess = sess
+	u.g.noteService(sess)
 	return c, nil
 }
 

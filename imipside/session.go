@@ -30,7 +30,8 @@ type Session struct {
 	parkAfter   time.Duration
 	log         *slog.Logger
 	trace       io.Writer
-	mesgAck     bool // both sides announced mesg-ack
+	mesgAck     bool   // both sides announced mesg-ack
+	service     string // the HELO reply's ServiceDisplayName, cleaned
 
 	// Limits and intervals, fixed at Dial.
 	kaDur        time.Duration
@@ -193,6 +194,9 @@ func (s *Session) handshake(cfg Config) error {
 	if caps, ok := b.Lookup(wire.HdrCapabilities); ok {
 		s.mesgAck = hasCapability(caps, wire.CapabilityMesgAck)
 	}
+	if name, ok := b.Lookup(wire.HdrServiceDisplay); ok {
+		s.service = cleanServiceName(name)
+	}
 	salt := strings.TrimSpace(string(b.Body))
 	if salt == "" {
 		return fmt.Errorf("imipside: login: %w: server HELO carries no salt", ErrProtocol)
@@ -345,6 +349,11 @@ func (s *Session) Contacts() []wire.Buddy {
 	}
 	return append([]wire.Buddy(nil), s.contacts...)
 }
+
+// ServiceDisplayName returns the name the server gave its service in the
+// HELO reply (ServiceDisplayName), cleaned by cleanServiceName: "" when the
+// header was absent or held nothing printable.
+func (s *Session) ServiceDisplayName() string { return s.service }
 
 // KeepAlive returns the keep-alive interval in force.
 func (s *Session) KeepAlive() time.Duration { return s.kaDur }

@@ -48,7 +48,8 @@ const RefuseRemove = "Removing contacts from your IMIP list is turned off for yo
 // The zero value is an empty list with default options.
 type List struct {
 	Options
-	cs []Contact
+	cs  []Contact
+	gen uint64 // changes counted by put and drop (see Gen)
 }
 
 // New returns a list holding cs with opts.
@@ -89,8 +90,13 @@ func (l *List) find(n wire.Number) (int, bool) {
 	})
 }
 
+// Gen counts the calls that may have changed the list: a List whose Gen
+// did not move holds the same contacts as before.
+func (l *List) Gen() uint64 { return l.gen }
+
 // put inserts or replaces c, or deletes it when it carries no state.
 func (l *List) put(c Contact) {
+	l.gen++
 	i, ok := l.find(c.Number)
 	switch {
 	case ok && c.live():
@@ -104,6 +110,7 @@ func (l *List) put(c Contact) {
 
 // drop deletes contact n.
 func (l *List) drop(n wire.Number) {
+	l.gen++
 	if i, ok := l.find(n); ok {
 		l.cs = slices.Delete(l.cs, i, i+1)
 	}

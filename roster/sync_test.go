@@ -119,3 +119,21 @@ func TestSyncDoesNotAliasInput(t *testing.T) {
 		t.Errorf("Update aliases Result: Nick = %q", p.Update[0].Nick)
 	}
 }
+
+// TestGen: Gen moves with every change and stays put otherwise.
+func TestGen(t *testing.T) {
+	l := New(Options{}, []Contact{{Number: "100", Nick: "ann", InList: true}})
+	g0 := l.Gen()
+	if _, ok := l.Contact("100"); !ok || l.Gen() != g0 {
+		t.Fatalf("a read moved Gen: %d -> %d", g0, l.Gen())
+	}
+	l.Apply(ServerListAdd{Number: "200", Nick: "bo"})
+	g1 := l.Gen()
+	if g1 == g0 {
+		t.Errorf("a contact's request did not move Gen")
+	}
+	l.Apply(ServerListRemove{Number: "100"})
+	if l.Gen() == g1 {
+		t.Errorf("a removal did not move Gen")
+	}
+}

@@ -71,11 +71,12 @@ type Config struct {
 	MinBackoff, MaxBackoff time.Duration
 	// DialTimeout bounds the TCP dial and the handshake (default 10s).
 	DialTimeout time.Duration
-	// RegisterTimeout bounds each Registrar call (default 30s); when it fires
-	// the requester gets remote-server-timeout.
+	// RegisterTimeout bounds each Registrar (and CardProvider) call
+	// (default 30s); when it fires the requester gets
+	// remote-server-timeout.
 	RegisterTimeout time.Duration
-	// MaxRegistrations bounds the registration IQs in flight per link
-	// (default 32); beyond it requesters get resource-constraint.
+	// MaxRegistrations bounds the registration and vCard IQs in flight per
+	// link (default 32); beyond it requesters get resource-constraint.
 	MaxRegistrations int
 
 	// MaxStanzaSize is the largest stanza the component writes, in bytes as

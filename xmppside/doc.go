@@ -14,6 +14,11 @@
 // own goroutine.
 // Every IQ of type get or set gets an answer, a result or an error.
 //
+// vCard requests (XEP-0054, and XEP-0292 vCard4 and the XEP-0172 nickname as
+// PEP items) are answered from a [Card] that the Handler gives when it is a
+// [CardProvider]: at once when it has it at hand, else in a goroutine of
+// their own; a [ServiceNamer] names the component in disco#info.
+//
 // Nothing the component writes may be larger than [Config.MaxStanzaSize]
 // (default [DefaultMaxStanzaSize]) as encoded on the wire: a server closes
 // the component stream, and so cuts off every user, when one stanza

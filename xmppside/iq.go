@@ -28,12 +28,13 @@ func (l *link) discoInfo(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *xm
 	var ident []xml.Attr
 	var feats []string
 	if isDomain(iq.To) {
-		ident = attrs("category", "gateway", "type", "imip", "name", l.c.cfg.IdentityName)
+		ident = attrs("category", "gateway", "type", "imip", "name", l.c.identityName())
 		feats = domainFeatures
 	} else {
 		ident = attrs("category", "client", "type", "pc")
 		feats = append([]string{nsDiscoInfo, nsPing}, l.c.cfg.ContactFeatures...)
 	}
+	feats = l.c.withCardFeatures(feats)
 	children := make([]xml.TokenReader, 0, 1+len(feats))
 	children = append(children, elem("", "identity", ident))
 	for _, f := range feats {

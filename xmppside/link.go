@@ -50,6 +50,8 @@ func newLink(c *Component, sess *xmpp.Session, conn *linkConn, ctx context.Conte
 	l.mux = mux.New(component.NSAccept,
 		mux.IQFunc(stanza.GetIQ, q(nsDiscoInfo), l.discoInfo),
 		mux.IQFunc(stanza.GetIQ, q(nsDiscoItems), l.discoItems),
+		mux.IQFunc(stanza.GetIQ, xml.Name{Space: nsVCardTemp, Local: "vCard"}, l.vcardGet),
+		mux.IQFunc(stanza.GetIQ, xml.Name{Space: nsPubSub, Local: "pubsub"}, l.pubsubGet),
 		mux.IQFunc(stanza.GetIQ, q(nsVersion), l.version),
 		mux.IQFunc(stanza.GetIQ, xml.Name{Space: nsPing, Local: "ping"}, l.ping),
 		mux.IQFunc(stanza.GetIQ, q(nsRegister), l.registerGet),

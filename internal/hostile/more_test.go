@@ -98,7 +98,13 @@ func moreCases() []hcase {
 		{name: "disco#items of a contact", raw: iq(eve, bobJID, "get", `<query xmlns="http://jabber.org/protocol/disco#items"/>`), want: "result"},
 		{name: "disco#info of a contact by a stranger", raw: iq(mal, bobJID, "get", `<query xmlns="http://jabber.org/protocol/disco#info"/>`), want: "result"},
 		{name: "last activity of a contact by a stranger", raw: iq(mal, bobJID, "get", `<query xmlns="jabber:iq:last"/>`), want: "error:service-unavailable"},
-		{name: "vCard of a contact by a stranger", raw: iq(mal, bobJID, "get", `<vCard xmlns="vcard-temp"/>`), want: "error:service-unavailable"},
+		{name: "vCard of a contact by a stranger: the number only", raw: iq(mal, bobJID, "get", `<vCard xmlns="vcard-temp"/>`), want: "result", check: vcardHas("<FN>"+string(acctBob.Number)+"</FN>", "NICKNAME")},
+		{name: "vCard of a contact by its user: the nickname", raw: iq("alice@localhost/r", bobJID, "get", `<vCard xmlns="vcard-temp"/>`), want: "result", check: vcardHas("<NICKNAME>bob</NICKNAME>", "")},
+		{name: "vCard4 of a contact by a stranger: the number only", raw: iq(mal, bobJID, "get", `<pubsub xmlns="http://jabber.org/protocol/pubsub"><items node="urn:xmpp:vcard4"/></pubsub>`), want: "result", check: vcardHas(string(acctBob.Number), "nickname")},
+		{name: "nick node of a contact by a stranger: no item", raw: iq(mal, bobJID, "get", `<pubsub xmlns="http://jabber.org/protocol/pubsub"><items node="http://jabber.org/protocol/nick"/></pubsub>`), want: "result", check: vcardHas("<items", "<item ")},
+		{name: "vCard of a JID that is no number", raw: iq(mal, "bob@"+domain, "get", `<vCard xmlns="vcard-temp"/>`), want: "error:item-not-found"},
+		{name: "vCard set to a contact", raw: iq(eve, bobJID, "set", `<vCard xmlns="vcard-temp"><FN>x</FN></vCard>`), want: "error:service-unavailable"},
+		{name: "pubsub items of another node of a contact", raw: iq(mal, bobJID, "get", `<pubsub xmlns="http://jabber.org/protocol/pubsub"><items node="urn:xmpp:avatar:data"/></pubsub>`), want: "error:item-not-found"},
 		{name: "XEP-0100 prompt of 100 KB", raw: iq(mal, domain, "set", `<query xmlns="jabber:iq:gateway"><prompt>{huge:100000}</prompt></query>`), want: "error:*"},
 		{name: "XEP-0100 prompt that is not a number", raw: iq(mal, domain, "set", `<query xmlns="jabber:iq:gateway"><prompt>bob</prompt></query>`), want: "error:*"},
 		{name: "registration form asked by a stranger", raw: iq(mal, domain, "get", `<query xmlns="jabber:iq:register"/>`), want: "result"},
@@ -237,6 +243,18 @@ func eveStillOnline(r *rig, id string, mark int) {
 	bobGetsFrom(r, acctEve.Number, text)
 	if !r.imip.Online(acctEve.Number) {
 		r.t.Errorf("eve is not logged in to IMIP")
+	}
+}
+
+// vcardHas: the answer holds want, and not absent (unless "").
+func vcardHas(want, absent string) func(r *rig, id string, mark int) {
+	return func(r *rig, id string, mark int) {
+		r.t.Helper()
+		for _, e := range r.srv.since(mark, byID(id)) {
+			if !strings.Contains(e.Inner, want) || absent != "" && strings.Contains(e.Inner, absent) {
+				r.t.Errorf("vCard answer %v: want %q without %q", e, want, absent)
+			}
+		}
 	}
 }
 
