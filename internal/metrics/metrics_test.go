@@ -43,7 +43,7 @@ func TestCollector(t *testing.T) {
 	src := &fakeSource{st: gateway.Stats{
 		Registered: 7, LinkUp: true, Sessions: map[string]int64{"online": 3, "dialing": 1},
 		Logins: 5, LoginFailures: map[string]uint64{"auth": 2, "network": 0},
-		MessagesToIMIP: 11, MessagesToXMPP: 13, Bounces: 1, QueuedToIMIP: 4,
+		MessagesToIMIP: 11, MessagesToXMPP: 13, MessagesUnwritten: 9, Bounces: 1, QueuedToIMIP: 4,
 		IMIPErrors: map[wire.Code]uint64{811: 6}, IMIPRoundTrip: rtt,
 	}}
 	code, body := get(t, Handler(Options{Source: src}), "/metrics")
@@ -59,6 +59,7 @@ func TestCollector(t *testing.T) {
 		`imip_transport_imip_login_failures_total{reason="auth"} 2`,
 		`imip_transport_messages_total{direction="to_imip"} 11`,
 		`imip_transport_messages_total{direction="to_xmpp"} 13`,
+		"imip_transport_messages_unwritten_total 9",
 		`imip_transport_queued_messages{direction="to_imip"} 4`,
 		`imip_transport_imip_errors_total{code="811"} 6`,
 		`imip_transport_imip_request_seconds_bucket{le="0.0005"} 2`,
