@@ -625,7 +625,7 @@ func chat(ctx context.Context, cfg Config, rep *Report, js jabberSide, peers *pe
 			// Paced by the clock, not one message per tick (a ticker
 			// that slips would lower the rate): each tick sends what is
 			// due by then.
-			tick = time.NewTicker(max(time.Second/time.Duration(cfg.Rate), time.Millisecond))
+			tick = time.NewTicker(max(time.Second/time.Duration(cfg.Rate), 100*time.Microsecond))
 			defer tick.Stop()
 		}
 		for seq := range n {

@@ -768,9 +768,13 @@ func TestFaults(t *testing.T) {
 			return time.Time{}
 		}},
 		{"cut-stanza-to-prosody", func(r *faultRig, s *faultScene) time.Time {
-			_, what := r.compPx.cutNext(0)
+			// The cut closes the whole link: what Prosody wrote toward the
+			// transport at that moment (in the proxy, or in the
+			// transport's socket when the reset arrives) is gone, as in
+			// the other direction's cut.
+			at, what := r.compPx.cutNext(0)
 			s.t.Logf("cut transport -> prosody in %s", what)
-			return time.Time{}
+			return at
 		}},
 		{"cut-stanza-from-prosody", func(r *faultRig, s *faultScene) time.Time {
 			at, what := r.compPx.cutNext(1)
