@@ -45,6 +45,8 @@ type Component struct {
 	privMu sync.Mutex
 	privs  map[string]Privileges // by server domainpart
 	last   Privileges
+
+	cmds *cmdSessions // open XEP-0050 sessions (they outlive a link)
 }
 
 // New returns a Component for cfg that reports to h.
@@ -56,6 +58,7 @@ func New(cfg Config, h Handler) *Component {
 		h:      h,
 		log:    cfg.Logger.With("component", cfg.Domain.String()),
 		domain: cfg.Domain.Domain(),
+		cmds:   newCmdSessions(cfg.MaxCommandSessions, cfg.CommandSessionTimeout),
 	}
 }
 
