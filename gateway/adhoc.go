@@ -412,7 +412,7 @@ func (g *Gateway) userStatusOf(ctx context.Context, who jid.JID) (userStatus, er
 	}
 	st := userStatus{JID: who.String(), Number: reg.Number, Created: reg.Created, LastLogin: reg.LastLogin, State: linkOffline.String()}
 	if r, err := g.askUser(ctx, who, evCommand{op: opStatus}); err == nil {
-		r.st.Created, r.st.LastLogin = reg.Created, reg.LastLogin
+		r.st.JID, r.st.Created, r.st.LastLogin = st.JID, reg.Created, reg.LastLogin
 		st = r.st
 	}
 	return st, nil
