@@ -169,7 +169,7 @@ func (g *Gateway) cmdRegister(ctx context.Context, req xmppside.CommandRequest) 
 			instr = "You are registered as IMIP number " + number + ". Enter a number and password to replace it."
 		}
 		f := &xmppside.Form{
-			Title: "IMIP registration", Instructions: instr, FormType: nsRegisterForm,
+			Title: "IMIP registration", Instructions: instr,
 			Fields: []xmppside.FormField{
 				{Var: "username", Type: "text-single", Label: "IMIP number", Required: true, Values: nonEmpty(number)},
 				{Var: "password", Type: "text-private", Label: "Password", Required: true},
@@ -191,9 +191,6 @@ func (g *Gateway) cmdRegister(ctx context.Context, req xmppside.CommandRequest) 
 	}
 	return done(xmppside.NoteInfo, "Registered as IMIP number "+number+". Accept the gateway's subscription request so that it sees when you are online; your IMIP contacts then appear in your roster.")
 }
-
-// nsRegisterForm is the FORM_TYPE of the registration form (XEP-0077's).
-const nsRegisterForm = "jabber:iq:register"
 
 func nonEmpty(s string) []string {
 	if s == "" {
