@@ -389,7 +389,7 @@ func (g *Gateway) cmdUserRegistration(ctx context.Context, req xmppside.CommandR
 		if len(notes) == 0 {
 			notes = append(notes, xmppside.CommandNote{Type: xmppside.NoteError, Text: "No Jabber ID given."})
 		}
-		return xmppside.CommandStep{Notes: notes}, nil
+		return xmppside.CommandStep{Notes: oneNote(notes)}, nil
 	}
 	st, err := g.userStatusOf(ctx, js[0])
 	if err != nil {
@@ -429,7 +429,7 @@ func (g *Gateway) cmdEndSession(ctx context.Context, req xmppside.CommandRequest
 			notes = append(notes, xmppside.CommandNote{Type: r.noteType, Text: j.String() + ": " + r.note})
 		}
 	}
-	return xmppside.CommandStep{Notes: notes}, nil
+	return xmppside.CommandStep{Notes: oneNote(notes)}, nil
 }
 
 func (g *Gateway) cmdDeleteUser(ctx context.Context, req xmppside.CommandRequest) (xmppside.CommandStep, error) {
@@ -451,10 +451,10 @@ func (g *Gateway) cmdDeleteUser(ctx context.Context, req xmppside.CommandRequest
 		}
 		if len(found) == 0 {
 			notes = append(notes, xmppside.CommandNote{Type: xmppside.NoteError, Text: "No registration to delete."})
-			return xmppside.CommandStep{Notes: notes}, nil
+			return xmppside.CommandStep{Notes: oneNote(notes)}, nil
 		}
 		fields = append(fields, xmppside.FormField{Var: "confirm", Type: "boolean", Label: "Yes, delete these registrations", Required: true, Values: []string{"0"}})
-		return xmppside.CommandStep{Last: true, Notes: notes, State: found,
+		return xmppside.CommandStep{Last: true, Notes: oneNote(notes), State: found,
 			Form: &xmppside.Form{FormType: nsAdmin, Title: "Delete registrations", Fields: fields}}, nil
 	}
 	found, _ := req.State.([]string)
@@ -474,7 +474,7 @@ func (g *Gateway) cmdDeleteUser(ctx context.Context, req xmppside.CommandRequest
 		g.log.Info("registration deleted by an administrator", "user", s, "admin", req.From.Bare().String())
 		notes = append(notes, xmppside.CommandNote{Type: xmppside.NoteInfo, Text: s + ": deleted."})
 	}
-	return xmppside.CommandStep{Notes: notes}, nil
+	return xmppside.CommandStep{Notes: oneNote(notes)}, nil
 }
 
 func (g *Gateway) cmdAnnounce(_ context.Context, req xmppside.CommandRequest) (xmppside.CommandStep, error) {
@@ -551,6 +551,25 @@ func (g *Gateway) cmdStatistics(_ context.Context, _ xmppside.CommandRequest) (x
 	add("imip_reconnects", "IMIP reconnects", u(s.IMIPReconnects))
 	add("component_connects", "Component connections", u(s.ComponentConnects))
 	return xmppside.CommandStep{Result: f}, nil
+}
+
+// oneNote folds notes into one, of the gravest type, one line each:
+// some clients (Profanity) show only the first note of an answer.
+func oneNote(notes []xmppside.CommandNote) []xmppside.CommandNote {
+	if len(notes) < 2 {
+		return notes
+	}
+	rank := map[string]int{xmppside.NoteInfo: 0, xmppside.NoteWarn: 1, xmppside.NoteError: 2}
+	out := xmppside.CommandNote{Type: xmppside.NoteInfo}
+	lines := make([]string, 0, len(notes))
+	for _, n := range notes {
+		if rank[n.Type] > rank[out.Type] {
+			out.Type = n.Type
+		}
+		lines = append(lines, n.Text)
+	}
+	out.Text = strings.Join(lines, "\n")
+	return []xmppside.CommandNote{out}
 }
 
 // errText is the text of err for a note: an xmppside.Error's own text,

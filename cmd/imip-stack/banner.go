@@ -61,8 +61,9 @@ func printBanner(w io.Writer, b bannerInfo) {
 	}
 	p("     mcabber (no registration dialog): /rawxml send <iq type='set' to='%s' id='r1'>", component)
 	p("       <query xmlns='jabber:iq:register'><username>%s</username><password>%s</password></query></iq>", a.Number, a.Password)
-	p("     (one line). Profanity has neither a dialog nor raw XML: register once with")
-	p("     Gajim or mcabber, then use Profanity; the registration stays.")
+	p("     (one line). Profanity, by ad-hoc command: /cmd exec register %s", component)
+	p("       then in the form window: /field1 %s  /field2 %s  /form submit", a.Number, a.Password)
+	p("     (/cmd list %s shows the other commands: status, reconnect, ...).", component)
 	p("     The gateway logs in to imipd for you; your roster gets your IMIP contacts.")
 	p("")
 	p("3. Talk")
