@@ -273,6 +273,17 @@ func (s *cmdSessions) remove(id, owner string) bool {
 	return true
 }
 
+// removeAll forgets the sessions of owner that wait for a stage.
+func (s *cmdSessions) removeAll(owner string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id, cs := range s.byID {
+		if cs.owner == owner && !cs.busy {
+			delete(s.byID, id)
+		}
+	}
+}
+
 // wireCommand is a <command/> as a requester sends it.
 type wireCommand struct {
 	Node   string    `xml:"node,attr"`
@@ -301,7 +312,8 @@ func commandsAllowed(iq stanza.IQ) (stanza.Error, bool) {
 func (l *link) commandItems(iq stanza.IQ, t xmlstream.TokenReadEncoder) error {
 	cm, ok := l.c.commander()
 	if !ok || !isDomain(iq.To) {
-		return l.replyError(t, iq, newStanzaError(stanza.ItemNotFound))
+		// A contact (or a component without commands) has none.
+		return l.replyResult(t, iq, elem(nsDiscoItems, "query", attrs("node", nsCommands)))
 	}
 	from, domain := iq.From, l.c.domain.String()
 	return l.async(t, iq, "command list", func(ctx context.Context) (xml.TokenReader, error) {
@@ -430,6 +442,28 @@ func (l *link) commandSet(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *x
 		}
 		return commandResponse(cmd.Node, sid, step), nil
 	})
+}
+
+// nsMUCOwner is XEP-0045's owner namespace: Profanity's /form cancel sends
+// a muc#owner query with a cancelled form, whatever the form was for.
+const nsMUCOwner = "http://jabber.org/protocol/muc#owner"
+
+// mucOwnerSet answers Profanity's cancel of a command form (a muc#owner
+// query holding a form of type cancel, sent to the component's domain):
+// the requester's command sessions are forgotten. Anything else in that
+// namespace is not served here.
+func (l *link) mucOwnerSet(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *xml.StartElement) error {
+	var q struct {
+		Form *wireForm `xml:"jabber:x:data x"`
+	}
+	if err := decodeElem(t, *payload, &q); err != nil {
+		return err
+	}
+	if _, ok := l.c.commander(); !ok || !isDomain(iq.To) || q.Form == nil || q.Form.Type != "cancel" {
+		return l.replyError(t, iq, newStanzaError(stanza.ServiceUnavailable))
+	}
+	l.c.cmds.removeAll(iq.From.String())
+	return l.replyResult(t, iq, nil)
 }
 
 // commandResponse writes the <command/> of a result.

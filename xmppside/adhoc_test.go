@@ -145,6 +145,32 @@ func TestAdhocProtocol(t *testing.T) {
 	if r.attr("status") != "canceled" {
 		t.Errorf("cancel: %s", r)
 	}
+	// Profanity's /form cancel: a muc#owner query with a cancelled form.
+	r = cmdOf(fc.roundTrip(t, fmt.Sprintf(cmdIQ, "c11", juliet, "two", "", "")))
+	sid = r.attr("sessionid")
+	r = fc.roundTrip(t, `<iq type="set" id="c12" from="juliet@localhost/balcony" to="imip.localhost"><query xmlns="http://jabber.org/protocol/muc#owner"><x xmlns="jabber:x:data" type="cancel"/></query></iq>`)
+	if r.attr("type") != "result" {
+		t.Errorf("Profanity's cancel: %s", r)
+	}
+	e = fc.roundTrip(t, fmt.Sprintf(cmdIQ, "c13", juliet, "two", `sessionid="`+sid+`" action="next"`, form))
+	if !strings.Contains(e.String(), "bad-sessionid") {
+		t.Errorf("a session after Profanity's cancel: %s", e)
+	}
+	r = fc.roundTrip(t, `<iq type="set" id="c14" from="juliet@localhost/balcony" to="imip.localhost"><query xmlns="http://jabber.org/protocol/muc#owner"/></iq>`)
+	if errCondition(r) != "service-unavailable" {
+		t.Errorf("another muc#owner query: %s", r)
+	}
+	// Contacts have no commands.
+	r = fc.roundTrip(t, `<iq type="get" id="c15" from="juliet@localhost/balcony" to="123@imip.localhost"><query xmlns="http://jabber.org/protocol/disco#items" node="`+nsCommands+`"/></iq>`)
+	if r.attr("type") != "result" || len(r.child(nsDiscoItems, "query").Nodes) != 0 {
+		t.Errorf("a contact's commands: %s", r)
+	}
+	// Without a node.
+	e = fc.roundTrip(t, fmt.Sprintf(cmdIQ, "c16", juliet, "", "", ""))
+	if errCondition(e) != "bad-request" {
+		t.Errorf("no node: %s", e)
+	}
+
 	// prev is not supported.
 	e = fc.roundTrip(t, fmt.Sprintf(cmdIQ, "c10", juliet, "two", `action="prev"`, ""))
 	if !strings.Contains(e.String(), "bad-action") {

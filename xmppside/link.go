@@ -57,6 +57,7 @@ func newLink(c *Component, sess *xmpp.Session, conn *linkConn, ctx context.Conte
 		mux.IQFunc(stanza.GetIQ, q(nsGateway), l.gatewayGet),
 		mux.IQFunc(stanza.SetIQ, q(nsGateway), l.gatewaySet),
 		mux.IQFunc(stanza.SetIQ, xml.Name{Space: nsCommands, Local: "command"}, l.commandSet),
+		mux.IQFunc(stanza.SetIQ, q(nsMUCOwner), l.mucOwnerSet),
 	)
 	return l
 }
