@@ -9,6 +9,9 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"imip-transport/internal/testenv"
+	"imip-transport/internal/xmppserver"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -61,5 +64,41 @@ func TestWriteCharts(t *testing.T) {
 	}
 	if _, err := parseSizes("100,x"); err == nil {
 		t.Error("parseSizes accepted x")
+	}
+}
+
+// Through a real XMPP server (-xmpp prosody): the users are client sessions
+// on a private Prosody, the transport its component; they register with
+// the gateway by XEP-0077 through the server, log in, and every message
+// arrives once.
+func TestRunThroughProsody(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
+	if err := xmppserver.ProsodyAvailable("prosody"); err != nil {
+		testenv.SkipUnavailable(t, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	rep, err := Run(ctx, Config{XMPP: "prosody", Users: 10, Messages: 200, Window: 50, Idle: 500 * time.Millisecond, Quiet: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []Way{rep.ToIMIP, rep.ToXMPP} {
+		if w.Sent != 200 || w.Delivered != 200 || w.Duplicated != 0 || w.Refused != 0 {
+			t.Errorf("%+v, want 200 sent and delivered once", w)
+		}
+	}
+	if rep.Lost != 0 || rep.Users != 10 || rep.LoginsPerSecond <= 0 {
+		t.Errorf("report %+v", rep)
+	}
+}
+
+// -xmpp external without the server's addresses is refused before
+// anything starts.
+func TestExternalNeedsServer(t *testing.T) {
+	_, err := Run(context.Background(), Config{XMPP: "external", Users: 1, Transport: "/nonexistent", IMIPd: "/nonexistent", Quiet: true}, nil)
+	if err == nil || !strings.Contains(err.Error(), "-c2s") {
+		t.Errorf("Run = %v, want the missing server named", err)
 	}
 }

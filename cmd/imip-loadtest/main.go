@@ -1,8 +1,20 @@
-// Command imip-loadtest measures a transport under load, in component mode:
-// the tool itself plays the XMPP server over XEP-0114 (no Prosody, whose
-// own cost per client session would hide the transport's), starts the
-// imip-transport and imipd binaries on 127.0.0.1, registers N Jabber users
-// and logs them in, puts N IMIP peers online, measures the idle cost, then
+// Command imip-loadtest measures a transport under load. It starts the
+// imip-transport and imipd binaries on 127.0.0.1 and puts the Jabber users
+// where -xmpp says:
+//
+//   - component (the default): the tool itself plays the XMPP server over
+//     XEP-0114 (no Prosody, whose own cost per client session would hide the
+//     transport's), so the transport's ceiling is measured alone;
+//   - prosody: a private Prosody the tool starts (Debian's prosody and
+//     prosody-modules), with N accounts; each user is a client session
+//     (STARTTLS, SASL) and the transport is Prosody's component;
+//   - external: the admin's own XMPP server (-c2s, -xmpp-domain, -component,
+//     -gateway, -component-secret; the N accounts -user-format and
+//     -user-password must exist there): the tool's transport connects to it
+//     as its component, the users as client sessions.
+//
+// It registers N Jabber users with the gateway (XEP-0077) and logs them in,
+// puts N IMIP peers online, measures the idle cost, then
 // sends numbered messages both ways (each user with its own peer) at a set
 // rate or flat out, and reports logins/s, delivered messages/s each way,
 // end-to-end latency (p50, p99, max), lost and duplicated messages, and
@@ -12,6 +24,7 @@
 //
 //	imip-loadtest -users 1000 -messages 20000 -rate 2000
 //	imip-loadtest -users 20000 -messages 0 -json
+//	imip-loadtest -xmpp prosody -users 100 -messages 20000 -rate 1000
 package main
 
 import (
@@ -66,6 +79,12 @@ type Config struct {
 	// IMIPdProfile, when set, is where imipd writes its CPU profile of the
 	// whole run (at its exit).
 	IMIPdProfile string
+	// XMPP is where the Jabber users are: "component" (the tool plays the
+	// XMPP server over XEP-0114; the default), "prosody" (a private
+	// Prosody the tool starts, users as client sessions) or "external"
+	// (the server in Server, users as client sessions).
+	XMPP   string
+	Server XMPPServer
 }
 
 // Report is what a run measured.
@@ -125,6 +144,15 @@ func main() {
 	flag.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write the transport's CPU profile of the chat phase to this file (go tool pprof reads it)")
 	flag.StringVar(&cfg.IMIPdProfile, "imipd-cpuprofile", "", "have imipd write its CPU profile of the whole run to this file")
 	flag.DurationVar(&cfg.ProfileFor, "profile-for", 10*time.Second, "with -cpuprofile: how long to profile, from the chat's start")
+	flag.StringVar(&cfg.XMPP, "xmpp", "component", "where the Jabber users are: component (the tool plays the XMPP server), prosody (a private Prosody the tool starts) or external (the -c2s server)")
+	flag.StringVar(&cfg.Server.C2S, "c2s", "", "-xmpp external: the XMPP server's client listener, host:port")
+	flag.StringVar(&cfg.Server.Domain, "xmpp-domain", "", "-xmpp external: the users' domain")
+	flag.StringVar(&cfg.Server.Component, "component", "", "-xmpp external: the server's component listener (XEP-0114) the transport connects to, host:port")
+	flag.StringVar(&cfg.Server.Gateway, "gateway", "", "-xmpp external: the component's name (the gateway's JID)")
+	flag.StringVar(&cfg.Server.Secret, "component-secret", "", "-xmpp external: the component secret")
+	flag.StringVar(&cfg.Server.UserFormat, "user-format", "load%d", "-xmpp external: the users' localparts, %d the index from 0 (the accounts must exist)")
+	flag.StringVar(&cfg.Server.Password, "user-password", "loadpw%d", "-xmpp external: the users' password, %d the index")
+	flag.BoolVar(&cfg.Server.InsecureTLS, "xmpp-insecure-tls", false, "-xmpp external: do not verify the server's certificate")
 	flag.Func("transport-env", "NAME=VALUE added to the transport's environment (repeatable), e.g. GOGC=50", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return errors.New("want NAME=VALUE")
@@ -243,6 +271,15 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	if cfg.Window <= 0 {
 		cfg.Window = 200
 	}
+	switch x := cfg.Server; cfg.XMPP {
+	case "", "component", "prosody":
+	case "external":
+		if x.C2S == "" || x.Domain == "" || x.Component == "" || x.Gateway == "" || x.Secret == "" {
+			return nil, errNoServer
+		}
+	default:
+		return nil, fmt.Errorf("-xmpp %q: want component, prosody or external", cfg.XMPP)
+	}
 	dir := cfg.Dir
 	if dir == "" {
 		d, err := os.MkdirTemp("", "imip-loadtest-")
@@ -297,15 +334,60 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	}
 
 	// The fake XMPP server, then the transport.
-	srv, err := newServer(cfg.Users)
-	if err != nil {
-		return nil, err
+	// The Jabber side and where the transport connects.
+	var (
+		js                            jabberSide
+		srv                           *server // component mode only
+		compAddr, gateway, compSecret string
+	)
+	switch cfg.XMPP {
+	case "", "component":
+		if srv, err = newServer(cfg.Users); err != nil {
+			return nil, err
+		}
+		defer srv.close()
+		js, compAddr, gateway, compSecret = srv, srv.addr(), domain, secret
+	case "prosody", "external":
+		x := cfg.Server
+		if cfg.XMPP == "prosody" {
+			p, err := startProsody(ctx, cfg.Users)
+			if err != nil {
+				return nil, err
+			}
+			defer p.Close(context.WithoutCancel(ctx))
+			x = XMPPServer{C2S: p.C2SAddr(), Domain: p.Domain(), Component: p.ComponentAddr(), Gateway: p.ComponentName(),
+				Secret: p.Secret(), UserFormat: prosodyUser, Password: prosodyPassword, InsecureTLS: true}
+		}
+		if x.C2S == "" || x.Domain == "" || x.Component == "" || x.Gateway == "" || x.Secret == "" {
+			return nil, errNoServer
+		}
+		cs, err := newClients(x, cfg.Users)
+		if err != nil {
+			return nil, err
+		}
+		defer cs.close()
+		js, compAddr, gateway, compSecret = cs, x.Component, x.Gateway, x.Secret
+		bar := newBar(cfg, cfg.Users, "connect")
+		g, gctx := errgroup.WithContext(ctx)
+		g.SetLimit(64)
+		for i := range cfg.Users {
+			g.Go(func() error {
+				err := cs.dial(gctx, i)
+				_ = bar.Add(1)
+				return err
+			})
+		}
+		if err := g.Wait(); err != nil {
+			return nil, err
+		}
+		_ = bar.Finish()
+	default:
+		return nil, fmt.Errorf("-xmpp %q: want component, prosody or external", cfg.XMPP)
 	}
 	monAddr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	defer srv.close()
 	trCfg := fmt.Sprintf(`[xmpp]
 component = %q
 server = %q
@@ -340,7 +422,7 @@ pprof = true
 
 [log]
 level = "warn"
-`, domain, srv.addr(), secret, maxRegFly, imipAddr, filepath.Join(dir, "transport.db"), filepath.Join(dir, "transport.key"), loginBurst, loginBurst, monAddr)
+`, gateway, compAddr, compSecret, maxRegFly, imipAddr, filepath.Join(dir, "transport.db"), filepath.Join(dir, "transport.key"), loginBurst, loginBurst, monAddr)
 	if err := os.WriteFile(filepath.Join(dir, "transport.toml"), []byte(trCfg), 0o600); err != nil {
 		return nil, err
 	}
@@ -349,8 +431,10 @@ level = "warn"
 		return nil, err
 	}
 	defer stop(tr)
-	if err := srv.waitConnected(ctx, time.Minute); err != nil {
-		return nil, fmt.Errorf("transport: %w", err)
+	if srv != nil {
+		if err := srv.waitConnected(ctx, time.Minute); err != nil {
+			return nil, fmt.Errorf("transport: %w", err)
+		}
 	}
 	if err := settle(ctx, 2*time.Second); err != nil {
 		return nil, err
@@ -365,7 +449,7 @@ level = "warn"
 	for i := range cfg.Users {
 		g.Go(func() error {
 			for {
-				typ, cond, err := srv.register(gctx, i)
+				typ, cond, err := js.register(gctx, i)
 				if err != nil {
 					return err
 				}
@@ -373,7 +457,12 @@ level = "warn"
 					_ = bar.Add(1)
 					return nil
 				}
-				if cond != "resource-constraint" && cond != "policy-violation" {
+				switch {
+				case cond == "resource-constraint", cond == "policy-violation":
+				case (cond == "service-unavailable" || cond == "remote-server-not-found") && time.Since(began) < time.Minute:
+					// A real server answers so until the transport's
+					// component connected.
+				default:
 					return fmt.Errorf("registering user %d: %s", i, cond)
 				}
 				if err := settle(gctx, 50*time.Millisecond); err != nil { // the gateway said busy: try again shortly
@@ -393,9 +482,11 @@ level = "warn"
 	began = time.Now()
 	bar = newBar(cfg, cfg.Users, "login")
 	for i := range cfg.Users {
-		srv.send(fmt.Sprintf(`<presence from="%s/r" to=%q/>`, userJID(i), domain))
+		if err := js.login(ctx, i); err != nil {
+			return nil, err
+		}
 	}
-	if err := srv.waitLogins(ctx, cfg.Users, 10*time.Minute, bar); err != nil {
+	if err := js.waitLogins(ctx, cfg.Users, 10*time.Minute, bar); err != nil {
 		return nil, err
 	}
 	_ = bar.Finish()
@@ -450,7 +541,7 @@ level = "warn"
 		} else {
 			profiled <- nil
 		}
-		if err := chat(ctx, cfg, rep, srv, peers, tr.pid(), imipd.pid()); err != nil {
+		if err := chat(ctx, cfg, rep, js, peers, tr.pid(), imipd.pid()); err != nil {
 			return nil, err
 		}
 		if err := <-profiled; err != nil {
@@ -461,14 +552,13 @@ level = "warn"
 }
 
 // chat sends cfg.Messages each way and measures.
-func chat(ctx context.Context, cfg Config, rep *Report, srv *server, peers *peerSet, trPID, imipdPID int) error {
+func chat(ctx context.Context, cfg Config, rep *Report, js jabberSide, peers *peerSet, trPID, imipdPID int) error {
 	n := cfg.Messages
 	up := newWay(n)   // XMPP -> IMIP, received by the peers
 	down := newWay(n) // IMIP -> XMPP, received by the fake server
 	peers.up.Store(up)
 	peers.down.Store(down)
-	srv.up2.Store(up)
-	srv.down.Store(down)
+	js.setWays(up, down)
 	t0, i0 := cpuTicks(trPID), cpuTicks(imipdPID)
 	began := time.Now()
 	bar := newBar(cfg, 2*n, "chat")
@@ -510,8 +600,7 @@ func chat(ctx context.Context, cfg Config, rep *Report, srv *server, peers *peer
 	wg.Add(2)
 	go sendAll(up, func(seq int) {
 		i := seq % cfg.Users
-		srv.send(fmt.Sprintf(`<message type="chat" id="m%d" from="%s/r" to="%s@%s"><body>L %d %d</body></message>`,
-			seq, userJID(i), peerNum(i), domain, seq, time.Now().UnixNano()))
+		js.sendUp(i, seq, fmt.Sprintf("L %d %d", seq, time.Now().UnixNano()))
 	})
 	go sendAll(down, func(seq int) {
 		i := seq % cfg.Users
@@ -831,22 +920,7 @@ func (s *server) register(ctx context.Context, i int) (string, string, error) {
 }
 
 func (s *server) waitLogins(ctx context.Context, n int, within time.Duration, bar *progressbar.ProgressBar) error {
-	deadline := time.Now().Add(within)
-	last := int64(0)
-	for {
-		got := s.logins.Load()
-		_ = bar.Add(int(got - last))
-		last = got
-		if got >= int64(n) {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%d of %d users logged in within %v", got, n, within)
-		}
-		if err := settle(ctx, 20*time.Millisecond); err != nil {
-			return err
-		}
-	}
+	return waitCount(ctx, &s.logins, n, within, bar, "users logged in")
 }
 
 // ---------------------------------------------------------------- IMIP peers
