@@ -65,6 +65,8 @@ func printBanner(w io.Writer, b bannerInfo) {
 	p("       then in the form window: /field1 %s  /field2 %s  /form submit", a.Number, a.Password)
 	p("     (/cmd list %s shows the other commands: status, reconnect, ...).", component)
 	p("     The gateway logs in to imipd for you; your roster gets your IMIP contacts.")
+	p("     %s@%s administers the gateway here: its command list also has the", b.Users[len(b.Users)-1].Name, domain)
+	p("     admin commands (online users, statistics, ...; see docs/ADHOC.md).")
 	p("")
 	p("3. Talk")
 	p("     Registered as %s, write to %s@%s (add it to your roster to see", a.Number, c.Number, component)

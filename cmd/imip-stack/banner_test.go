@@ -25,6 +25,7 @@ func TestPrintBanner(t *testing.T) {
 		"/rawxml send <iq type='set' to='imip.localhost'", "<username>1001001</username><password>pa</password>",
 		"Profanity, by ad-hoc command: /cmd exec register imip.localhost",
 		"/field1 1001001  /field2 pa  /form submit", "/cmd list imip.localhost",
+		"bob@localhost administers the gateway here",
 		"number 1001001", "password pa", "number 1002002", "password pb",
 		"write to 1002002@imip.localhost",
 		"/dev/tcp/127.0.0.1/21319", "blk 'LOGN 1002002'", `'pb' | md5sum`, "To: 1001001",
