@@ -1,7 +1,9 @@
 package xmppside
 
 import (
+	"bytes"
 	"context"
+	"encoding/xml"
 	"fmt"
 	"strings"
 	"sync"
@@ -220,4 +222,69 @@ func TestAdhocSessionLimits(t *testing.T) {
 	if _, cond := s.take("z", "c@x/r", "n"); cond != "" {
 		t.Errorf("a released session: %q", cond)
 	}
+}
+
+// FuzzCommandDecode feeds arbitrary bytes, as the payload of a command IQ,
+// through the decoding commandSet uses, and checks the bounds on what a
+// submitted form can hand the Commander, and that the answer built from
+// what was decoded is well-formed XML.
+func FuzzCommandDecode(f *testing.F) {
+	for _, s := range []string{
+		`<command xmlns="http://jabber.org/protocol/commands" node="register" action="complete" sessionid="abc"><x xmlns="jabber:x:data" type="submit"><field var="FORM_TYPE"><value>urn:x</value></field><field var="username"><value>123</value></field><field var="password"><value>pw</value></field></x></command>`,
+		`<command xmlns="http://jabber.org/protocol/commands" node="x"><x xmlns="jabber:x:data"><field var="a"><value>1</value><value>2</value></field><field><value>none</value></field></x></command>`,
+		`<command xmlns="http://jabber.org/protocol/commands" node="&lt;&amp;&quot;" action="prev"/>`,
+		`<command xmlns="http://jabber.org/protocol/commands"><x xmlns="jabber:x:data" type="cancel"/></command>`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		d := xml.NewDecoder(bytes.NewReader(data))
+		var start xml.StartElement
+		for {
+			tok, err := d.Token()
+			if err != nil {
+				return
+			}
+			if se, ok := tok.(xml.StartElement); ok {
+				start = se.Copy()
+				break
+			}
+		}
+		var cmd wireCommand
+		if err := decodeElem(d, start, &cmd); err != nil {
+			return
+		}
+		vals := formValues(cmd.Form)
+		if len(vals) > maxFormFields {
+			t.Fatalf("%d fields handed over, bound %d", len(vals), maxFormFields)
+		}
+		fields := []FormField{}
+		for k, v := range vals {
+			if len(v) > maxFormValues {
+				t.Fatalf("field %q: %d values handed over, bound %d", k, len(v), maxFormValues)
+			}
+			fields = append(fields, FormField{Var: k, Type: "text-multi", Values: v, Label: k})
+		}
+		step := CommandStep{Notes: []CommandNote{{Type: NoteWarn, Text: cmd.Action}}, Form: &Form{Title: cmd.Node, Fields: fields}}
+		toks, err := readTokens(commandResponse(cmd.Node, cmd.SID, step))
+		if err != nil {
+			t.Fatalf("answer tokens: %v", err)
+		}
+		var buf bytes.Buffer
+		enc := xml.NewEncoder(&buf)
+		for _, tk := range toks {
+			if err := enc.EncodeToken(tk); err != nil {
+				return // text the encoder refuses (invalid characters were decoded away already)
+			}
+		}
+		if err := enc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		var back struct {
+			Node string `xml:"node,attr"`
+		}
+		if err := xml.Unmarshal(buf.Bytes(), &back); err != nil || back.Node != cmd.Node {
+			t.Fatalf("the answer does not decode back (%v, node %q, want %q): %s", err, back.Node, cmd.Node, buf.Bytes())
+		}
+	})
 }
