@@ -259,8 +259,14 @@ func (g *Gateway) cmdPassword(ctx context.Context, req xmppside.CommandRequest) 
 }
 
 func (g *Gateway) cmdSettings(ctx context.Context, req xmppside.CommandRequest) (xmppside.CommandStep, error) {
-	group := xmppside.FormField{Type: "fixed",
-		Values: []string{fmt.Sprintf("IMIP contacts are put in the roster group %q (set by the gateway's administrator).", g.cfg.RosterGroup)}}
+	groupText := fmt.Sprintf("New IMIP contacts go to the roster group %q (set by the gateway's administrator).", g.cfg.RosterGroup)
+	if ra, ok := g.xmpp.(RosterAccess); ok {
+		if pr := ra.PrivilegesFor(req.From.Bare()); pr.CanGetRoster() && pr.CanSetRoster() {
+			// keepUsersChoices: the gateway's roster sets keep the user's groups.
+			groupText += " Move them to other groups in your client: the gateway keeps the groups you choose."
+		}
+	}
+	group := xmppside.FormField{Type: "fixed", Values: []string{groupText}}
 	if req.Values == nil {
 		opts, err := g.RegisterOptions(ctx, req.From)
 		if err != nil {

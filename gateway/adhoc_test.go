@@ -362,3 +362,18 @@ func TestCommandDeleteUser(t *testing.T) {
 		t.Fatal("the registry still has the user")
 	}
 }
+
+func TestCommandSettingsGroupText(t *testing.T) {
+	for _, tc := range []struct {
+		priv  string
+		keeps bool
+	}{{"", false}, {privNone, false}, {privBoth, true}} {
+		h := newHarness(t, tc.priv, func(c *Config) { c.RosterGroup = "Odigo" })
+		h.register(alice, "123")
+		f := mustExec(t, h.g, alice+"/pc", NodeSettings, 0, nil, nil).Form
+		text := fmtFields(f)
+		if !strings.Contains(text, `"Odigo"`) || strings.Contains(text, "keeps the groups") != tc.keeps {
+			t.Errorf("privileges %q: settings say %q", tc.priv, text)
+		}
+	}
+}
