@@ -682,12 +682,18 @@ func (s userStatus) form(title string) *xmppside.Form {
 // askUser posts ev to who's run loop and waits for its answer.
 func (g *Gateway) askUser(ctx context.Context, who jid.JID, ev evCommand) (cmdReply, error) {
 	u := g.userFor(who.Bare(), false)
+	if u == nil && g.isClosing() {
+		return cmdReply{}, errShuttingDown
+	}
 	if u == nil {
 		return cmdReply{}, &xmppside.Error{Condition: stanza.RegistrationRequired, Text: "Not registered."}
 	}
 	ev.reply = make(chan cmdReply, 1)
 	if !u.post(ev) {
 		if nu := g.userFor(who.Bare(), false); nu == nil || nu == u || !nu.post(ev) {
+			if g.isClosing() {
+				return cmdReply{}, errShuttingDown
+			}
 			if nu == nil {
 				return cmdReply{}, &xmppside.Error{Condition: stanza.RegistrationRequired, Text: "Not registered."}
 			}
@@ -706,6 +712,10 @@ func (g *Gateway) askUser(ctx context.Context, who jid.JID, ev evCommand) (cmdRe
 func (u *user) onCommand(ev evCommand) {
 	if u.isGone() || u.reg == nil {
 		ev.reply <- cmdReply{err: &xmppside.Error{Condition: stanza.RegistrationRequired, Text: "Not registered."}}
+		return
+	}
+	if u.link.state == linkStopped && ev.op != opStatus {
+		ev.reply <- cmdReply{err: errShuttingDown}
 		return
 	}
 	info := func(text string) { ev.reply <- cmdReply{noteType: xmppside.NoteInfo, note: text} }

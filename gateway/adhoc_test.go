@@ -377,3 +377,23 @@ func TestCommandSettingsGroupText(t *testing.T) {
 		}
 	}
 }
+
+func TestCommandDuringShutdown(t *testing.T) {
+	h := newHarness(t, "", withAdmin)
+	h.login(alice+"/pc", "123")
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	if err := h.g.Stop(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, node := range []string{NodeReconnect, NodeSync, NodeStatus} {
+		step := mustExec(t, h.g, alice+"/pc", node, 0, nil, nil)
+		if !strings.Contains(noteText(step), "shutting down") {
+			t.Errorf("%s during shutdown: %q", node, noteText(step))
+		}
+	}
+	step := mustExec(t, h.g, admin+"/pc", NodeEndUserSession, 1, nil, vals("accountjids", alice))
+	if !strings.Contains(noteText(step), "shutting down") {
+		t.Errorf("end-user-session during shutdown: %q", noteText(step))
+	}
+}
