@@ -40,6 +40,7 @@ const (
 	NodeOnlineUsersNum   = nsAdmin + "#get-online-users-num"
 	NodeOnlineUsersList  = nsAdmin + "#get-online-users-list"
 	NodeRegisteredNum    = nsAdmin + "#get-registered-users-num"
+	NodeUserLastLogin    = nsAdmin + "#get-user-lastlogin"
 	NodeEndUserSession   = nsAdmin + "#end-user-session"
 	NodeDeleteUser       = nsAdmin + "#delete-user"
 	NodeAnnounce         = nsAdmin + "#announce"
@@ -82,6 +83,7 @@ var commandList = []command{
 	{node: NodeOnlineUsersList, name: "Online users (admin)", admin: true, run: (*Gateway).cmdOnlineList},
 	{node: NodeRegisteredNum, name: "Number of registered users (admin)", admin: true, run: (*Gateway).cmdRegisteredNum},
 	{node: NodeUserRegistration, name: "A user's registration (admin)", admin: true, run: (*Gateway).cmdUserRegistration},
+	{node: NodeUserLastLogin, name: "A user's last IMIP login (admin)", admin: true, run: (*Gateway).cmdUserLastLogin},
 	{node: NodeEndUserSession, name: "Log a user out of IMIP (admin)", admin: true, run: (*Gateway).cmdEndSession},
 	{node: NodeDeleteUser, name: "Delete a registration (admin)", admin: true, run: (*Gateway).cmdDeleteUser},
 	{node: NodeAnnounce, name: "Announce to online users (admin)", admin: true, run: (*Gateway).cmdAnnounce},
@@ -402,6 +404,33 @@ func (g *Gateway) cmdUserRegistration(ctx context.Context, req xmppside.CommandR
 		return failed(err)
 	}
 	return xmppside.CommandStep{Result: st.form("Registration of " + js[0].String())}, nil
+}
+
+// cmdUserLastLogin is XEP-0133's get-user-lastlogin: the last IMIP login.
+func (g *Gateway) cmdUserLastLogin(ctx context.Context, req xmppside.CommandRequest) (xmppside.CommandStep, error) {
+	if req.Values == nil {
+		return xmppside.CommandStep{Last: true, Form: &xmppside.Form{FormType: nsAdmin, Title: "A user's last IMIP login",
+			Fields: []xmppside.FormField{{Var: "accountjid", Type: "jid-single", Label: "The user's Jabber ID", Required: true}}}}, nil
+	}
+	js, notes := accounts(req)
+	if len(js) == 0 {
+		if len(notes) == 0 {
+			notes = append(notes, xmppside.CommandNote{Type: xmppside.NoteError, Text: "No Jabber ID given."})
+		}
+		return xmppside.CommandStep{Notes: oneNote(notes)}, nil
+	}
+	st, err := g.userStatusOf(ctx, js[0])
+	if err != nil {
+		return failed(err)
+	}
+	last := "never"
+	if !st.LastLogin.IsZero() {
+		last = st.LastLogin.UTC().Format(time.RFC3339)
+	}
+	return xmppside.CommandStep{Result: &xmppside.Form{FormType: nsAdmin, Title: "Last IMIP login of " + st.JID, Fields: []xmppside.FormField{
+		{Var: "accountjid", Type: "jid-single", Label: "The user's Jabber ID", Values: []string{st.JID}},
+		{Var: "lastlogin", Type: "text-single", Label: "Last IMIP login", Values: []string{last}},
+	}}}, nil
 }
 
 // userStatusOf returns what an administrator sees of who's registration.

@@ -267,6 +267,11 @@ func TestCommandStatusKickReconnect(t *testing.T) {
 	if fieldValue(t, step.Result, "number") != "123" || fieldValue(t, step.Result, "state") != "online" || fieldValue(t, step.Result, "lastlogin") == "" {
 		t.Errorf("user registration: %s", fmtFields(step.Result))
 	}
+	step = mustExec(t, h.g, admin+"/pc", NodeUserLastLogin, 1, nil, vals("accountjid", alice))
+	if fieldValue(t, step.Result, "accountjid") != alice || fieldValue(t, step.Result, "lastlogin") == "" {
+		t.Errorf("get-user-lastlogin: %s", fmtFields(step.Result))
+	}
+	step = mustExec(t, h.g, admin+"/pc", NodeUserRegistration, 1, nil, vals("accountjid", alice))
 	if strings.Contains(fmtFields(step.Result), "=pw") {
 		t.Errorf("the password is shown: %s", fmtFields(step.Result))
 	}

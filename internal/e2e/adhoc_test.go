@@ -227,6 +227,11 @@ func testAdhoc(t *testing.T, tr *transport, boss *client) {
 	if b.err != nil || b.field("number") != string(acctAlice.Number) || b.field("lastlogin") == "never" || b.field("lastlogin") == "" {
 		t.Errorf("a user's registration: %+v", b)
 	}
+	a = runCommand(t, boss, gw, commands.Command{Node: gateway.NodeUserLastLogin}, nil)
+	c := runCommand(t, boss, gw, a.resp.Complete(), submit(t, a, map[string]any{"accountjid": u.jid.Bare()}))
+	if c.err != nil || c.field("lastlogin") != b.field("lastlogin") {
+		t.Errorf("get-user-lastlogin: %+v, want lastlogin %q", c, b.field("lastlogin"))
+	}
 	if b.form != nil {
 		b.form.ForFields(func(f form.FieldData) {
 			if v, _ := b.form.Raw(f.Var); slices.Contains(v, acctAlice.Password) {
@@ -258,7 +263,7 @@ func testAdhoc(t *testing.T, tr *transport, boss *client) {
 	if b.err != nil || b.resp.Status != "executing" || b.resp.SID != a.resp.SID {
 		t.Fatalf("delete-user, stage 1: %+v", b)
 	}
-	c := runCommand(t, boss, gw, b.resp.Complete(), submit(t, b, map[string]any{"confirm": true}))
+	c = runCommand(t, boss, gw, b.resp.Complete(), submit(t, b, map[string]any{"confirm": true}))
 	if c.err != nil || c.resp.Status != "completed" || !strings.Contains(c.note(), "deleted") {
 		t.Fatalf("delete-user: %+v %q", c, c.note())
 	}
