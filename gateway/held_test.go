@@ -220,3 +220,31 @@ func TestWriteFirst(t *testing.T) {
 		}
 	})
 }
+
+// Without mesg-ack the IMIP server never sends a message again, so the
+// store is its only copy: a message from IMIP is written before it goes,
+// hold or not.
+func TestNoHoldWithoutMesgAck(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		h := newHarness(t, "") // the fake sessions do not confirm messages
+		s := h.login(aliceHW, "6340564")
+		apply := make(chan struct{})
+		h.st.mu.Lock()
+		h.st.applyHold = apply
+		h.st.mu.Unlock()
+		mark := h.x.mark()
+		s.push(imipside.MessageEvent{BlockID: 95, From: "100", To: "6340564", Text: "only copy"})
+		time.Sleep(time.Second)
+		synctest.Wait()
+		if got := h.x.messages(mark, func(m xmppside.Message) bool { return m.Body == "only copy" }); len(got) != 0 {
+			t.Error("sent before its write, with a server that would not send it again")
+		}
+		h.st.mu.Lock()
+		h.st.applyHold = nil
+		h.st.mu.Unlock()
+		close(apply)
+		synctest.Wait()
+		h.idle(alice)
+		h.x.waitMessage(t, mark, "the message", func(m xmppside.Message) bool { return m.Body == "only copy" })
+	})
+}

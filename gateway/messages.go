@@ -22,9 +22,10 @@ package gateway
 //   - IMIP -> XMPP: stored, then confirmed to the IMIP server (when it
 //     offers the mesg-ack extension), then sent on the component link with a
 //     stable id; removed only once a barrier (a ping after it on the same
-//     stream) was answered. Held instead: sent at once, and confirmed to the
-//     IMIP server when the barrier is answered or the write is done,
-//     whichever comes first. Unconfirmed ones are sent again after the link
+//     stream) was answered. Held instead (only when the IMIP server offers
+//     mesg-ack, so that it sends again what was not confirmed): sent at
+//     once, and confirmed to the IMIP server when the barrier is answered
+//     or the write is done, whichever comes first. Unconfirmed ones are sent again after the link
 //     comes back; while the link is down they wait in the store.
 
 import (
@@ -382,8 +383,11 @@ func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
 		u.inq = append(u.inq, im)
 	}
 	hold := u.g.cfg.HoldWrites
-	if spill {
-		hold = 0 // it waits in the store only: written now
+	if spill || u.sess == nil || !u.sess.ConfirmsMessages() {
+		// It waits in the store only: written now. Or the IMIP server
+		// does not send again what the transport did not confirm (no
+		// mesg-ack): then the store is the only copy, written first.
+		hold = 0
 	}
 	im.pend = u.g.commit.SubmitDeferred([]Op{OpPutMessage{Msg: &im.q}}, func(err error) { u.postAlways(evStoredIn{im: im, err: err, spilled: spill}) },
 		hold)

@@ -25,7 +25,8 @@ func TestSmallRun(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
 	for _, rate := range []int{0, 500} {
-		rep, err := Run(ctx, Config{Users: 20, Messages: 300, Rate: rate, Window: 50, Idle: time.Second, Quiet: true}, nil)
+		// With a rate, also a restart: every user logs in again.
+		rep, err := Run(ctx, Config{Users: 20, Messages: 300, Rate: rate, Window: 50, Idle: time.Second, Quiet: true, Restart: rate > 0}, nil)
 		if err != nil {
 			t.Fatalf("rate %d: %v", rate, err)
 		}
@@ -39,6 +40,9 @@ func TestSmallRun(t *testing.T) {
 		}
 		if rep.Lost != 0 || rep.LoginsPerSecond <= 0 || rep.TransportRSSIdle <= 0 || rep.IMIPdRSSIdle <= 0 {
 			t.Errorf("rate %d: report %+v", rate, rep)
+		}
+		if restarted := rep.RestartSeconds > 0; restarted != (rate > 0) {
+			t.Errorf("rate %d: restart measured %v (%.2f s)", rate, restarted, rep.RestartSeconds)
 		}
 	}
 }

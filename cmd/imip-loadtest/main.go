@@ -85,6 +85,13 @@ type Config struct {
 	// (the server in Server, users as client sessions).
 	XMPP   string
 	Server XMPPServer
+	// Restart, in component mode, stops the transport (SIGTERM) once the
+	// users are logged in and idle, starts it again, and measures how long
+	// until every user is logged in again (paced by LoginRate).
+	Restart bool
+	// LoginRate is the transport's limits.logins_per_second (and
+	// login_burst); 0: 1000.
+	LoginRate int
 }
 
 // Report is what a run measured.
@@ -110,8 +117,12 @@ type Report struct {
 	ToIMIP            Way              `json:"xmpp_to_imip"`
 	ToXMPP            Way              `json:"imip_to_xmpp"`
 	TransportCPUPerMs float64          `json:"transport_cpu_us_per_message"`
-	IMIPdCPUPerMs     float64          `json:"imipd_cpu_us_per_message"`
-	Lost              int              `json:"lost"`
+	// RestartSeconds: with Restart, from the transport's start again to
+	// every user logged in again; StopSeconds, the SIGTERM's shutdown.
+	RestartSeconds float64 `json:"restart_seconds,omitempty"`
+	StopSeconds    float64 `json:"stop_seconds,omitempty"`
+	IMIPdCPUPerMs  float64 `json:"imipd_cpu_us_per_message"`
+	Lost           int     `json:"lost"`
 }
 
 // Way is one direction's result.
@@ -153,6 +164,8 @@ func main() {
 	flag.StringVar(&cfg.Server.UserFormat, "user-format", "load%d", "-xmpp external: the users' localparts, %d the index from 0 (the accounts must exist)")
 	flag.StringVar(&cfg.Server.Password, "user-password", "loadpw%d", "-xmpp external: the users' password, %d the index")
 	flag.BoolVar(&cfg.Server.InsecureTLS, "xmpp-insecure-tls", false, "-xmpp external: do not verify the server's certificate")
+	flag.BoolVar(&cfg.Restart, "restart", false, "component mode: restart the transport once the users are idle and measure how long until all are logged in again")
+	flag.IntVar(&cfg.LoginRate, "login-rate", 1000, "the transport's limits.logins_per_second and login_burst (its own default is 50)")
 	flag.Func("transport-env", "NAME=VALUE added to the transport's environment (repeatable), e.g. GOGC=50", func(v string) error {
 		if !strings.Contains(v, "=") {
 			return errors.New("want NAME=VALUE")
@@ -231,6 +244,10 @@ func printReport(w io.Writer, r *Report) {
 			m["HeapInuse"], m["HeapAlloc"], m["HeapIdle"], m["HeapReleased"], m["StackInuse"], m["Sys"]-m["HeapSys"]-m["StackSys"])
 	}
 	fmt.Fprintf(w, "idle CPU                 transport %.2f %%, imipd %.2f %% of a core\n", r.TransportIdleCPU, r.IMIPdIdleCPU)
+	if r.RestartSeconds > 0 {
+		fmt.Fprintf(w, "restart                  stopped in %.1f s; every user logged in again %.1f s after the start (%.0f logins/s)\n",
+			r.StopSeconds, r.RestartSeconds, float64(r.Users)/r.RestartSeconds)
+	}
 	if r.Messages == 0 {
 		return
 	}
@@ -251,12 +268,11 @@ func printReport(w io.Writer, r *Report) {
 }
 
 const (
-	domain     = "imip.localhost"
-	secret     = "loadtest-secret"
-	userBase   = 5000000
-	peerBase   = 6000000
-	maxRegFly  = 256
-	loginBurst = 1000
+	domain    = "imip.localhost"
+	secret    = "loadtest-secret"
+	userBase  = 5000000
+	peerBase  = 6000000
+	maxRegFly = 256
 )
 
 func userNum(i int) wire.Number { return wire.Number(strconv.Itoa(userBase + i)) }
@@ -388,6 +404,13 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	if srv != nil {
+		srv.monAddr = monAddr
+	}
+	loginRate := cfg.LoginRate
+	if loginRate <= 0 {
+		loginRate = 1000
+	}
 	trCfg := fmt.Sprintf(`[xmpp]
 component = %q
 server = %q
@@ -422,17 +445,23 @@ pprof = true
 
 [log]
 level = "warn"
-`, gateway, compAddr, compSecret, maxRegFly, imipAddr, filepath.Join(dir, "transport.db"), filepath.Join(dir, "transport.key"), loginBurst, loginBurst, monAddr)
+`, gateway, compAddr, compSecret, maxRegFly, imipAddr, filepath.Join(dir, "transport.db"), filepath.Join(dir, "transport.key"), loginRate, loginRate, monAddr)
 	if err := os.WriteFile(filepath.Join(dir, "transport.toml"), []byte(trCfg), 0o600); err != nil {
 		return nil, err
 	}
-	tr, err := startEnv(ctx, dir, "transport", cfg.Env, cfg.Transport, "-config", filepath.Join(dir, "transport.toml"))
+	if cfg.Restart && srv == nil {
+		return nil, errors.New("-restart needs -xmpp component")
+	}
+	startTransport := func() (*proc, error) {
+		return startEnv(ctx, dir, "transport", cfg.Env, cfg.Transport, "-config", filepath.Join(dir, "transport.toml"))
+	}
+	tr, err := startTransport()
 	if err != nil {
 		return nil, err
 	}
-	defer stop(tr)
+	defer func() { stop(tr) }() // the one running at the end
 	if srv != nil {
-		if err := srv.waitConnected(ctx, time.Minute); err != nil {
+		if err := srv.waitConnected(ctx, 1, time.Minute); err != nil {
 			return nil, fmt.Errorf("transport: %w", err)
 		}
 	}
@@ -533,6 +562,31 @@ level = "warn"
 	secs := cfg.Idle.Seconds()
 	rep.TransportIdleCPU = 100 * float64(cpuTicks(tr.pid())-t0) / clockTicks / secs
 	rep.IMIPdIdleCPU = 100 * float64(cpuTicks(imipd.pid())-i0) / clockTicks / secs
+
+	if cfg.Restart {
+		// The transport stops (SIGTERM: every user logged out in order),
+		// starts again on the same store, probes the users who were
+		// online, and logs each in again as it answers, paced.
+		began := time.Now()
+		stop(tr)
+		rep.StopSeconds = time.Since(began).Seconds()
+		began = time.Now()
+		if tr, err = startTransport(); err != nil {
+			return nil, err
+		}
+		if err := srv.waitConnected(ctx, 2, time.Minute); err != nil {
+			return nil, fmt.Errorf("transport after the restart: %w", err)
+		}
+		// Logged in again: the transport's own count of live IMIP
+		// sessions (its /metrics), since after a restart it answers a
+		// user's probe answer to the bare JID.
+		bar := newBar(cfg, cfg.Users, "login again")
+		if err := waitOnline(ctx, monAddr, cfg.Users, 30*time.Minute, bar); err != nil {
+			return nil, fmt.Errorf("after the restart: %w", err)
+		}
+		_ = bar.Finish()
+		rep.RestartSeconds = time.Since(began).Seconds()
+	}
 
 	if cfg.Messages > 0 {
 		profiled := make(chan error, 1)
@@ -698,15 +752,15 @@ func (w *way) result(elapsed time.Duration) Way {
 // ---------------------------------------------------------------- the fake XMPP server
 
 type server struct {
-	ln       net.Listener
-	mu       sync.Mutex
-	conn     net.Conn
-	w        *bufio.Writer
-	up       chan struct{}
-	users    int
-	loggedIn []atomic.Bool
-	logins   atomic.Int64
-	regs     sync.Map // id -> chan [2]string (type, condition)
+	ln      net.Listener
+	mu      sync.Mutex
+	conn    net.Conn
+	w       *bufio.Writer
+	links   atomic.Int64 // component handshakes completed
+	monAddr string       // the transport's monitoring listener
+	users   int
+	logins  atomic.Int64
+	regs    sync.Map // id -> chan [2]string (type, condition)
 	// Once the chat starts: down receives IMIP -> XMPP messages, up2
 	// counts XMPP -> IMIP messages the gateway refused.
 	up2, down atomic.Pointer[way]
@@ -718,7 +772,7 @@ func newServer(users int) (*server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &server{ln: ln, up: make(chan struct{}), users: users, loggedIn: make([]atomic.Bool, users)}
+	s := &server{ln: ln, users: users}
 	s.wg.Add(1)
 	go s.accept()
 	return s, nil
@@ -738,11 +792,16 @@ func (s *server) close() {
 
 func (s *server) accept() {
 	defer s.wg.Done()
-	c, err := s.ln.Accept() // one component connection per run
-	if err != nil {
-		return
+	for { // one component connection at a time
+		c, err := s.ln.Accept()
+		if err != nil {
+			return
+		}
+		s.serve(c)
+		s.mu.Lock()
+		s.conn, s.w = nil, nil
+		s.mu.Unlock()
 	}
-	s.serve(c)
 }
 
 // stanza is what the tool reads of the transport's stanzas.
@@ -795,7 +854,7 @@ func (s *server) serve(c net.Conn) {
 	if _, err := io.WriteString(c, `<handshake/>`); err != nil {
 		return
 	}
-	close(s.up)
+	s.links.Add(1)
 	for {
 		tok, err := d.Token()
 		if err != nil {
@@ -845,12 +904,6 @@ func (s *server) handle(st *stanza) {
 			}
 		}
 	case "presence":
-		// The gateway's own presence to a user's resource: logged in.
-		if st.From == domain && st.Type == "" && strings.HasSuffix(st.To, "/r") {
-			if i, ok := userIndex(st.To); ok && i < s.users && !s.loggedIn[i].Swap(true) {
-				s.logins.Add(1)
-			}
-		}
 		if st.Type == "probe" { // the user is online
 			if i, ok := userIndex(st.To); ok {
 				s.send(fmt.Sprintf(`<presence from="%s/r" to=%q/>`, userJID(i), st.From))
@@ -890,15 +943,19 @@ func (s *server) send(raw string) {
 	_ = s.w.Flush()
 }
 
-func (s *server) waitConnected(ctx context.Context, within time.Duration) error {
-	select {
-	case <-s.up:
-		return nil
-	case <-time.After(within):
-		return errors.New("the component did not connect")
-	case <-ctx.Done():
-		return ctx.Err()
+// waitConnected waits until the n-th component connection completed its
+// handshake.
+func (s *server) waitConnected(ctx context.Context, n int64, within time.Duration) error {
+	deadline := time.Now().Add(within)
+	for s.links.Load() < n {
+		if time.Now().After(deadline) {
+			return errors.New("the component did not connect")
+		}
+		if err := settle(ctx, 10*time.Millisecond); err != nil {
+			return err
+		}
 	}
+	return nil
 }
 
 // register registers user i and returns the answer's type and condition.
@@ -919,8 +976,33 @@ func (s *server) register(ctx context.Context, i int) (string, string, error) {
 	}
 }
 
+// waitLogins waits until the transport has n live IMIP sessions (its
+// /metrics): the gateway's presence that follows a login goes to the
+// user's resource or to the bare JID, depending on the path, so the
+// transport's own count is the signal.
 func (s *server) waitLogins(ctx context.Context, n int, within time.Duration, bar *progressbar.ProgressBar) error {
-	return waitCount(ctx, &s.logins, n, within, bar, "users logged in")
+	return waitOnline(ctx, s.monAddr, n, within, bar)
+}
+
+// waitOnline waits until the transport at monAddr has n live IMIP
+// sessions, moving bar.
+func waitOnline(ctx context.Context, monAddr string, n int, within time.Duration, bar *progressbar.ProgressBar) error {
+	last := 0
+	deadline := time.Now().Add(within)
+	for {
+		got := onlineSessions(ctx, monAddr)
+		_ = bar.Add(got - last)
+		last = got
+		if got >= n {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d users logged in within %v", got, n, within)
+		}
+		if err := settle(ctx, 20*time.Millisecond); err != nil {
+			return err
+		}
+	}
 }
 
 // ---------------------------------------------------------------- IMIP peers
@@ -1168,6 +1250,31 @@ func cpuProfile(ctx context.Context, addr string, d time.Duration, path string) 
 		return err
 	}
 	return f.Close()
+}
+
+// onlineSessions reads the transport's count of live IMIP sessions from its
+// /metrics (0 when it cannot be read).
+func onlineSessions(ctx context.Context, addr string) int {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
+	const metric = `imip_transport_imip_sessions{state="online"} `
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), metric); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			if err == nil {
+				return int(f)
+			}
+		}
+	}
+	return 0
 }
 
 // memStats reads the transport's runtime.MemStats from its pprof endpoint

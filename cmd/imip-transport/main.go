@@ -42,13 +42,13 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"runtime/debug"
 	"syscall"
 
 	"mellium.im/xmpp/jid"
 
 	"imip-transport/gateway"
 	"imip-transport/internal/app"
+	"imip-transport/internal/buildinfo"
 	"imip-transport/internal/storelock"
 )
 
@@ -226,34 +226,4 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 
 // versionString returns the build's version: the -ldflags value, else the
 // module version or VCS revision.
-func versionString() string {
-	if version != "" {
-		return version
-	}
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return "unknown"
-	}
-	if v := bi.Main.Version; v != "" && v != "(devel)" {
-		return v
-	}
-	rev, dirty := "", false
-	for _, s := range bi.Settings {
-		switch s.Key {
-		case "vcs.revision":
-			rev = s.Value
-		case "vcs.modified":
-			dirty = s.Value == "true"
-		}
-	}
-	if rev == "" {
-		return "devel"
-	}
-	if len(rev) > 12 {
-		rev = rev[:12]
-	}
-	if dirty {
-		rev += "-dirty"
-	}
-	return "devel-" + rev
-}
+func versionString() string { return buildinfo.Version(version) }

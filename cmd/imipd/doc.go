@@ -31,4 +31,9 @@
 // It writes a new key to F.new, re-seals every password in one transaction,
 // renames F.new over F and vacuums the database; the old key no longer
 // opens it.
+//
+// imipd -version prints the version (make build and make dist stamp the
+// output of `git describe --tags --always --dirty`) and exits. imipd does
+// not handle SIGHUP (it ends the process, as for any Go program that does
+// not catch it): there is nothing to reload.
 package main

@@ -18,10 +18,15 @@ import (
 
 	"imip-transport/imipside/imipserver"
 	"imip-transport/imipside/wire"
+	"imip-transport/internal/buildinfo"
 )
 
 // dbName is the database file inside the data directory.
 const dbName = "imipd.db"
+
+// version is set at build time with -ldflags "-X main.version=..." (make
+// build, make dist); -version prints it.
+var version = ""
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -46,7 +51,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return 0
 	}
-	if err := serve(ctx, args, stderr, ready); err != nil {
+	if err := serve(ctx, args, stdout, stderr, ready); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
 		}
@@ -56,13 +61,14 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	return 0
 }
 
-func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- net.Addr) error {
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer, ready chan<- net.Addr) error {
 	fs := flag.NewFlagSet("imipd", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "usage: imipd -data DIR -key-file F [flags]\n"+
 			"       imipd add-account -data DIR -key-file F -number N -nick NICK (-password-file F | -password-stdin)\n"+
-			"       imipd rotate-key -data DIR -key-file F\n\nflags:\n")
+			"       imipd rotate-key -data DIR -key-file F\n"+
+			"       imipd -version\n\nflags:\n")
 		fs.PrintDefaults()
 	}
 	listen := fs.String("listen", fmt.Sprintf("127.0.0.1:%d", wire.DefaultPort), "address to listen on")
@@ -77,6 +83,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 	regURL := fs.String("registration-url", "", "Registration header of the HELO reply (default http://SERVICE/)")
 	window := fs.Int("delivery-window", imipserver.DefaultDeliveryWindow, "stored messages pushed to one connection and not yet confirmed (mesg-ack: by the client; else: written); the rest wait in the database")
 	hold := fs.Duration("hold-writes", imipserver.DefaultHoldWrites, "a message to a recipient online with mesg-ack is pushed before it is stored; confirmed within this time it is never stored, else stored then (the sender's ACK 600 follows either); 0: stored before it is pushed")
+	showVersion := fs.Bool("version", false, "print the version and exit")
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run to this file (for go tool pprof; written at exit)")
 	d := imipserver.DefaultAbuseLimits
 	var abuse imipserver.AbuseLimits
@@ -99,6 +106,10 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 	if fs.NArg() > 0 {
 		return fmt.Errorf("imipd: unexpected argument %q", fs.Arg(0))
 	}
+	if *showVersion {
+		fmt.Fprintln(stdout, "imipd", buildinfo.Version(version))
+		return nil
+	}
 	if *data == "" {
 		return errors.New("imipd: -data DIR is required")
 	}
@@ -119,6 +130,7 @@ func serve(ctx context.Context, args []string, stderr io.Writer, ready chan<- ne
 		return fmt.Errorf("imipd: -log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	log.Info("imipd: starting", "version", buildinfo.Version(version), "listen", *listen)
 
 	st, err := openStore(ctx, *data, *keyFile, log)
 	if err != nil {

@@ -121,6 +121,15 @@ func TestServeFlagsErrors(t *testing.T) {
 	}
 }
 
+// TestVersion: -version prints the version and exits 0 without -data or
+// -key-file.
+func TestVersion(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if code := run(t.Context(), []string{"-version"}, nil, &out, &errOut, nil); code != 0 || !strings.HasPrefix(out.String(), "imipd ") || errOut.Len() != 0 {
+		t.Errorf("-version: exit %d, stdout %q, stderr %q; want 0 and \"imipd VERSION\"", code, out.String(), errOut.String())
+	}
+}
+
 // TestServe runs imipd in process, logs in with a demo account, then
 // cancels (as SIGTERM does) and checks a clean exit.
 func TestServe(t *testing.T) {

@@ -73,10 +73,6 @@ func (c *conn) sendACK(req *wire.Block, code wire.Code) {
 // sendACKRef queues ACK <code> with Reference: ref, or no Reference when
 // ref is "". Safe from any goroutine.
 func (c *conn) sendACKRef(ref string, code wire.Code) {
-	var hdrs []wire.Header
-	if ref != "" {
-		hdrs = append(hdrs, wire.Header{Name: wire.HdrReference, Value: ref})
-	}
 	if it := c.ackItem(ref, code); it != nil {
 		c.answer(*it)
 	}
