@@ -41,6 +41,7 @@ type Component struct {
 	connected atomic.Bool
 	link      atomic.Pointer[link]
 	seq       atomic.Uint64 // links so far
+	jids      jidCache      // addresses of inbound messages and presences
 
 	privMu sync.Mutex
 	privs  map[string]Privileges // by server domainpart

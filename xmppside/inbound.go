@@ -6,6 +6,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"mellium.im/xmlstream"
@@ -28,6 +29,41 @@ func parseJID(s string) (jid.JID, error) {
 	if back, err := jid.Parse(j.String()); err != nil || !back.Equal(j) {
 		return jid.JID{}, fmt.Errorf("xmppside: address %q does not read back the same", s)
 	}
+	return j, nil
+}
+
+// jidCacheMax bounds the addresses a jidCache keeps; beyond, it starts
+// afresh.
+const jidCacheMax = 4096
+
+// jidCache remembers the addresses parseJID accepted lately: parsing one
+// (PRECIS, and again to check it reads back the same) cost about a tenth of
+// a message's CPU in the transport, and the same users and contacts write
+// again and again. Only accepted addresses are kept. Safe for concurrent
+// use; its zero value is ready.
+type jidCache struct {
+	mu sync.Mutex
+	m  map[string]jid.JID
+}
+
+// parse is parseJID, cached.
+func (c *jidCache) parse(s string) (jid.JID, error) {
+	c.mu.Lock()
+	j, ok := c.m[s]
+	c.mu.Unlock()
+	if ok {
+		return j, nil
+	}
+	j, err := parseJID(s)
+	if err != nil {
+		return j, err
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) >= jidCacheMax {
+		c.m = make(map[string]jid.JID)
+	}
+	c.m[s] = j
+	c.mu.Unlock()
 	return j, nil
 }
 

@@ -1,6 +1,7 @@
 package xmppside
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -208,5 +209,36 @@ func TestNamespacedAttributesIgnored(t *testing.T) {
 	case m := <-env.h.messages:
 		t.Errorf("a message with only a namespaced from was delivered: %+v", m)
 	default:
+	}
+}
+
+// The address cache answers as parseJID does, keeps only accepted
+// addresses, and stays within its bound.
+func TestJIDCache(t *testing.T) {
+	var c jidCache
+	for _, s := range []string{"alice@example.org/r", "6340564@imip.example.org", "example.org"} {
+		want, _ := parseJID(s)
+		for range 2 { // parsed, then cached
+			got, err := c.parse(s)
+			if err != nil || !got.Equal(want) || got.String() != want.String() {
+				t.Errorf("parse(%q) = %v, %v; want %v", s, got, err, want)
+			}
+		}
+	}
+	for _, bad := range []string{"@example.org", "a@b@c", "x@."} {
+		if _, err := c.parse(bad); err == nil {
+			t.Errorf("parse(%q) accepted", bad)
+		}
+		if _, ok := c.m[bad]; ok {
+			t.Errorf("%q cached", bad)
+		}
+	}
+	for i := range 3 * jidCacheMax {
+		if _, err := c.parse(fmt.Sprintf("u%d@example.org", i)); err != nil {
+			t.Fatal(err)
+		}
+		if len(c.m) > jidCacheMax {
+			t.Fatalf("%d addresses cached, bound %d", len(c.m), jidCacheMax)
+		}
 	}
 }

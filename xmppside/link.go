@@ -89,13 +89,13 @@ func (l *link) addrs(start xml.StartElement) (from, to jid.JID, ok bool) {
 		l.c.log.Debug("xmpp dropping stanza without from", "stanza", start.Name.Local)
 		return from, to, false
 	}
-	if from, err = parseJID(f); err != nil {
+	if from, err = l.c.jids.parse(f); err != nil {
 		l.c.log.Debug("xmpp dropping stanza with malformed from", "stanza", start.Name.Local, "err", err)
 		return from, to, false
 	}
 	to = l.c.domain
 	if t != "" {
-		if to, err = parseJID(t); err != nil {
+		if to, err = l.c.jids.parse(t); err != nil {
 			l.c.log.Debug("xmpp dropping stanza with malformed to", "stanza", start.Name.Local, "err", err)
 			return from, to, false
 		}

@@ -759,7 +759,6 @@ type server struct {
 	links   atomic.Int64 // component handshakes completed
 	monAddr string       // the transport's monitoring listener
 	users   int
-	logins  atomic.Int64
 	regs    sync.Map // id -> chan [2]string (type, condition)
 	// Once the chat starts: down receives IMIP -> XMPP messages, up2
 	// counts XMPP -> IMIP messages the gateway refused.
