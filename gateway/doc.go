@@ -17,4 +17,13 @@
 // loop never waits on a user: a full inbox answers the stanza with a
 // resource-constraint error. An IMIP session's reader goroutine does wait on
 // a full inbox, which slows only that user's own TCP connection.
+//
+// # Ad-hoc commands
+//
+// [Gateway] is also an xmppside.Commander: the users' XEP-0050 commands
+// (register, status, reconnect, sync, settings, password, unregister) and
+// the administrators' ([Config.Admins]; XEP-0133 node names where one
+// fits). Registration commands reuse [Gateway.Register] and
+// [Gateway.Unregister]; a command on a user is an event of that user's run
+// loop, answered on a channel.
 package gateway

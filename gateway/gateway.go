@@ -83,6 +83,9 @@ type Config struct {
 	// Limits are the per-user and gateway-wide rates (zero fields:
 	// DefaultLimits).
 	Limits Limits
+	// Admins are the bare JIDs that may run the administrators' ad-hoc
+	// commands (see adhoc.go).
+	Admins []jid.JID
 }
 
 // Gateway bridges XMPP users to IMIP sessions. Its Handle* methods implement
@@ -123,6 +126,9 @@ type Gateway struct {
 	// logins that have not ended yet: each may still be refused, so each
 	// holds one of the number's tokens (see allowRegister).
 	regInFlight map[wire.Number]int
+
+	onlineMu sync.Mutex
+	online   map[string]struct{} // users whose IMIP session is live (admin commands)
 }
 
 var _ xmppside.Handler = (*Gateway)(nil)

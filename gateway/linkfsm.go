@@ -71,6 +71,11 @@ type (
 	linkCredentials struct{}
 	// linkStop: unregistration or shutdown; the link never comes back.
 	linkStop struct{}
+	// linkKick: an administrator logged the user out: the session or the
+	// login ends and the link stays offline, wanted or not, until the
+	// user's availability changes (all resources gone, then one back) or
+	// new credentials come (linkCredentials).
+	linkKick struct{}
 )
 
 type linkEvent interface{ isLinkEvent() }
@@ -83,6 +88,7 @@ func (linkGraceDue) isLinkEvent()    {}
 func (linkAdopt) isLinkEvent()       {}
 func (linkStop) isLinkEvent()        {}
 func (linkCredentials) isLinkEvent() {}
+func (linkKick) isLinkEvent()        {}
 
 // linkAction is what the run loop must do, in the order given.
 type linkAction uint8
@@ -196,6 +202,20 @@ func (l *imipLink) apply(ev linkEvent) []linkAction {
 		if l.want {
 			l.state = linkDialing
 			return append(acts, actDial)
+		}
+		l.state = linkOffline
+		return acts
+	case linkKick:
+		var acts []linkAction
+		switch l.state {
+		case linkOnline, linkGrace:
+			acts = []linkAction{actCancelGrace, actLogout}
+		case linkDialing:
+			acts = []linkAction{actAbandonDial}
+		case linkRetryWait:
+			acts = []linkAction{actCancelRetry}
+		default:
+			return nil
 		}
 		l.state = linkOffline
 		return acts

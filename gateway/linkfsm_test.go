@@ -24,6 +24,7 @@ func TestLinkMachine(t *testing.T) {
 		adopt   = linkAdopt{}
 		stop    = linkStop{}
 		creds   = linkCredentials{}
+		kick    = linkKick{}
 		actions = func(a ...linkAction) []linkAction { return a }
 	)
 	cases := []struct {
@@ -33,6 +34,19 @@ func TestLinkMachine(t *testing.T) {
 		{"first resource logs in", []step{
 			{want, actions(actDial), linkDialing},
 			{ok, actions(actCancelRetry, actUp), linkOnline},
+		}},
+		{"an admin logs the user out; presence does not log in, new credentials do", []step{
+			{want, actions(actDial), linkDialing},
+			{ok, actions(actCancelRetry, actUp), linkOnline},
+			{kick, actions(actCancelGrace, actLogout), linkOffline},
+			{want, nil, linkOffline},
+			{kick, nil, linkOffline},
+			{creds, actions(actDial), linkDialing},
+			{kick, actions(actAbandonDial), linkOffline},
+			{unwant, nil, linkOffline},
+			{want, actions(actDial), linkDialing},
+			{failed, actions(actLoginFailed, actArmRetry), linkRetryWait},
+			{kick, actions(actCancelRetry), linkOffline},
 		}},
 		{"last resource logs out", []step{
 			{want, actions(actDial), linkDialing},

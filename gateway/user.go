@@ -225,6 +225,8 @@ func (u *user) handle(ev event) {
 		u.onDelivered(ev)
 	case evReloaded:
 		u.onReloaded(ev)
+	case evCommand:
+		u.onCommand(ev)
 	case evLinkUp:
 		u.onLinkUp(ev.link)
 	case evShutdown:
@@ -298,6 +300,9 @@ func (u *user) applyLink(ev linkEvent, c *imipConn) {
 			// The store's online flag and last login time (shown by the
 			// admin commands); a shutdown keeps the flag of who was online.
 			u.write([]Op{OpSetOnline{JID: u.key, Online: after.live()}}, "recording the IMIP login state")
+		}
+		if before.live() != u.link.state.live() {
+			u.g.setOnline(u.key, u.link.state.live()) // the admins' online users
 		}
 		if _, ok := ev.(linkRetryDue); ok && u.link.state == linkDialing {
 			u.g.stats.imipReconnects.Add(1)

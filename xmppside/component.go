@@ -46,6 +46,8 @@ type Component struct {
 	privMu sync.Mutex
 	privs  map[string]Privileges // by server domainpart
 	last   Privileges
+
+	cmds *cmdSessions // open XEP-0050 sessions (they outlive a link)
 }
 
 // New returns a Component for cfg that reports to h.
@@ -57,6 +59,7 @@ func New(cfg Config, h Handler) *Component {
 		h:      h,
 		log:    cfg.Logger.With("component", cfg.Domain.String()),
 		domain: cfg.Domain.Domain(),
+		cmds:   newCmdSessions(cfg.MaxCommandSessions, cfg.CommandSessionTimeout),
 	}
 }
 

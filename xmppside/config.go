@@ -79,6 +79,16 @@ type Config struct {
 	// link (default 32); beyond it requesters get resource-constraint.
 	MaxRegistrations int
 
+	// MaxCommandSessions bounds the XEP-0050 command sessions open at once
+	// (default DefaultMaxCommandSessions); beyond it a command that needs
+	// a session gets resource-constraint. One bare JID has at most
+	// MaxCommandSessionsPerUser; its oldest goes when it opens another.
+	MaxCommandSessions int
+	// CommandSessionTimeout is how long a command session waits for its
+	// next stage (default DefaultCommandSessionTimeout); later, the
+	// requester gets session-expired.
+	CommandSessionTimeout time.Duration
+
 	// MaxStanzaSize is the largest stanza the component writes, in bytes as
 	// encoded on the wire (default DefaultMaxStanzaSize; at least
 	// MinMaxStanzaSize). Keep it below the server's limit for the
@@ -136,6 +146,12 @@ func (cfg Config) withDefaults() Config {
 	}
 	if cfg.MaxRegistrations <= 0 {
 		cfg.MaxRegistrations = DefaultMaxRegistrations
+	}
+	if cfg.MaxCommandSessions <= 0 {
+		cfg.MaxCommandSessions = DefaultMaxCommandSessions
+	}
+	if cfg.CommandSessionTimeout <= 0 {
+		cfg.CommandSessionTimeout = DefaultCommandSessionTimeout
 	}
 	if cfg.MaxStanzaSize == 0 {
 		cfg.MaxStanzaSize = DefaultMaxStanzaSize

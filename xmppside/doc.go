@@ -12,6 +12,10 @@
 // prompt (through [Gateway]).
 // XEP-0077 registration is decoded here and delegated to a [Registrar] in its
 // own goroutine.
+// XEP-0050 ad-hoc commands are spoken here (the command list in disco, the
+// <command/> IQs, sessions bounded in number and age, actions, notes and
+// XEP-0004 data forms) when the Handler is also a [Commander], which
+// decides who may run what and runs each stage in its own goroutine.
 // Every IQ of type get or set gets an answer, a result or an error.
 //
 // vCard requests (XEP-0054, and XEP-0292 vCard4 and the XEP-0172 nickname as
@@ -38,7 +42,8 @@
 // Goroutines: Run's goroutine dials and calls HandleConnected; one goroutine
 // per link runs mellium's read loop (HandlePresence, HandleMessage and the
 // privilege notification are called on it and must not block); each
-// registration IQ runs in a short-lived goroutine bounded per link.
+// registration IQ and each command stage runs in a short-lived goroutine
+// bounded per link.
 // Run waits for all of them before it returns.
 //
 // The component also acts as a client towards the server and users:

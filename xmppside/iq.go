@@ -3,6 +3,7 @@ package xmppside
 import (
 	"encoding/xml"
 	"runtime"
+	"slices"
 
 	"mellium.im/xmlstream"
 	"mellium.im/xmpp/jid"
@@ -22,6 +23,9 @@ var domainFeatures = []string{
 // identity for contacts (node@domain).
 func (l *link) discoInfo(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *xml.StartElement) error {
 	node := attrValue(payload.Attr, "node")
+	if node != "" && isDomain(iq.To) {
+		return l.commandInfo(iq, t, node)
+	}
 	if node != "" {
 		return l.replyError(t, iq, newStanzaError(stanza.ItemNotFound))
 	}
@@ -30,6 +34,9 @@ func (l *link) discoInfo(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *xm
 	if isDomain(iq.To) {
 		ident = attrs("category", "gateway", "type", "imip", "name", l.c.identityName())
 		feats = domainFeatures
+		if _, ok := l.c.commander(); ok {
+			feats = append(slices.Clip(feats), nsCommands)
+		}
 	} else {
 		ident = attrs("category", "client", "type", "pc")
 		feats = append([]string{nsDiscoInfo, nsPing}, l.c.cfg.ContactFeatures...)
@@ -43,8 +50,12 @@ func (l *link) discoInfo(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *xm
 	return l.replyResult(t, iq, elem(nsDiscoInfo, "query", nil, children...))
 }
 
-// discoItems answers disco#items with an empty list.
+// discoItems answers disco#items: the command list on the commands node
+// of the domain, else an empty list.
 func (l *link) discoItems(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *xml.StartElement) error {
+	if attrValue(payload.Attr, "node") == nsCommands {
+		return l.commandItems(iq, t)
+	}
 	return l.replyResult(t, iq, elem(nsDiscoItems, "query", attrs("node", attrValue(payload.Attr, "node"))))
 }
 

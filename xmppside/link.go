@@ -58,6 +58,8 @@ func newLink(c *Component, sess *xmpp.Session, conn *linkConn, ctx context.Conte
 		mux.IQFunc(stanza.SetIQ, q(nsRegister), l.registerSet),
 		mux.IQFunc(stanza.GetIQ, q(nsGateway), l.gatewayGet),
 		mux.IQFunc(stanza.SetIQ, q(nsGateway), l.gatewaySet),
+		mux.IQFunc(stanza.SetIQ, xml.Name{Space: nsCommands, Local: "command"}, l.commandSet),
+		mux.IQFunc(stanza.SetIQ, q(nsMUCOwner), l.mucOwnerSet),
 	)
 	return l
 }
@@ -255,9 +257,18 @@ func (c *Component) answerTokens(iq stanza.IQ, r xml.TokenReader) ([]xml.Token, 
 // answer it produces. Blocking work such as a Registrar call goes here,
 // never on the read loop.
 func (l *link) async(w xmlstream.TokenWriter, iq stanza.IQ, what string, f func(ctx context.Context) (xml.TokenReader, error)) error {
+	return l.asyncOr(w, iq, what, nil, f)
+}
+
+// asyncOr is async, calling refused (if not nil) when f is not run because
+// too many requests are in progress.
+func (l *link) asyncOr(w xmlstream.TokenWriter, iq stanza.IQ, what string, refused func(), f func(ctx context.Context) (xml.TokenReader, error)) error {
 	select {
 	case l.sem <- struct{}{}:
 	default:
+		if refused != nil {
+			refused()
+		}
 		return l.replyError(w, iq, Error{Condition: stanza.ResourceConstraint, Text: "too many requests in progress, retry later"}.StanzaError())
 	}
 	l.wg.Add(1)

@@ -275,6 +275,9 @@ func (s *stack) startTransport(ctx context.Context, secret string) (*part, <-cha
 		MinBackoff:  200 * time.Millisecond,
 		MaxBackoff:  5 * time.Second,
 		RosterGroup: "IMIP",
+		// The second demo user administers the gateway (its ad-hoc
+		// commands: online users, statistics, ...).
+		Admins: []jid.JID{jid.MustParse(demoUsers[len(demoUsers)-1].Name + "@" + domain)},
 		Ready: func(_ *gateway.Gateway, c *xmppside.Component) {
 			comp <- c
 		},

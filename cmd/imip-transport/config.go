@@ -31,6 +31,32 @@ type Config struct {
 	Log     LogConfig     `toml:"log"`
 	// Monitoring is the /metrics and /healthz listener (off unless set).
 	Monitoring MonitoringConfig `toml:"monitoring"`
+	// Admin names the administrators of the ad-hoc commands.
+	Admin AdminConfig `toml:"admin"`
+}
+
+// AdminConfig lists who may run the administrators' ad-hoc commands.
+type AdminConfig struct {
+	// JIDs are bare JIDs (user@host).
+	JIDs []string `toml:"jids"`
+}
+
+// adminJIDs parses Admin.JIDs; check reports the bad ones.
+func (c *Config) adminJIDs() ([]jid.JID, error) {
+	var out []jid.JID
+	var errs []error
+	for _, s := range c.Admin.JIDs {
+		j, err := jid.Parse(s)
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("admin.jids: %q is not a JID: %w", s, err))
+		case j.Localpart() == "" || j.Resourcepart() != "":
+			errs = append(errs, fmt.Errorf("admin.jids: %q is not a bare user JID (user@host)", s))
+		default:
+			out = append(out, j)
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // MonitoringConfig is the HTTP listener of the monitoring endpoints.
@@ -272,6 +298,9 @@ func (c *Config) check(readSecret bool) error {
 		}
 	} else if c.Monitoring.Pprof {
 		errs = append(errs, errors.New("monitoring.pprof needs monitoring.listen"))
+	}
+	if _, err := c.adminJIDs(); err != nil {
+		errs = append(errs, err)
 	}
 	if _, err := parseLevel(c.Log.Level); err != nil {
 		errs = append(errs, err)

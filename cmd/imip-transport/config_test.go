@@ -112,6 +112,11 @@ func TestConfigErrors(t *testing.T) {
 		16: {strings.Replace(validConfig, "[imip]", "max_registrations = -1\n[imip]", 1), "xmpp.max_registrations must be"},
 		17: {strings.Replace(validConfig, "[imip]", "max_registrations = 20000\n[imip]", 1), "xmpp.max_registrations must be"},
 		18: {strings.Replace(validConfig, `driver = "sqlite"`, `driver = "sqlite"`+"\nhold_writes = \"6s\"", 1), "storage.hold_writes 6s is above 5s"},
+		19: {validConfig + "[admin]\njids = [\"localhost\"]\n", `admin.jids: "localhost" is not a bare user JID`},
+		20: {validConfig + "[admin]\njids = [\"root@localhost/pc\"]\n", `admin.jids: "root@localhost/pc" is not a bare user JID`},
+		21: {validConfig + "[admin]\njids = [\"a@b@c\"]\n", `admin.jids: "a@b@c" is not a JID`},
+		22: {validConfig + "[admin]\njid = [\"root@localhost\"]\n", "unknown keys: admin.jid"},
+		23: {validConfig + "[admin]\njids = \"root@localhost\"\n", "admin.jids"},
 	}
 	for i, c := range cases {
 		_, err := loadConfig(writeConfig(t, c.text))
@@ -121,6 +126,17 @@ func TestConfigErrors(t *testing.T) {
 		if err != nil && strings.Contains(err.Error(), "from-file") {
 			t.Errorf("%d: the error quotes a file's contents: %v", i, err)
 		}
+	}
+}
+
+func TestAdminJIDs(t *testing.T) {
+	cfg, err := loadConfig(writeConfig(t, validConfig+"[admin]\njids = [\"root@localhost\", \"Ops@Example.org\"]\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := cfg.adminJIDs()
+	if err != nil || len(js) != 2 || js[0].String() != "root@localhost" || js[1].Domainpart() != "example.org" {
+		t.Errorf("adminJIDs = %v, %v", js, err)
 	}
 }
 

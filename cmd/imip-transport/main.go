@@ -185,6 +185,10 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("component name: %w", err)
 	}
+	admins, err := cfg.adminJIDs()
+	if err != nil {
+		return err
+	}
 	return app.Run(ctx, app.Options{
 		Domain:       domain,
 		XMPPServer:   cfg.XMPP.Server,
@@ -206,6 +210,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		},
 		RosterGroup: cfg.Roster.Group,
 		AllowRemove: cfg.Roster.AllowRemove,
+		Admins:      admins,
 		Version:     versionString(),
 		Logger:      log,
 

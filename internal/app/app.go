@@ -55,6 +55,8 @@ type Options struct {
 	OpenStore   func(context.Context, *slog.Logger) (gateway.Store, error)
 	RosterGroup string
 	AllowRemove bool
+	// Admins may run the administrators' ad-hoc commands (bare JIDs).
+	Admins []jid.JID
 	// ProbeTimeout and RegisterGrace tune the gateway (zero: its defaults).
 	ProbeTimeout  time.Duration
 	RegisterGrace time.Duration
@@ -153,6 +155,7 @@ func Run(ctx context.Context, o Options) error {
 		RetryMax:        o.RetryMax,
 		RosterGroup:     o.RosterGroup,
 		AllowRemove:     o.AllowRemove,
+		Admins:          o.Admins,
 		ProbeTimeout:    o.ProbeTimeout,
 		RegisterGrace:   o.RegisterGrace,
 		Limits:          o.Limits,
