@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
@@ -260,32 +262,53 @@ func (g *Gateway) cmdPassword(ctx context.Context, req xmppside.CommandRequest) 
 	return done(xmppside.NoteInfo, "The new password works and is stored.")
 }
 
+// fieldGroup is the settings form's field of the user's roster group.
+const fieldGroup = "roster_group"
+
 func (g *Gateway) cmdSettings(ctx context.Context, req xmppside.CommandRequest) (xmppside.CommandStep, error) {
-	groupText := fmt.Sprintf("New IMIP contacts go to the roster group %q (set by the gateway's administrator).", g.cfg.RosterGroup)
-	if ra, ok := g.xmpp.(RosterAccess); ok {
-		if pr := ra.PrivilegesFor(req.From.Bare()); pr.CanGetRoster() && pr.CanSetRoster() {
-			// keepUsersChoices: the gateway's roster sets keep the user's groups.
-			groupText += " Move them to other groups in your client: the gateway keeps the groups you choose."
-		}
-	}
-	group := xmppside.FormField{Type: "fixed", Values: []string{groupText}}
 	if req.Values == nil {
 		opts, err := g.RegisterOptions(ctx, req.From)
 		if err != nil {
 			return xmppside.CommandStep{}, err
 		}
-		fields := append(optionFields(opts), group)
+		reg, err := g.cfg.Store.Registration(ctx, req.From.Bare().String())
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return xmppside.CommandStep{}, err
+		}
+		groupText := fmt.Sprintf("Empty: the gateway's group, %q.", g.cfg.RosterGroup)
+		if ra, ok := g.xmpp.(RosterAccess); ok {
+			if pr := ra.PrivilegesFor(req.From.Bare()); pr.CanGetRoster() && pr.CanSetRoster() {
+				// keepUsersChoices: the gateway's roster sets keep the user's groups.
+				groupText += " Contacts you moved to other groups in your client stay there."
+			}
+		}
+		fields := append(optionFields(opts),
+			xmppside.FormField{Var: fieldGroup, Type: "text-single", Label: "Roster group of new IMIP contacts", Values: []string{reg.Group}},
+			xmppside.FormField{Type: "fixed", Values: []string{groupText}})
 		if len(opts) == 0 {
 			fields = append(fields, xmppside.FormField{Type: "fixed",
 				Values: []string{"Removing a contact from your roster removes it from your IMIP list (the administrator allowed it for everyone)."}})
 		}
 		return xmppside.CommandStep{Last: true, Form: &xmppside.Form{Title: "IMIP settings", Fields: fields}}, nil
 	}
-	allow, ok := req.Bool(OptionAllowRemove)
-	if !ok || g.cfg.AllowRemove {
+	ev := evCommand{op: opSettings}
+	if allow, ok := req.Bool(OptionAllowRemove); ok && !g.cfg.AllowRemove {
+		ev.allowRemove = &allow
+	}
+	if v, ok := req.Values[fieldGroup]; ok {
+		group := ""
+		if len(v) > 0 {
+			group = strings.TrimSpace(v[0])
+		}
+		if len(group) > MaxGroupLen || !utf8.ValidString(group) || strings.ContainsFunc(group, unicode.IsControl) {
+			return done(xmppside.NoteError, fmt.Sprintf("The roster group must be at most %d bytes of text, without control characters.", MaxGroupLen))
+		}
+		ev.group = &group
+	}
+	if ev.allowRemove == nil && ev.group == nil {
 		return done(xmppside.NoteInfo, "Nothing to change.")
 	}
-	r, err := g.askUser(ctx, req.From, evCommand{op: opSettings, allowRemove: allow})
+	r, err := g.askUser(ctx, req.From, ev)
 	if err != nil {
 		return failed(err)
 	}
@@ -635,8 +658,10 @@ const (
 
 // evCommand asks a user's run loop to carry out a command.
 type evCommand struct {
-	op          cmdOp
-	allowRemove bool
+	op cmdOp
+	// opSettings: the new values, nil when unchanged.
+	allowRemove *bool
+	group       *string
 	reply       chan cmdReply
 }
 
@@ -784,7 +809,12 @@ func (u *user) onCommand(ev evCommand) {
 		info("logged out of IMIP.")
 	case opSettings:
 		reg := *u.reg
-		reg.AllowRemove = ev.allowRemove
+		if ev.allowRemove != nil {
+			reg.AllowRemove = *ev.allowRemove
+		}
+		if ev.group != nil {
+			reg.Group = *ev.group
+		}
 		ctx, cancel := u.opCtx()
 		defer cancel()
 		if err := u.g.cfg.Store.PutRegistration(ctx, reg); err != nil {
@@ -794,11 +824,18 @@ func (u *user) onCommand(ev evCommand) {
 		}
 		u.reg = &reg
 		u.list = roster.New(roster.Options{AllowRemove: u.g.cfg.AllowRemove || reg.AllowRemove}, u.list.Contacts())
-		if reg.AllowRemove {
-			info("Saved: removing a contact from your roster now removes it from your IMIP list.")
-		} else {
-			info("Saved: removing a contact from your roster leaves your IMIP list alone.")
+		var saved []string
+		if ev.allowRemove != nil {
+			if reg.AllowRemove {
+				saved = append(saved, "removing a contact from your roster now removes it from your IMIP list")
+			} else {
+				saved = append(saved, "removing a contact from your roster leaves your IMIP list alone")
+			}
 		}
+		if ev.group != nil {
+			saved = append(saved, fmt.Sprintf("new IMIP contacts go to the roster group %q", u.rosterGroup()))
+		}
+		info("Saved: " + strings.Join(saved, "; ") + ".")
 	}
 }
 

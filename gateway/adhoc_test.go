@@ -377,7 +377,7 @@ func TestCommandSettingsGroupText(t *testing.T) {
 		h.register(alice, "123")
 		f := mustExec(t, h.g, alice+"/pc", NodeSettings, 0, nil, nil).Form
 		text := fmtFields(f)
-		if !strings.Contains(text, `"Odigo"`) || strings.Contains(text, "keeps the groups") != tc.keeps {
+		if !strings.Contains(text, `"Odigo"`) || strings.Contains(text, "stay there") != tc.keeps {
 			t.Errorf("privileges %q: settings say %q", tc.priv, text)
 		}
 	}
@@ -400,5 +400,43 @@ func TestCommandDuringShutdown(t *testing.T) {
 	step := mustExec(t, h.g, admin+"/pc", NodeEndUserSession, 1, nil, vals("accountjids", alice))
 	if !strings.Contains(noteText(step), "shutting down") {
 		t.Errorf("end-user-session during shutdown: %q", noteText(step))
+	}
+}
+
+// The settings command sets the user's roster group: stored, kept by a
+// re-registration, and given to the contacts the next sync adds; an
+// unprintable group is refused; empty goes back to the gateway's.
+func TestCommandSettingsRosterGroup(t *testing.T) {
+	h := newHarness(t, privBoth)
+	h.register(alice, "6340564")
+	step := mustExec(t, h.g, alice+"/pc", NodeSettings, 1, nil, vals(fieldGroup, "bad\x07group"))
+	if step.Notes[0].Type != xmppside.NoteError {
+		t.Errorf("a group with a control character: %q", noteText(step))
+	}
+	step = mustExec(t, h.g, alice+"/pc", NodeSettings, 1, nil, vals(fieldGroup, "  Odigo friends "))
+	if reg, _ := h.st.reg(alice); reg.Group != "Odigo friends" || step.Notes[0].Type != xmppside.NoteInfo {
+		t.Fatalf("group stored as %q: %q", reg.Group, noteText(step))
+	}
+	if v := fieldValue(t, mustExec(t, h.g, alice+"/pc", NodeSettings, 0, nil, nil).Form, fieldGroup); v != "Odigo friends" {
+		t.Errorf("the form shows the group as %q", v)
+	}
+	mustExec(t, h.g, alice+"/pc", NodePassword, 1, nil, vals("password", "new"))
+	if reg, _ := h.st.reg(alice); reg.Group != "Odigo friends" || reg.Password != "new" {
+		t.Errorf("after a new password: group %q", reg.Group)
+	}
+	h.d.setBuddies("6340564", wire.Buddy{Number: "100", Nick: "bob"})
+	i := h.d.sessionCount()
+	h.available(aliceHW, "", "")
+	h.d.waitSession(t, i)
+	h.idle(alice)
+	waitUntil(t, "the roster set", func() bool { sets, _ := h.rx.rosterSets(); return len(sets) > 0 })
+	h.idle(alice)
+	sets, _ := h.rx.rosterSets()
+	if len(sets) != 1 || !slices.Equal(sets[0].Groups, []string{"Odigo friends"}) {
+		t.Errorf("roster sets %+v, want bob in the user's group", sets)
+	}
+	mustExec(t, h.g, alice+"/pc", NodeSettings, 1, nil, vals(fieldGroup, ""))
+	if reg, _ := h.st.reg(alice); reg.Group != "" {
+		t.Errorf("an empty group stored as %q", reg.Group)
 	}
 }

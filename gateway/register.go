@@ -375,7 +375,7 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 	now := time.Now().UTC()
 	reg := Registration{JID: u.key, Number: req.number, Password: req.password, Created: now, Updated: now}
 	if u.reg != nil {
-		reg.Created, reg.AllowRemove = u.reg.Created, u.reg.AllowRemove
+		reg.Created, reg.AllowRemove, reg.Group = u.reg.Created, u.reg.AllowRemove, u.reg.Group
 	}
 	if req.allowRemove != nil {
 		reg.AllowRemove = *req.allowRemove

@@ -251,7 +251,8 @@ type rosterJob struct {
 	upserts  []roster.Contact
 	removed  []wire.Number
 	fallback bool
-	sync     bool // a whole sync: its outcome decides rosterStale
+	sync     bool   // a whole sync: its outcome decides rosterStale
+	group    string // the roster group of the contacts it adds
 	// targets are the user's resources, with what is known of their
 	// XEP-0144 support; the job asks those not asked yet.
 	targets []rxTarget
@@ -279,7 +280,7 @@ func (u *user) pushRoster(upserts []roster.Contact, removed []wire.Number, fallb
 	if len(upserts) == 0 && len(removed) == 0 {
 		return
 	}
-	u.rosterJobs = append(u.rosterJobs, &rosterJob{upserts: upserts, removed: removed, fallback: fallback, sync: sync})
+	u.rosterJobs = append(u.rosterJobs, &rosterJob{upserts: upserts, removed: removed, fallback: fallback, sync: sync, group: u.rosterGroup()})
 	u.nextRosterJob()
 }
 
@@ -355,7 +356,7 @@ func (j *rosterJob) run(g *Gateway, user jid.JID, log *slog.Logger) error {
 	items := make([]xmppside.RosterItem, 0, len(j.upserts)+len(j.removed))
 	for _, c := range j.upserts {
 		items = append(items, xmppside.RosterItem{JID: g.contactJID(c.Number), Name: c.Nick,
-			Subscription: "to", Groups: []string{g.cfg.RosterGroup}})
+			Subscription: "to", Groups: []string{j.group}})
 	}
 	for _, n := range j.removed {
 		items = append(items, xmppside.RosterItem{JID: g.contactJID(n), Remove: true})
@@ -573,4 +574,13 @@ func (u *user) cleanRoster(withGateway bool) {
 			}
 		}
 	})
+}
+
+// rosterGroup is the roster group of the user's new IMIP contacts: the
+// user's choice, else the gateway's.
+func (u *user) rosterGroup() string {
+	if u.reg != nil && u.reg.Group != "" {
+		return u.reg.Group
+	}
+	return u.g.cfg.RosterGroup
 }

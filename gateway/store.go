@@ -17,6 +17,9 @@ import (
 // a JID. Test for it with errors.Is.
 var ErrNotFound = errors.New("gateway: not found")
 
+// MaxGroupLen bounds Registration.Group, in bytes.
+const MaxGroupLen = 64
+
 // Registration is one XMPP user's IMIP account.
 type Registration struct {
 	// JID is the user's bare JID, the key of the registration.
@@ -29,6 +32,10 @@ type Registration struct {
 	// AllowRemove lets the user's unsubscribe remove contacts from the IMIP
 	// list (see roster.Options).
 	AllowRemove bool
+	// Group is the roster group of the user's new IMIP contacts, as the
+	// user chose it (the settings command); "" means the gateway's
+	// Config.RosterGroup. At most MaxGroupLen bytes.
+	Group string
 	// Created and Updated are set by the Store: when the registration was
 	// first stored, and when it was last written.
 	Created, Updated time.Time

@@ -7,6 +7,7 @@ package main
 // state they show is the one last recorded.
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -328,6 +329,7 @@ func usersShow(ctx context.Context, a *adminStore, bare string, stdout io.Writer
 		{"registered", r.Created.UTC().Format(time.RFC3339)},
 		{"updated", r.Updated.UTC().Format(time.RFC3339)},
 		{"allow remove", yes[r.AllowRemove]},
+		{"roster group", cmp.Or(r.Group, "(the gateway's)")},
 		{"contacts", fmt.Sprintf("%d (and %d pending request(s))", u.contacts, u.pending)},
 		{"queued", fmt.Sprintf("%d to IMIP, %d from IMIP", u.toIMIP, u.fromIMIP)},
 	} {

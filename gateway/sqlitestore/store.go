@@ -12,7 +12,7 @@ import (
 	"imip-transport/roster"
 )
 
-const regColumns = "jid, number, password_sealed, allow_remove, created, updated"
+const regColumns = "jid, number, password_sealed, allow_remove, created, updated, roster_group"
 
 // regSelect are the columns scanRegistration reads.
 const regSelect = regColumns + ", last_login"
@@ -28,7 +28,7 @@ func (s *Store) scanRegistration(row scanner) (gateway.Registration, error) {
 		created, updated int64
 		lastLogin        sql.NullInt64
 	)
-	if err := row.Scan(&r.JID, &number, &sealed, &r.AllowRemove, &created, &updated, &lastLogin); err != nil {
+	if err := row.Scan(&r.JID, &number, &sealed, &r.AllowRemove, &created, &updated, &r.Group, &lastLogin); err != nil {
 		return gateway.Registration{}, err
 	}
 	pw, err := s.openPassword(r.JID, sealed)
@@ -92,13 +92,14 @@ func (s *Store) PutRegistration(ctx context.Context, r gateway.Registration) err
 			}
 		}
 		_, err = tx.ExecContext(ctx, `INSERT INTO registrations (`+regColumns+`)
-			VALUES (?, ?, ?, ?, ?, ?)
+			VALUES (?, ?, ?, ?, ?, ?, ?)
 			ON CONFLICT (jid) DO UPDATE SET
 				number = excluded.number,
 				password_sealed = excluded.password_sealed,
 				allow_remove = excluded.allow_remove,
-				updated = excluded.updated`,
-			r.JID, string(r.Number), sealed, r.AllowRemove, now, now)
+				updated = excluded.updated,
+				roster_group = excluded.roster_group`,
+			r.JID, string(r.Number), sealed, r.AllowRemove, now, now, r.Group)
 		return err
 	}, "put registration %q", r.JID)
 }

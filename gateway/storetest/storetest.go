@@ -133,23 +133,23 @@ func testRegistrationRoundTrip(t *testing.T, e *env) {
 	ctx := ctxFor(t)
 	before := time.Now().Add(-time.Second)
 	a := alice()
-	a.AllowRemove = true
+	a.AllowRemove, a.Group = true, "Odigo friends"
 	e.put(a)
 	r, err := e.s.Registration(ctx, a.JID)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if r.JID != a.JID || r.Number != a.Number || r.Password != a.Password || !r.AllowRemove {
+	if r.JID != a.JID || r.Number != a.Number || r.Password != a.Password || !r.AllowRemove || r.Group != a.Group {
 		t.Errorf("Registration = %+v, want %+v", r, a)
 	}
 	if r.Created.Before(before) || !r.Updated.Equal(r.Created) || !r.LastLogin.IsZero() {
 		t.Errorf("times: created %v updated %v last login %v", r.Created, r.Updated, r.LastLogin)
 	}
 	// Putting it again updates the password and keeps Created.
-	a.Password, a.AllowRemove = "new", false
+	a.Password, a.AllowRemove, a.Group = "new", false, ""
 	e.put(a)
 	r2, err := e.s.Registration(ctx, a.JID)
-	if err != nil || r2.Password != "new" || r2.AllowRemove || !r2.Created.Equal(r.Created) || r2.Updated.Before(r.Updated) {
+	if err != nil || r2.Password != "new" || r2.AllowRemove || r2.Group != "" || !r2.Created.Equal(r.Created) || r2.Updated.Before(r.Updated) {
 		t.Errorf("after update: %+v, %v", r2, err)
 	}
 	if err := e.s.PutRegistration(ctx, gateway.Registration{JID: "x@localhost"}); err == nil {
