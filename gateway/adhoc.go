@@ -180,7 +180,7 @@ func (g *Gateway) cmdRegister(ctx context.Context, req xmppside.CommandRequest) 
 			},
 		}
 		f.Fields = append(f.Fields, optionFields(opts)...)
-		return xmppside.CommandStep{Form: f, Last: true}, nil
+		return xmppside.CommandStep{Form: f, Last: true, Guest: !registered}, nil
 	}
 	number, password := strings.TrimSpace(req.Value("username")), req.Value("password")
 	if number == "" || password == "" {
@@ -494,7 +494,7 @@ func (g *Gateway) cmdDeleteUser(ctx context.Context, req xmppside.CommandRequest
 	switch {
 	case req.Values == nil:
 		return accountsForm("Delete registrations", "Each registration is deleted as if its user unregistered: IMIP session, roster items, stored contacts and queued messages.", false), nil
-	case req.Stage <= 1 && req.State == nil:
+	case req.State == nil: // the accounts came (at whatever stage); the confirmation comes next
 		js, notes := accounts(req)
 		var found []string
 		fields := []xmppside.FormField{}
@@ -553,6 +553,15 @@ func (g *Gateway) cmdAnnounce(_ context.Context, req xmppside.CommandRequest) (x
 	}
 	subject := truncateUTF8(req.Value("subject"), 200)
 	users := g.onlineUsers()
+	// The announcement must not crowd out the users' own traffic: it goes
+	// only while it fits in half of the outbox with what waits there.
+	g.out.mu.Lock()
+	queued := len(g.out.q)
+	g.out.mu.Unlock()
+	if queued+len(users) > g.cfg.OutboxSize/2 {
+		return done(xmppside.NoteError, fmt.Sprintf("Not sent: %d users online and %d stanzas waiting for the XMPP server leave too little room in the gateway's outbox (%d); try again when it has drained.",
+			len(users), queued, g.cfg.OutboxSize))
+	}
 	for _, u := range users {
 		to, err := jid.Parse(u)
 		if err != nil {
@@ -783,6 +792,10 @@ func (u *user) onCommand(ev evCommand) {
 			warn("A registration is being checked; try again when it is done.")
 		case !u.link.want:
 			warn("You have no available resource: the gateway logs in to IMIP when you come online.")
+		case u.link.state == linkDialing:
+			warn("A login to IMIP is under way; wait for it.")
+		case !u.manualAllowed(&u.manualAt[0]):
+			warn(fmt.Sprintf("A reconnect runs at most once every %v; try again shortly.", manualEvery))
 		default:
 			u.logger().Info("reconnect asked by the user", "state", u.link.state.String())
 			u.offlineContacts()
@@ -792,6 +805,10 @@ func (u *user) onCommand(ev evCommand) {
 	case opSync:
 		if u.sess == nil {
 			warn("You are not logged in to IMIP; your contacts are synced at the next login.")
+			return
+		}
+		if len(u.rosterJobs) > 0 || !u.manualAllowed(&u.manualAt[1]) {
+			warn(fmt.Sprintf("Your roster is being updated, or was synced less than %v ago; try again shortly.", manualEvery))
 			return
 		}
 		cs := listed(u.list.Contacts())
@@ -814,6 +831,10 @@ func (u *user) onCommand(ev evCommand) {
 		}
 		if ev.group != nil {
 			reg.Group = *ev.group
+		}
+		if reg.AllowRemove == u.reg.AllowRemove && reg.Group == u.reg.Group {
+			info("Nothing changed.")
+			return
 		}
 		ctx, cancel := u.opCtx()
 		defer cancel()
@@ -899,4 +920,20 @@ func (g *Gateway) setOnline(key string, on bool) {
 	} else {
 		delete(g.online, key)
 	}
+}
+
+// manualEvery is how often a user may ask for a reconnect or a sync (each
+// is an IMIP login, or a roster update that the roster pacing shares with
+// every user).
+const manualEvery = 10 * time.Second
+
+// manualAllowed reports whether a reconnect or a sync (at, one of
+// u.manualAt) may run now, and if so counts it.
+func (u *user) manualAllowed(at *int64) bool {
+	now := time.Now().UnixNano()
+	if *at != 0 && now-*at < int64(manualEvery) {
+		return false
+	}
+	*at = now
+	return true
 }

@@ -440,3 +440,49 @@ func TestCommandSettingsRosterGroup(t *testing.T) {
 		t.Errorf("an empty group stored as %q", reg.Group)
 	}
 }
+
+// Reconnect and sync are paced per user: a burst of them starts one login
+// and one roster update, not one each (each is an IMIP login, or a roster
+// update sharing the pacing of every user).
+func TestCommandReconnectSyncPaced(t *testing.T) {
+	h := newHarness(t, "")
+	h.d.setBuddies("6340564", wire.Buddy{Number: "100", Nick: "bob"})
+	h.login(aliceHW, "6340564")
+	n := h.d.sessionCount()
+	warned := 0
+	for range 20 {
+		if strings.HasPrefix(noteText(mustExec(t, h.g, aliceHW, NodeReconnect, 0, nil, nil)), "warn") {
+			warned++
+		}
+	}
+	h.d.waitSession(t, n)
+	h.idle(alice)
+	if got := h.d.sessionCount() - n; got != 1 || warned != 19 {
+		t.Errorf("20 reconnects: %d logins, %d refused; want 1 and 19", got, warned)
+	}
+	warned = 0
+	for range 20 {
+		if strings.HasPrefix(noteText(mustExec(t, h.g, aliceHW, NodeSync, 0, nil, nil)), "warn") {
+			warned++
+		}
+	}
+	if warned != 19 {
+		t.Errorf("20 syncs: %d refused, want 19", warned)
+	}
+}
+
+// An announcement that would take more than half of the outbox is not
+// sent: it must not crowd out the users' own traffic.
+func TestCommandAnnounceNeedsRoom(t *testing.T) {
+	h := newHarness(t, "", withAdmin, func(c *Config) { c.OutboxSize = 2 })
+	h.login(aliceHW, "6340564")
+	h.login("bob@localhost/pc", "6340565")
+	mark := h.x.mark()
+	step := mustExec(t, h.g, admin+"/pc", NodeAnnounce, 1, nil, vals("announcement", "maintenance at noon"))
+	if step.Notes[0].Type != xmppside.NoteError || !strings.Contains(noteText(step), "Not sent") {
+		t.Errorf("announce with no room: %q", noteText(step))
+	}
+	if got := h.x.messages(mark, func(m xmppside.Message) bool { return m.Body == "maintenance at noon" }); len(got) != 0 {
+		t.Errorf("%d announcements sent anyway", len(got))
+	}
+}

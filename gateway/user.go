@@ -149,6 +149,9 @@ type user struct {
 	// counts the ones that went to the store only since it started.
 	reloading   bool
 	spillsSince int
+	// manualAt is when the user last asked for a reconnect, and for a
+	// sync (Unix ns; see manualAllowed).
+	manualAt [2]int64
 	// orphanWrites counts messages from IMIP delivered while their held
 	// write was being done (see onDelivered): no reload until they are
 	// written and deleted.

@@ -139,6 +139,11 @@ type CommandStep struct {
 	Notes  []CommandNote
 	// State is handed back in the next stage's CommandRequest.
 	State any
+	// Guest marks the first form of a command run by someone who is not a
+	// user of the gateway (a stranger registering): guests' sessions may
+	// fill at most half of the session table, so that strangers cannot
+	// keep users from running commands.
+	Guest bool
 }
 
 // Commander may be implemented by a Handler to offer XEP-0050 ad-hoc
@@ -170,6 +175,7 @@ type cmdSession struct {
 	last    bool // the form waiting for submission is the last
 	expires time.Time
 	busy    bool // a stage runs
+	guest   bool // opened by a stranger (CommandStep.Guest)
 }
 
 // cmdSessions are the open sessions of a Component.
@@ -213,6 +219,17 @@ func (s *cmdSessions) open(cs *cmdSession) bool {
 	}
 	if len(s.byID) >= s.max {
 		return false
+	}
+	if cs.guest {
+		guests := 0
+		for _, o := range s.byID {
+			if o.guest {
+				guests++
+			}
+		}
+		if guests >= s.max/2 {
+			return false
+		}
 	}
 	cs.expires = now.Add(s.ttl)
 	s.byID[cs.id] = cs
@@ -403,7 +420,11 @@ func (l *link) commandSet(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *x
 	if cmd.SID != "" {
 		var cond string
 		if cs, cond = l.c.cmds.take(cmd.SID, owner, cmd.Node); cs == nil {
-			return l.replyCommandError(t, iq, stanza.BadRequest, cond, "the command session is unknown or expired; start the command again")
+			c := stanza.BadRequest
+			if cond == condExpired {
+				c = stanza.NotAllowed // XEP-0050 §4.6: session-expired goes with not-allowed
+			}
+			return l.replyCommandError(t, iq, c, cond, "the command session is unknown or expired; start the command again")
 		}
 		if (action == "complete" && !cs.last) || (action == "next" && cs.last) {
 			l.c.cmds.release(cs, false)
@@ -429,7 +450,7 @@ func (l *link) commandSet(iq stanza.IQ, t xmlstream.TokenReadEncoder, payload *x
 		sid := cmd.SID
 		if step.Form != nil {
 			if cs == nil {
-				cs = &cmdSession{id: randomID(), owner: owner, bare: iq.From.Bare().String(), node: cmd.Node, busy: true}
+				cs = &cmdSession{id: randomID(), owner: owner, bare: iq.From.Bare().String(), node: cmd.Node, busy: true, guest: step.Guest}
 				if !l.c.cmds.open(cs) {
 					return nil, Error{Condition: stanza.ResourceConstraint, Text: "too many command sessions open; try again later"}
 				}

@@ -288,3 +288,23 @@ func FuzzCommandDecode(f *testing.F) {
 		}
 	})
 }
+
+// Strangers' sessions (CommandStep.Guest) fill at most half of the table:
+// guests opening sessions from many JIDs cannot keep users out.
+func TestAdhocGuestSessionsBounded(t *testing.T) {
+	s := newCmdSessions(8, time.Minute)
+	guests := 0
+	for i := range 40 { // ten JIDs, four sessions each
+		if s.open(&cmdSession{id: fmt.Sprint("g", i), owner: fmt.Sprintf("s%d@evil/r", i/4), bare: fmt.Sprintf("s%d@evil", i/4), node: "register", guest: true}) {
+			guests++
+		}
+	}
+	if guests > 4 || len(s.byID) > 4 {
+		t.Errorf("%d guest sessions open of a table of 8, want at most 4", len(s.byID))
+	}
+	for i := range 4 {
+		if !s.open(&cmdSession{id: fmt.Sprint("u", i), owner: fmt.Sprintf("u%d@x/r", i), bare: fmt.Sprintf("u%d@x", i), node: "settings"}) {
+			t.Errorf("user %d refused while guests hold their half", i)
+		}
+	}
+}
