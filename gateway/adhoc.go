@@ -381,11 +381,18 @@ func accountsForm(title, instr string, last bool) xmppside.CommandStep {
 
 // accounts parses the submitted accountjids (or accountjid): bare JIDs,
 // at most MaxCommandJIDs, without repeats; bad ones come back as notes.
-func accounts(req xmppside.CommandRequest) ([]jid.JID, []xmppside.CommandNote) {
+// maxBadJIDNotes bounds the notes that quote malformed JIDs in one answer.
+const maxBadJIDNotes = 5
+
+func accounts(req xmppside.CommandRequest) (out []jid.JID, notes []xmppside.CommandNote) {
 	vals := append(slices.Clone(req.Values["accountjids"]), req.Values["accountjid"]...)
-	var out []jid.JID
-	var notes []xmppside.CommandNote
 	seen := map[string]bool{}
+	bad := 0
+	defer func() {
+		if bad > maxBadJIDNotes {
+			notes = append(notes, xmppside.CommandNote{Type: xmppside.NoteError, Text: fmt.Sprintf("And %d more that are not Jabber IDs.", bad-maxBadJIDNotes)})
+		}
+	}()
 	for _, v := range vals {
 		v = strings.TrimSpace(v)
 		if v == "" {
@@ -393,7 +400,10 @@ func accounts(req xmppside.CommandRequest) ([]jid.JID, []xmppside.CommandNote) {
 		}
 		j, err := jid.Parse(v)
 		if err != nil || j.Localpart() == "" {
-			notes = append(notes, xmppside.CommandNote{Type: xmppside.NoteError, Text: fmt.Sprintf("%q is not a user's Jabber ID.", v)})
+			bad++
+			if bad <= maxBadJIDNotes {
+				notes = append(notes, xmppside.CommandNote{Type: xmppside.NoteError, Text: fmt.Sprintf("%q is not a user's Jabber ID.", truncateUTF8(v, 80))})
+			}
 			continue
 		}
 		j = j.Bare()
@@ -794,6 +804,8 @@ func (u *user) onCommand(ev evCommand) {
 			warn("You have no available resource: the gateway logs in to IMIP when you come online.")
 		case u.link.state == linkDialing:
 			warn("A login to IMIP is under way; wait for it.")
+		case u.link.state == linkAuthFailed:
+			warn("IMIP refused your password: register again (the register command) with the right one.")
 		case !u.manualAllowed(&u.manualAt[0]):
 			warn(fmt.Sprintf("A reconnect runs at most once every %v; try again shortly.", manualEvery))
 		default:
