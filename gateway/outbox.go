@@ -105,6 +105,7 @@ func (o *outbox) drain() {
 			seq    uint64
 		}
 		var confirm map[target][]func(error) // by the server's domain and link
+		var domains map[target]jid.JID       // the domain's JID, as the stanzas had it
 		bx, _ := o.g.xmpp.(Barrier)
 		for i := range batch {
 			it := batch[i]
@@ -126,29 +127,30 @@ func (o *outbox) drain() {
 			case it.barrier && err == nil:
 				if confirm == nil {
 					confirm = make(map[target][]func(error))
+					domains = make(map[target]jid.JID)
 				}
 				k := target{it.m.To.Domainpart(), seq}
 				confirm[k] = append(confirm[k], it.done)
+				domains[k] = it.m.To.Domain() // no new PRECIS pass per barrier
 			default:
 				it.done(err)
 			}
 		}
 		for k, dones := range confirm {
-			o.g.spawn(func() { o.g.barrier(k.domain, k.seq, dones) })
+			to := domains[k]
+			o.g.spawn(func() { o.g.barrier(to, k.seq, dones) })
 		}
 	}
 }
 
 // barrier confirms the stanzas whose dones are given, all sent to users of
-// domain d on link seq: it asks the server for a barrier on that link and
+// domain to on link seq: it asks the server for a barrier on that link and
 // passes the outcome on.
-func (g *Gateway) barrier(d string, seq uint64, dones []func(error)) {
+func (g *Gateway) barrier(to jid.JID, seq uint64, dones []func(error)) {
 	var err error
 	if b, ok := g.xmpp.(Barrier); ok {
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
-		if to, perr := jid.New("", d, ""); perr != nil {
-			err = perr
-		} else if berr := b.Barrier(ctx, to, seq); berr != nil {
+		if berr := b.Barrier(ctx, to, seq); berr != nil {
 			err = fmt.Errorf("%w: %w", errBarrier, berr)
 		}
 		cancel()
