@@ -122,7 +122,10 @@ type Report struct {
 	RestartSeconds float64 `json:"restart_seconds,omitempty"`
 	StopSeconds    float64 `json:"stop_seconds,omitempty"`
 	IMIPdCPUPerMs  float64 `json:"imipd_cpu_us_per_message"`
-	Lost           int     `json:"lost"`
+	// XMPPServerCPUPerMs is the private Prosody's CPU per message (-xmpp
+	// prosody only).
+	XMPPServerCPUPerMs float64 `json:"xmpp_server_cpu_us_per_message,omitempty"`
+	Lost               int     `json:"lost"`
 }
 
 // Way is one direction's result.
@@ -264,6 +267,9 @@ func printReport(w io.Writer, r *Report) {
 			x.name, x.w.Delivered, x.w.Sent, x.w.PerSecond, x.w.Duplicated, x.w.Refused, x.w.P50ms, x.w.P99ms, x.w.Maxms)
 	}
 	fmt.Fprintf(w, "CPU per message          transport %.1f us, imipd %.1f us (both ways counted)\n", r.TransportCPUPerMs, r.IMIPdCPUPerMs)
+	if r.XMPPServerCPUPerMs > 0 {
+		fmt.Fprintf(w, "XMPP server              %.1f us per message (Prosody, both ways counted)\n", r.XMPPServerCPUPerMs)
+	}
 	fmt.Fprintf(w, "lost                     %d\n", r.Lost)
 }
 
@@ -354,6 +360,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 	var (
 		js                            jabberSide
 		srv                           *server // component mode only
+		xmppPID                       int     // -xmpp prosody: Prosody\'s
 		compAddr, gateway, compSecret string
 	)
 	switch cfg.XMPP {
@@ -371,6 +378,7 @@ func Run(ctx context.Context, cfg Config, progress io.Writer) (*Report, error) {
 				return nil, err
 			}
 			defer p.Close(context.WithoutCancel(ctx))
+			xmppPID = p.PID()
 			x = XMPPServer{C2S: p.C2SAddr(), Domain: p.Domain(), Component: p.ComponentAddr(), Gateway: p.ComponentName(),
 				Secret: p.Secret(), UserFormat: prosodyUser, Password: prosodyPassword, InsecureTLS: true}
 		}
@@ -595,7 +603,7 @@ level = "warn"
 		} else {
 			profiled <- nil
 		}
-		if err := chat(ctx, cfg, rep, js, peers, tr.pid(), imipd.pid()); err != nil {
+		if err := chat(ctx, cfg, rep, js, peers, tr.pid(), imipd.pid(), xmppPID); err != nil {
 			return nil, err
 		}
 		if err := <-profiled; err != nil {
@@ -606,7 +614,7 @@ level = "warn"
 }
 
 // chat sends cfg.Messages each way and measures.
-func chat(ctx context.Context, cfg Config, rep *Report, js jabberSide, peers *peerSet, trPID, imipdPID int) error {
+func chat(ctx context.Context, cfg Config, rep *Report, js jabberSide, peers *peerSet, trPID, imipdPID, xmppPID int) error {
 	n := cfg.Messages
 	up := newWay(n)   // XMPP -> IMIP, received by the peers
 	down := newWay(n) // IMIP -> XMPP, received by the fake server
@@ -614,6 +622,10 @@ func chat(ctx context.Context, cfg Config, rep *Report, js jabberSide, peers *pe
 	peers.down.Store(down)
 	js.setWays(up, down)
 	t0, i0 := cpuTicks(trPID), cpuTicks(imipdPID)
+	var x0 int64
+	if xmppPID > 0 {
+		x0 = cpuTicks(xmppPID)
+	}
 	began := time.Now()
 	bar := newBar(cfg, 2*n, "chat")
 	var wg sync.WaitGroup
@@ -687,6 +699,9 @@ func chat(ctx context.Context, cfg Config, rep *Report, js jabberSide, peers *pe
 	if total > 0 {
 		rep.TransportCPUPerMs = float64(cpuTicks(trPID)-t0) / clockTicks * 1e6 / total
 		rep.IMIPdCPUPerMs = float64(cpuTicks(imipdPID)-i0) / clockTicks * 1e6 / total
+		if xmppPID > 0 {
+			rep.XMPPServerCPUPerMs = float64(cpuTicks(xmppPID)-x0) / clockTicks * 1e6 / total
+		}
 	}
 	rep.ToIMIP, rep.ToXMPP = up.result(elapsed), down.result(elapsed)
 	rep.Lost = (rep.ToIMIP.Sent - rep.ToIMIP.Delivered - rep.ToIMIP.Refused) + (rep.ToXMPP.Sent - rep.ToXMPP.Delivered - rep.ToXMPP.Refused)
