@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"time"
 
 	"mellium.im/xmpp/jid"
 
@@ -58,6 +59,10 @@ type outbox struct {
 	q       []outItem
 	running bool
 	dropped uint64 // stanzas refused because the queue was full
+	// pend are the confirmations waiting for a barrier that has not been
+	// asked yet: one barrier covers every stanza sent before it, so the
+	// stanzas written within barrierDelay share one (see addBarriers).
+	pend map[barrierKey]*pendBarrier
 }
 
 // errOutboxFull is the outcome of a stanza refused by a full outbox.
@@ -100,12 +105,7 @@ func (o *outbox) drain() {
 		batch := o.q
 		o.q = nil
 		o.mu.Unlock()
-		type target struct {
-			domain string
-			seq    uint64
-		}
-		var confirm map[target][]func(error) // by the server's domain and link
-		var domains map[target]jid.JID       // the domain's JID, as the stanzas had it
+		var confirm map[barrierKey]*pendBarrier // by the server's domain and link
 		bx, _ := o.g.xmpp.(Barrier)
 		for i := range batch {
 			it := batch[i]
@@ -126,20 +126,72 @@ func (o *outbox) drain() {
 				}
 			case it.barrier && err == nil:
 				if confirm == nil {
-					confirm = make(map[target][]func(error))
-					domains = make(map[target]jid.JID)
+					confirm = make(map[barrierKey]*pendBarrier)
 				}
-				k := target{it.m.To.Domainpart(), seq}
-				confirm[k] = append(confirm[k], it.done)
-				domains[k] = it.m.To.Domain() // no new PRECIS pass per barrier
+				k := barrierKey{it.m.To.Domainpart(), seq}
+				pb := confirm[k]
+				if pb == nil {
+					pb = &pendBarrier{to: it.m.To.Domain()} // no new PRECIS pass per barrier
+					confirm[k] = pb
+				}
+				pb.dones = append(pb.dones, it.done)
 			default:
 				it.done(err)
 			}
 		}
-		for k, dones := range confirm {
-			to := domains[k]
-			o.g.spawn(func() { o.g.barrier(to, k.seq, dones) })
+		o.addBarriers(confirm)
+	}
+}
+
+// barrierDelay is how long the stanzas that need a barrier wait for others
+// to share it. It delays only their confirmation (the stanzas are written
+// at once), and spares the user's server a ping and its answer per message.
+const barrierDelay = 2 * time.Millisecond
+
+// barrierKey is a barrier's server domain and component link.
+type barrierKey struct {
+	domain string
+	seq    uint64
+}
+
+// pendBarrier are the confirmations of stanzas to one domain on one link.
+type pendBarrier struct {
+	to    jid.JID
+	dones []func(error)
+}
+
+// addBarriers adds confirmations to those waiting for a barrier, and makes
+// the barriers go within barrierDelay. Close waits for them (the pending
+// barriers count as one run).
+func (o *outbox) addBarriers(confirm map[barrierKey]*pendBarrier) {
+	if len(confirm) == 0 {
+		return
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.pend == nil {
+		o.pend = make(map[barrierKey]*pendBarrier, len(confirm))
+		o.g.runs.add() // done by flushBarriers
+		time.AfterFunc(barrierDelay, o.flushBarriers)
+	}
+	for k, pb := range confirm {
+		if have := o.pend[k]; have != nil {
+			have.dones = append(have.dones, pb.dones...)
+		} else {
+			o.pend[k] = pb
 		}
+	}
+}
+
+// flushBarriers asks the barriers that wait.
+func (o *outbox) flushBarriers() {
+	defer o.g.runs.done()
+	o.mu.Lock()
+	pend := o.pend
+	o.pend = nil
+	o.mu.Unlock()
+	for k, pb := range pend {
+		o.g.spawn(func() { o.g.barrier(pb.to, k.seq, pb.dones) })
 	}
 }
 
