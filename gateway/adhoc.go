@@ -535,6 +535,14 @@ func (g *Gateway) cmdDeleteUser(ctx context.Context, req xmppside.CommandRequest
 		if err == nil {
 			err = g.Unregister(ctx, j)
 		}
+		if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+			// Posted to the user's run loop, behind a registration still
+			// being checked: it is carried out when that ends.
+			g.log.Info("registration deletion queued by an administrator", "user", s, "admin", req.From.Bare().String())
+			notes = append(notes, xmppside.CommandNote{Type: xmppside.NoteWarn,
+				Text: s + ": queued behind a registration being checked; it is deleted once that check ends."})
+			continue
+		}
 		if err != nil {
 			notes = append(notes, xmppside.CommandNote{Type: xmppside.NoteError, Text: s + ": " + errText(err)})
 			continue

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"mellium.im/xmpp/jid"
 	"mellium.im/xmpp/stanza"
@@ -485,4 +486,36 @@ func TestCommandAnnounceNeedsRoom(t *testing.T) {
 	if got := h.x.messages(mark, func(m xmppside.Message) bool { return m.Body == "maintenance at noon" }); len(got) != 0 {
 		t.Errorf("%d announcements sent anyway", len(got))
 	}
+}
+
+// delete-user on a user whose new registration is still being checked:
+// the deletion waits behind it; the admin is told it is queued (not that
+// it failed), and it happens once the check ends.
+func TestCommandDeleteUserQueued(t *testing.T) {
+	h := newHarness(t, "", withAdmin)
+	h.register(alice, "123")
+	gate := make(chan struct{})
+	h.d.mu.Lock()
+	h.d.gate = gate // the registration's login waits
+	h.d.mu.Unlock()
+	regDone := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		regDone <- h.g.Register(ctx, jid.MustParse(alice), "123", "pw2")
+	}()
+	h.d.waitAttempts(t, 2)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond) // the command's own deadline
+	step, err := h.g.ExecuteCommand(ctx, xmppside.CommandRequest{From: jid.MustParse(admin + "/pc"), Node: NodeDeleteUser,
+		Stage: 2, State: []string{alice}, Values: vals("confirm", "1")})
+	cancel()
+	if err != nil || !strings.Contains(noteText(step), "queued") {
+		t.Errorf("delete-user during a registration check: %q, %v; want it reported queued", noteText(step), err)
+	}
+	h.d.mu.Lock()
+	h.d.gate = nil
+	h.d.mu.Unlock()
+	close(gate)
+	<-regDone
+	waitUntil(t, "alice deleted", func() bool { _, ok := h.st.reg(alice); return !ok })
 }

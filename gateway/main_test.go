@@ -122,7 +122,7 @@ func (h *harness) idle(bare string) {
 	}
 	waitUntil(h.t, bare+" idle", func() bool {
 		h.g.out.mu.Lock()
-		out := h.g.out.running || len(h.g.out.pend) > 0 // barriers waiting to go count as work
+		out := h.g.out.running || h.g.out.confirming > 0 // barriers waiting or asked count as work
 		h.g.out.mu.Unlock()
 		u.mu.Lock()
 		defer u.mu.Unlock()

@@ -63,6 +63,9 @@ type outbox struct {
 	// asked yet: one barrier covers every stanza sent before it, so the
 	// stanzas written within barrierDelay share one (see addBarriers).
 	pend map[barrierKey]*pendBarrier
+	// confirming counts the confirmations handed to barriers (waiting in
+	// pend or asked) whose dones have not run yet.
+	confirming int
 }
 
 // errOutboxFull is the outcome of a stanza refused by a full outbox.
@@ -175,6 +178,7 @@ func (o *outbox) addBarriers(confirm map[barrierKey]*pendBarrier) {
 		time.AfterFunc(barrierDelay, o.flushBarriers)
 	}
 	for k, pb := range confirm {
+		o.confirming += len(pb.dones)
 		if have := o.pend[k]; have != nil {
 			have.dones = append(have.dones, pb.dones...)
 		} else {
@@ -191,7 +195,12 @@ func (o *outbox) flushBarriers() {
 	o.pend = nil
 	o.mu.Unlock()
 	for k, pb := range pend {
-		o.g.spawn(func() { o.g.barrier(pb.to, k.seq, pb.dones) })
+		o.g.spawn(func() {
+			o.g.barrier(pb.to, k.seq, pb.dones)
+			o.mu.Lock()
+			o.confirming -= len(pb.dones)
+			o.mu.Unlock()
+		})
 	}
 }
 
