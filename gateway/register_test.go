@@ -414,13 +414,9 @@ func TestRegisterConcurrentStrangersShareNumberBudget(t *testing.T) {
 	}
 	// The logins allowed are held at the gate while the others are
 	// refused: all are in flight at once.
-	deadline := time.Now().Add(waitFor)
-	for int(limited.Load())+h.d.attemptCount() < jids*each {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d limited and %d logins, want %d in all", limited.Load(), h.d.attemptCount(), jids*each)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitUntil(t, fmt.Sprintf("%d guesses limited or at the gate", jids*each), func() bool {
+		return int(limited.Load())+h.d.attemptCount() >= jids*each
+	})
 	close(gate)
 	wg.Wait()
 	if n := h.d.attemptCount(); n > registerBurst {

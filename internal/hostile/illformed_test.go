@@ -3,7 +3,6 @@ package hostile
 import (
 	"fmt"
 	"testing"
-	"time"
 )
 
 // TestIllFormedXMLFromServer: XML that is not well-formed (a control
@@ -38,13 +37,7 @@ func TestIllFormedXMLFromServer(t *testing.T) {
 		before := r.srv.handshakes.Load()
 		r.srv.sendRaw(c.raw)
 		r.handshakes = before + 1
-		deadline := time.Now().Add(waitFor)
-		for r.srv.handshakes.Load() < r.handshakes {
-			if time.Now().After(deadline) {
-				t.Fatalf("%s: the component did not connect again", tag)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+		waitCond(t, tag+": the component connected again", func() bool { return r.srv.handshakes.Load() >= r.handshakes })
 		r.chatFlows(tag)
 	}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"strings"
-	"time"
 
 	"imip-transport/imipside/imipserver/imiptest"
 	"imip-transport/imipside/wire"
@@ -289,24 +288,22 @@ func noContactPresenceTo(prefix string) func(r *rig, id string, mark int) {
 // carolAsked: eve's request to add carol reached IMIP, its text cut.
 func carolAsked(r *rig, id string, mark int) {
 	r.t.Helper()
-	deadline := time.Now().Add(waitFor)
-	for {
+	text := ""
+	waitCond(r.t, "eve's request to add carol reached IMIP", func() bool {
 		reqs, err := r.imip.Store().Requests(context.Background(), acctCarol.Number)
 		if err != nil {
 			r.t.Fatal(err)
 		}
 		for _, q := range reqs {
 			if q.From == acctEve.Number {
-				if len(q.Text) > 4096 {
-					r.t.Errorf("the request's text on IMIP is %d bytes", len(q.Text))
-				}
-				return
+				text = q.Text
+				return true
 			}
 		}
-		if time.Now().After(deadline) {
-			r.t.Fatal("eve's request to add carol never reached IMIP")
-		}
-		time.Sleep(10 * time.Millisecond)
+		return false
+	})
+	if len(text) > 4096 {
+		r.t.Errorf("the request's text on IMIP is %d bytes", len(text))
 	}
 }
 
@@ -339,16 +336,9 @@ func contacts(a, b wire.Number) func(r *rig, id string, mark int) {
 func imipStatus(n wire.Number, st wire.Status, text string) func(r *rig, id string, mark int) {
 	return func(r *rig, id string, mark int) {
 		r.t.Helper()
-		deadline := time.Now().Add(waitFor)
-		for {
+		waitCond(r.t, fmt.Sprintf("%s on IMIP %s %q", n, st, text), func() bool {
 			gotSt, gotText := r.imip.Server().Presence(n)
-			if gotSt == st && gotText == text {
-				return
-			}
-			if time.Now().After(deadline) {
-				r.t.Fatalf("%s on IMIP is %s %q, want %s %q", n, gotSt, gotText, st, text)
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			return gotSt == st && gotText == text
+		})
 	}
 }

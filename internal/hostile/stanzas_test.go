@@ -37,6 +37,18 @@ const (
 	waitFor = 15 * time.Second
 )
 
+// waitCond waits until cond holds, failing t after waitFor.
+func waitCond(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitFor)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not %s within %v", what, waitFor)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 var (
 	acctAlice = imiptest.Account{Number: "1001001", Password: "alice-pw", Nick: "alice"}
 	acctBob   = imiptest.Account{Number: "2002002", Password: "bob-pw", Nick: "bob"}
@@ -377,13 +389,7 @@ func newRig(t *testing.T) *rig {
 			t.Errorf("transport did not stop")
 		}
 	})
-	deadline := time.Now().Add(waitFor)
-	for srv.handshakes.Load() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the transport never connected")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	waitCond(t, "the transport connected", func() bool { return srv.handshakes.Load() > 0 })
 	r := &rig{t: t, srv: srv, imip: imip, handshakes: 1, bobNotify: make(chan struct{}, 1)}
 	// bob on IMIP.
 	dctx, dcancel := context.WithTimeout(ctx, waitFor)
@@ -616,18 +622,14 @@ func cases() []hcase {
 		{name: "status of 100 KB is cut before IMIP", raw: pres(eve, domain, "", `<show>away</show><status>{huge:100000}</status>`), want: "none",
 			check: func(r *rig, id string, mark int) {
 				r.t.Helper()
-				deadline := time.Now().Add(waitFor)
-				for {
-					if st, text := r.imip.Server().Presence(acctEve.Number); st == wire.StatusAway {
-						if len(text) > 1024 {
-							r.t.Errorf("eve's status on IMIP is %d bytes", len(text))
-						}
-						return
-					}
-					if time.Now().After(deadline) {
-						r.t.Fatal("eve's AWAY with a huge status never reached IMIP")
-					}
-					time.Sleep(10 * time.Millisecond)
+				var text string
+				waitCond(r.t, "eve's AWAY with a huge status reached IMIP", func() bool {
+					var st wire.Status
+					st, text = r.imip.Server().Presence(acctEve.Number)
+					return st == wire.StatusAway
+				})
+				if len(text) > 1024 {
+					r.t.Errorf("eve's status on IMIP is %d bytes", len(text))
 				}
 			}},
 		{name: "nick of 10 KB with control-like text", raw: pres(eve, domain, "", `<nick xmlns="http://jabber.org/protocol/nick">{huge:10000}</nick>`), want: "none"},
