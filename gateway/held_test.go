@@ -80,9 +80,7 @@ func TestHeldMessageToIMIP(t *testing.T) {
 func TestHeldMessageFromIMIP(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "")
-		h.d.mu.Lock()
-		h.d.confirm = true
-		h.d.mu.Unlock()
+		h.confirming()
 		s := h.login(aliceHW, "6340564")
 		puts := h.st.putCount()
 		mark := h.x.mark()
@@ -97,10 +95,7 @@ func TestHeldMessageFromIMIP(t *testing.T) {
 			t.Errorf("a message delivered within the hold was written %d times", got)
 		}
 
-		hold := make(chan struct{})
-		h.x.mu.Lock()
-		h.x.barrierHold = hold
-		h.x.mu.Unlock()
+		releaseBarrier := h.holdBarriers()
 		s.push(imipside.MessageEvent{BlockID: 71, MessageID: "m2", From: "100", To: "6340564", Text: "slow"})
 		synctest.Wait()
 		h.x.waitMessage(t, mark, "the second message", func(m xmppside.Message) bool { return m.Body == "slow" })
@@ -115,10 +110,7 @@ func TestHeldMessageFromIMIP(t *testing.T) {
 		if len(s.callsWith("ACK 71")) != 1 {
 			t.Error("not confirmed to IMIP once written")
 		}
-		h.x.mu.Lock()
-		h.x.barrierHold = nil
-		h.x.mu.Unlock()
-		close(hold)
+		releaseBarrier()
 		synctest.Wait()
 		h.idle(alice)
 		if qs := h.queued(); len(qs) != 0 {
@@ -135,18 +127,10 @@ func TestHeldMessageFromIMIP(t *testing.T) {
 func TestHeldMessageDeliveredDuringWrite(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "")
-		h.d.mu.Lock()
-		h.d.confirm = true
-		h.d.mu.Unlock()
+		h.confirming()
 		s := h.login(aliceHW, "6340564")
-		barrier := make(chan struct{})
-		h.x.mu.Lock()
-		h.x.barrierHold = barrier
-		h.x.mu.Unlock()
-		apply := make(chan struct{})
-		h.st.mu.Lock()
-		h.st.applyHold = apply
-		h.st.mu.Unlock()
+		releaseBarrier := h.holdBarriers()
+		releaseWrites := h.holdWrites()
 		mark := h.x.mark()
 		s.push(imipside.MessageEvent{BlockID: 80, MessageID: "m1", From: "100", To: "6340564", Text: "race"})
 		time.Sleep(DefaultHoldWrites) // the write starts, and waits in the store
@@ -157,18 +141,12 @@ func TestHeldMessageDeliveredDuringWrite(t *testing.T) {
 		if held != 1 {
 			t.Fatalf("%d writes under way, want 1", held)
 		}
-		h.x.mu.Lock()
-		h.x.barrierHold = nil
-		h.x.mu.Unlock()
-		close(barrier) // delivered while the write runs
+		releaseBarrier() // delivered while the write runs
 		synctest.Wait()
 		if len(s.callsWith("ACK 80")) != 0 {
 			t.Fatal("confirmed to IMIP before the write ended")
 		}
-		h.st.mu.Lock()
-		h.st.applyHold = nil
-		h.st.mu.Unlock()
-		close(apply)
+		releaseWrites()
 		synctest.Wait()
 		h.idle(alice)
 		if len(s.callsWith("ACK 80")) != 1 {
@@ -187,14 +165,9 @@ func TestHeldMessageDeliveredDuringWrite(t *testing.T) {
 func TestWriteFirst(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "", writeFirst)
-		h.d.mu.Lock()
-		h.d.confirm = true
-		h.d.mu.Unlock()
+		h.confirming()
 		s := h.login(aliceHW, "6340564")
-		apply := make(chan struct{})
-		h.st.mu.Lock()
-		h.st.applyHold = apply
-		h.st.mu.Unlock()
+		releaseWrites := h.holdWrites()
 		mark := h.x.mark()
 		h.chat("q1", aliceHW, cj("100"), "chat", "up")
 		s.push(imipside.MessageEvent{BlockID: 90, MessageID: "m1", From: "100", To: "6340564", Text: "down"})
@@ -206,10 +179,7 @@ func TestWriteFirst(t *testing.T) {
 		if got := h.x.messages(mark, func(m xmppside.Message) bool { return m.Body == "down" }); len(got) != 0 {
 			t.Error("message from IMIP sent before its write")
 		}
-		h.st.mu.Lock()
-		h.st.applyHold = nil
-		h.st.mu.Unlock()
-		close(apply)
+		releaseWrites()
 		synctest.Wait()
 		h.idle(alice)
 		if len(s.callsWith("MESG 100 up")) != 1 || len(s.callsWith("ACK 90")) != 1 {
@@ -228,10 +198,7 @@ func TestNoHoldWithoutMesgAck(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := newHarness(t, "") // the fake sessions do not confirm messages
 		s := h.login(aliceHW, "6340564")
-		apply := make(chan struct{})
-		h.st.mu.Lock()
-		h.st.applyHold = apply
-		h.st.mu.Unlock()
+		releaseWrites := h.holdWrites()
 		mark := h.x.mark()
 		s.push(imipside.MessageEvent{BlockID: 95, From: "100", To: "6340564", Text: "only copy"})
 		time.Sleep(time.Second)
@@ -239,12 +206,44 @@ func TestNoHoldWithoutMesgAck(t *testing.T) {
 		if got := h.x.messages(mark, func(m xmppside.Message) bool { return m.Body == "only copy" }); len(got) != 0 {
 			t.Error("sent before its write, with a server that would not send it again")
 		}
-		h.st.mu.Lock()
-		h.st.applyHold = nil
-		h.st.mu.Unlock()
-		close(apply)
+		releaseWrites()
 		synctest.Wait()
 		h.idle(alice)
 		h.x.waitMessage(t, mark, "the message", func(m xmppside.Message) bool { return m.Body == "only copy" })
 	})
+}
+
+// confirming makes the sessions dialed from now on offer mesg-ack.
+func (h *harness) confirming() {
+	h.d.mu.Lock()
+	h.d.confirm = true
+	h.d.mu.Unlock()
+}
+
+// holdWrites makes every store write wait until release is called.
+func (h *harness) holdWrites() (release func()) {
+	hold := make(chan struct{})
+	h.st.mu.Lock()
+	h.st.applyHold = hold
+	h.st.mu.Unlock()
+	return func() {
+		h.st.mu.Lock()
+		h.st.applyHold = nil
+		h.st.mu.Unlock()
+		close(hold)
+	}
+}
+
+// holdBarriers makes every barrier wait until release is called.
+func (h *harness) holdBarriers() (release func()) {
+	hold := make(chan struct{})
+	h.x.mu.Lock()
+	h.x.barrierHold = hold
+	h.x.mu.Unlock()
+	return func() {
+		h.x.mu.Lock()
+		h.x.barrierHold = nil
+		h.x.mu.Unlock()
+		close(hold)
+	}
 }
