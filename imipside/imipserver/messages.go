@@ -33,7 +33,8 @@ func (c *conn) onMESG(b *wire.Block) bool {
 		c.sendACK(b, wire.CodeIllegalUser)
 		return true
 	}
-	if s.onlineConn(to) == nil { // online: the account exists
+	rc := s.onlineConn(to) // the recipient's connection, nil when offline
+	if rc == nil {         // an online recipient has an account
 		if _, err := s.store.Account(s.ctx, to); err != nil {
 			if errors.Is(err, ErrNotFound) {
 				c.sendACK(b, wire.CodeIllegalUser)
@@ -56,7 +57,7 @@ func (c *conn) onMESG(b *wire.Block) bool {
 		ack = func() { c.sendACKRef(ref, wire.CodeOK) }
 	}
 
-	if rc := s.onlineConn(to); rc != nil && !rc.confirms {
+	if rc != nil && !rc.confirms {
 		buf, _, err := s.encodeMESG(m, c.nick, false)
 		if err != nil { // checkMESG makes this unreachable
 			c.log().Error("imipserver: cannot encode message", "err", err)
@@ -81,8 +82,14 @@ func (c *conn) onMESG(b *wire.Block) bool {
 			c.release(slot, nil) // not pushed: stored below, and answered then
 		}
 	}
-	if s.cfg.HoldWrites > 0 && c.sendHeld(m, to, ack != nil, ref) {
-		return true
+	if rc != nil && rc.confirms && s.cfg.HoldWrites > 0 {
+		// Pushed before it is stored, when rc takes it (see heldMsg); the
+		// sender's ACK follows the confirmation or the write.
+		held := m
+		held.Key = s.newKey()
+		if rc.pushHeld(held, c, ack != nil, ref) {
+			return true
+		}
 	}
 	if full, err := c.heldFull(to); err != nil {
 		c.log().Error("imipserver: message: store", "err", err)
@@ -174,20 +181,6 @@ func (c *conn) heldFull(to wire.Number) (bool, error) {
 		return false, err
 	}
 	return fromSender >= lim.MaxHeldPerSender || total >= lim.MaxHeldPerRecipient, nil
-}
-
-// sendHeld pushes m to its recipient before storing it, when the
-// recipient's connection takes it (see Config.HoldWrites and heldMsg);
-// the sender's ACK (when ack) follows the recipient's confirmation or the
-// write. It reports false when the caller must store m first.
-func (c *conn) sendHeld(m Message, to wire.Number, ack bool, ref string) bool {
-	s := c.srv
-	rc := s.onlineConn(to)
-	if rc == nil || !rc.confirms {
-		return false
-	}
-	m.Key = s.newKey()
-	return rc.pushHeld(m, c, ack, ref)
 }
 
 // storeDropped stores a live message whose push its recipient's connection
