@@ -12,7 +12,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 )
@@ -93,7 +92,8 @@ type committer struct {
 	head   int
 	queued int // the cost of queue[head:] and of later
 	// later holds the deferred Submits still waiting, in the order they
-	// were made (their delays may differ: take looks at them all).
+	// were made (their delays may differ: take looks at them all), and
+	// the canceled ones until take drops them.
 	later    []*Deferred
 	timer    *time.Timer // wakes the goroutine when the first of later is due
 	armedFor time.Time   // when the timer fires
@@ -204,11 +204,8 @@ func (c *committer) Cancel(d *Deferred) bool {
 	if d.taken || d.canceled {
 		return false
 	}
-	d.canceled = true
+	d.canceled = true // promoteLocked drops it: no search per Cancel
 	c.queued -= d.req.cost
-	if i := slices.Index(c.later, d); i >= 0 {
-		c.later = slices.Delete(c.later, i, i+1)
-	}
 	return true
 }
 
@@ -253,7 +250,7 @@ func (c *committer) Close(ctx context.Context) error {
 func (c *committer) idle() bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.queued == 0 && c.head == len(c.queue) && len(c.later) == 0 && !c.inFlight
+	return c.queued == 0 && c.head == len(c.queue) && !c.inFlight // queued counts the deferred Submits waiting
 }
 
 // Stats returns the counters. It does not block on a commit.
@@ -346,6 +343,9 @@ func (c *committer) promoteLocked() {
 	var next time.Time
 	kept := c.later[:0]
 	for _, d := range c.later {
+		if d.canceled {
+			continue
+		}
 		if c.closed || !d.due.After(now) {
 			d.taken = true
 			c.queue = append(c.queue, d.req)
