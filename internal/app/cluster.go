@@ -52,17 +52,25 @@ type slotConns struct {
 	mu       sync.Mutex
 	ctx      context.Context // set by start; nil before
 	runErr   chan<- error
+	node     *cluster.Node
 	given    []int // the slots held, as the node last said
-	running  map[int]context.CancelFunc
-	mainSlot int // the main connection's slot; 0 before it runs
+	running  map[int]*slotRun
+	giving   map[int]bool // slots closing to be given away
+	mainSlot int          // the main connection's slot; 0 before it runs
 	wg       sync.WaitGroup
 }
 
 func newSlotConns(g *gateway.Gateway, node *cluster.Node, cfg xmppside.Config, log *slog.Logger) *slotConns {
-	s := &slotConns{g: g, cfg: cfg, log: log, running: make(map[int]context.CancelFunc)}
+	s := &slotConns{g: g, cfg: cfg, log: log, node: node, running: make(map[int]*slotRun), giving: make(map[int]bool)}
 	s.main = xmppside.New(cfg, mainHandler{Gateway: g, s: s})
-	node.SetHooks(cluster.Hooks{Slots: s.onSlots, Release: g.ReleaseUser})
+	node.SetHooks(cluster.Hooks{Slots: s.onSlots, Release: g.ReleaseUser, Give: s.give})
 	return s
+}
+
+// slotRun is the connection of one slot.
+type slotRun struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when its Run returned
 }
 
 // mainHandler is the gateway, with the slot of its connection logged.
@@ -113,20 +121,27 @@ func (s *slotConns) onSlots(slots []int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.given = slices.Clone(slots)
+	for slot := range s.giving {
+		if !slices.Contains(slots, slot) {
+			delete(s.giving, slot)
+		}
+	}
 	if s.ctx == nil || s.ctx.Err() != nil {
 		return
 	}
 	for _, slot := range slots {
-		if s.running[slot] != nil {
+		if s.running[slot] != nil || s.giving[slot] {
 			continue
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
-		s.running[slot] = cancel
+		r := &slotRun{cancel: cancel, done: make(chan struct{})}
+		s.running[slot] = r
 		s.wg.Add(1)
 		if s.mainSlot == 0 {
 			s.mainSlot = slot
 			go func() {
 				defer s.wg.Done()
+				defer close(r.done)
 				if err := s.main.Run(ctx); err != nil {
 					s.runErr <- err
 				}
@@ -136,6 +151,7 @@ func (s *slotConns) onSlots(slots []int) {
 		comp := xmppside.New(s.cfg, slotHandler{Gateway: s.g, slot: slot, log: s.log})
 		go func() {
 			defer s.wg.Done()
+			defer close(r.done)
 			if err := comp.Run(ctx); err != nil {
 				s.log.Error("cluster: slot connection refused", "slot", slot, "err", err)
 			}
@@ -144,12 +160,40 @@ func (s *slotConns) onSlots(slots []int) {
 	// A slot is taken from a live instance only when the others took it
 	// for dead: close what is not held any more (Run then stops at once
 	// on the lost lock).
-	for slot, cancel := range s.running {
+	for slot, r := range s.running {
 		if !slices.Contains(slots, slot) {
-			cancel()
+			r.cancel()
 			delete(s.running, slot)
 		}
 	}
+}
+
+// give is the node's Give hook: the connection of the highest slot other
+// than the main one closes (in order: the server unregisters it before the
+// stream ends), then the slot is freed for the instance holding fewer.
+func (s *slotConns) give() bool {
+	s.mu.Lock()
+	slot := 0
+	for k := range s.running {
+		if k != s.mainSlot && k > slot {
+			slot = k
+		}
+	}
+	if slot == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	r := s.running[slot]
+	delete(s.running, slot)
+	s.giving[slot] = true
+	s.mu.Unlock()
+	s.log.Info("cluster: closing a slot connection for another instance", "slot", slot)
+	r.cancel()
+	go func() {
+		<-r.done
+		s.node.FreeSlot(slot) // onSlots forgets it once the node does
+	}()
+	return true
 }
 
 // standby reports whether the instance holds no slot: it has no component
