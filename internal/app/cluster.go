@@ -53,6 +53,7 @@ type slotConns struct {
 	ctx      context.Context // set by start; nil before
 	runErr   chan<- error
 	node     *cluster.Node
+	slots    int   // the cluster's, for the slot check
 	given    []int // the slots held, as the node last said
 	running  map[int]*slotRun
 	giving   map[int]bool // slots closing to be given away
@@ -60,8 +61,8 @@ type slotConns struct {
 	wg       sync.WaitGroup
 }
 
-func newSlotConns(g *gateway.Gateway, node *cluster.Node, cfg xmppside.Config, log *slog.Logger) *slotConns {
-	s := &slotConns{g: g, cfg: cfg, log: log, node: node, running: make(map[int]*slotRun), giving: make(map[int]bool)}
+func newSlotConns(g *gateway.Gateway, node *cluster.Node, slots int, cfg xmppside.Config, log *slog.Logger) *slotConns {
+	s := &slotConns{g: g, cfg: cfg, log: log, node: node, slots: slots, running: make(map[int]*slotRun), giving: make(map[int]bool)}
 	s.main = xmppside.New(cfg, mainHandler{Gateway: g, s: s})
 	node.SetHooks(cluster.Hooks{Slots: s.onSlots, Release: g.ReleaseUser, Give: s.give})
 	return s
@@ -84,6 +85,7 @@ func (h mainHandler) HandleConnected(ctx context.Context) {
 	slot := h.s.mainSlot
 	h.s.mu.Unlock()
 	h.s.log.Info("cluster: slot connection up", "slot", slot, "main", true)
+	go h.s.checkSlot(ctx, h.s.main, slot)
 	h.Gateway.HandleConnected(ctx)
 }
 
@@ -92,17 +94,44 @@ func (h mainHandler) HandleConnected(ctx context.Context) {
 // not the link the gateway sends on.
 type slotHandler struct {
 	*gateway.Gateway
+	s    *slotConns
+	comp *xmppside.Component // set once made
 	slot int
-	log  *slog.Logger
 }
 
-func (h slotHandler) HandleConnected(ctx context.Context) {
-	h.log.Info("cluster: slot connection up", "slot", h.slot, "main", false)
+func (h *slotHandler) HandleConnected(ctx context.Context) {
+	h.s.log.Info("cluster: slot connection up", "slot", h.slot, "main", false)
+	go h.s.checkSlot(ctx, h.comp, h.slot)
 	h.Gateway.SlotConnected(ctx)
 }
 
-func (h slotHandler) HandleDisconnected(err error) {
-	h.log.Info("cluster: slot connection down", "slot", h.slot, "err", err)
+func (h *slotHandler) HandleDisconnected(err error) {
+	h.s.log.Info("cluster: slot connection down", "slot", h.slot, "err", err)
+}
+
+// slotCheckTimeout bounds the wait for the slot check's messages.
+const slotCheckTimeout = 5 * time.Second
+
+// checkSlot makes sure the server routes to comp's new connection (ctx
+// is its link's): one made before the server let go of the slot's former
+// connection (its instance died without closing it: a crashed host) gets
+// no slot, and would receive nothing for good. Such a connection is
+// dropped and made again (after the component's backoff) until it holds
+// the slot.
+func (s *slotConns) checkSlot(ctx context.Context, comp *xmppside.Component, slot int) {
+	cctx, cancel := context.WithTimeout(ctx, slotCheckTimeout)
+	defer cancel()
+	ok, err := comp.CheckSlot(cctx, 16*s.slots)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		s.log.Warn("cluster: slot check not sent", "slot", slot, "err", err)
+	case !ok:
+		s.log.Warn("cluster: the server routes nothing to this slot connection (the slot's former connection is still registered there); connecting again", "slot", slot)
+		comp.Reconnect()
+	default:
+		s.log.Debug("cluster: slot check passed", "slot", slot)
+	}
 }
 
 // start runs the connections of the slots given so far, and of those
@@ -148,7 +177,9 @@ func (s *slotConns) onSlots(slots []int) {
 			}()
 			continue
 		}
-		comp := xmppside.New(s.cfg, slotHandler{Gateway: s.g, slot: slot, log: s.log})
+		h := &slotHandler{Gateway: s.g, s: s, slot: slot}
+		comp := xmppside.New(s.cfg, h)
+		h.comp = comp
 		go func() {
 			defer s.wg.Done()
 			defer close(r.done)
