@@ -399,6 +399,10 @@ func (g *Gateway) HandleMessage(m xmppside.Message) {
 	if u == nil && g.isClosing() {
 		if !g.holdForRestart(m) {
 			g.log.Warn("message arrived while stopping and could not be kept", "user", m.From.Bare().String(), "id", m.ID)
+			if g.isRegistered(m.From.Bare().String()) {
+				g.bounce(m, stanza.Error{Type: stanza.Wait, Condition: stanza.ServiceUnavailable,
+					Text: map[string]string{"": "The gateway is restarting; send the message again shortly."}})
+			}
 		}
 		return
 	}
@@ -563,6 +567,12 @@ func (g *Gateway) Close(ctx context.Context) error {
 func (g *Gateway) holdForRestart(m xmppside.Message) bool {
 	key := m.From.Bare().String()
 	if !g.isRegistered(key) || len(m.Body) > wire.DefaultMaxSize-256 {
+		return false
+	}
+	if g.cfg.Owners != nil && !g.cfg.Owners.Owns(key) {
+		// Another instance serves the user (or will): it reads the
+		// user's queue only when it takes the user, so the sender is
+		// told to send it again instead.
 		return false
 	}
 	n, err := roster.Number(m.To, g.cfg.Domain)

@@ -78,6 +78,9 @@ type outMsg struct {
 	// write is done.
 	held bool
 	pend *Deferred
+	// writeFailed: its write failed after it was sent; a hand-over that
+	// finds it unconfirmed writes it again for the next owner.
+	writeFailed bool
 }
 
 // inMsg is an IMIP message on its way to the user.
@@ -187,13 +190,18 @@ func (u *user) onMessage(m xmppside.Message) {
 	}
 	om := &outMsg{accepted: time.Now(), q: QueuedMessage{JID: u.key, Dir: ToIMIP, Peer: n, StanzaID: m.ID,
 		Resource: m.From.Resourcepart(), Body: m.Body, Receipt: m.ReceiptRequest}}
+	hold := u.g.cfg.HoldWrites
+	if u.releasing {
+		hold = 0 // written before the hand-over ends, for the next owner
+	}
+	u.writes++
 	om.pend = u.g.commit.SubmitDeferred([]Op{OpPutMessage{Msg: &om.q}}, func(err error) { u.postAlways(evStoredOut{om: om, err: err}) },
-		u.g.cfg.HoldWrites)
+		hold)
 	if om.pend == nil {
 		u.g.bounce(m, textError(stanza.Wait, stanza.ResourceConstraint, "The gateway is overloaded; try again shortly."))
 		return
 	}
-	om.held = u.g.cfg.HoldWrites > 0
+	om.held = hold > 0
 	u.outq = append(u.outq, om)
 	u.armDelivery()
 	if om.held {
@@ -215,7 +223,8 @@ func (u *user) onStoredOut(ev evStoredOut) {
 		u.logger().Error("storing a message for IMIP", "err", ev.err)
 		if om.held && om.sentOn != nil {
 			// Sent already: IMIP's answer decides (only a crash before it
-			// would lose the message now).
+			// would lose the message now; a hand-over writes it again).
+			om.writeFailed = true
 			return
 		}
 		u.finishOut(om, false)
@@ -394,6 +403,7 @@ func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
 		// mesg-ack): then the store is the only copy, written first.
 		hold = 0
 	}
+	u.writes++
 	im.pend = u.g.commit.SubmitDeferred([]Op{OpPutMessage{Msg: &im.q}}, func(err error) { u.postAlways(evStoredIn{im: im, err: err, spilled: spill}) },
 		hold)
 	if im.pend == nil {

@@ -9,6 +9,8 @@ package gateway
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"mellium.im/xmpp/jid"
@@ -38,12 +40,26 @@ type Ownership interface {
 	ProbeSet(ctx context.Context) ([]string, error)
 	// QueuedFree returns the users with queued messages whom nobody owns.
 	QueuedFree(ctx context.Context) ([]string, error)
+	// Owns reports whether this instance owns bareJID (as far as it
+	// knows without asking the database).
+	Owns(bareJID string) bool
 }
 
-// evRelease: another instance asked for the user.
-type evRelease struct{}
+// Events of the hand-over.
+type (
+	// evRelease: another instance asked for the user.
+	evRelease struct{}
+	// evReleaseCheck: look again whether the hand-over can end (a job
+	// was in flight, or the store refused a barrier).
+	evReleaseCheck struct{}
+	// evReleaseBarrier: the barrier Submit behind the user's writes came
+	// back.
+	evReleaseBarrier struct{ err error }
+)
 
-func (evRelease) isEvent() {}
+func (evReleaseCheck) isEvent()   {}
+func (evReleaseBarrier) isEvent() {}
+func (evRelease) isEvent()        {}
 
 // errMoving answers what a user not owned here asks while its owner has
 // not given it up.
@@ -98,29 +114,41 @@ func (u *user) refuseUnowned(ev event) {
 		ev.reply <- cmdReply{err: errMoving}
 	case evCard:
 		ev.reply <- ""
+	case evAvailability:
+		// Dropped: the owner has the user, and it is probed when it moves.
+		u.takeAvailability()
 	}
 }
 
-// ReleaseUser is called when another instance asks for bareJID: the
-// user's run loop logs it out of IMIP, writes what it held, and gives it
-// up (Ownership.Release).
+// ReleaseUser is called when another instance asks for bareJID, which
+// this one owns: the user's run loop logs it out of IMIP, writes what it
+// held, and gives it up (Ownership.Release). A user with no value here
+// has nothing running: it is given up at once.
 func (g *Gateway) ReleaseUser(bareJID string) {
 	bare, err := jid.Parse(bareJID)
 	if err != nil {
 		return
 	}
-	u := g.userFor(bare, false)
-	if u == nil {
-		// Not registered here, or stopping: the instance's leave frees
-		// every user it owned.
+	if g.isClosing() {
+		return // the instance's leave frees every user it owned
+	}
+	if u := g.loadedUser(bare); u != nil && u.postAlways(evRelease{}) {
 		return
 	}
-	u.postAlways(evRelease{})
+	g.spawn(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
+		defer cancel()
+		if err := g.cfg.Owners.Release(ctx, bareJID); err != nil {
+			g.log.Warn("cluster: releasing a user", "user", bareJID, "err", err)
+			return
+		}
+		g.stats.usersGiven.Add(1)
+	})
 }
 
 // onRelease starts the hand-over: the IMIP session logs out, and once
 // its answers are in (the MESGs sent before it are confirmed or not), the
-// held writes are done and the user is given up (finishRelease).
+// link stops and the held writes are done (finishRelease).
 func (u *user) onRelease() {
 	if u.releasing {
 		return
@@ -139,8 +167,9 @@ func (u *user) onRelease() {
 }
 
 // finishRelease stops the user here: the link stops (the session, if
-// any, logs out), the held writes go to the store at once, and a barrier
-// Submit behind them says when they are all written.
+// any, logs out; a login in flight is ended when it comes back), the held
+// writes go to the store at once, and the hand-over ends once every write
+// of the user is done and handled (endRelease).
 func (u *user) finishRelease() {
 	u.draining = nil
 	u.applyLink(linkStop{}, nil)
@@ -151,22 +180,102 @@ func (u *user) finishRelease() {
 	for _, im := range u.inq {
 		u.g.commit.Expedite(im.pend)
 	}
+	u.releaseWriting = true
+	u.barrierSent = false
+}
+
+// releaseStep runs after each event of a user being handed over, once its
+// link stopped: when no job of the user is in flight (a login, whose
+// session is ended when it comes back; a roster job), a barrier Submit
+// goes behind every write the user submitted; when it comes back and the
+// user submitted nothing since (the results of those writes may delete a
+// confirmed message, a write of its own), the user is given up.
+func (u *user) releaseStep() {
+	if !u.releaseWriting || u.released {
+		return
+	}
+	if u.jobs.Load() > 0 {
+		// Its result comes as an event, but the count drops just after:
+		// look again shortly.
+		time.AfterFunc(releasePoll, func() { u.postAlways(evReleaseCheck{}) })
+		return
+	}
+	if u.barrierSent {
+		return
+	}
+	u.barrierSent = true
+	u.barrierAt = u.writes
+	if !u.g.commit.Submit(nil, func(err error) { u.postAlways(evReleaseBarrier{err: err}) }) {
+		u.barrierSent = false
+		time.AfterFunc(releasePoll, func() { u.postAlways(evReleaseCheck{}) })
+	}
+}
+
+// releasePoll is how soon a hand-over waiting for a job or for room in the
+// group commit looks again.
+const releasePoll = 20 * time.Millisecond
+
+// onReleaseBarrier ends the hand-over when nothing was written since the
+// barrier, and sends another barrier otherwise.
+func (u *user) onReleaseBarrier(ev evReleaseBarrier) {
+	u.barrierSent = false
+	if ev.err != nil {
+		u.logger().Warn("cluster: hand-over waits for the store", "err", ev.err)
+		time.AfterFunc(time.Second, func() { u.postAlways(evReleaseCheck{}) })
+		return
+	}
+	if u.writes != u.barrierAt {
+		return // releaseStep sends the next barrier
+	}
+	// A message for IMIP still unconfirmed and not in the store (its
+	// write failed after it was sent) is written again: the next owner
+	// sends it from there.
+	for _, om := range u.outq {
+		if om.done || om.stored || !om.writeFailed {
+			continue
+		}
+		om.writeFailed = false
+		u.writes++
+		if !u.g.commit.Submit([]Op{OpPutMessage{Msg: &om.q}}, func(err error) { u.postAlways(evStoredOut{om: om, err: err}) }) {
+			om.writeFailed = true
+		}
+	}
+	if u.writes != u.barrierAt || slices.ContainsFunc(u.outq, func(om *outMsg) bool { return !om.done && !om.stored }) {
+		if u.writes == u.barrierAt {
+			// Refused by a full group commit: again shortly.
+			time.AfterFunc(releasePoll, func() { u.postAlways(evReleaseCheck{}) })
+		}
+		return // releaseStep sends the next barrier
+	}
 	u.released = true
 	u.g.dropUser(u)
-	// The user is given up once the barrier behind its writes is done
-	// (its done runs on the committer: the release goes on a goroutine).
-	// When the committer is closing, the instance's leave frees the user.
 	g, key, log := u.g, u.key, u.logger()
-	u.g.commit.Submit(nil, func(error) {
+	g.spawn(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
+		defer cancel()
+		if err := g.cfg.Owners.Release(ctx, key); err != nil {
+			log.Warn("cluster: releasing the user", "err", err)
+			return
+		}
 		g.stats.usersGiven.Add(1)
-		g.spawn(func() {
-			ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
-			defer cancel()
-			if err := g.cfg.Owners.Release(ctx, key); err != nil {
-				log.Warn("cluster: releasing the user", "err", err)
-			}
-		})
 	})
+}
+
+// onWhileReleasing handles an event that comes while the user is being
+// handed over, before it is given up: messages are taken (written before
+// the hand-over ends, for the next owner), presences dropped (the next
+// owner probes the user), requests refused.
+func (u *user) onWhileReleasing(ev event) bool {
+	switch ev := ev.(type) {
+	case evAvailability:
+		u.takeAvailability()
+	case evPresence:
+	case evRegister, evUnregister, evCommand, evCard:
+		u.refuseUnowned(ev)
+	default:
+		return false
+	}
+	return true
 }
 
 // afterRelease passes an event that came after the user was given up to
@@ -190,6 +299,26 @@ func (u *user) afterRelease(ev event) {
 	if nu == nil || nu == u || !nu.post(ev) {
 		u.refuseUnowned(ev)
 	}
+}
+
+// RefreshRegistered adds to the gateway's set of registered users those
+// registered through other instances since it started: call it before a
+// component connection of a slot opens, since the users of that slot may
+// have registered elsewhere. Without a cluster it does nothing.
+func (g *Gateway) RefreshRegistered(ctx context.Context) error {
+	if g.cfg.Owners == nil {
+		return nil
+	}
+	regs, err := g.cfg.Store.Registrations(ctx)
+	if err != nil {
+		return fmt.Errorf("gateway: reading registrations: %w", err)
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for _, r := range regs {
+		g.registered[r.JID] = struct{}{}
+	}
+	return nil
 }
 
 // probeSet returns the users to probe after a component connection came

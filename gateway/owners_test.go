@@ -54,7 +54,12 @@ func (f *fakeOwners) Release(ctx context.Context, bare string) error {
 	return nil
 }
 
-func (f *fakeOwners) ProbeSet(ctx context.Context) ([]string, error)   { return nil, nil }
+func (f *fakeOwners) ProbeSet(ctx context.Context) ([]string, error) { return nil, nil }
+func (f *fakeOwners) Owns(bare string) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.owned[bare]
+}
 func (f *fakeOwners) QueuedFree(ctx context.Context) ([]string, error) { return nil, nil }
 
 func (f *fakeOwners) released(bare string) ([]QueuedMessage, bool) {

@@ -333,6 +333,15 @@ func (u *user) failRegistrations(err error) {
 // login of a number, so it replaces the old one); on failure what was
 // registered before stays, and a live session stays live.
 func (u *user) onRegisterDialed(ev evRegisterDialed) {
+	if u.releasing {
+		// Another instance has the user now: the check's session ends.
+		u.reqBusy = false
+		if ev.c != nil {
+			u.endConn(ev.c, "user handed over")
+		}
+		ev.req.reply <- errMoving
+		return
+	}
 	u.reqBusy = false
 	defer u.nextRequest()
 	lost := u.lostDuringCheck
@@ -387,10 +396,13 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 		failed(fmt.Errorf("gateway: storing registration: %w", err))
 		return
 	}
-	if u.reg == nil && u.g.cfg.Owners != nil {
+	if u.reg == nil && u.g.cfg.Owners != nil && !u.acquire() {
 		// A new registration: nobody could own the user before it, so
-		// this takes it at once (its session is the registration's login).
-		u.acquire()
+		// this takes it at once (its session is the registration's
+		// login), unless another instance registered the JID meanwhile.
+		u.loaded = false // the next event loads it (and asks for it)
+		failed(errMoving)
+		return
 	}
 	if u.reg != nil && u.reg.Number != req.number {
 		// The old number's contacts leave the roster; the store dropped

@@ -149,6 +149,7 @@ func (u *user) persist(n wire.Number) {
 // write submits ops to the group commit; a failure is logged (the list in
 // memory stays right, and the next login's sync writes it again).
 func (u *user) write(ops []Op, what string) {
+	u.writes++
 	log := u.logger()
 	if !u.g.commit.Submit(ops, func(err error) {
 		if err != nil {

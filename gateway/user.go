@@ -171,6 +171,13 @@ type user struct {
 	takenAt   time.Time
 	releasing bool
 	released  bool
+	// releaseWriting: the link stopped, the hand-over waits for the
+	// user's writes (barrierSent: a barrier Submit is out, sent when
+	// writes was barrierAt); writes counts the Submits of the user's loop.
+	releaseWriting bool
+	barrierSent    bool
+	barrierAt      uint64
+	writes         uint64
 	// shownOut and shownIn are len(outq) and len(inq) as last counted in
 	// the gateway's stats (countQueues).
 	shownOut, shownIn int
@@ -196,6 +203,10 @@ func (u *user) handle(ev event) {
 			u.refuseUnowned(ev)
 			return
 		}
+	}
+	if u.releasing && u.onWhileReleasing(ev) {
+		u.releaseStep()
+		return
 	}
 	switch ev := ev.(type) {
 	case evPresence:
@@ -250,9 +261,13 @@ func (u *user) handle(ev event) {
 		u.onShutdown()
 	case evRelease:
 		u.onRelease()
+	case evReleaseCheck:
+	case evReleaseBarrier:
+		u.onReleaseBarrier(ev)
 	}
 	u.countQueues()
 	u.dropStaleCards()
+	u.releaseStep()
 }
 
 // countQueues brings the gateway's queue gauges up to date with the

@@ -243,11 +243,13 @@ func Run(ctx context.Context, o Options) error {
 	defer cancelComp()
 	runErr := make(chan error, 1)
 	clusterErr := make(chan error, 1)
+	cancelNode := func() {}
 	if slots != nil {
 		// The component connections open as the cluster gives this
 		// instance slots (none while every slot is held elsewhere).
 		slots.start(compCtx, runErr)
-		nodeCtx, cancelNode := context.WithCancel(context.Background())
+		var nodeCtx context.Context
+		nodeCtx, cancelNode = context.WithCancel(context.Background())
 		defer cancelNode()
 		go func() { clusterErr <- node.Run(nodeCtx) }()
 	} else {
@@ -299,18 +301,26 @@ func Run(ctx context.Context, o Options) error {
 			log.Warn("component did not stop in time")
 		}
 	}
+	closed := true
 	if err := g.Close(sctx); err != nil {
 		// Some run loop is stuck past the grace: leave the store open for
 		// it (the process is about to exit; SQLite's WAL keeps what was
 		// committed).
 		log.Warn("gateway close", "err", err)
-		closeStore = false
+		closeStore, closed = false, false
 	}
 	if node != nil {
-		// The connections are closed and the users written: their slots
-		// and the users go to the other instances now.
-		if err := node.Leave(sctx); err != nil {
-			log.Warn("cluster: leaving", "err", err)
+		cancelNode()
+		if err := <-clusterErr; err != nil {
+			log.Warn("cluster: membership ended", "err", err)
+		} else if closed {
+			// The connections are closed and the users written: their
+			// slots and users go to the other instances now. (A run loop
+			// stuck past the grace keeps them until the process is gone
+			// and the others see its lock go.)
+			if err := node.Leave(sctx); err != nil {
+				log.Warn("cluster: leaving", "err", err)
+			}
 		}
 	}
 	log.Info("stopped")

@@ -56,13 +56,12 @@ type slotConns struct {
 	slots    int   // the cluster's, for the slot check
 	given    []int // the slots held, as the node last said
 	running  map[int]*slotRun
-	giving   map[int]bool // slots closing to be given away
-	mainSlot int          // the main connection's slot; 0 before it runs
+	mainSlot int // the main connection's slot; 0 before it runs
 	wg       sync.WaitGroup
 }
 
 func newSlotConns(g *gateway.Gateway, node *cluster.Node, slots int, cfg xmppside.Config, log *slog.Logger) *slotConns {
-	s := &slotConns{g: g, cfg: cfg, log: log, node: node, slots: slots, running: make(map[int]*slotRun), giving: make(map[int]bool)}
+	s := &slotConns{g: g, cfg: cfg, log: log, node: node, slots: slots, running: make(map[int]*slotRun)}
 	s.main = xmppside.New(cfg, mainHandler{Gateway: g, s: s})
 	node.SetHooks(cluster.Hooks{Slots: s.onSlots, Release: g.ReleaseUser, Give: s.give})
 	return s
@@ -150,16 +149,11 @@ func (s *slotConns) onSlots(slots []int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.given = slices.Clone(slots)
-	for slot := range s.giving {
-		if !slices.Contains(slots, slot) {
-			delete(s.giving, slot)
-		}
-	}
 	if s.ctx == nil || s.ctx.Err() != nil {
 		return
 	}
 	for _, slot := range slots {
-		if s.running[slot] != nil || s.giving[slot] {
+		if s.running[slot] != nil {
 			continue
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
@@ -171,6 +165,7 @@ func (s *slotConns) onSlots(slots []int) {
 			go func() {
 				defer s.wg.Done()
 				defer close(r.done)
+				s.refresh(ctx)
 				if err := s.main.Run(ctx); err != nil {
 					s.runErr <- err
 				}
@@ -183,6 +178,7 @@ func (s *slotConns) onSlots(slots []int) {
 		go func() {
 			defer s.wg.Done()
 			defer close(r.done)
+			s.refresh(ctx)
 			if err := comp.Run(ctx); err != nil {
 				s.log.Error("cluster: slot connection refused", "slot", slot, "err", err)
 			}
@@ -201,9 +197,10 @@ func (s *slotConns) onSlots(slots []int) {
 
 // give is the node's Give hook: the connection of the highest slot other
 // than the main one closes (in order: the server unregisters it before the
-// stream ends), then the slot is freed for the instance holding fewer.
-func (s *slotConns) give() bool {
+// stream ends); the node frees the slot once it is closed.
+func (s *slotConns) give() (int, <-chan struct{}, bool) {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	slot := 0
 	for k := range s.running {
 		if k != s.mainSlot && k > slot {
@@ -211,20 +208,24 @@ func (s *slotConns) give() bool {
 		}
 	}
 	if slot == 0 {
-		s.mu.Unlock()
-		return false
+		return 0, nil, false
 	}
 	r := s.running[slot]
 	delete(s.running, slot)
-	s.giving[slot] = true
-	s.mu.Unlock()
 	s.log.Info("cluster: closing a slot connection for another instance", "slot", slot)
 	r.cancel()
-	go func() {
-		<-r.done
-		s.node.FreeSlot(slot) // onSlots forgets it once the node does
-	}()
-	return true
+	return slot, r.done, true
+}
+
+// refresh brings the gateway's registered users up to date before a slot's
+// connection opens: the users of that slot may have registered through the
+// instance that held it before.
+func (s *slotConns) refresh(ctx context.Context) {
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := s.g.RefreshRegistered(rctx); err != nil {
+		s.log.Warn("cluster: registered users not refreshed", "err", err)
+	}
 }
 
 // standby reports whether the instance holds no slot: it has no component

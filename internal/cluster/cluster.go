@@ -109,9 +109,11 @@ type Hooks struct {
 	Release func(jid string)
 	// Give is called when this instance holds two slots more than
 	// another: close the connection of one slot (not the one the instance
-	// sends on), then call [Node.FreeSlot], and report true; false when
-	// there is none to give. It is not called again before that FreeSlot.
-	Give func() bool
+	// sends on) and return the slot and a channel closed once the
+	// connection is closed; ok false when there is none to give. The node
+	// frees the slot then, and until it did, the Slots hook is not told
+	// about that slot.
+	Give func() (slot int, closed <-chan struct{}, ok bool)
 }
 
 // Node is this instance's membership of the cluster.
@@ -128,8 +130,9 @@ type Node struct {
 
 	mu      sync.Mutex
 	held    []int                      // slots held, as last read
-	freed   map[int]bool               // slots whose connection closed, to free
-	giving  bool                       // Give called, its FreeSlot not yet
+	giving  int                        // the slot being given, 0 when none
+	force   bool                       // call the Slots hook at the next read
+	suspect map[int32]time.Time        // instances seen without their lock, since
 	waiting map[string][]chan struct{} // Acquire calls waiting for a release
 	since   map[string]time.Time       // when this instance took each user
 	asked   map[string]bool            // release requests being carried out
@@ -167,7 +170,7 @@ func Join(ctx context.Context, cfg Config) (*Node, error) {
 		pcfg.ConnConfig.ConnectTimeout = 10 * time.Second
 	}
 	pcfg.MaxConns = maxConns
-	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), freed: make(map[int]bool),
+	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), suspect: make(map[int32]time.Time),
 		waiting: make(map[string][]chan struct{}), since: make(map[string]time.Time), asked: make(map[string]bool)}
 	ok := false
 	defer func() {
@@ -299,6 +302,9 @@ func (n *Node) Run(ctx context.Context) error {
 	}
 }
 
+// wakeIn makes Run check again after d.
+func (n *Node) wakeIn(d time.Duration) { time.AfterFunc(d, n.wake) }
+
 // wake makes Run check now.
 func (n *Node) wake() {
 	select {
@@ -321,24 +327,12 @@ func (n *Node) check(ctx context.Context) error {
 	if !held {
 		return fmt.Errorf("%w: the lock is no longer held", ErrLost)
 	}
-	n.mu.Lock()
-	freed := make([]int, 0, len(n.freed))
-	for s := range n.freed {
-		freed = append(freed, s)
-	}
-	n.mu.Unlock()
 	changed := false
 	var mine, least int64 // slots held by this instance, and by the one holding fewest
 	err = pgx.BeginFunc(cctx, n.pool, func(tx pgx.Tx) error {
 		changed, mine, least = false, 0, 0
 		if _, err := tx.Exec(cctx, `SELECT pg_advisory_xact_lock($1, 0)`, LockSpace); err != nil {
 			return err
-		}
-		if len(freed) > 0 {
-			if _, err := tx.Exec(cctx, `UPDATE cluster_slots SET instance = NULL WHERE instance = $1 AND slot = ANY($2)`, n.id, freed); err != nil {
-				return err
-			}
-			changed = true
 		}
 		rows, err := tx.Query(cctx, `SELECT i.id, i.name, (SELECT count(*) FROM cluster_owners o WHERE o.instance = i.id)
 			FROM cluster_instances i WHERE NOT `+isLive("i.id"))
@@ -354,7 +348,23 @@ func (n *Node) check(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
+		now := time.Now()
+		seen := make(map[int32]bool, len(dead))
 		for _, d := range dead {
+			seen[d.ID] = true
+			// Dead from the second look on, a check interval apart: an
+			// instance that lost its lock (not its process) has that long
+			// to notice and stop before its users go to others.
+			n.mu.Lock()
+			first, ok := n.suspect[d.ID]
+			if !ok {
+				n.suspect[d.ID] = now
+			}
+			n.mu.Unlock()
+			if !ok || now.Sub(first) < n.cfg.CheckInterval {
+				n.wakeIn(n.cfg.CheckInterval)
+				continue
+			}
 			// ON DELETE: its users are free, its slots free.
 			if _, err := tx.Exec(cctx, `DELETE FROM cluster_instances WHERE id = $1`, d.ID); err != nil {
 				return err
@@ -362,6 +372,13 @@ func (n *Node) check(ctx context.Context) error {
 			n.log.Warn("cluster: an instance is gone; its users and slots are free", "gone", d.ID, "name", d.Name, "users", d.Users)
 			changed = true
 		}
+		n.mu.Lock()
+		for id := range n.suspect {
+			if !seen[id] {
+				delete(n.suspect, id)
+			}
+		}
+		n.mu.Unlock()
 		rows, err = tx.Query(cctx, `SELECT i.id, (SELECT count(*) FROM cluster_slots s WHERE s.instance = i.id)
 			FROM cluster_instances i WHERE NOT i.stopping ORDER BY i.id`)
 		if err != nil {
@@ -412,13 +429,6 @@ func (n *Node) check(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: check: %w", err)
 	}
-	if len(freed) > 0 {
-		n.mu.Lock()
-		for _, s := range freed {
-			delete(n.freed, s)
-		}
-		n.mu.Unlock()
-	}
 	if changed {
 		n.notify(cctx, "changed")
 	}
@@ -432,15 +442,20 @@ func (n *Node) check(ctx context.Context) error {
 	// routes there meanwhile, so this is done one slot at a time.
 	if mine >= 2 && mine-least >= 2 && n.hooks.Give != nil {
 		n.mu.Lock()
-		give := !n.giving && len(n.freed) == 0
-		n.giving = n.giving || give
+		busy := n.giving != 0
 		n.mu.Unlock()
-		if give {
-			n.log.Info("cluster: giving a slot to an instance that holds fewer", "held", mine, "fewest", least)
-			if !n.hooks.Give() {
+		if !busy {
+			if slot, closed, ok := n.hooks.Give(); ok {
+				n.log.Info("cluster: giving a slot to an instance that holds fewer", "slot", slot, "held", mine, "fewest", least)
 				n.mu.Lock()
-				n.giving = false
+				n.giving = slot
 				n.mu.Unlock()
+				go func() {
+					<-closed
+					fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+					defer cancel()
+					n.FreeSlot(fctx, slot)
+				}()
 			}
 		}
 	}
@@ -458,13 +473,15 @@ func (n *Node) readSlots(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("cluster: reading slots: %w", err)
 	}
-	slots := make([]int, len(got))
-	for i, s := range got {
-		slots[i] = int(s)
-	}
+	slots := make([]int, 0, len(got))
 	n.mu.Lock()
-	same := slices.Equal(slots, n.held)
-	n.held = slots
+	for _, s := range got {
+		if int(s) != n.giving { // its connection is closing
+			slots = append(slots, int(s))
+		}
+	}
+	same := slices.Equal(slots, n.held) && !n.force
+	n.held, n.force = slots, false
 	n.mu.Unlock()
 	if !same && n.hooks.Slots != nil {
 		n.log.Info("cluster: slots held", "slots", slots)
@@ -473,13 +490,22 @@ func (n *Node) readSlots(ctx context.Context) error {
 	return nil
 }
 
-// FreeSlot says the connection of slot is closed: the slot may go to
-// another instance (at the next check, which it starts).
-func (n *Node) FreeSlot(slot int) {
+// FreeSlot gives back slot, whose connection is closed: it goes to the
+// instance holding the fewest (at the next check, which it starts). When
+// the database does not take it, the slot stays this instance's, and the
+// Slots hook is told again (its connection reopens).
+func (n *Node) FreeSlot(ctx context.Context, slot int) {
+	_, err := n.pool.Exec(ctx, `UPDATE cluster_slots SET instance = NULL WHERE slot = $1 AND instance = $2`, slot, n.id)
+	if err != nil {
+		n.log.Warn("cluster: freeing a slot", "slot", slot, "err", err)
+	}
 	n.mu.Lock()
-	n.freed[slot] = true
-	n.giving = false
+	if n.giving == slot {
+		n.giving = 0
+	}
+	n.force = true
 	n.mu.Unlock()
+	n.notify(ctx, "changed")
 	n.wake()
 }
 
@@ -522,7 +548,9 @@ func (n *Node) onNotification(nt *pgconn.Notification) {
 		}
 		jid := f[3]
 		n.mu.Lock()
-		if n.asked[jid] || n.closed {
+		if n.asked[jid] || n.closed || n.since[jid].IsZero() {
+			// Carried out already, or stale: this instance does not
+			// hold the user (it gave it up just before the asker looked).
 			n.mu.Unlock()
 			return
 		}
@@ -647,6 +675,13 @@ func (n *Node) Release(ctx context.Context, jid string) error {
 	}
 	n.notify(ctx, "released "+jid)
 	return nil
+}
+
+// Owns reports whether this instance took jid and has not given it up.
+func (n *Node) Owns(jid string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return !n.since[jid].IsZero()
 }
 
 // ProbeSet returns the registered users this instance should probe after

@@ -94,16 +94,16 @@ func (r *rig) join(autoRelease bool) *node {
 			nd.slots = slices.Clone(s)
 			nd.mu.Unlock()
 		},
-		Give: func() bool {
+		Give: func() (int, <-chan struct{}, bool) {
 			nd.mu.Lock()
 			defer nd.mu.Unlock()
 			if len(nd.slots) < 2 {
-				return false
+				return 0, nil, false
 			}
 			nd.gave++
-			give := nd.slots[len(nd.slots)-1]
-			go n.FreeSlot(give) // its connection closed
-			return true
+			closed := make(chan struct{})
+			close(closed) // no connection to close here
+			return nd.slots[len(nd.slots)-1], closed, true
 		},
 		Release: func(jid string) {
 			nd.mu.Lock()
