@@ -122,6 +122,9 @@ type Gateway struct {
 	logins    *rate.Limiter // paces IMIP logins
 	rosterOps *rate.Limiter // paces roster changes in users' rosters
 	queued    []string      // users with queued messages, loaded at the first link-up
+	// freeQueued are, with a cluster, the users nobody owns that have
+	// queued messages: loaded when a presence of theirs comes here.
+	freeQueued map[string]struct{}
 	// ctx ends when Close starts: waits of helper goroutines end with it.
 	ctx    context.Context
 	cancel context.CancelFunc
@@ -198,6 +201,7 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 		log:        cfg.Logger,
 		users:      make(map[string]*user),
 		registered: make(map[string]struct{}, len(regs)),
+		freeQueued: make(map[string]struct{}),
 	}
 	g.out.g = g
 	g.stats = newStats()
@@ -345,8 +349,14 @@ func (g *Gateway) HandlePresence(p xmppside.Presence) {
 	if p.Type == "unavailable" {
 		// Nothing to log out for a user not loaded (the answers to the
 		// gateway's probes after a reconnect are mostly these): do not
-		// load the user for it.
+		// load the user for it, unless it has messages waiting that
+		// nobody delivers (see probeAndLoad).
 		if u = g.loadedUser(p.From.Bare()); u == nil {
+			if g.takeFreeQueued(p.From.Bare().String()) {
+				if u = g.userFor(p.From.Bare(), false); u != nil {
+					u.postAlways(evLoad{})
+				}
+			}
 			return
 		}
 	} else {

@@ -73,7 +73,9 @@ func (u *user) acquire() bool {
 	if own == nil {
 		return true
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), u.g.cfg.HandoverTimeout)
+	// Bounded, and over when the gateway stops (a stop must not wait
+	// for another instance).
+	ctx, cancel := context.WithTimeout(u.g.ctx, u.g.cfg.HandoverTimeout)
 	defer cancel()
 	took, err := own.Acquire(ctx, u.key)
 	if err != nil {
@@ -88,6 +90,18 @@ func (u *user) acquire() bool {
 		u.g.stats.usersTaken.Add(1)
 		u.g.sendPresence(xmppside.Presence{From: u.g.cfg.Domain, To: u.bare, Type: "probe"})
 	}
+	return true
+}
+
+// takeFreeQueued reports whether bare was noted as a free user with
+// queued messages, and forgets it.
+func (g *Gateway) takeFreeQueued(bare string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if _, ok := g.freeQueued[bare]; !ok {
+		return false
+	}
+	delete(g.freeQueued, bare)
 	return true
 }
 
@@ -248,6 +262,8 @@ func (u *user) onReleaseBarrier(ev evReleaseBarrier) {
 		return // releaseStep sends the next barrier
 	}
 	u.released = true
+	// The next owner counts what waits in the store from now on.
+	u.outq, u.inq = nil, nil
 	u.g.dropUser(u)
 	g, key, log := u.g, u.key, u.logger()
 	g.spawn(func() {
@@ -344,7 +360,8 @@ func (g *Gateway) probeSet(ctx context.Context) []string {
 // SlotConnected is called when another component connection of this
 // instance came up (with a cluster, one per slot it holds beyond the
 // first): the users whose stanzas now come here are probed, and the free
-// users with queued messages loaded.
+// users with queued messages are loaded when their server's answer comes
+// here (see probeAndLoad).
 func (g *Gateway) SlotConnected(ctx context.Context) {
 	if g.isClosing() {
 		return
@@ -352,8 +369,12 @@ func (g *Gateway) SlotConnected(ctx context.Context) {
 	g.spawn(func() { g.probeAndLoad(ctx) })
 }
 
-// probeAndLoad probes the users of probeSet and, with a cluster, loads the
-// free users with queued messages.
+// probeAndLoad probes the users of probeSet. With a cluster, the free
+// users with queued messages are noted: the instance that receives a
+// user's answer to the probe (the server routes it by the user's JID, to
+// the instance that should serve the user) loads the user then, even for
+// an unavailable presence (see HandlePresence), so that the messages flow
+// from the right instance.
 func (g *Gateway) probeAndLoad(ctx context.Context) {
 	if own := g.cfg.Owners; own != nil {
 		queued, err := own.QueuedFree(ctx)
@@ -361,9 +382,10 @@ func (g *Gateway) probeAndLoad(ctx context.Context) {
 			g.log.Warn("cluster: users with queued messages", "err", err)
 		}
 		g.mu.Lock()
-		g.queued = append(g.queued, queued...)
+		for _, k := range queued {
+			g.freeQueued[k] = struct{}{}
+		}
 		g.mu.Unlock()
-		g.loadQueued()
 	}
 	for _, k := range g.probeSet(ctx) {
 		to, err := jid.Parse(k)

@@ -146,7 +146,8 @@ func (s *Store) provider() (*goose.Provider, error) {
 	}
 	// Instances of a cluster may start together: the migrations run under
 	// an advisory lock (goose's), one instance at a time.
-	locker, err := lock.NewPostgresSessionLocker()
+	// Tried each second (goose's default is every 5 s), for a minute.
+	locker, err := lock.NewPostgresSessionLocker(lock.WithLockTimeout(1, 60))
 	if err != nil {
 		return nil, fmt.Errorf("migrations: %w", err)
 	}
