@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -41,29 +42,40 @@ type compMsg struct{ from, body string }
 
 // dialRawComponent opens a component stream to srv and completes the
 // handshake; a goroutine then records every <message/> until the stream
-// ends. The connection is closed at cleanup.
+// ends. The connection is closed at cleanup. It fails t on error.
 func dialRawComponent(ctx context.Context, t *testing.T, srv *xmppserver.Ejabberd, name string) *rawComponent {
+	t.Helper()
+	c, err := tryDialRawComponent(ctx, t, srv, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// tryDialRawComponent is dialRawComponent returning the error.
+func tryDialRawComponent(ctx context.Context, t *testing.T, srv *xmppserver.Ejabberd, name string) (*rawComponent, error) {
 	t.Helper()
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", srv.ComponentAddr())
 	if err != nil {
-		t.Fatalf("component %s: %v", name, err)
+		return nil, fmt.Errorf("component %s: %w", name, err)
 	}
-	c := &rawComponent{name: name, conn: conn, done: make(chan struct{})}
-	t.Cleanup(func() {
-		_ = conn.Close()
-		<-c.done
-	})
 	if dl, ok := ctx.Deadline(); ok {
 		_ = conn.SetDeadline(dl)
 	}
 	fmt.Fprintf(conn, "<?xml version='1.0'?><stream:stream xmlns='jabber:component:accept' "+
 		"xmlns:stream='http://etherx.jabber.org/streams' to='%s'>", srv.ComponentName())
 	dec := xml.NewDecoder(conn)
+	fail := func(what string, err error) (*rawComponent, error) {
+		_ = conn.Close()
+		return nil, fmt.Errorf("component %s: %s: %w", name, what, err)
+	}
 	start, err := nextStart(dec)
-	if err != nil || start.Name.Local != "stream" {
-		close(c.done)
-		t.Fatalf("component %s: no stream header: %v %v", name, start.Name, err)
+	if err == nil && start.Name.Local != "stream" {
+		err = fmt.Errorf("got <%s>", start.Name.Local)
+	}
+	if err != nil {
+		return fail("no stream header", err)
 	}
 	var id string
 	for _, a := range start.Attr {
@@ -74,17 +86,23 @@ func dialRawComponent(ctx context.Context, t *testing.T, srv *xmppserver.Ejabber
 	sum := sha1.Sum([]byte(id + srv.Secret())) // #nosec G401 -- XEP-0114.
 	fmt.Fprintf(conn, "<handshake>%s</handshake>", hex.EncodeToString(sum[:]))
 	start, err = nextStart(dec)
-	if err != nil || start.Name.Local != "handshake" {
-		close(c.done)
-		t.Fatalf("component %s: handshake refused: %v %v", name, start.Name, err)
+	if err == nil && start.Name.Local != "handshake" {
+		err = fmt.Errorf("got <%s>", start.Name.Local)
 	}
-	if err := dec.Skip(); err != nil {
-		close(c.done)
-		t.Fatalf("component %s: handshake: %v", name, err)
+	if err == nil {
+		err = dec.Skip()
+	}
+	if err != nil {
+		return fail("handshake refused", err)
 	}
 	_ = conn.SetDeadline(time.Time{})
+	c := &rawComponent{name: name, conn: conn, done: make(chan struct{})}
+	t.Cleanup(func() {
+		_ = conn.Close()
+		<-c.done
+	})
 	go c.read(dec)
-	return c
+	return c, nil
 }
 
 func nextStart(dec *xml.Decoder) (xml.StartElement, error) {
@@ -178,11 +196,90 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-// balanceUser is a Jabber user of the balancing test.
+// balanceUser is a Jabber user of the balancing tests.
 type balanceUser struct {
 	name string
 	sess *xmpp.Session
 	own  <-chan testenv.Message // messages to the user, for the markers
+}
+
+const (
+	balanceUsers = 30     // Jabber users of each balancing test
+	echoUser     = "echo" // the component's user every message is sent to
+)
+
+// balanceRig is a private ejabberd with balanceUsers logged-in users.
+type balanceRig struct {
+	t     *testing.T
+	ctx   context.Context
+	srv   *xmppserver.Ejabberd
+	users []*balanceUser
+}
+
+// newBalanceRig starts ejabberd with balancing b for the component and
+// logs the users in (in parallel).
+func newBalanceRig(t *testing.T, b *xmppserver.ComponentBalancing) *balanceRig {
+	t.Helper()
+	_, err := xmppserver.EjabberdAvailable("")
+	testenv.SkipUnavailable(t, err)
+	users := make(map[string]string, balanceUsers)
+	for i := range balanceUsers {
+		users[fmt.Sprintf("bal%02d", i)] = fmt.Sprintf("pw-%02d", i)
+	}
+	began := time.Now()
+	srv := testenv.Ejabberd(t, xmppserver.EjabberdOptions{Balancing: b, Users: users})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	t.Cleanup(cancel)
+	r := &balanceRig{t: t, ctx: ctx, srv: srv, users: make([]*balanceUser, balanceUsers)}
+	errs := make([]error, balanceUsers)
+	var wg sync.WaitGroup
+	for i := range balanceUsers {
+		wg.Go(func() {
+			name := fmt.Sprintf("bal%02d", i)
+			sess, err := testenv.TryDialClient(ctx, srv, name, users[name], "")
+			r.users[i], errs[i] = &balanceUser{name: name, sess: sess}, err
+		})
+	}
+	wg.Wait()
+	for i, u := range r.users {
+		if errs[i] != nil {
+			t.Fatal(errs[i])
+		}
+		u.own = testenv.ServeMessages(t, u.sess)
+	}
+	t.Logf("ejabberd up, %d users logged in, in %v", balanceUsers, time.Since(began).Round(time.Millisecond))
+	return r
+}
+
+// send sends body from u to the component's echo user.
+func (r *balanceRig) send(u *balanceUser, body string) {
+	r.t.Helper()
+	to := jid.MustParse(echoUser + "@" + r.srv.ComponentName())
+	if err := testenv.SendChat(r.ctx, u.sess, jid.JID{}, to, body); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// sendAll sends perUser numbered messages "TAG-USER-K" from every user.
+func (r *balanceRig) sendAll(tag string, perUser int) {
+	r.t.Helper()
+	for _, u := range r.users {
+		for k := range perUser {
+			r.send(u, fmt.Sprintf("%s-%s-%d", tag, u.name, k))
+		}
+	}
+}
+
+// where returns, for each body received by one of cs, the connections
+// that received it (several would be a duplicate).
+func where(cs []*rawComponent) map[string][]string {
+	m := make(map[string][]string)
+	for _, c := range cs {
+		for _, msg := range c.received() {
+			m[msg.body] = append(m[msg.body], c.name)
+		}
+	}
+	return m
 }
 
 // TestEjabberdComponentBalancing proves, against the installed ejabberd,
@@ -198,25 +295,13 @@ type balanceUser struct {
 //     connection takes the slot and receives only what is sent after it.
 func TestEjabberdComponentBalancing(t *testing.T) {
 	const (
-		slots    = 3
-		nUsers   = 30
-		perUser  = 3
-		echoUser = "echo" // the component's user every message is sent to
+		slots   = 3
+		nUsers  = balanceUsers
+		perUser = 3
 	)
-	_, err := xmppserver.EjabberdAvailable("")
-	testenv.SkipUnavailable(t, err)
-	users := make(map[string]string, nUsers)
-	for i := range nUsers {
-		users[fmt.Sprintf("bal%02d", i)] = fmt.Sprintf("pw-%02d", i)
-	}
 	began := time.Now()
-	srv := testenv.Ejabberd(t, xmppserver.EjabberdOptions{
-		Balancing: &xmppserver.ComponentBalancing{Type: "bare_source", ComponentNumber: slots},
-		Users:     users,
-	})
-	t.Logf("ejabberd with %d users up in %v", nUsers, time.Since(began).Round(time.Millisecond))
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	r := newBalanceRig(t, &xmppserver.ComponentBalancing{Type: "bare_source", ComponentNumber: slots})
+	ctx, srv, us, send := r.ctx, r.srv, r.users, r.send
 
 	// The slot holders, one after the other (each takes the first free
 	// slot), then one connection too many.
@@ -225,51 +310,10 @@ func TestEjabberdComponentBalancing(t *testing.T) {
 		comps = append(comps, dialRawComponent(ctx, t, srv, fmt.Sprint("slot", i)))
 	}
 	extra := dialRawComponent(ctx, t, srv, "extra")
-
-	// The users log in in parallel.
-	us := make([]*balanceUser, nUsers)
-	errs := make([]error, nUsers)
-	var wg sync.WaitGroup
-	for i := range nUsers {
-		wg.Go(func() {
-			name := fmt.Sprintf("bal%02d", i)
-			sess, err := testenv.TryDialClient(ctx, srv, name, users[name], "")
-			us[i], errs[i] = &balanceUser{name: name, sess: sess}, err
-		})
-	}
-	wg.Wait()
-	for i, u := range us {
-		if errs[i] != nil {
-			t.Fatal(errs[i])
-		}
-		u.own = testenv.ServeMessages(t, u.sess)
-	}
-	to := jid.MustParse(echoUser + "@" + srv.ComponentName())
-	send := func(u *balanceUser, body string) {
-		t.Helper()
-		if err := testenv.SendChat(ctx, u.sess, jid.JID{}, to, body); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// where returns, for each body received by any connection, the
-	// connections that received it (several would be a duplicate).
 	all := func() []*rawComponent { return append(append([]*rawComponent(nil), comps...), extra) }
-	where := func(cs []*rawComponent) map[string][]string {
-		m := make(map[string][]string)
-		for _, c := range cs {
-			for _, msg := range c.received() {
-				m[msg.body] = append(m[msg.body], c.name)
-			}
-		}
-		return m
-	}
 
 	// Phase 1: every user sends perUser messages.
-	for _, u := range us {
-		for k := range perUser {
-			send(u, fmt.Sprintf("p1-%s-%d", u.name, k))
-		}
-	}
+	r.sendAll("p1", perUser)
 	waitUntil(t, "every phase-1 message at a slot holder", func() bool { return len(where(all())) == nUsers*perUser })
 	owner := make(map[string]int) // user -> index in comps
 	perComp := make([]int, slots)
@@ -389,4 +433,91 @@ func indexOf(cs []*rawComponent, name string) int {
 		}
 	}
 	return -1
+}
+
+// spread sends perUser messages from every user to the component, waits
+// until conns received them all, and returns, per connection, the number
+// of users it got messages of, and how many users' messages reached more
+// than one connection.
+func (r *balanceRig) spread(conns []*rawComponent, perUser int) (usersPer []int, split int) {
+	r.t.Helper()
+	r.sendAll("s", perUser)
+	waitUntil(r.t, "every message at a connection", func() bool { return len(where(conns)) == len(r.users)*perUser })
+	got := where(conns)
+	usersPer = make([]int, len(conns))
+	for _, u := range r.users {
+		at := make(map[string]bool)
+		for k := range perUser {
+			b := got[fmt.Sprintf("s-%s-%d", u.name, k)]
+			if len(b) != 1 {
+				r.t.Fatalf("%s's message %d reached %v, want exactly one connection", u.name, k, b)
+			}
+			at[b[0]] = true
+		}
+		for i, c := range conns {
+			if at[c.name] {
+				usersPer[i]++
+			}
+		}
+		if len(at) > 1 {
+			split++
+		}
+	}
+	return usersPer, split
+}
+
+// With a domain_balancing entry for the component but no
+// component_number, ejabberd 23.01 cannot take a component connection at
+// all: ejabberd_router:get_component_number/1 reads component_number with
+// maps:get/2 and no default, so every handshake crashes the connection's
+// process ({badkey,component_number}) and the connection is closed.
+func TestEjabberdBalancingWithoutComponentNumber(t *testing.T) {
+	r := newBalanceRig(t, &xmppserver.ComponentBalancing{Type: "bare_source"})
+	from := logLen(r.srv.LogPath())
+	c, err := tryDialRawComponent(r.ctx, t, r.srv, "conn")
+	if err == nil {
+		c.close(t)
+		t.Fatal("the component handshake succeeded; ejabberd 23.01 crashes it without component_number")
+	}
+	t.Logf("handshake: %v", err)
+	waitUntil(t, "ejabberd's crash report", func() bool {
+		return strings.Contains(logFrom(r.srv.LogPath(), from), "{badkey,component_number}")
+	})
+}
+
+// logLen is the size of the file at path (0 if it cannot be read).
+func logLen(path string) int {
+	data, _ := os.ReadFile(path)
+	return len(data)
+}
+
+// logFrom is the file at path from byte from on ("" if it cannot be read).
+func logFrom(path string, from int) string {
+	data, err := os.ReadFile(path)
+	if err != nil || len(data) < from {
+		return ""
+	}
+	return string(data[from:])
+}
+
+// Without domain_balancing, ejabberd picks a connection at random for each
+// stanza: one user's messages reach several connections. (With 30 users
+// and 5 messages each, all of every user's messages meeting on one of
+// three connections at random has a probability of (1/81)^30.)
+func TestEjabberdNoBalancing(t *testing.T) {
+	r := newBalanceRig(t, nil)
+	var conns []*rawComponent
+	for i := range 3 {
+		conns = append(conns, dialRawComponent(r.ctx, t, r.srv, fmt.Sprint("conn", i)))
+	}
+	usersPer, split := r.spread(conns, 5)
+	t.Logf("users per connection: %v; users on several connections: %d of %d", usersPer, split, len(r.users))
+	if split == 0 {
+		t.Errorf("every user's messages reached one connection: want them spread per stanza")
+	}
+	for i, n := range usersPer {
+		if n == 0 {
+			t.Errorf("connection %s got nothing", conns[i].name)
+		}
+	}
 }

@@ -65,15 +65,19 @@ type EjabberdOptions struct {
 //     it are dropped without an error until a new connection takes it.
 //     Each stanza goes to slot erlang:phash2(key, N), the key chosen by
 //     Type ("bare_source": the sender's bare JID).
-//   - Without ComponentNumber every Type sends everything to one
-//     connection; without domain_balancing at all, ejabberd picks a
-//     connection at random per stanza.
+//   - Without ComponentNumber no component can connect at all: 23.01
+//     reads component_number without a default once the domain has a
+//     domain_balancing entry, and every handshake crashes the connection
+//     ({badkey,component_number} in ejabberd's log). Without
+//     domain_balancing (Balancing nil), ejabberd picks one of the
+//     connections at random for each stanza.
 type ComponentBalancing struct {
 	// Type is random, source, destination, bare_source or bare_destination;
 	// empty leaves ejabberd's default (random).
 	Type string
 	// ComponentNumber is the number of slots, 2 to 1000 (ejabberd's
-	// bounds); 0 leaves it out.
+	// bounds); 0 leaves it out, which ejabberd 23.01 cannot work with
+	// (see above; kept possible so that a test can show it).
 	ComponentNumber int
 }
 
