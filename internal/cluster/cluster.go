@@ -1,0 +1,660 @@
+// Package cluster lets several transport instances serve one component
+// domain from one PostgreSQL database, behind an XMPP server that spreads
+// the domain's stanzas over several component connections (ejabberd's
+// domain_balancing with component_number).
+//
+// Three things are decided here, all through the database (no protocol of
+// its own between instances):
+//
+//   - Which instances are alive. Each instance holds a session-level
+//     advisory lock (LockSpace, its id) on a connection of its own for its
+//     whole life; PostgreSQL drops the lock the moment that connection
+//     ends, however the process ended. An instance whose lock is free is
+//     dead: the others delete its row, which frees its slots and its users.
+//     An instance that loses that connection stops (Run returns an error):
+//     the others may take its users at once, and two IMIP sessions for one
+//     user must never exist.
+//   - Which instance holds which slot. The XMPP server has a fixed number
+//     of slots for the domain (ejabberd: component_number); a connection
+//     takes a free slot, a connection made while every slot is held gets
+//     none and receives nothing, and stanzas hashed to a slot without a
+//     connection are dropped. So the instances keep exactly Slots
+//     connections between them: a table row per slot, assigned to the live
+//     instance holding the fewest, and an instance opens a connection only
+//     for a row it holds, and frees the row only once that connection is
+//     closed.
+//   - Which instance owns which user's IMIP session (cluster_owners). An
+//     instance claims a user before it loads it; a user owned by a dead
+//     instance is free; a user owned by a live one is asked for (a
+//     notification) and the owner logs the user out and releases it.
+//
+// Notifications (LISTEN/NOTIFY on one channel) only make things quicker:
+// every decision is also taken by the check that runs every CheckInterval.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// LockSpace is the first key of the instances' advisory locks ("IMIP").
+const LockSpace int32 = 0x494D4950
+
+// channel is the one LISTEN/NOTIFY channel of the instances.
+const channel = "imip_cluster"
+
+// Defaults of Config.
+const (
+	DefaultCheckInterval   = 250 * time.Millisecond
+	DefaultHandoverTimeout = 10 * time.Second
+	// DefaultMinHold is how long an instance keeps a user it just took
+	// before it gives it up to another that asks: two instances that both
+	// receive stanzas of one user (the server's routing changed under
+	// them) pass it back and forth at most once per MinHold.
+	DefaultMinHold = 2 * time.Second
+	// maxConns bounds the node's own pool (the store has its own).
+	maxConns = 4
+)
+
+// ErrLost is returned, wrapped, by Run when the instance lost its lock
+// (its database connection ended): other instances may own its users now.
+var ErrLost = errors.New("cluster: lost this instance's lock")
+
+// Config configures [Join].
+type Config struct {
+	// DSN is the database, as for the store (a libpq URL or key=value
+	// string); Password, when set, replaces its password.
+	DSN      string
+	Password string
+	// Name is shown to admins and in logs (default: host name and PID).
+	Name string
+	// Slots is the number of component connections the XMPP server takes
+	// for the domain (ejabberd's component_number). Every instance of a
+	// cluster must use the same.
+	Slots int
+	// CheckInterval is how often the instance looks for dead instances and
+	// free slots, and checks its own lock (default 250 ms).
+	CheckInterval time.Duration
+	// MinHold is how long this instance keeps a user it just took before
+	// it gives it up to another that asks (default DefaultMinHold; tests
+	// set it shorter).
+	MinHold time.Duration
+	// Logger receives the node's notices; nil discards them.
+	Logger *slog.Logger
+}
+
+// Hooks are how a Node tells its instance what to do. Each is called on
+// the node's own goroutines and must not block.
+type Hooks struct {
+	// Slots is called with the slots this instance holds, in order,
+	// whenever that set changes: the instance opens one component
+	// connection per slot it holds and closes the others (then calls
+	// [Node.FreeSlot]).
+	Slots func(slots []int)
+	// Release is called when another instance asks for a user this
+	// instance owns: log the user out of IMIP, store what must be stored,
+	// then call [Node.Release].
+	Release func(jid string)
+}
+
+// Node is this instance's membership of the cluster.
+type Node struct {
+	cfg    Config
+	log    *slog.Logger
+	pool   *pgxpool.Pool
+	lock   *pgx.Conn // holds the instance's advisory lock
+	listen *pgx.Conn // LISTEN channel
+	id     int32
+
+	hooks Hooks
+	kick  chan struct{} // wakes Run's check
+
+	mu      sync.Mutex
+	held    []int                      // slots held, as last read
+	freed   map[int]bool               // slots whose connection closed, to free
+	waiting map[string][]chan struct{} // Acquire calls waiting for a release
+	since   map[string]time.Time       // when this instance took each user
+	asked   map[string]bool            // release requests being carried out
+	closed  bool
+}
+
+// Join connects to the database, registers this instance and takes its
+// lock. The schema must be migrated (the store's Open does it).
+func Join(ctx context.Context, cfg Config) (*Node, error) {
+	if cfg.Slots < 1 {
+		return nil, errors.New("cluster: slots must be at least 1 (ejabberd's component_number)")
+	}
+	if cfg.CheckInterval <= 0 {
+		cfg.CheckInterval = DefaultCheckInterval
+	}
+	if cfg.MinHold <= 0 {
+		cfg.MinHold = DefaultMinHold
+	}
+	if cfg.Name == "" {
+		host, _ := os.Hostname()
+		cfg.Name = fmt.Sprintf("%s:%d", host, os.Getpid())
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	pcfg, err := pgxpool.ParseConfig(cfg.DSN)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: dsn: %w", err)
+	}
+	if cfg.Password != "" {
+		pcfg.ConnConfig.Password = cfg.Password
+	}
+	if pcfg.ConnConfig.ConnectTimeout == 0 {
+		pcfg.ConnConfig.ConnectTimeout = 10 * time.Second
+	}
+	pcfg.MaxConns = maxConns
+	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), freed: make(map[int]bool),
+		waiting: make(map[string][]chan struct{}), since: make(map[string]time.Time), asked: make(map[string]bool)}
+	ok := false
+	defer func() {
+		if !ok {
+			n.closeConns()
+		}
+	}()
+	if n.pool, err = pgxpool.NewWithConfig(ctx, pcfg); err != nil {
+		return nil, fmt.Errorf("cluster: connect: %w", err)
+	}
+	if n.lock, err = pgx.ConnectConfig(ctx, pcfg.ConnConfig.Copy()); err != nil {
+		return nil, fmt.Errorf("cluster: connect: %w", err)
+	}
+	if n.listen, err = pgx.ConnectConfig(ctx, pcfg.ConnConfig.Copy()); err != nil {
+		return nil, fmt.Errorf("cluster: connect: %w", err)
+	}
+	if _, err := n.listen.Exec(ctx, "LISTEN "+channel); err != nil {
+		return nil, fmt.Errorf("cluster: listen: %w", err)
+	}
+	err = n.lock.QueryRow(ctx, `INSERT INTO cluster_instances (name, started) VALUES ($1, $2) RETURNING id`,
+		cfg.Name, time.Now().UnixNano()).Scan(&n.id)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: registering the instance: %w", err)
+	}
+	if _, err := n.lock.Exec(ctx, `SELECT pg_advisory_lock($1, $2)`, LockSpace, n.id); err != nil {
+		return nil, fmt.Errorf("cluster: taking the instance's lock: %w", err)
+	}
+	n.log = log.With("instance", n.id)
+	if err := n.setupSlots(ctx); err != nil {
+		_, _ = n.pool.Exec(context.WithoutCancel(ctx), `DELETE FROM cluster_instances WHERE id = $1`, n.id)
+		return nil, err
+	}
+	ok = true
+	n.log.Info("cluster: joined", "name", cfg.Name, "slots", cfg.Slots)
+	return n, nil
+}
+
+// ID returns the instance's id in the database.
+func (n *Node) ID() int32 { return n.id }
+
+// live is the SQL condition "instance ID is alive": its lock is held.
+const live = `EXISTS (SELECT 1 FROM pg_locks l
+	WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2
+	AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+	AND l.classid::bigint = %d AND l.objid::bigint = %s)`
+
+// isLive returns the condition for the instance whose id is the SQL
+// expression expr.
+func isLive(expr string) string { return fmt.Sprintf(live, LockSpace, expr) }
+
+// setupSlots makes the slot table match cfg.Slots when no other instance
+// is alive, and checks it otherwise.
+func (n *Node) setupSlots(ctx context.Context) error {
+	return pgx.BeginFunc(ctx, n.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, 0)`, LockSpace); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		var others int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM cluster_instances i WHERE i.id <> $1 AND `+isLive("i.id"), n.id).Scan(&others); err != nil {
+			return fmt.Errorf("cluster: counting instances: %w", err)
+		}
+		var have int
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM cluster_slots`).Scan(&have); err != nil {
+			return fmt.Errorf("cluster: counting slots: %w", err)
+		}
+		if have == n.cfg.Slots {
+			return nil
+		}
+		if others > 0 && have > 0 {
+			return fmt.Errorf("cluster: slots is %d here but %d in the database, where %d other instance(s) run: every instance must use the same number (ejabberd's component_number)", n.cfg.Slots, have, others)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM cluster_slots WHERE slot > $1`, n.cfg.Slots); err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		_, err := tx.Exec(ctx, `INSERT INTO cluster_slots (slot) SELECT generate_series(1, $1) ON CONFLICT DO NOTHING`, n.cfg.Slots)
+		if err != nil {
+			return fmt.Errorf("cluster: %w", err)
+		}
+		return nil
+	})
+}
+
+// SetHooks sets the hooks; call it before Run.
+func (n *Node) SetHooks(h Hooks) { n.hooks = h }
+
+// Run keeps the instance's membership until ctx ends (then it returns
+// nil; call Leave) or the instance's lock is lost (an error wrapping
+// ErrLost: stop the instance at once).
+func (n *Node) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	lost := make(chan error, 1)
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := n.listenLoop(ctx); ctx.Err() == nil {
+			lost <- err
+		}
+	}()
+	defer wg.Wait()
+	t := time.NewTicker(n.cfg.CheckInterval)
+	defer t.Stop()
+	for {
+		if err := n.check(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, ErrLost) {
+				return err
+			}
+			n.log.Warn("cluster: check failed", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case err := <-lost:
+			return fmt.Errorf("%w: %w", ErrLost, err)
+		case <-t.C:
+		case <-n.kick:
+		}
+	}
+}
+
+// wake makes Run check now.
+func (n *Node) wake() {
+	select {
+	case n.kick <- struct{}{}:
+	default:
+	}
+}
+
+// check verifies the instance's lock, clears dead instances, hands out
+// free slots and tells the hooks about this instance's slots.
+func (n *Node) check(ctx context.Context) error {
+	cctx, cancel := context.WithTimeout(ctx, max(n.cfg.CheckInterval*4, 2*time.Second))
+	defer cancel()
+	var held bool
+	err := n.lock.QueryRow(cctx, `SELECT EXISTS (SELECT 1 FROM pg_locks WHERE pid = pg_backend_pid() AND locktype = 'advisory' AND granted AND classid::bigint = $1 AND objid::bigint = $2)`,
+		int64(LockSpace), int64(n.id)).Scan(&held)
+	if err != nil {
+		return fmt.Errorf("%w: %w", ErrLost, err)
+	}
+	if !held {
+		return fmt.Errorf("%w: the lock is no longer held", ErrLost)
+	}
+	n.mu.Lock()
+	freed := make([]int, 0, len(n.freed))
+	for s := range n.freed {
+		freed = append(freed, s)
+	}
+	n.mu.Unlock()
+	changed := false
+	err = pgx.BeginFunc(cctx, n.pool, func(tx pgx.Tx) error {
+		changed = false
+		if _, err := tx.Exec(cctx, `SELECT pg_advisory_xact_lock($1, 0)`, LockSpace); err != nil {
+			return err
+		}
+		if len(freed) > 0 {
+			if _, err := tx.Exec(cctx, `UPDATE cluster_slots SET instance = NULL WHERE instance = $1 AND slot = ANY($2)`, n.id, freed); err != nil {
+				return err
+			}
+			changed = true
+		}
+		rows, err := tx.Query(cctx, `SELECT i.id, i.name, (SELECT count(*) FROM cluster_owners o WHERE o.instance = i.id)
+			FROM cluster_instances i WHERE NOT `+isLive("i.id"))
+		if err != nil {
+			return err
+		}
+		type deadInst struct {
+			ID    int32
+			Name  string
+			Users int64
+		}
+		dead, err := pgx.CollectRows(rows, pgx.RowToStructByPos[deadInst])
+		if err != nil {
+			return err
+		}
+		for _, d := range dead {
+			// ON DELETE: its users are free, its slots free.
+			if _, err := tx.Exec(cctx, `DELETE FROM cluster_instances WHERE id = $1`, d.ID); err != nil {
+				return err
+			}
+			n.log.Warn("cluster: an instance is gone; its users and slots are free", "gone", d.ID, "name", d.Name, "users", d.Users)
+			changed = true
+		}
+		rows, err = tx.Query(cctx, `SELECT i.id, (SELECT count(*) FROM cluster_slots s WHERE s.instance = i.id)
+			FROM cluster_instances i WHERE NOT i.stopping ORDER BY i.id`)
+		if err != nil {
+			return err
+		}
+		type load struct {
+			ID    int32
+			Slots int64
+		}
+		loads, err := pgx.CollectRows(rows, pgx.RowToStructByPos[load])
+		if err != nil {
+			return err
+		}
+		if len(loads) == 0 {
+			return nil
+		}
+		rows, err = tx.Query(cctx, `SELECT slot FROM cluster_slots WHERE instance IS NULL ORDER BY slot`)
+		if err != nil {
+			return err
+		}
+		free, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			return err
+		}
+		for _, s := range free {
+			// The live instance holding the fewest, the oldest first.
+			best := 0
+			for i := range loads {
+				if loads[i].Slots < loads[best].Slots {
+					best = i
+				}
+			}
+			if _, err := tx.Exec(cctx, `UPDATE cluster_slots SET instance = $1 WHERE slot = $2`, loads[best].ID, s); err != nil {
+				return err
+			}
+			loads[best].Slots++
+			changed = true
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("cluster: check: %w", err)
+	}
+	if len(freed) > 0 {
+		n.mu.Lock()
+		for _, s := range freed {
+			delete(n.freed, s)
+		}
+		n.mu.Unlock()
+	}
+	if changed {
+		n.notify(cctx, "changed")
+	}
+	return n.readSlots(cctx)
+}
+
+// readSlots reads the slots this instance holds and calls the Slots hook
+// when they changed.
+func (n *Node) readSlots(ctx context.Context) error {
+	rows, err := n.pool.Query(ctx, `SELECT slot FROM cluster_slots WHERE instance = $1 ORDER BY slot`, n.id)
+	if err != nil {
+		return fmt.Errorf("cluster: reading slots: %w", err)
+	}
+	got, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	if err != nil {
+		return fmt.Errorf("cluster: reading slots: %w", err)
+	}
+	slots := make([]int, len(got))
+	for i, s := range got {
+		slots[i] = int(s)
+	}
+	n.mu.Lock()
+	same := slices.Equal(slots, n.held)
+	n.held = slots
+	n.mu.Unlock()
+	if !same && n.hooks.Slots != nil {
+		n.log.Info("cluster: slots held", "slots", slots)
+		n.hooks.Slots(slots)
+	}
+	return nil
+}
+
+// FreeSlot says the connection of slot is closed: the slot may go to
+// another instance (at the next check, which it starts).
+func (n *Node) FreeSlot(slot int) {
+	n.mu.Lock()
+	n.freed[slot] = true
+	n.mu.Unlock()
+	n.wake()
+}
+
+// notify sends payload on the channel; a failure only delays the others
+// until their next check.
+func (n *Node) notify(ctx context.Context, payload string) {
+	if _, err := n.pool.Exec(ctx, `SELECT pg_notify($1, $2)`, channel, payload); err != nil {
+		n.log.Debug("cluster: notify", "err", err)
+	}
+}
+
+// listenLoop handles the channel's notifications until ctx ends or the
+// connection fails, and returns why.
+func (n *Node) listenLoop(ctx context.Context) error {
+	for {
+		nt, err := n.listen.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		n.onNotification(nt)
+	}
+}
+
+func (n *Node) onNotification(nt *pgconn.Notification) {
+	f := strings.SplitN(nt.Payload, " ", 4)
+	switch f[0] {
+	case "changed":
+		n.wake()
+	case "released":
+		if len(f) == 2 {
+			n.wakeWaiters(f[1])
+		}
+	case "release":
+		if len(f) != 4 {
+			return
+		}
+		owner, err := strconv.ParseInt(f[1], 10, 32)
+		if err != nil || int32(owner) != n.id {
+			return
+		}
+		jid := f[3]
+		n.mu.Lock()
+		if n.asked[jid] || n.closed {
+			n.mu.Unlock()
+			return
+		}
+		n.asked[jid] = true
+		wait := time.Until(n.since[jid].Add(n.cfg.MinHold))
+		n.mu.Unlock()
+		n.log.Debug("cluster: asked for a user", "user", jid, "by", f[2])
+		if n.hooks.Release == nil {
+			return
+		}
+		if wait > 0 {
+			time.AfterFunc(wait, func() { n.hooks.Release(jid) })
+			return
+		}
+		n.hooks.Release(jid)
+	}
+}
+
+func (n *Node) wakeWaiters(jid string) {
+	n.mu.Lock()
+	ws := n.waiting[jid]
+	delete(n.waiting, jid)
+	n.mu.Unlock()
+	for _, w := range ws {
+		close(w)
+	}
+}
+
+// Acquire makes this instance the owner of jid's IMIP session: at once
+// when nobody owns it (or a dead instance did, or this one does); when a
+// live instance owns it, that one is asked to release it, and Acquire
+// waits for it until ctx ends. took reports whether the user was not this
+// instance's already. A user that is not registered (any more) cannot be
+// owned: the error says so.
+func (n *Node) Acquire(ctx context.Context, jid string) (took bool, err error) {
+	asked := time.Time{}
+	for {
+		now := time.Now().UnixNano()
+		var owner int32
+		var since int64
+		err := n.pool.QueryRow(ctx, `INSERT INTO cluster_owners (jid, instance, since) VALUES ($1, $2, $3)
+			ON CONFLICT (jid) DO UPDATE SET instance = EXCLUDED.instance, since = EXCLUDED.since
+			WHERE cluster_owners.instance <> EXCLUDED.instance AND NOT `+isLive("cluster_owners.instance")+`
+			RETURNING instance, since`, jid, n.id, now).Scan(&owner, &since)
+		if errors.Is(err, pgx.ErrNoRows) {
+			err = n.pool.QueryRow(ctx, `SELECT instance, since FROM cluster_owners WHERE jid = $1`, jid).Scan(&owner, &since)
+			if errors.Is(err, pgx.ErrNoRows) {
+				continue // released meanwhile: claim again
+			}
+		}
+		if err != nil {
+			var pe *pgconn.PgError
+			if errors.As(err, &pe) && pe.Code == "23503" { // foreign_key_violation
+				return false, fmt.Errorf("cluster: %s is not registered", jid)
+			}
+			return false, fmt.Errorf("cluster: claiming %s: %w", jid, err)
+		}
+		if owner == n.id {
+			took = since == now
+			n.mu.Lock()
+			if took || n.since[jid].IsZero() {
+				n.since[jid] = time.Unix(0, since)
+			}
+			n.mu.Unlock()
+			return took, nil
+		}
+		// A live instance owns it: ask (again, each second), wait for its
+		// release or the next try.
+		w := make(chan struct{})
+		n.mu.Lock()
+		n.waiting[jid] = append(n.waiting[jid], w)
+		n.mu.Unlock()
+		if time.Since(asked) >= time.Second {
+			n.notify(ctx, fmt.Sprintf("release %d %d %s", owner, n.id, jid))
+			asked = time.Now()
+		}
+		t := time.NewTimer(n.cfg.CheckInterval)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false, fmt.Errorf("cluster: %s is owned by instance %d, which did not release it: %w", jid, owner, ctx.Err())
+		case <-w:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+}
+
+// Release gives up jid, which this instance owns, once its IMIP session
+// is over and its writes are done; whoever asked for it takes it.
+func (n *Node) Release(ctx context.Context, jid string) error {
+	n.mu.Lock()
+	delete(n.since, jid)
+	delete(n.asked, jid)
+	n.mu.Unlock()
+	if _, err := n.pool.Exec(ctx, `DELETE FROM cluster_owners WHERE jid = $1 AND instance = $2`, jid, n.id); err != nil {
+		return fmt.Errorf("cluster: releasing %s: %w", jid, err)
+	}
+	n.notify(ctx, "released "+jid)
+	return nil
+}
+
+// ProbeSet returns the registered users this instance should probe after
+// a component connection came up: those nobody owns and its own.
+func (n *Node) ProbeSet(ctx context.Context) ([]string, error) {
+	rows, err := n.pool.Query(ctx, `SELECT r.jid FROM registrations r LEFT JOIN cluster_owners o ON o.jid = r.jid
+		WHERE o.jid IS NULL OR o.instance = $1 ORDER BY r.jid`, n.id)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: users to probe: %w", err)
+	}
+	jids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("cluster: users to probe: %w", err)
+	}
+	return jids, nil
+}
+
+// QueuedFree returns the users with queued messages whom nobody owns: the
+// instance that brings a slot up loads them, so their messages flow.
+func (n *Node) QueuedFree(ctx context.Context) ([]string, error) {
+	rows, err := n.pool.Query(ctx, `SELECT DISTINCT m.jid FROM messages m LEFT JOIN cluster_owners o ON o.jid = m.jid
+		WHERE o.jid IS NULL ORDER BY m.jid`)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: queued users: %w", err)
+	}
+	jids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("cluster: queued users: %w", err)
+	}
+	return jids, nil
+}
+
+// Stopping marks the instance as stopping: no free slot goes to it from
+// now on. Its slots stay its own until Leave.
+func (n *Node) Stopping(ctx context.Context) error {
+	if _, err := n.pool.Exec(ctx, `UPDATE cluster_instances SET stopping = true WHERE id = $1`, n.id); err != nil {
+		return fmt.Errorf("cluster: %w", err)
+	}
+	return nil
+}
+
+// Leave ends the membership: call it once the instance's component
+// connections are closed and its users logged out and written. Its users
+// and slots are free at once, and the others are told.
+func (n *Node) Leave(ctx context.Context) error {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	defer n.closeConns()
+	if _, err := n.pool.Exec(ctx, `DELETE FROM cluster_instances WHERE id = $1`, n.id); err != nil {
+		return fmt.Errorf("cluster: leaving: %w", err)
+	}
+	n.notify(ctx, "changed")
+	n.log.Info("cluster: left")
+	return nil
+}
+
+// Close ends the membership without clearing it (the others see the lock
+// gone and clear it): for an instance that stops on an error.
+func (n *Node) Close() {
+	n.mu.Lock()
+	n.closed = true
+	n.mu.Unlock()
+	n.closeConns()
+}
+
+func (n *Node) closeConns() {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if n.listen != nil {
+		_ = n.listen.Close(ctx)
+	}
+	if n.lock != nil {
+		_ = n.lock.Close(ctx)
+	}
+	if n.pool != nil {
+		n.pool.Close()
+	}
+}

@@ -1,0 +1,252 @@
+package cluster_test
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"imip-transport/gateway"
+	"imip-transport/gateway/pgstore"
+	"imip-transport/internal/cluster"
+	"imip-transport/internal/testenv"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// rig is a database with registered users and nodes on it.
+type rig struct {
+	t   *testing.T
+	dsn string
+}
+
+func newRig(t *testing.T, users ...string) *rig {
+	t.Helper()
+	if err := testenv.PostgresAvailable(); err != nil {
+		t.Skip(err)
+	}
+	pg := testenv.StartPostgres(t)
+	dsn := pg.NewDatabase(t)
+	ctx := context.Background()
+	st, err := pgstore.Open(ctx, dsn, pgstore.Options{KeyFile: t.TempDir() + "/key"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for _, u := range users {
+		if err := st.PutRegistration(ctx, gateway.Registration{JID: u, Number: "1001001", Password: "pw"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return &rig{t: t, dsn: dsn}
+}
+
+// node is a joined node running, with what its hooks saw.
+type node struct {
+	*cluster.Node
+	mu       sync.Mutex
+	slots    []int
+	released []string
+	cancel   context.CancelFunc
+	done     chan error
+	once     sync.Once
+	err      error // Run's, once stopped
+}
+
+// stop ends Run (if it has not ended) and returns its error.
+func (nd *node) stop() error { return nd.stopAfter(0) }
+
+// stopAfter waits up to d for Run to end by itself, then ends it, and
+// returns its error.
+func (nd *node) stopAfter(d time.Duration) error {
+	nd.once.Do(func() {
+		t := time.NewTimer(d)
+		defer t.Stop()
+		select {
+		case nd.err = <-nd.done:
+			return
+		case <-t.C:
+		}
+		nd.cancel()
+		nd.err = <-nd.done
+	})
+	return nd.err
+}
+
+func (r *rig) join(autoRelease bool) *node {
+	r.t.Helper()
+	n, err := cluster.Join(context.Background(), cluster.Config{DSN: r.dsn, Slots: 3,
+		CheckInterval: 20 * time.Millisecond, MinHold: time.Millisecond, Logger: testLogger()})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	nd := &node{Node: n, done: make(chan error, 1)}
+	n.SetHooks(cluster.Hooks{
+		Slots: func(s []int) {
+			nd.mu.Lock()
+			nd.slots = slices.Clone(s)
+			nd.mu.Unlock()
+		},
+		Release: func(jid string) {
+			nd.mu.Lock()
+			nd.released = append(nd.released, jid)
+			nd.mu.Unlock()
+			if autoRelease {
+				go func() { _ = n.Release(context.Background(), jid) }()
+			}
+		},
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	nd.cancel = cancel
+	go func() { nd.done <- n.Run(ctx) }()
+	r.t.Cleanup(func() {
+		_ = nd.stop()
+		n.Close()
+	})
+	return nd
+}
+
+func (nd *node) held() []int {
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	return slices.Clone(nd.slots)
+}
+
+// testLogger shows the nodes' notices with -v.
+func testLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, nil))
+	}
+	return slog.New(slog.DiscardHandler)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestSlotsGoToTheLiveInstances(t *testing.T) {
+	r := newRig(t)
+	a := r.join(false)
+	waitFor(t, "a lone instance to hold every slot", func() bool { return slices.Equal(a.held(), []int{1, 2, 3}) })
+	b := r.join(false)
+	// Every slot is held: b gets none until one is free.
+	a.FreeSlot(2)
+	waitFor(t, "the freed slot to go to the instance holding fewest", func() bool { return slices.Equal(b.held(), []int{2}) })
+	// a still thinks it holds 2 until it reads again: it reads at each check.
+	waitFor(t, "a to see it lost slot 2", func() bool { return slices.Equal(a.held(), []int{1, 3}) })
+
+	// a dies (its connections end without Leave): b takes its slots.
+	_ = a.stop()
+	a.Close()
+	waitFor(t, "the dead instance's slots to go to the survivor", func() bool { return slices.Equal(b.held(), []int{1, 2, 3}) })
+}
+
+func TestLeaveFreesAtOnce(t *testing.T) {
+	r := newRig(t, "u@example.org")
+	a := r.join(false)
+	waitFor(t, "a to hold every slot", func() bool { return len(a.held()) == 3 })
+	b := r.join(false)
+	if _, err := a.Acquire(context.Background(), "u@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Stopping(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	_ = a.stop()
+	if err := a.Leave(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the slots of an instance that left", func() bool { return len(b.held()) == 3 })
+	took, err := b.Acquire(context.Background(), "u@example.org")
+	if err != nil || !took {
+		t.Fatalf("Acquire after the owner left = %v, %v; want took", took, err)
+	}
+}
+
+func TestAcquire(t *testing.T) {
+	r := newRig(t, "u@example.org", "v@example.org")
+	a := r.join(true)
+	b := r.join(true)
+	ctx := context.Background()
+	took, err := a.Acquire(ctx, "u@example.org")
+	if err != nil || !took {
+		t.Fatalf("first Acquire = %v, %v; want took", took, err)
+	}
+	if took, err := a.Acquire(ctx, "u@example.org"); err != nil || took {
+		t.Fatalf("Acquire by the owner = %v, %v; want owned already", took, err)
+	}
+	// b asks; a's hook releases it.
+	took, err = b.Acquire(ctx, "u@example.org")
+	if err != nil || !took {
+		t.Fatalf("Acquire from a live owner = %v, %v; want took", took, err)
+	}
+	a.mu.Lock()
+	rel := slices.Clone(a.released)
+	a.mu.Unlock()
+	if !slices.Equal(rel, []string{"u@example.org"}) {
+		t.Fatalf("owner asked to release %v; want [u@example.org]", rel)
+	}
+	if _, err := a.Acquire(ctx, "nobody@example.org"); err == nil {
+		t.Fatal("Acquire of an unregistered JID succeeded")
+	}
+}
+
+func TestAcquireWaitsForALiveOwner(t *testing.T) {
+	r := newRig(t, "u@example.org")
+	a := r.join(false) // never releases
+	b := r.join(false)
+	if _, err := a.Acquire(context.Background(), "u@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := b.Acquire(ctx, "u@example.org"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire from an owner that keeps it = %v; want the deadline", err)
+	}
+	// The owner dies: the user is free at once.
+	_ = a.stop()
+	a.Close()
+	took, err := b.Acquire(context.Background(), "u@example.org")
+	if err != nil || !took {
+		t.Fatalf("Acquire from a dead owner = %v, %v; want took", took, err)
+	}
+	set, err := b.ProbeSet(context.Background())
+	if err != nil || !slices.Equal(set, []string{"u@example.org"}) {
+		t.Fatalf("ProbeSet = %v, %v", set, err)
+	}
+}
+
+func TestLostLockStopsRun(t *testing.T) {
+	r := newRig(t)
+	a := r.join(false)
+	b := r.join(false)
+	waitFor(t, "a to hold slots", func() bool { return len(a.held()) > 0 })
+	// An admin (or a network fault) ends a's lock connection.
+	conn, err := pgxConnect(r.dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(context.Background(), `SELECT pg_terminate_backend(l.pid) FROM pg_locks l
+		WHERE l.locktype = 'advisory' AND l.classid::bigint = $1 AND l.objid::bigint = $2`, int64(cluster.LockSpace), int64(a.ID())); err != nil {
+		t.Fatal(err)
+	}
+	// Run ends by itself.
+	if err := a.stopAfter(10 * time.Second); !errors.Is(err, cluster.ErrLost) {
+		t.Fatalf("Run = %v; want ErrLost", err)
+	}
+	waitFor(t, "the survivor to hold every slot", func() bool { return len(b.held()) == 3 })
+}
