@@ -136,6 +136,20 @@ func (r *clusterRig) waitBack(since time.Time, expect []wire.Number) map[wire.Nu
 	}
 }
 
+// logShares prints how many users each instance serves and how many slot
+// connections it brought up so far.
+func (r *clusterRig) logShares(served map[int][]wire.Number) {
+	for _, n := range r.nodes {
+		ups := 0
+		for _, l := range n.lines() {
+			if l.msg == slotUpMsg() {
+				ups++
+			}
+		}
+		r.t.Logf("%s (running %v) serves %d users; %q lines so far: %d", n.name(), n.running(), len(served[n.idx]), slotUpMsg(), ups)
+	}
+}
+
 // report prints one fault's outages.
 func reportBack(t *testing.T, what string, back map[wire.Number]time.Duration) time.Duration {
 	var all []time.Duration
@@ -194,9 +208,7 @@ func TestClusterKill9(t *testing.T) {
 			victim = n
 		}
 	}
-	for _, n := range r.nodes {
-		t.Logf("%s serves %d users", n.name(), len(served[n.idx]))
-	}
+	r.logShares(served)
 	f := clusterFault{what: "kill -9 " + victim.name(), at: time.Now()}
 	victim.stop(syscall.SIGKILL)
 	if !clusterOn() {
@@ -226,6 +238,7 @@ func TestClusterRollingRestart(t *testing.T) {
 	var maxBack time.Duration
 	for _, n := range r.nodes {
 		served := r.servedBy(time.Now())
+		r.logShares(served)
 		f := clusterFault{what: "SIGTERM " + n.name(), at: time.Now()}
 		n.stop(syscall.SIGTERM)
 		stopped := time.Since(f.at)
