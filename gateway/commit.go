@@ -209,6 +209,25 @@ func (c *committer) Cancel(d *Deferred) bool {
 	return true
 }
 
+// Expedite makes a deferred Submit that still waits join the queue now,
+// behind the Submits already queued: a Submit after Expedite commits after
+// it. A nil, taken or canceled d is left alone.
+func (c *committer) Expedite(d *Deferred) {
+	if d == nil {
+		return
+	}
+	c.mu.Lock()
+	if d.taken || d.canceled {
+		c.mu.Unlock()
+		return
+	}
+	d.taken = true
+	d.canceled = true // promoteLocked drops it from the waiting list
+	c.queue = append(c.queue, d.req)
+	c.mu.Unlock()
+	c.poke()
+}
+
 // armLocked makes the goroutine look at later within after. c.mu held.
 func (c *committer) armLocked(after time.Duration) {
 	c.armedFor = time.Now().Add(after)

@@ -86,6 +86,12 @@ type Config struct {
 	// Admins are the bare JIDs that may run the administrators' ad-hoc
 	// commands (see adhoc.go).
 	Admins []jid.JID
+	// Owners, when set, decides which instance of a cluster owns each
+	// user's IMIP session (see owners.go); nil: this one owns every user.
+	Owners Ownership
+	// HandoverTimeout bounds the wait for another instance to give up a
+	// user this one needs (default DefaultHandoverTimeout).
+	HandoverTimeout time.Duration
 }
 
 // Gateway bridges XMPP users to IMIP sessions. Its Handle* methods implement
@@ -176,6 +182,9 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	if cfg.OutboxSize <= 0 {
 		cfg.OutboxSize = DefaultOutboxSize
 	}
+	if cfg.HandoverTimeout <= 0 {
+		cfg.HandoverTimeout = DefaultHandoverTimeout
+	}
 	if cfg.RosterGroup == "" {
 		cfg.RosterGroup = DefaultRosterGroup
 	}
@@ -198,12 +207,16 @@ func New(ctx context.Context, cfg Config) (*Gateway, error) {
 	for _, r := range regs {
 		g.registered[r.JID] = struct{}{}
 	}
-	queued, err := cfg.Store.QueuedJIDs(ctx)
-	if err != nil {
-		_ = g.commit.Close(ctx)
-		return nil, fmt.Errorf("gateway: loading queued messages: %w", err)
+	if cfg.Owners == nil {
+		// With a cluster, the users nobody owns are loaded as slots come
+		// up (probeAndLoad): other instances may own the rest.
+		queued, err := cfg.Store.QueuedJIDs(ctx)
+		if err != nil {
+			_ = g.commit.Close(ctx)
+			return nil, fmt.Errorf("gateway: loading queued messages: %w", err)
+		}
+		g.queued = queued
 	}
-	g.queued = queued
 	g.ctx, g.cancel = context.WithCancel(context.Background())
 	return g, nil
 }
@@ -427,10 +440,6 @@ func (g *Gateway) HandleConnected(ctx context.Context) {
 	link := g.link.Add(1)
 	g.up.Store(true)
 	g.stats.compConnects.Add(1)
-	users := make([]string, 0, len(g.registered))
-	for k := range g.registered {
-		users = append(users, k)
-	}
 	live := make([]*user, 0, len(g.users))
 	for _, u := range g.users {
 		live = append(live, u)
@@ -443,16 +452,7 @@ func (g *Gateway) HandleConnected(ctx context.Context) {
 	g.runs.add()
 	go func() {
 		defer g.runs.done()
-		for _, k := range users {
-			to, err := jid.Parse(k)
-			if err != nil {
-				continue
-			}
-			if err := g.xmpp.SendPresence(ctx, xmppside.Presence{From: g.cfg.Domain, To: to, Type: "probe"}); err != nil {
-				g.log.Debug("probe not sent", "user", k, "err", err)
-				return
-			}
-		}
+		g.probeAndLoad(ctx)
 	}()
 }
 

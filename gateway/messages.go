@@ -170,7 +170,7 @@ func (u *user) onMessage(m xmppside.Message) {
 		u.g.bounce(m, textError(stanza.Auth, stanza.NotAuthorized,
 			"IMIP refused your login; register again with the right password. The message was not sent."))
 		return
-	case u.sess == nil && !u.res.any():
+	case u.sess == nil && !u.res.any() && !u.recentlyTaken():
 		u.g.bounce(m, textError(stanza.Wait, stanza.RecipientUnavailable,
 			"You are not online to the IMIP gateway; send it your presence first. The message was not sent."))
 		return

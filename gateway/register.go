@@ -387,6 +387,11 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 		failed(fmt.Errorf("gateway: storing registration: %w", err))
 		return
 	}
+	if u.reg == nil && u.g.cfg.Owners != nil {
+		// A new registration: nobody could own the user before it, so
+		// this takes it at once (its session is the registration's login).
+		u.acquire()
+	}
 	if u.reg != nil && u.reg.Number != req.number {
 		// The old number's contacts leave the roster; the store dropped
 		// them already, and the new number's sync starts from nothing.

@@ -107,6 +107,8 @@ type stats struct {
 
 	compConnects   atomic.Uint64 // component handshakes
 	imipLost       atomic.Uint64 // live IMIP sessions that ended on their own
+	usersTaken     atomic.Uint64 // users this instance took (cluster)
+	usersGiven     atomic.Uint64 // users this instance gave to another (cluster)
 	imipReconnects atomic.Uint64 // logins started by the retry timer
 
 	imipCodes [maxCode + 1]atomic.Uint64 // IMIP error codes received
@@ -233,6 +235,10 @@ type Stats struct {
 	// the gateway asking; IMIPReconnects logins started by the retry timer
 	// after a failure or a loss.
 	ComponentConnects, IMIPSessionsLost, IMIPReconnects uint64
+	// UsersTaken counts the users this instance took from another
+	// instance (or from none) in a cluster; UsersGiven those it gave up
+	// when another asked (see Ownership).
+	UsersTaken, UsersGiven uint64
 	// IMIPErrors counts the error codes IMIP answered logins and requests
 	// with, by code (codes above 1000 count as 1000).
 	IMIPErrors map[wire.Code]uint64
@@ -262,6 +268,8 @@ func (g *Gateway) Stats() Stats {
 		QueuedToXMPP:      s.queuedToXMPP.Load(),
 		ComponentConnects: s.compConnects.Load(),
 		IMIPSessionsLost:  s.imipLost.Load(),
+		UsersTaken:        s.usersTaken.Load(),
+		UsersGiven:        s.usersGiven.Load(),
 		IMIPReconnects:    s.imipReconnects.Load(),
 		IMIPErrors:        make(map[wire.Code]uint64),
 		StoreLatency:      s.storeLatency.snapshot(),

@@ -164,6 +164,13 @@ type user struct {
 	// cards is a read-safe copy of the contacts' nicknames for vCards
 	// (see vcard.go); nil until asked, and again once the list changed.
 	cards atomic.Pointer[cardSnap]
+	// takenAt is when this instance took the user from another (or from
+	// none), zero without a cluster; releasing says another instance
+	// asked for it and the hand-over is under way; released, that it was
+	// given up (see owners.go).
+	takenAt   time.Time
+	releasing bool
+	released  bool
 	// shownOut and shownIn are len(outq) and len(inq) as last counted in
 	// the gateway's stats (countQueues).
 	shownOut, shownIn int
@@ -180,8 +187,15 @@ func (u *user) logger() *slog.Logger { return u.g.log.With("user", u.key) }
 
 // handle dispatches one event on the run loop.
 func (u *user) handle(ev event) {
+	if u.released {
+		u.afterRelease(ev)
+		return
+	}
 	if !u.loaded {
-		u.load()
+		if !u.load() {
+			u.refuseUnowned(ev)
+			return
+		}
 	}
 	switch ev := ev.(type) {
 	case evPresence:
@@ -234,6 +248,8 @@ func (u *user) handle(ev event) {
 		u.onLinkUp(ev.link)
 	case evShutdown:
 		u.onShutdown()
+	case evRelease:
+		u.onRelease()
 	}
 	u.countQueues()
 	u.dropStaleCards()
@@ -252,25 +268,40 @@ func (u *user) countQueues() {
 	}
 }
 
-// load reads the user's registration and contacts from the store.
-func (u *user) load() {
+// load reads the user's registration and contacts from the store. With a
+// cluster it first makes this instance the user's owner, and reports false
+// when another instance kept the user (nothing is loaded then; the next
+// event tries again).
+func (u *user) load() bool {
 	ctx, cancel := context.WithTimeout(context.Background(), u.g.cfg.OpTimeout)
 	defer cancel()
 	reg, err := u.g.cfg.Store.Registration(ctx, u.key)
+	if err == nil && u.g.cfg.Owners != nil {
+		// The owner's writes are all done before it gives the user up:
+		// what is read after acquire is what it left.
+		if !u.acquire() {
+			return false
+		}
+		cancel()
+		ctx, cancel = context.WithTimeout(context.Background(), u.g.cfg.OpTimeout)
+		defer cancel()
+		reg, err = u.g.cfg.Store.Registration(ctx, u.key)
+	}
 	if err != nil {
 		u.list = roster.New(roster.Options{AllowRemove: u.g.cfg.AllowRemove}, nil)
 		if !errors.Is(err, ErrNotFound) {
 			// Not loaded: the next event tries again.
 			u.logger().Error("loading registration", "err", err)
-			return
+			return true
 		}
 		u.loaded = true
-		return
+		return true
 	}
 	u.loaded = true
 	u.reg = &reg
 	u.loadContacts(ctx)
 	u.loadQueued(ctx)
+	return true
 }
 
 func (u *user) loadContacts(ctx context.Context) {
@@ -604,7 +635,11 @@ func (u *user) onIMIPEvent(c *imipConn, ev imipside.Event) {
 	if ce, ok := ev.(imipside.ClosedEvent); ok {
 		if u.draining == c {
 			u.dropLive()
-			u.finishShutdown()
+			if u.releasing {
+				u.finishRelease()
+			} else {
+				u.finishShutdown()
+			}
 			return
 		}
 		u.logger().Warn("IMIP session ended", "err", ce.Err)

@@ -15,6 +15,7 @@ import (
 	"mellium.im/xmpp/jid"
 
 	"imip-transport/gateway"
+	"imip-transport/internal/app"
 	"imip-transport/internal/metrics"
 	"imip-transport/internal/seal"
 	"imip-transport/xmppside"
@@ -33,6 +34,9 @@ type Config struct {
 	Monitoring MonitoringConfig `toml:"monitoring"`
 	// Admin names the administrators of the ad-hoc commands.
 	Admin AdminConfig `toml:"admin"`
+	// Cluster makes the transport one instance of several (see
+	// docs/DEPLOYMENT.md, "Several instances").
+	Cluster ClusterConfig `toml:"cluster"`
 }
 
 // AdminConfig lists who may run the administrators' ad-hoc commands.
@@ -154,6 +158,60 @@ func (s StorageConfig) holdWrites() time.Duration {
 		return -1 // written first
 	}
 	return s.HoldWrites.Duration
+}
+
+// ClusterConfig is the [cluster] section: several instances of the
+// transport on one PostgreSQL store, behind ejabberd's balancing of the
+// component domain over several connections.
+type ClusterConfig struct {
+	Enabled bool `toml:"enabled"`
+	// Name is shown in logs (default: host name and PID).
+	Name string `toml:"name"`
+	// Slots is ejabberd's component_number for the domain; every instance
+	// uses the same.
+	Slots int `toml:"slots"`
+	// CheckInterval is how often an instance looks for dead instances and
+	// free slots (default 250 ms).
+	CheckInterval Duration `toml:"check_interval"`
+	// HandoverTimeout bounds the wait for another instance to give up a
+	// user (default 10 s).
+	HandoverTimeout Duration `toml:"handover_timeout"`
+}
+
+// maxSlots bounds cluster.slots.
+const maxSlots = 64
+
+// check returns the section's errors.
+func (c ClusterConfig) check(s StorageConfig) []error {
+	if !c.Enabled {
+		if c.Slots != 0 || c.Name != "" || c.CheckInterval.Duration != 0 || c.HandoverTimeout.Duration != 0 {
+			return []error{errors.New("cluster: settings given but cluster.enabled is false")}
+		}
+		return nil
+	}
+	var errs []error
+	if s.Driver != "postgres" {
+		errs = append(errs, errors.New("cluster.enabled needs storage.driver = \"postgres\": the instances share its database"))
+	}
+	if c.Slots < 1 || c.Slots > maxSlots {
+		errs = append(errs, fmt.Errorf("cluster.slots must be between 1 and %d: ejabberd's component_number for the domain", maxSlots))
+	}
+	if d := c.CheckInterval.Duration; d < 0 || (d > 0 && (d < 10*time.Millisecond || d > time.Minute)) {
+		errs = append(errs, errors.New("cluster.check_interval must be between 10ms and 1m (default 250ms)"))
+	}
+	if d := c.HandoverTimeout.Duration; d < 0 || (d > 0 && (d < time.Second || d > 10*time.Minute)) {
+		errs = append(errs, errors.New("cluster.handover_timeout must be between 1s and 10m (default 10s)"))
+	}
+	return errs
+}
+
+// options returns the app's cluster options, nil when disabled.
+func (c ClusterConfig) options(s StorageConfig) *app.ClusterOptions {
+	if !c.Enabled {
+		return nil
+	}
+	return &app.ClusterOptions{DSN: s.DSN, Password: s.Password, Name: c.Name, Slots: c.Slots,
+		CheckInterval: c.CheckInterval.Duration, HandoverTimeout: c.HandoverTimeout.Duration}
 }
 
 // RosterConfig is how IMIP contacts appear in users' rosters.
@@ -290,6 +348,7 @@ func (c *Config) check(readSecret bool) error {
 			errs = append(errs, fmt.Errorf("limits.%s must not be negative", name))
 		}
 	}
+	errs = append(errs, c.Cluster.check(c.Storage)...)
 	if m := c.Monitoring; m.Listen != "" {
 		if _, port, err := net.SplitHostPort(m.Listen); err != nil || port == "" {
 			errs = append(errs, fmt.Errorf("monitoring.listen %q: want host:port, such as 127.0.0.1:9105", m.Listen))

@@ -221,6 +221,7 @@ func serve(ctx context.Context, cfg *Config, log *slog.Logger) error {
 		HoldWrites:       cfg.Storage.holdWrites(),
 		MonitorAddr:      cfg.Monitoring.Listen,
 		Pprof:            cfg.Monitoring.Pprof,
+		Cluster:          cfg.Cluster.options(cfg.Storage),
 	})
 }
 

@@ -17,6 +17,7 @@ import (
 	"imip-transport/gateway/sqlitestore"
 	"imip-transport/imipside"
 	"imip-transport/imipside/wire"
+	"imip-transport/internal/cluster"
 	"imip-transport/internal/metrics"
 	"imip-transport/internal/storelock"
 	"imip-transport/xmppside"
@@ -87,6 +88,9 @@ type Options struct {
 	// Ready, when set, is called once the parts are built, before the
 	// component connects.
 	Ready func(*gateway.Gateway, *xmppside.Component)
+	// Cluster, when set, makes this transport one instance of several on
+	// one PostgreSQL store (see internal/cluster and cluster.go).
+	Cluster *ClusterOptions
 }
 
 // Run runs the transport until ctx ends, then logs every user out and sends
@@ -102,7 +106,13 @@ func Run(ctx context.Context, o Options) error {
 	if o.StoreLock != "" {
 		lockPath = o.StoreLock
 	}
-	lock, err := storelock.Acquire(lockPath)
+	acquire := storelock.Acquire
+	if o.Cluster != nil {
+		// The instances on this host share it; admin commands that
+		// write are refused while any runs.
+		acquire = storelock.AcquireShared
+	}
+	lock, err := acquire(lockPath)
 	if errors.Is(err, storelock.ErrLocked) {
 		return fmt.Errorf("another imip-transport runs on this store: %w", err)
 	}
@@ -144,6 +154,17 @@ func Run(ctx context.Context, o Options) error {
 		}
 		return s, nil
 	})
+	var node *cluster.Node
+	var owners gateway.Ownership
+	if o.Cluster != nil {
+		node, err = cluster.Join(ctx, cluster.Config{DSN: o.Cluster.DSN, Password: o.Cluster.Password,
+			Name: o.Cluster.Name, Slots: o.Cluster.Slots, CheckInterval: o.Cluster.CheckInterval, Logger: log})
+		if err != nil {
+			return err
+		}
+		defer node.Close() // after Leave, or without it on an error
+		owners = node
+	}
 	g, err := gateway.New(ctx, gateway.Config{
 		Domain:          o.Domain,
 		Store:           store,
@@ -161,11 +182,13 @@ func Run(ctx context.Context, o Options) error {
 		Limits:          o.Limits,
 		DeliveryTimeout: o.DeliveryTimeout,
 		HoldWrites:      o.HoldWrites,
+		Owners:          owners,
+		HandoverTimeout: handover(o.Cluster),
 	})
 	if err != nil {
 		return err
 	}
-	comp := xmppside.New(xmppside.Config{
+	compCfg := xmppside.Config{
 		Domain:     o.Domain,
 		Server:     o.XMPPServer,
 		Secret:     o.Secret,
@@ -178,13 +201,21 @@ func Run(ctx context.Context, o Options) error {
 
 		MaxStanzaSize:    o.MaxStanzaSize,
 		MaxRegistrations: o.MaxRegistrations,
-	}, g)
+	}
+	var slots *slotConns
+	var comp *xmppside.Component
+	if node != nil {
+		slots = newSlotConns(g, node, compCfg, log)
+		comp = slots.main
+	} else {
+		comp = xmppside.New(compCfg, g)
+	}
 	g.SetXMPP(comp)
 	if o.MonitorAddr != "" {
 		mon, err := metrics.Listen(metrics.Options{
 			Addr:   o.MonitorAddr,
 			Source: g,
-			Checks: HealthChecks(g, o.IMIPServer),
+			Checks: healthChecks(g, o.IMIPServer, slots),
 			Pprof:  o.Pprof,
 			Logger: log,
 		})
@@ -211,7 +242,17 @@ func Run(ctx context.Context, o Options) error {
 	compCtx, cancelComp := context.WithCancel(context.Background())
 	defer cancelComp()
 	runErr := make(chan error, 1)
-	go func() { runErr <- comp.Run(compCtx) }()
+	clusterErr := make(chan error, 1)
+	if slots != nil {
+		// The component connections open as the cluster gives this
+		// instance slots (none while every slot is held elsewhere).
+		slots.start(compCtx, runErr)
+		nodeCtx, cancelNode := context.WithCancel(context.Background())
+		defer cancelNode()
+		go func() { clusterErr <- node.Run(nodeCtx) }()
+	} else {
+		go func() { runErr <- comp.Run(compCtx) }()
+	}
 	log.Info("imip-transport started", "component", o.Domain, "xmpp", o.XMPPServer, "imip", o.IMIPServer, "version", o.Version)
 
 	select {
@@ -219,10 +260,22 @@ func Run(ctx context.Context, o Options) error {
 	case err := <-runErr:
 		_ = g.Close(context.Background())
 		return fmt.Errorf("component: %w", err)
+	case err := <-clusterErr:
+		// Other instances may take this one's users now: stop at once,
+		// without logging anyone out (their sessions end with the
+		// process), so that no user has two IMIP sessions.
+		log.Error("cluster: stopping at once", "err", err)
+		closeStore = false
+		return fmt.Errorf("cluster: %w", err)
 	}
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), ShutdownGrace-time.Second)
 	defer cancel()
+	if node != nil {
+		if err := node.Stopping(sctx); err != nil {
+			log.Warn("cluster: marking this instance as stopping", "err", err)
+		}
+	}
 	// Users are logged out and told while the component link is up; then
 	// the component closes its stream in order and reads until the
 	// server's close, and what the server wrote before it saw ours is
@@ -232,13 +285,19 @@ func Run(ctx context.Context, o Options) error {
 		log.Warn("gateway stop", "err", err)
 	}
 	cancelComp()
-	select {
-	case err := <-runErr:
-		if err != nil && !errors.Is(err, context.Canceled) {
-			log.Debug("component stopped", "err", err)
+	if slots != nil {
+		if !slots.wait(time.Second) {
+			log.Warn("component did not stop in time")
 		}
-	case <-time.After(time.Second):
-		log.Warn("component did not stop in time")
+	} else {
+		select {
+		case err := <-runErr:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				log.Debug("component stopped", "err", err)
+			}
+		case <-time.After(time.Second):
+			log.Warn("component did not stop in time")
+		}
 	}
 	if err := g.Close(sctx); err != nil {
 		// Some run loop is stuck past the grace: leave the store open for
@@ -246,6 +305,13 @@ func Run(ctx context.Context, o Options) error {
 		// committed).
 		log.Warn("gateway close", "err", err)
 		closeStore = false
+	}
+	if node != nil {
+		// The connections are closed and the users written: their slots
+		// and the users go to the other instances now.
+		if err := node.Leave(sctx); err != nil {
+			log.Warn("cluster: leaving", "err", err)
+		}
 	}
 	log.Info("stopped")
 	return nil
@@ -255,8 +321,18 @@ func Run(ctx context.Context, o Options) error {
 // store takes a write (through the group commit), the IMIP server accepts
 // a TCP connection.
 func HealthChecks(g *gateway.Gateway, imipServer string) []metrics.Check {
+	return healthChecks(g, imipServer, nil)
+}
+
+// healthChecks are HealthChecks; with a cluster, an instance that holds no
+// slot (a standby: every slot is held by the others) has no component
+// link and is healthy.
+func healthChecks(g *gateway.Gateway, imipServer string, slots *slotConns) []metrics.Check {
 	return []metrics.Check{
 		{Name: "component", Run: func(context.Context) error {
+			if slots != nil && slots.standby() {
+				return nil
+			}
 			if !g.LinkUp() {
 				return errors.New("component link to the XMPP server is down")
 			}

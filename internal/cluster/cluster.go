@@ -516,6 +516,19 @@ func (n *Node) wakeWaiters(jid string) {
 func (n *Node) Acquire(ctx context.Context, jid string) (took bool, err error) {
 	asked := time.Time{}
 	for {
+		n.mu.Lock()
+		if n.asked[jid] {
+			// This instance is giving the user up to another: wait until
+			// it did, then claim like anyone.
+			w := make(chan struct{})
+			n.waiting[jid] = append(n.waiting[jid], w)
+			n.mu.Unlock()
+			if err := n.sleep(ctx, w); err != nil {
+				return false, fmt.Errorf("cluster: %s is being handed over: %w", jid, err)
+			}
+			continue
+		}
+		n.mu.Unlock()
 		now := time.Now().UnixNano()
 		var owner int32
 		var since int64
@@ -555,26 +568,37 @@ func (n *Node) Acquire(ctx context.Context, jid string) (took bool, err error) {
 			n.notify(ctx, fmt.Sprintf("release %d %d %s", owner, n.id, jid))
 			asked = time.Now()
 		}
-		t := time.NewTimer(n.cfg.CheckInterval)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false, fmt.Errorf("cluster: %s is owned by instance %d, which did not release it: %w", jid, owner, ctx.Err())
-		case <-w:
-		case <-t.C:
+		if err := n.sleep(ctx, w); err != nil {
+			return false, fmt.Errorf("cluster: %s is owned by instance %d, which did not release it: %w", jid, owner, err)
 		}
-		t.Stop()
 	}
+}
+
+// sleep waits for w, at most CheckInterval (a wake-up may be missed: the
+// caller looks again), or until ctx ends.
+func (n *Node) sleep(ctx context.Context, w <-chan struct{}) error {
+	t := time.NewTimer(n.cfg.CheckInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-w:
+	case <-t.C:
+	}
+	return nil
 }
 
 // Release gives up jid, which this instance owns, once its IMIP session
 // is over and its writes are done; whoever asked for it takes it.
 func (n *Node) Release(ctx context.Context, jid string) error {
+	_, err := n.pool.Exec(ctx, `DELETE FROM cluster_owners WHERE jid = $1 AND instance = $2`, jid, n.id)
+	// Only now may a local Acquire claim it again (see Acquire).
 	n.mu.Lock()
 	delete(n.since, jid)
 	delete(n.asked, jid)
 	n.mu.Unlock()
-	if _, err := n.pool.Exec(ctx, `DELETE FROM cluster_owners WHERE jid = $1 AND instance = $2`, jid, n.id); err != nil {
+	n.wakeWaiters(jid)
+	if err != nil {
 		return fmt.Errorf("cluster: releasing %s: %w", jid, err)
 	}
 	n.notify(ctx, "released "+jid)

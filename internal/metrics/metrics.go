@@ -47,6 +47,7 @@ type Collector struct {
 	unwritten                                   *prometheus.Desc
 	commitQueue, outboxQueue, outboxDropped     *prometheus.Desc
 	componentConnects, imipLost, imipReconnects *prometheus.Desc
+	usersTaken, usersGiven                      *prometheus.Desc
 	imipErrors, storeLatency, imipRoundTrip     *prometheus.Desc
 }
 
@@ -74,6 +75,8 @@ func NewCollector(src Source) *Collector {
 		outboxDropped:     d("outbox_dropped_total", "Stanzas dropped because the outbox was full."),
 		componentConnects: d("component_connects_total", "Component handshakes with the XMPP server (the first included)."),
 		imipLost:          d("imip_sessions_lost_total", "Live IMIP sessions that ended without the gateway asking."),
+		usersTaken:        d("imip_cluster_users_taken_total", "Users this instance took from another instance, or from none (cluster)."),
+		usersGiven:        d("imip_cluster_users_given_total", "Users this instance gave up to another instance that asked (cluster)."),
 		imipReconnects:    d("imip_reconnects_total", "IMIP logins started by the retry timer after a failure or a lost session."),
 		imipErrors:        d("imip_errors_total", "Error codes IMIP answered logins and requests with.", "code"),
 		storeLatency:      d("store_commit_seconds", "Time of each group commit's store write."),
@@ -85,7 +88,7 @@ func NewCollector(src Source) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.registered, c.loaded, c.linkUp, c.uptime, c.sessions, c.logins, c.loginFailures,
 		c.messages, c.bounces, c.unwritten, c.stanzas, c.queued, c.commitQueue, c.outboxQueue, c.outboxDropped,
-		c.componentConnects, c.imipLost, c.imipReconnects, c.imipErrors, c.storeLatency, c.imipRoundTrip} {
+		c.componentConnects, c.imipLost, c.imipReconnects, c.usersTaken, c.usersGiven, c.imipErrors, c.storeLatency, c.imipRoundTrip} {
 		ch <- d
 	}
 }
@@ -127,6 +130,8 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.outboxDropped, s.OutboxDropped)
 	counter(c.componentConnects, s.ComponentConnects)
 	counter(c.imipLost, s.IMIPSessionsLost)
+	counter(c.usersTaken, s.UsersTaken)
+	counter(c.usersGiven, s.UsersGiven)
 	counter(c.imipReconnects, s.IMIPReconnects)
 	for code, n := range s.IMIPErrors {
 		counter(c.imipErrors, n, strconv.Itoa(int(code)))

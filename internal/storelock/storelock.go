@@ -35,13 +35,21 @@ func Path(dbPath string) string { return dbPath + ".lock" }
 // Acquire takes the lock of the database at dbPath without waiting. When
 // it is held elsewhere the error wraps ErrLocked and names the holder's PID
 // when known.
-func Acquire(dbPath string) (*Lock, error) {
+func Acquire(dbPath string) (*Lock, error) { return acquire(dbPath, unix.LOCK_EX) }
+
+// AcquireShared takes the lock shared: the instances of a cluster on one
+// host hold it together, and an Acquire (an admin command that writes, a
+// transport without a cluster) is refused while any of them runs. It is
+// refused itself while an Acquire holds it.
+func AcquireShared(dbPath string) (*Lock, error) { return acquire(dbPath, unix.LOCK_SH) }
+
+func acquire(dbPath string, how int) (*Lock, error) {
 	p := Path(dbPath)
 	f, err := os.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("storelock: %w", err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+	if err := unix.Flock(int(f.Fd()), how|unix.LOCK_NB); err != nil {
 		f.Close()
 		if errors.Is(err, unix.EWOULDBLOCK) {
 			if pid := holder(p); pid > 0 {
@@ -51,9 +59,12 @@ func Acquire(dbPath string) (*Lock, error) {
 		}
 		return nil, fmt.Errorf("storelock: flock %s: %w", p, err)
 	}
-	// The PID is informative only: failing to write it is not fatal.
-	if err := f.Truncate(0); err == nil {
-		_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+	// The PID is informative only: failing to write it is not fatal (and
+	// shared holders leave the first one's).
+	if how == unix.LOCK_EX {
+		if err := f.Truncate(0); err == nil {
+			_, _ = f.WriteAt([]byte(strconv.Itoa(os.Getpid())+"\n"), 0)
+		}
 	}
 	return &Lock{f: f}, nil
 }

@@ -103,3 +103,31 @@ func TestOtherProcess(t *testing.T) {
 	}
 	_ = l.Release()
 }
+
+func TestShared(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "db")
+	a, err := AcquireShared(db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := AcquireShared(db)
+	if err != nil {
+		t.Fatalf("a second shared holder was refused: %v", err)
+	}
+	if _, err := Acquire(db); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Acquire beside shared holders = %v; want ErrLocked", err)
+	}
+	_ = a.Release()
+	if _, err := Acquire(db); !errors.Is(err, ErrLocked) {
+		t.Fatalf("Acquire beside one shared holder = %v; want ErrLocked", err)
+	}
+	_ = b.Release()
+	c, err := Acquire(db)
+	if err != nil {
+		t.Fatalf("Acquire once the shared holders left: %v", err)
+	}
+	if _, err := AcquireShared(db); !errors.Is(err, ErrLocked) {
+		t.Fatalf("AcquireShared beside Acquire = %v; want ErrLocked", err)
+	}
+	_ = c.Release()
+}

@@ -1,0 +1,179 @@
+package app
+
+import (
+	"context"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"imip-transport/gateway"
+	"imip-transport/internal/cluster"
+	"imip-transport/xmppside"
+)
+
+// ClusterOptions make a transport one instance of several on one
+// PostgreSQL store, behind an XMPP server that spreads the component
+// domain over Slots connections (ejabberd: domain_balancing with
+// component_number).
+type ClusterOptions struct {
+	// DSN and Password are the store's (the cluster's tables are there).
+	DSN, Password string
+	// Name is shown in logs (default: host name and PID).
+	Name string
+	// Slots is ejabberd's component_number for the domain.
+	Slots int
+	// CheckInterval is how often the instance looks for dead instances
+	// and free slots (0: cluster.DefaultCheckInterval).
+	CheckInterval time.Duration
+	// HandoverTimeout bounds the wait for another instance to give up a
+	// user (0: gateway.DefaultHandoverTimeout).
+	HandoverTimeout time.Duration
+}
+
+// handover returns the gateway's HandoverTimeout for c.
+func handover(c *ClusterOptions) time.Duration {
+	if c == nil {
+		return 0
+	}
+	return c.HandoverTimeout
+}
+
+// slotConns runs one component connection per slot the cluster gives
+// this instance. The first one is the gateway's own (every stanza it sends
+// goes there); the others only receive what the server routes to their
+// slots, and answer IQs.
+type slotConns struct {
+	g    *gateway.Gateway
+	cfg  xmppside.Config
+	log  *slog.Logger
+	main *xmppside.Component
+
+	mu       sync.Mutex
+	ctx      context.Context // set by start; nil before
+	runErr   chan<- error
+	given    []int // the slots held, as the node last said
+	running  map[int]context.CancelFunc
+	mainSlot int // the main connection's slot; 0 before it runs
+	wg       sync.WaitGroup
+}
+
+func newSlotConns(g *gateway.Gateway, node *cluster.Node, cfg xmppside.Config, log *slog.Logger) *slotConns {
+	s := &slotConns{g: g, cfg: cfg, log: log, running: make(map[int]context.CancelFunc)}
+	s.main = xmppside.New(cfg, mainHandler{Gateway: g, s: s})
+	node.SetHooks(cluster.Hooks{Slots: s.onSlots, Release: g.ReleaseUser})
+	return s
+}
+
+// mainHandler is the gateway, with the slot of its connection logged.
+type mainHandler struct {
+	*gateway.Gateway
+	s *slotConns
+}
+
+func (h mainHandler) HandleConnected(ctx context.Context) {
+	h.s.mu.Lock()
+	slot := h.s.mainSlot
+	h.s.mu.Unlock()
+	h.s.log.Info("cluster: slot connection up", "slot", slot, "main", true)
+	h.Gateway.HandleConnected(ctx)
+}
+
+// slotHandler is the gateway behind a connection of a further slot: its
+// link coming up probes the users whose stanzas may now come here; it is
+// not the link the gateway sends on.
+type slotHandler struct {
+	*gateway.Gateway
+	slot int
+	log  *slog.Logger
+}
+
+func (h slotHandler) HandleConnected(ctx context.Context) {
+	h.log.Info("cluster: slot connection up", "slot", h.slot, "main", false)
+	h.Gateway.SlotConnected(ctx)
+}
+
+func (h slotHandler) HandleDisconnected(err error) {
+	h.log.Info("cluster: slot connection down", "slot", h.slot, "err", err)
+}
+
+// start runs the connections of the slots given so far, and of those
+// given later, until ctx ends. The main connection's Run error goes to
+// runErr.
+func (s *slotConns) start(ctx context.Context, runErr chan<- error) {
+	s.mu.Lock()
+	s.ctx, s.runErr = ctx, runErr
+	given := s.given
+	s.mu.Unlock()
+	s.onSlots(given)
+}
+
+// onSlots is the node's Slots hook.
+func (s *slotConns) onSlots(slots []int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.given = slices.Clone(slots)
+	if s.ctx == nil || s.ctx.Err() != nil {
+		return
+	}
+	for _, slot := range slots {
+		if s.running[slot] != nil {
+			continue
+		}
+		ctx, cancel := context.WithCancel(s.ctx)
+		s.running[slot] = cancel
+		s.wg.Add(1)
+		if s.mainSlot == 0 {
+			s.mainSlot = slot
+			go func() {
+				defer s.wg.Done()
+				if err := s.main.Run(ctx); err != nil {
+					s.runErr <- err
+				}
+			}()
+			continue
+		}
+		comp := xmppside.New(s.cfg, slotHandler{Gateway: s.g, slot: slot, log: s.log})
+		go func() {
+			defer s.wg.Done()
+			if err := comp.Run(ctx); err != nil {
+				s.log.Error("cluster: slot connection refused", "slot", slot, "err", err)
+			}
+		}()
+	}
+	// A slot is taken from a live instance only when the others took it
+	// for dead: close what is not held any more (Run then stops at once
+	// on the lost lock).
+	for slot, cancel := range s.running {
+		if !slices.Contains(slots, slot) {
+			cancel()
+			delete(s.running, slot)
+		}
+	}
+}
+
+// standby reports whether the instance holds no slot: it has no component
+// connection, and the server routes nothing to it.
+func (s *slotConns) standby() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.running) == 0
+}
+
+// wait waits up to d for every connection to end (their context ended),
+// and reports whether they did.
+func (s *slotConns) wait(d time.Duration) bool {
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-done:
+		return true
+	case <-t.C:
+		return false
+	}
+}
