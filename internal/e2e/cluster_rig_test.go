@@ -210,6 +210,28 @@ func (n *clusterNode) waitHealthy() {
 	}
 }
 
+// keyMetrics returns the instance's /metrics lines about stanzas,
+// messages, users and logins, for a failure's report.
+func (n *clusterNode) keyMetrics() string {
+	client := &http.Client{Timeout: 2 * time.Second}
+	resp, err := client.Get("http://" + n.monitor + "/metrics")
+	if err != nil {
+		return err.Error()
+	}
+	defer resp.Body.Close()
+	var out []string
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		l := sc.Text()
+		if strings.HasPrefix(l, "imip_transport_") && !strings.Contains(l, "_bucket") &&
+			(strings.Contains(l, "stanza") || strings.Contains(l, "message") || strings.Contains(l, "users") ||
+				strings.Contains(l, "login") || strings.Contains(l, "component") || strings.Contains(l, "sessions")) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
 // logLine is one line of an instance's JSON log.
 type logLine struct {
 	at    time.Time
@@ -325,6 +347,10 @@ func newClusterRig(t *testing.T, users int) *clusterRig {
 	r.imip.startIMIPd()
 
 	keyFile := filepath.Join(r.dir, "transport.key") // shared by every instance
+	logLevel := "info"
+	if os.Getenv("E2E_DEBUG") != "" {
+		logLevel = "debug"
+	}
 	for i := range clusterInstances() {
 		n := &clusterNode{t: t, idx: i, bin: trBin, monitor: freeAddr(t)}
 		nd := filepath.Join(r.dir, n.name())
@@ -356,19 +382,26 @@ logins_per_second = %d
 login_burst = %d
 
 [log]
-level = "info"
+level = %q
 format = "json"
 
 [monitoring]
 listen = %q
 %s`, r.srv.ComponentName(), r.srv.ComponentAddr(), r.srv.Secret(), r.imip.imipAddr, dsn, keyFile,
-			clusterLoginRate, clusterLoginRate, n.monitor, clusterSection())
+			clusterLoginRate, clusterLoginRate, logLevel, n.monitor, clusterSection())
 		if err := os.WriteFile(n.cfg, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)
 		}
 		r.nodes = append(r.nodes, n)
 	}
 	t.Cleanup(func() {
+		if t.Failed() {
+			for _, n := range r.nodes {
+				if n.running() {
+					t.Logf("%s metrics at the failure:\n%s", n.name(), n.keyMetrics())
+				}
+			}
+		}
 		for _, n := range r.nodes {
 			n.stop(syscall.SIGTERM)
 		}
@@ -376,11 +409,20 @@ listen = %q
 		if t.Failed() {
 			r.dumpKeyLines()
 		}
+		r.keepLogs()
 	})
-	for _, n := range r.nodes {
+	// The first instance alone: it creates the schema. Instances started
+	// together on an empty database race in the store's migrations (seen
+	// with the cluster's first version: "partial migration error (version
+	// 1): duplicate key value violates unique constraint
+	// pg_type_typname_nsp_index", the loser exits). The others then start
+	// together.
+	r.nodes[0].start()
+	r.nodes[0].waitHealthy()
+	for _, n := range r.nodes[1:] {
 		n.start()
 	}
-	for _, n := range r.nodes {
+	for _, n := range r.nodes[1:] {
 		n.waitHealthy()
 	}
 	t.Logf("rig up in %v: ejabberd, PostgreSQL, imipd, %d transport(s), cluster %v",
@@ -550,6 +592,34 @@ func (r *clusterRig) imipdReplaced() int {
 		return -1
 	}
 	return strings.Count(string(data), "replaced by a new login")
+}
+
+// keepLogs copies every instance's log and imipd's to the directory
+// named by E2E_CLUSTER_LOGS, if set (the test's own directory is removed).
+func (r *clusterRig) keepLogs() {
+	dst := os.Getenv("E2E_CLUSTER_LOGS")
+	if dst == "" {
+		return
+	}
+	dst = filepath.Join(dst, r.t.Name())
+	if err := os.MkdirAll(dst, 0o700); err != nil {
+		r.t.Errorf("E2E_CLUSTER_LOGS: %v", err)
+		return
+	}
+	files := map[string]string{filepath.Join(r.dir, "imipd.log"): "imipd.log"}
+	for _, n := range r.nodes {
+		files[n.logPath] = n.name() + ".log"
+	}
+	for src, name := range files {
+		data, err := os.ReadFile(src)
+		if err == nil {
+			err = os.WriteFile(filepath.Join(dst, name), data, 0o600)
+		}
+		if err != nil {
+			r.t.Errorf("E2E_CLUSTER_LOGS: %v", err)
+		}
+	}
+	r.t.Logf("logs kept in %s", dst)
 }
 
 func (r *clusterRig) dumpKeyLines() {
