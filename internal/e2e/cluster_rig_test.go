@@ -417,13 +417,23 @@ listen = %q
 	// 1): duplicate key value violates unique constraint
 	// pg_type_typname_nsp_index", the loser exits). The others then start
 	// together.
+	//
+	// E2E_CLUSTER_LATE=1 starts the others only once the users are
+	// registered: with the cluster's first version, an instance knew only
+	// the registrations it read at its start.
+	late := os.Getenv("E2E_CLUSTER_LATE") == "1"
+	startRest := func() {
+		for _, n := range r.nodes[1:] {
+			n.start()
+		}
+		for _, n := range r.nodes[1:] {
+			n.waitHealthy()
+		}
+	}
 	r.nodes[0].start()
 	r.nodes[0].waitHealthy()
-	for _, n := range r.nodes[1:] {
-		n.start()
-	}
-	for _, n := range r.nodes[1:] {
-		n.waitHealthy()
+	if !late {
+		startRest()
 	}
 	t.Logf("rig up in %v: ejabberd, PostgreSQL, imipd, %d transport(s), cluster %v",
 		time.Since(began).Round(time.Millisecond), len(r.nodes), clusterOn())
@@ -431,6 +441,9 @@ listen = %q
 	began = time.Now()
 	r.enrol()
 	t.Logf("%d users registered and online on IMIP in %v", users, time.Since(began).Round(time.Millisecond))
+	if late {
+		startRest()
+	}
 	return r
 }
 
@@ -511,6 +524,28 @@ func (cu *clusterUser) outage(since time.Time) (off, back time.Time) {
 		}
 	}
 	return off, time.Time{}
+}
+
+// settled returns how many times the user went OFFLINE at its peer in
+// [since, until), and when it was last seen coming back (zero if it never
+// went offline, or is still off).
+func (cu *clusterUser) settled(since, until time.Time) (outages int, back time.Time) {
+	cu.mu.Lock()
+	defer cu.mu.Unlock()
+	off := false
+	for _, s := range cu.stats {
+		if s.at.Before(since) || !s.at.Before(until) {
+			continue
+		}
+		switch {
+		case s.st == wire.StatusOffline && !off:
+			outages++
+			off, back = true, time.Time{}
+		case s.st != wire.StatusOffline && off:
+			off, back = false, s.at
+		}
+	}
+	return outages, back
 }
 
 // waitAllOnline waits until every user is online at its peer, failing t

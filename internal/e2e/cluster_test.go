@@ -176,6 +176,37 @@ func (r *clusterRig) finish(name string, traffic *clusterTraffic, faults []clust
 		t.Logf("%s at %s; slot up again at %s by %s (+%v)", f.what, f.at.Format("15:04:05.000"),
 			f.slotUp.Format("15:04:05.000"), f.by, f.slotUp.Sub(f.at).Round(time.Millisecond))
 	}
+	// Outages over each fault's whole window (up to the next fault): a
+	// user may go offline more than once (moved again after the first
+	// takeover); the bound is on its last return.
+	for i, f := range faults {
+		until := time.Now()
+		if i+1 < len(faults) {
+			until = faults[i+1].at
+		}
+		var flaps []wire.Number
+		var worst time.Duration
+		var worstUser wire.Number
+		for _, cu := range r.users {
+			n, back := cu.settled(f.at, until)
+			if n > 1 {
+				flaps = append(flaps, cu.a.number)
+			}
+			if n > 0 && back.IsZero() {
+				t.Errorf("%s: user %s still offline on IMIP", f.what, cu.a.number)
+			}
+			if d := back.Sub(f.at); n > 0 && d > worst {
+				worst, worstUser = d, cu.a.number
+			}
+		}
+		t.Logf("%s: last return to IMIP %v after (user %s); %d users went offline more than once: %v",
+			f.what, worst.Round(time.Millisecond), worstUser, len(flaps), flaps)
+		fmt.Fprintf(os.Stderr, "%s: %s: users settled on IMIP after max %v (bound %v); %d users went offline more than once\n",
+			name, f.what, worst.Round(time.Millisecond), clusterBackBound, len(flaps))
+		if worst > clusterBackBound {
+			t.Errorf("%s: user %s settled on IMIP only %v after, beyond the bound %v", f.what, worstUser, worst.Round(time.Millisecond), clusterBackBound)
+		}
+	}
 	t.Logf("Jabber -> IMIP: %v", up)
 	t.Logf("IMIP -> Jabber: %v", down)
 	fmt.Fprintf(os.Stderr, "%s (%d instance(s), %d users): Jabber -> IMIP: %v; IMIP -> Jabber: %v; took %v\n",
