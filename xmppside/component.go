@@ -48,6 +48,8 @@ type Component struct {
 	last   Privileges
 
 	cmds *cmdSessions // open XEP-0050 sessions (they outlive a link)
+
+	slots slotChecks // slot checks in progress (slotcheck.go)
 }
 
 // New returns a Component for cfg that reports to h.

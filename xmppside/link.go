@@ -118,6 +118,9 @@ func (l *link) handleMessage(t xml.TokenReader, start xml.StartElement) error {
 		l.c.grantPrivileges(m.From, priv)
 		return nil
 	}
+	if l.c.slotCheckMessage(m) {
+		return nil
+	}
 	l.c.h.HandleMessage(m)
 	return nil
 }

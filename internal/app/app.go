@@ -205,7 +205,7 @@ func Run(ctx context.Context, o Options) error {
 	var slots *slotConns
 	var comp *xmppside.Component
 	if node != nil {
-		slots = newSlotConns(g, node, compCfg, log)
+		slots = newSlotConns(g, node, o.Cluster.Slots, compCfg, log)
 		comp = slots.main
 	} else {
 		comp = xmppside.New(compCfg, g)

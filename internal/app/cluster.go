@@ -52,17 +52,26 @@ type slotConns struct {
 	mu       sync.Mutex
 	ctx      context.Context // set by start; nil before
 	runErr   chan<- error
+	node     *cluster.Node
+	slots    int   // the cluster's, for the slot check
 	given    []int // the slots held, as the node last said
-	running  map[int]context.CancelFunc
-	mainSlot int // the main connection's slot; 0 before it runs
+	running  map[int]*slotRun
+	giving   map[int]bool // slots closing to be given away
+	mainSlot int          // the main connection's slot; 0 before it runs
 	wg       sync.WaitGroup
 }
 
-func newSlotConns(g *gateway.Gateway, node *cluster.Node, cfg xmppside.Config, log *slog.Logger) *slotConns {
-	s := &slotConns{g: g, cfg: cfg, log: log, running: make(map[int]context.CancelFunc)}
+func newSlotConns(g *gateway.Gateway, node *cluster.Node, slots int, cfg xmppside.Config, log *slog.Logger) *slotConns {
+	s := &slotConns{g: g, cfg: cfg, log: log, node: node, slots: slots, running: make(map[int]*slotRun), giving: make(map[int]bool)}
 	s.main = xmppside.New(cfg, mainHandler{Gateway: g, s: s})
-	node.SetHooks(cluster.Hooks{Slots: s.onSlots, Release: g.ReleaseUser})
+	node.SetHooks(cluster.Hooks{Slots: s.onSlots, Release: g.ReleaseUser, Give: s.give})
 	return s
+}
+
+// slotRun is the connection of one slot.
+type slotRun struct {
+	cancel context.CancelFunc
+	done   chan struct{} // closed when its Run returned
 }
 
 // mainHandler is the gateway, with the slot of its connection logged.
@@ -76,6 +85,7 @@ func (h mainHandler) HandleConnected(ctx context.Context) {
 	slot := h.s.mainSlot
 	h.s.mu.Unlock()
 	h.s.log.Info("cluster: slot connection up", "slot", slot, "main", true)
+	go h.s.checkSlot(ctx, h.s.main, slot)
 	h.Gateway.HandleConnected(ctx)
 }
 
@@ -84,17 +94,44 @@ func (h mainHandler) HandleConnected(ctx context.Context) {
 // not the link the gateway sends on.
 type slotHandler struct {
 	*gateway.Gateway
+	s    *slotConns
+	comp *xmppside.Component // set once made
 	slot int
-	log  *slog.Logger
 }
 
-func (h slotHandler) HandleConnected(ctx context.Context) {
-	h.log.Info("cluster: slot connection up", "slot", h.slot, "main", false)
+func (h *slotHandler) HandleConnected(ctx context.Context) {
+	h.s.log.Info("cluster: slot connection up", "slot", h.slot, "main", false)
+	go h.s.checkSlot(ctx, h.comp, h.slot)
 	h.Gateway.SlotConnected(ctx)
 }
 
-func (h slotHandler) HandleDisconnected(err error) {
-	h.log.Info("cluster: slot connection down", "slot", h.slot, "err", err)
+func (h *slotHandler) HandleDisconnected(err error) {
+	h.s.log.Info("cluster: slot connection down", "slot", h.slot, "err", err)
+}
+
+// slotCheckTimeout bounds the wait for the slot check's messages.
+const slotCheckTimeout = 5 * time.Second
+
+// checkSlot makes sure the server routes to comp's new connection (ctx
+// is its link's): one made before the server let go of the slot's former
+// connection (its instance died without closing it: a crashed host) gets
+// no slot, and would receive nothing for good. Such a connection is
+// dropped and made again (after the component's backoff) until it holds
+// the slot.
+func (s *slotConns) checkSlot(ctx context.Context, comp *xmppside.Component, slot int) {
+	cctx, cancel := context.WithTimeout(ctx, slotCheckTimeout)
+	defer cancel()
+	ok, err := comp.CheckSlot(cctx, 16*s.slots)
+	switch {
+	case ctx.Err() != nil:
+	case err != nil:
+		s.log.Warn("cluster: slot check not sent", "slot", slot, "err", err)
+	case !ok:
+		s.log.Warn("cluster: the server routes nothing to this slot connection (the slot's former connection is still registered there); connecting again", "slot", slot)
+		comp.Reconnect()
+	default:
+		s.log.Debug("cluster: slot check passed", "slot", slot)
+	}
 }
 
 // start runs the connections of the slots given so far, and of those
@@ -113,29 +150,39 @@ func (s *slotConns) onSlots(slots []int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.given = slices.Clone(slots)
+	for slot := range s.giving {
+		if !slices.Contains(slots, slot) {
+			delete(s.giving, slot)
+		}
+	}
 	if s.ctx == nil || s.ctx.Err() != nil {
 		return
 	}
 	for _, slot := range slots {
-		if s.running[slot] != nil {
+		if s.running[slot] != nil || s.giving[slot] {
 			continue
 		}
 		ctx, cancel := context.WithCancel(s.ctx)
-		s.running[slot] = cancel
+		r := &slotRun{cancel: cancel, done: make(chan struct{})}
+		s.running[slot] = r
 		s.wg.Add(1)
 		if s.mainSlot == 0 {
 			s.mainSlot = slot
 			go func() {
 				defer s.wg.Done()
+				defer close(r.done)
 				if err := s.main.Run(ctx); err != nil {
 					s.runErr <- err
 				}
 			}()
 			continue
 		}
-		comp := xmppside.New(s.cfg, slotHandler{Gateway: s.g, slot: slot, log: s.log})
+		h := &slotHandler{Gateway: s.g, s: s, slot: slot}
+		comp := xmppside.New(s.cfg, h)
+		h.comp = comp
 		go func() {
 			defer s.wg.Done()
+			defer close(r.done)
 			if err := comp.Run(ctx); err != nil {
 				s.log.Error("cluster: slot connection refused", "slot", slot, "err", err)
 			}
@@ -144,12 +191,40 @@ func (s *slotConns) onSlots(slots []int) {
 	// A slot is taken from a live instance only when the others took it
 	// for dead: close what is not held any more (Run then stops at once
 	// on the lost lock).
-	for slot, cancel := range s.running {
+	for slot, r := range s.running {
 		if !slices.Contains(slots, slot) {
-			cancel()
+			r.cancel()
 			delete(s.running, slot)
 		}
 	}
+}
+
+// give is the node's Give hook: the connection of the highest slot other
+// than the main one closes (in order: the server unregisters it before the
+// stream ends), then the slot is freed for the instance holding fewer.
+func (s *slotConns) give() bool {
+	s.mu.Lock()
+	slot := 0
+	for k := range s.running {
+		if k != s.mainSlot && k > slot {
+			slot = k
+		}
+	}
+	if slot == 0 {
+		s.mu.Unlock()
+		return false
+	}
+	r := s.running[slot]
+	delete(s.running, slot)
+	s.giving[slot] = true
+	s.mu.Unlock()
+	s.log.Info("cluster: closing a slot connection for another instance", "slot", slot)
+	r.cancel()
+	go func() {
+		<-r.done
+		s.node.FreeSlot(slot) // onSlots forgets it once the node does
+	}()
+	return true
 }
 
 // standby reports whether the instance holds no slot: it has no component

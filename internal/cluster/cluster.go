@@ -107,6 +107,11 @@ type Hooks struct {
 	// instance owns: log the user out of IMIP, store what must be stored,
 	// then call [Node.Release].
 	Release func(jid string)
+	// Give is called when this instance holds two slots more than
+	// another: close the connection of one slot (not the one the instance
+	// sends on), then call [Node.FreeSlot], and report true; false when
+	// there is none to give. It is not called again before that FreeSlot.
+	Give func() bool
 }
 
 // Node is this instance's membership of the cluster.
@@ -124,6 +129,7 @@ type Node struct {
 	mu      sync.Mutex
 	held    []int                      // slots held, as last read
 	freed   map[int]bool               // slots whose connection closed, to free
+	giving  bool                       // Give called, its FreeSlot not yet
 	waiting map[string][]chan struct{} // Acquire calls waiting for a release
 	since   map[string]time.Time       // when this instance took each user
 	asked   map[string]bool            // release requests being carried out
@@ -181,13 +187,20 @@ func Join(ctx context.Context, cfg Config) (*Node, error) {
 	if _, err := n.listen.Exec(ctx, "LISTEN "+channel); err != nil {
 		return nil, fmt.Errorf("cluster: listen: %w", err)
 	}
-	err = n.lock.QueryRow(ctx, `INSERT INTO cluster_instances (name, started) VALUES ($1, $2) RETURNING id`,
-		cfg.Name, time.Now().UnixNano()).Scan(&n.id)
+	// One transaction: the others see the row only with its lock held
+	// (a row without it is a dead instance's). The session lock outlives
+	// the transaction.
+	err = pgx.BeginFunc(ctx, n.lock, func(tx pgx.Tx) error {
+		err := tx.QueryRow(ctx, `INSERT INTO cluster_instances (name, started) VALUES ($1, $2) RETURNING id`,
+			cfg.Name, time.Now().UnixNano()).Scan(&n.id)
+		if err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_advisory_lock($1, $2)`, LockSpace, n.id)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("cluster: registering the instance: %w", err)
-	}
-	if _, err := n.lock.Exec(ctx, `SELECT pg_advisory_lock($1, $2)`, LockSpace, n.id); err != nil {
-		return nil, fmt.Errorf("cluster: taking the instance's lock: %w", err)
 	}
 	n.log = log.With("instance", n.id)
 	if err := n.setupSlots(ctx); err != nil {
@@ -315,8 +328,9 @@ func (n *Node) check(ctx context.Context) error {
 	}
 	n.mu.Unlock()
 	changed := false
+	var mine, least int64 // slots held by this instance, and by the one holding fewest
 	err = pgx.BeginFunc(cctx, n.pool, func(tx pgx.Tx) error {
-		changed = false
+		changed, mine, least = false, 0, 0
 		if _, err := tx.Exec(cctx, `SELECT pg_advisory_xact_lock($1, 0)`, LockSpace); err != nil {
 			return err
 		}
@@ -386,6 +400,13 @@ func (n *Node) check(ctx context.Context) error {
 			loads[best].Slots++
 			changed = true
 		}
+		least = loads[0].Slots
+		for _, l := range loads {
+			least = min(least, l.Slots)
+			if l.ID == n.id {
+				mine = l.Slots
+			}
+		}
 		return nil
 	})
 	if err != nil {
@@ -401,7 +422,29 @@ func (n *Node) check(ctx context.Context) error {
 	if changed {
 		n.notify(cctx, "changed")
 	}
-	return n.readSlots(cctx)
+	if err := n.readSlots(cctx); err != nil {
+		return err
+	}
+	// Spread the slots: an instance holding two more than another (one
+	// that joined while the others held every slot) gives one up. The
+	// slot is without a connection from its close until the other's
+	// connection is up, a few milliseconds: the server drops what it
+	// routes there meanwhile, so this is done one slot at a time.
+	if mine >= 2 && mine-least >= 2 && n.hooks.Give != nil {
+		n.mu.Lock()
+		give := !n.giving && len(n.freed) == 0
+		n.giving = n.giving || give
+		n.mu.Unlock()
+		if give {
+			n.log.Info("cluster: giving a slot to an instance that holds fewer", "held", mine, "fewest", least)
+			if !n.hooks.Give() {
+				n.mu.Lock()
+				n.giving = false
+				n.mu.Unlock()
+			}
+		}
+	}
+	return nil
 }
 
 // readSlots reads the slots this instance holds and calls the Slots hook
@@ -435,6 +478,7 @@ func (n *Node) readSlots(ctx context.Context) error {
 func (n *Node) FreeSlot(slot int) {
 	n.mu.Lock()
 	n.freed[slot] = true
+	n.giving = false
 	n.mu.Unlock()
 	n.wake()
 }
@@ -544,7 +588,7 @@ func (n *Node) Acquire(ctx context.Context, jid string) (took bool, err error) {
 		}
 		if err != nil {
 			var pe *pgconn.PgError
-			if errors.As(err, &pe) && pe.Code == "23503" { // foreign_key_violation
+			if errors.As(err, &pe) && pe.ConstraintName == "cluster_owners_jid_fkey" {
 				return false, fmt.Errorf("cluster: %s is not registered", jid)
 			}
 			return false, fmt.Errorf("cluster: claiming %s: %w", jid, err)

@@ -53,6 +53,7 @@ type node struct {
 	mu       sync.Mutex
 	slots    []int
 	released []string
+	gave     int
 	cancel   context.CancelFunc
 	done     chan error
 	once     sync.Once
@@ -92,6 +93,17 @@ func (r *rig) join(autoRelease bool) *node {
 			nd.mu.Lock()
 			nd.slots = slices.Clone(s)
 			nd.mu.Unlock()
+		},
+		Give: func() bool {
+			nd.mu.Lock()
+			defer nd.mu.Unlock()
+			if len(nd.slots) < 2 {
+				return false
+			}
+			nd.gave++
+			give := nd.slots[len(nd.slots)-1]
+			go n.FreeSlot(give) // its connection closed
+			return true
 		},
 		Release: func(jid string) {
 			nd.mu.Lock()
@@ -142,16 +154,32 @@ func TestSlotsGoToTheLiveInstances(t *testing.T) {
 	a := r.join(false)
 	waitFor(t, "a lone instance to hold every slot", func() bool { return slices.Equal(a.held(), []int{1, 2, 3}) })
 	b := r.join(false)
-	// Every slot is held: b gets none until one is free.
-	a.FreeSlot(2)
-	waitFor(t, "the freed slot to go to the instance holding fewest", func() bool { return slices.Equal(b.held(), []int{2}) })
-	// a still thinks it holds 2 until it reads again: it reads at each check.
-	waitFor(t, "a to see it lost slot 2", func() bool { return slices.Equal(a.held(), []int{1, 3}) })
+	// a gives one slot (its highest) and keeps two: one more than b.
+	waitFor(t, "a slot given to the instance that joined", func() bool {
+		return slices.Equal(a.held(), []int{1, 2}) && slices.Equal(b.held(), []int{3})
+	})
 
 	// a dies (its connections end without Leave): b takes its slots.
 	_ = a.stop()
 	a.Close()
 	waitFor(t, "the dead instance's slots to go to the survivor", func() bool { return slices.Equal(b.held(), []int{1, 2, 3}) })
+}
+
+// An instance that joins while another holds every slot gets slots given
+// to it, one at a time, until none holds two more than another.
+func TestSlotsSpreadToJoiners(t *testing.T) {
+	r := newRig(t)
+	a := r.join(false)
+	waitFor(t, "a lone instance to hold every slot", func() bool { return len(a.held()) == 3 })
+	b := r.join(false)
+	c := r.join(false)
+	waitFor(t, "one slot each", func() bool { return len(a.held()) == 1 && len(b.held()) == 1 && len(c.held()) == 1 })
+	a.mu.Lock()
+	gave := a.gave
+	a.mu.Unlock()
+	if gave != 2 {
+		t.Fatalf("a gave %d slots; want 2", gave)
+	}
 }
 
 func TestLeaveFreesAtOnce(t *testing.T) {
