@@ -213,6 +213,30 @@ func (r *clusterRig) finish(name string, traffic *clusterTraffic, faults []clust
 		name, len(r.nodes), len(r.users), up, down, time.Since(began).Round(time.Millisecond))
 	if up.lost > 0 || down.lost > 0 {
 		t.Errorf("lost messages, by user number: Jabber -> IMIP %v; IMIP -> Jabber %v", lostUp, lostDown)
+		// When, against the faults' times above (the first few per user).
+		for _, cu := range r.users {
+			for dir, nums := range map[string][]int{"Jabber -> IMIP": lostUp[cu.a.number], "IMIP -> Jabber": lostDown[cu.a.number]} {
+				var at []string
+				for i, n := range nums {
+					if i == 3 {
+						at = append(at, "...")
+						break
+					}
+					if dir == "Jabber -> IMIP" {
+						cu.j.mu.Lock()
+						at = append(at, fmt.Sprintf("%d at %s", n, cu.j.sent[n].at.Format("15:04:05.000")))
+						cu.j.mu.Unlock()
+					} else {
+						cu.u.mu.Lock()
+						at = append(at, fmt.Sprintf("%d at %s", n, cu.u.sent[n].at.Format("15:04:05.000")))
+						cu.u.mu.Unlock()
+					}
+				}
+				if len(at) > 0 {
+					t.Logf("lost %s, user %s: %v", dir, cu.a.number, at)
+				}
+			}
+		}
 	}
 	if n := r.imipdReplaced(); n != 0 {
 		t.Errorf("imipd logged %d \"replaced by a new login\": a number was logged in twice at once", n)
