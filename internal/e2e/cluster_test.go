@@ -91,7 +91,8 @@ func ignorableIn(faults []clusterFault) func(time.Time) bool {
 }
 
 // waitSlotUp waits until an instance logged a slot connection up after
-// since, and returns when and which.
+// since, and returns when and which (since and "nobody", with t marked
+// failed, when none did within clusterBackBound).
 func (r *clusterRig) waitSlotUp(since time.Time) (time.Time, string) {
 	r.t.Helper()
 	deadline := time.Now().Add(clusterBackBound)
@@ -101,7 +102,10 @@ func (r *clusterRig) waitSlotUp(since time.Time) (time.Time, string) {
 			return at, by.name()
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("no %q logged within %v after %v", slotUpMsg(), clusterBackBound, since.Format(time.StampMilli))
+			// Not fatal (see waitBack); without that moment no message
+			// sent after the fault may be ignored.
+			r.t.Errorf("no %q logged within %v after %v", slotUpMsg(), clusterBackBound, since.Format(time.StampMilli))
+			return since, "nobody"
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -109,7 +113,7 @@ func (r *clusterRig) waitSlotUp(since time.Time) (time.Time, string) {
 
 // waitBack waits until every user in expect has gone OFFLINE after since
 // and come back, and no other user that went OFFLINE is still off; it
-// fails t at since + clusterBackBound. It returns the time each user that
+// marks t failed at since + clusterBackBound and returns. It returns the time each user that
 // went offline took to be back, counted from since.
 func (r *clusterRig) waitBack(since time.Time, expect []wire.Number) map[wire.Number]time.Duration {
 	r.t.Helper()
@@ -130,7 +134,10 @@ func (r *clusterRig) waitBack(since time.Time, expect []wire.Number) map[wire.Nu
 			return back
 		}
 		if time.Now().After(deadline) {
-			r.t.Fatalf("%d users not back on IMIP within %v: %v", len(waiting), clusterBackBound, waiting)
+			// Not fatal: the traffic goes on, and the classification
+			// at the end shows what became of the messages.
+			r.t.Errorf("%d users not back on IMIP within %v: %v", len(waiting), clusterBackBound, waiting)
+			return back
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
