@@ -515,6 +515,9 @@ type imipSide struct {
 	got     map[int]int
 	closing bool
 	wg      sync.WaitGroup
+	// observe, when set, sees every event first (from the session's
+	// goroutine, before u.mu is taken); it must not block or call u.
+	observe func(imipside.Event)
 }
 
 func dialIMIPSide(t *testing.T, addr string, a imipAccount) *imipSide {
@@ -556,6 +559,9 @@ func (u *imipSide) connect(within time.Duration) {
 type sessBox struct{ s *imipside.Session }
 
 func (u *imipSide) handle(box *sessBox, ev imipside.Event) {
+	if u.observe != nil {
+		u.observe(ev)
+	}
 	u.mu.Lock()
 	s := box.s
 	switch ev := ev.(type) {
@@ -638,6 +644,15 @@ func (t tally) String() string {
 // classify sorts sent messages by what became of them. inFlight, when not
 // zero, is the kill or cut time of the transport (see faultInFlight).
 func classify(sent []sentMsg, got map[int]int, bounced func(n int) bool, inFlight time.Time) tally {
+	return classifyBy(sent, got, bounced, func(at time.Time) bool {
+		return !inFlight.IsZero() && !at.Before(inFlight.Add(-faultInFlight)) && !at.After(inFlight.Add(faultInFlight))
+	})
+}
+
+// classifyBy is classify with the in-flight rule given as a function: a
+// message neither delivered, refused nor bounced is ignored when
+// ignorable(its send time), and lost otherwise.
+func classifyBy(sent []sentMsg, got map[int]int, bounced func(n int) bool, ignorable func(at time.Time) bool) tally {
 	var t tally
 	for n, m := range sent {
 		t.sent++
@@ -649,7 +664,7 @@ func classify(sent []sentMsg, got map[int]int, bounced func(n int) bool, inFligh
 			t.notSent++
 		case m.bounced || bounced(n):
 			t.bounced++
-		case !inFlight.IsZero() && !m.at.Before(inFlight.Add(-faultInFlight)) && !m.at.After(inFlight.Add(faultInFlight)):
+		case ignorable(m.at):
 			t.ignored++
 		default:
 			t.lost++

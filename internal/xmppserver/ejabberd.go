@@ -34,6 +34,9 @@ type EjabberdOptions struct {
 	Privilege bool
 	// Users are registered once the server is ready: name -> password.
 	Users map[string]string
+	// Balancing, when set, adds a domain_balancing entry for the component
+	// domain: several component connections may then share the name.
+	Balancing *ComponentBalancing
 	// ExtraModules are added to the modules section as "NAME: {}"
 	// (ejabberd names, for example "mod_carboncopy").
 	ExtraModules []string
@@ -48,6 +51,51 @@ type EjabberdOptions struct {
 	StartTimeout time.Duration
 	// Logger receives start and stop events. Default: discarded.
 	Logger *slog.Logger
+}
+
+// ComponentBalancing is ejabberd's domain_balancing for the component
+// domain. What ejabberd 23.01 does with it (src/ejabberd_router.erl,
+// src/ejabberd_router_mnesia.erl; proven by TestEjabberdComponentBalancing):
+//
+//   - With ComponentNumber N the domain's route table holds N slots. A
+//     component connection takes the first free slot at its handshake; one
+//     made while all N are held gets none, is not told, and receives
+//     nothing (it can still send). When a slot's connection closes, the
+//     slot stays as a placeholder without a process, and stanzas hashed to
+//     it are dropped without an error until a new connection takes it.
+//     Each stanza goes to slot erlang:phash2(key, N), the key chosen by
+//     Type ("bare_source": the sender's bare JID).
+//   - Without ComponentNumber no component can connect at all: 23.01
+//     reads component_number without a default once the domain has a
+//     domain_balancing entry, and every handshake crashes the connection
+//     ({badkey,component_number} in ejabberd's log). Without
+//     domain_balancing (Balancing nil), ejabberd picks one of the
+//     connections at random for each stanza.
+type ComponentBalancing struct {
+	// Type is random, source, destination, bare_source or bare_destination;
+	// empty leaves ejabberd's default (random).
+	Type string
+	// ComponentNumber is the number of slots, 2 to 1000 (ejabberd's
+	// bounds); 0 leaves it out, which ejabberd 23.01 cannot work with
+	// (see above; kept possible so that a test can show it).
+	ComponentNumber int
+}
+
+// validate checks b against ejabberd's own bounds, so that a typo fails the
+// start with a clear error instead of an ejabberd configuration crash.
+func (b *ComponentBalancing) validate() error {
+	if b == nil {
+		return nil
+	}
+	switch b.Type {
+	case "", "random", "source", "destination", "bare_source", "bare_destination":
+	default:
+		return fmt.Errorf("xmppserver: ejabberd domain_balancing type %q: want random, source, destination, bare_source or bare_destination", b.Type)
+	}
+	if b.ComponentNumber != 0 && (b.ComponentNumber < 2 || b.ComponentNumber > 1000) {
+		return fmt.Errorf("xmppserver: ejabberd domain_balancing component_number %d: want 2 to 1000", b.ComponentNumber)
+	}
+	return nil
 }
 
 // Ejabberd is a private ejabberd node started by [StartEjabberd].
@@ -116,6 +164,9 @@ func StartEjabberd(ctx context.Context, opts EjabberdOptions) (*Ejabberd, error)
 	if err != nil {
 		return nil, err
 	}
+	if err := opts.Balancing.validate(); err != nil {
+		return nil, err
+	}
 	s := &Ejabberd{
 		commonOptions: newCommon(opts.Domain, opts.Component, opts.Secret, opts.Logger, opts.StartTimeout),
 		ctl:           ctl,
@@ -180,7 +231,7 @@ func (s *Ejabberd) prepare(opts EjabberdOptions) error {
 		dir: s.dir, certFile: certs.Combined, pidPath: s.pidPath,
 		c2sPort: s.c2sPort, componentPort: s.compPort, httpPort: s.httpPort, distPort: s.distPort,
 		domain: s.domain, component: s.component, secret: s.secret,
-		logLevel: level, privilege: opts.Privilege,
+		logLevel: level, privilege: opts.Privilege, balancing: opts.Balancing,
 		extraModules: opts.ExtraModules, extraConfig: opts.ExtraConfig,
 	}
 	files := []struct {

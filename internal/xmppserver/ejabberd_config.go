@@ -14,6 +14,7 @@ type ejabberdConfig struct {
 	domain, component, secret        string
 	logLevel                         string
 	privilege                        bool
+	balancing                        *ComponentBalancing
 	extraModules                     []string
 	extraConfig                      string
 }
@@ -76,6 +77,16 @@ func (c ejabberdConfig) renderYAML() string {
 	w("    who:")
 	w("      - acl: loopback")
 	w("    what: \"*\"")
+	if b := c.balancing; b != nil && (b.Type != "" || b.ComponentNumber != 0) {
+		w("domain_balancing:")
+		w("  %s:", yamlQuote(c.component))
+		if b.Type != "" {
+			w("    type: %s", b.Type)
+		}
+		if b.ComponentNumber != 0 {
+			w("    component_number: %d", b.ComponentNumber)
+		}
+	}
 	w("modules:")
 	w("  mod_disco: {}")
 	w("  mod_roster: {}")

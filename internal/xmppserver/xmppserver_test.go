@@ -169,6 +169,18 @@ func TestConfigs(t *testing.T) {
 	if strings.Count(y, `ip: "127.0.0.1"`) != 3 {
 		t.Errorf("ejabberd.yml: want all three listeners on 127.0.0.1:\n%s", y)
 	}
+	if strings.Contains(y, "domain_balancing") {
+		t.Errorf("ejabberd.yml has domain_balancing without Balancing:\n%s", y)
+	}
+	e.balancing = &ComponentBalancing{Type: "bare_source", ComponentNumber: 3}
+	if y := e.renderYAML(); !strings.Contains(y, "domain_balancing:\n  \"imip.localhost\":\n    type: bare_source\n    component_number: 3\n") {
+		t.Errorf("ejabberd.yml lacks the component's domain_balancing:\n%s", y)
+	}
+	for i, b := range []*ComponentBalancing{{Type: "sticky"}, {ComponentNumber: 1}, {ComponentNumber: 1001}} {
+		if b.validate() == nil {
+			t.Errorf("case %d: %+v accepted", i, *b)
+		}
+	}
 	ctl := e.renderCtl()
 	for i, want := range []string{"ERL_EPMD_ADDRESS=127.0.0.1", "ERL_DIST_PORT=4444", "inet_dist_use_interface {127,0,0,1}", "EJABBERD_PID_PATH='/d/e.pid'"} {
 		if !strings.Contains(ctl, want) {
