@@ -552,6 +552,20 @@ func (g *Gateway) Stop(ctx context.Context) error {
 		g.mu.Unlock()
 	}
 	if err := g.runs.wait(ctx); err != nil {
+		g.mu.Lock()
+		var busy []string
+		for k, u := range g.users {
+			u.mu.Lock()
+			if u.running || u.jobs.Load() > 0 {
+				busy = append(busy, fmt.Sprintf("%s (running %v, jobs %d, inbox %d)", k, u.running, u.jobs.Load(), len(u.inbox)))
+			}
+			u.mu.Unlock()
+		}
+		g.mu.Unlock()
+		g.runs.mu.Lock()
+		n := g.runs.n
+		g.runs.mu.Unlock()
+		g.log.Warn("gateway stop: still running", "goroutines", n, "users", len(busy), "first", busy[:min(len(busy), 5)])
 		return fmt.Errorf("gateway: stop: %w", err)
 	}
 	return nil

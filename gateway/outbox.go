@@ -132,9 +132,20 @@ func (o *outbox) drain() {
 					confirm = make(map[barrierKey]*pendBarrier)
 				}
 				k := barrierKey{it.m.To.Domainpart(), seq}
+				to := it.m.To.Domain() // no new PRECIS pass per barrier
+				if o.g.cfg.Owners != nil {
+					// Several instances: the server routes the answer by
+					// the address it comes from, to the instance that
+					// holds that address's slot. From the user's own
+					// address it comes back here, where the user is
+					// served; from the server's domain it would go to
+					// one instance for every user.
+					to = it.m.To.Bare()
+					k.domain = to.String()
+				}
 				pb := confirm[k]
 				if pb == nil {
-					pb = &pendBarrier{to: it.m.To.Domain()} // no new PRECIS pass per barrier
+					pb = &pendBarrier{to: to}
 					confirm[k] = pb
 				}
 				pb.dones = append(pb.dones, it.done)
@@ -151,7 +162,8 @@ func (o *outbox) drain() {
 // at once), and spares the user's server a ping and its answer per message.
 const barrierDelay = 2 * time.Millisecond
 
-// barrierKey is a barrier's server domain and component link.
+// barrierKey is a barrier's server domain (with a cluster, the user's bare
+// JID) and component link.
 type barrierKey struct {
 	domain string
 	seq    uint64
@@ -210,9 +222,22 @@ func (o *outbox) flushBarriers() {
 func (g *Gateway) barrier(to jid.JID, seq uint64, dones []func(error)) {
 	var err error
 	if b, ok := g.xmpp.(Barrier); ok {
-		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
+		parent := context.Background()
+		if g.cfg.Owners != nil {
+			// With a cluster the answer may never come here (the user's
+			// slot went to another instance): a stop does not wait for
+			// it; what it covered is sent again by the next owner.
+			parent = g.ctx
+		}
+		ctx, cancel := context.WithTimeout(parent, g.cfg.OpTimeout)
 		if berr := b.Barrier(ctx, to, seq); berr != nil {
 			err = fmt.Errorf("%w: %w", errBarrier, berr)
+			if g.cfg.Owners != nil && errors.Is(berr, context.DeadlineExceeded) {
+				// The server routes the user's answers to another
+				// instance now: a probe makes that one take the user
+				// (and what the barrier covered goes again from there).
+				g.sendPresence(xmppside.Presence{From: g.cfg.Domain, To: to, Type: "probe"})
+			}
 		}
 		cancel()
 	}

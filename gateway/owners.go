@@ -35,9 +35,6 @@ type Ownership interface {
 	// Release gives bareJID up, once its IMIP session is over and its
 	// writes are done.
 	Release(ctx context.Context, bareJID string) error
-	// ProbeSet returns the registered users this instance probes after a
-	// component connection came up: those nobody owns and its own.
-	ProbeSet(ctx context.Context) ([]string, error)
 	// QueuedFree returns the users with queued messages whom nobody owns.
 	QueuedFree(ctx context.Context) ([]string, error)
 	// Owns reports whether this instance owns bareJID (as far as it
@@ -338,21 +335,15 @@ func (g *Gateway) RefreshRegistered(ctx context.Context) error {
 }
 
 // probeSet returns the users to probe after a component connection came
-// up: every registered user, or with a cluster those nobody owns and this
-// instance's.
-func (g *Gateway) probeSet(ctx context.Context) []string {
-	if g.cfg.Owners == nil {
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		users := make([]string, 0, len(g.registered))
-		for k := range g.registered {
-			users = append(users, k)
-		}
-		return users
-	}
-	users, err := g.cfg.Owners.ProbeSet(ctx)
-	if err != nil {
-		g.log.Warn("cluster: users to probe", "err", err)
+// up: every registered user. With a cluster the answers go to the
+// instances that hold the users' slots, which take the users they do not
+// serve yet (a slot that moved here brings its users).
+func (g *Gateway) probeSet() []string {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	users := make([]string, 0, len(g.registered))
+	for k := range g.registered {
+		users = append(users, k)
 	}
 	return users
 }
@@ -387,7 +378,7 @@ func (g *Gateway) probeAndLoad(ctx context.Context) {
 		}
 		g.mu.Unlock()
 	}
-	for _, k := range g.probeSet(ctx) {
+	for _, k := range g.probeSet() {
 		to, err := jid.Parse(k)
 		if err != nil {
 			continue

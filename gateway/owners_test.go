@@ -54,7 +54,6 @@ func (f *fakeOwners) Release(ctx context.Context, bare string) error {
 	return nil
 }
 
-func (f *fakeOwners) ProbeSet(ctx context.Context) ([]string, error) { return nil, nil }
 func (f *fakeOwners) Owns(bare string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()

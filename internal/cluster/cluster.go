@@ -684,21 +684,6 @@ func (n *Node) Owns(jid string) bool {
 	return !n.since[jid].IsZero()
 }
 
-// ProbeSet returns the registered users this instance should probe after
-// a component connection came up: those nobody owns and its own.
-func (n *Node) ProbeSet(ctx context.Context) ([]string, error) {
-	rows, err := n.pool.Query(ctx, `SELECT r.jid FROM registrations r LEFT JOIN cluster_owners o ON o.jid = r.jid
-		WHERE o.jid IS NULL OR o.instance = $1 ORDER BY r.jid`, n.id)
-	if err != nil {
-		return nil, fmt.Errorf("cluster: users to probe: %w", err)
-	}
-	jids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, fmt.Errorf("cluster: users to probe: %w", err)
-	}
-	return jids, nil
-}
-
 // QueuedFree returns the users with queued messages whom nobody owns: the
 // instance that brings a slot up loads them, so their messages flow.
 func (n *Node) QueuedFree(ctx context.Context) ([]string, error) {

@@ -33,9 +33,9 @@ import (
 // true runs clusterSlots transports with a [cluster] section behind one
 // component name, ejabberd balancing over clusterSlots slots; false runs
 // one transport without [cluster] (a second one would refuse the store's
-// lock) and ejabberd without domain_balancing, which validates the harness
-// on a transport without cluster support. E2E_CLUSTER=1 or 0 overrides it.
-const clusterDefault = false
+// lock) and ejabberd without domain_balancing: the same faults against a
+// single instance, for comparison. E2E_CLUSTER=1 or 0 overrides it.
+const clusterDefault = true
 
 const (
 	// clusterSlots is the number of transports and ejabberd's

@@ -90,6 +90,27 @@ func ignorableIn(faults []clusterFault) func(time.Time) bool {
 	}
 }
 
+// slotMoves returns the slots an instance gave to another that joined
+// (the cluster spreads its slots): each leaves its slot without a
+// connection from the close of the giver's connection until the other's
+// is up, a window like a fault's (see the comment at the top).
+func (r *clusterRig) slotMoves() []clusterFault {
+	var moves []clusterFault
+	for _, n := range r.nodes {
+		for _, l := range n.lines() {
+			if l.msg != "cluster: closing a slot connection for another instance" {
+				continue
+			}
+			m := clusterFault{what: "slot given by " + n.name(), at: l.at, slotUp: l.at, by: "nobody"}
+			if at, by := r.firstLine(slotUpMsg(), l.at, func(*clusterNode) bool { return true }); by != nil {
+				m.slotUp, m.by = at, by.name()
+			}
+			moves = append(moves, m)
+		}
+	}
+	return moves
+}
+
 // waitSlotUp waits until an instance logged a slot connection up after
 // since, and returns when and which (since and "nobody", with t marked
 // failed, when none did within clusterBackBound).
@@ -178,7 +199,12 @@ func reportBack(t *testing.T, what string, back map[wire.Number]time.Duration) t
 func (r *clusterRig) finish(name string, traffic *clusterTraffic, faults []clusterFault, began time.Time) {
 	t := r.t
 	traffic.halt()
-	up, down, lostUp, lostDown := r.drain(ignorableIn(faults))
+	moves := r.slotMoves()
+	for _, m := range moves {
+		t.Logf("%s at %s; slot up again at %s by %s (+%v)", m.what, m.at.Format("15:04:05.000"),
+			m.slotUp.Format("15:04:05.000"), m.by, m.slotUp.Sub(m.at).Round(time.Millisecond))
+	}
+	up, down, lostUp, lostDown := r.drain(ignorableIn(append(slices.Clone(faults), moves...)))
 	for _, f := range faults {
 		t.Logf("%s at %s; slot up again at %s by %s (+%v)", f.what, f.at.Format("15:04:05.000"),
 			f.slotUp.Format("15:04:05.000"), f.by, f.slotUp.Sub(f.at).Round(time.Millisecond))
