@@ -2,6 +2,7 @@ package xmppside
 
 import (
 	"context"
+	"encoding/xml"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -50,6 +51,9 @@ type Component struct {
 	cmds *cmdSessions // open XEP-0050 sessions (they outlive a link)
 
 	slots slotChecks // slot checks in progress (slotcheck.go)
+	// replies finds the waiter of a reply nobody waits for here (see
+	// SetReplies); nil: none.
+	replies atomic.Pointer[func(id string) chan []xml.Token]
 }
 
 // New returns a Component for cfg that reports to h.

@@ -42,10 +42,34 @@ func (l *link) takePending(id string) chan []xml.Token {
 	return ch
 }
 
+// TakeReply returns the waiter of the live link for the reply with id, and
+// forgets it; nil when none waits. Another Component of the same process
+// uses it (see SetReplies) when the server routes a reply to it.
+func (c *Component) TakeReply(id string) chan []xml.Token {
+	l := c.current()
+	if l == nil {
+		return nil
+	}
+	return l.takePending(id)
+}
+
+// SetReplies makes the replies nobody waits for on this Component's links
+// go to the waiter take returns (another Component's TakeReply): a server
+// that spreads a domain over several connections (ejabberd's
+// domain_balancing) routes a reply by its sender's address, to any of
+// them.
+func (c *Component) SetReplies(take func(id string) chan []xml.Token) { c.replies.Store(&take) }
+
 // deliverReply hands an IQ result or error to the SendIQ waiting for its
 // id, read whole; a reply nobody waits for is dropped.
 func (l *link) deliverReply(t xml.TokenReader, start xml.StartElement) error {
-	ch := l.takePending(attrValue(start.Attr, "id"))
+	id := attrValue(start.Attr, "id")
+	ch := l.takePending(id)
+	if ch == nil {
+		if f := l.c.replies.Load(); f != nil {
+			ch = (*f)(id)
+		}
+	}
 	if ch == nil {
 		return nil
 	}

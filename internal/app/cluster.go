@@ -175,6 +175,9 @@ func (s *slotConns) onSlots(slots []int) {
 		h := &slotHandler{Gateway: s.g, s: s, slot: slot}
 		comp := xmppside.New(s.cfg, h)
 		h.comp = comp
+		// Replies to what the main connection asked (the barriers) come
+		// on the connection of the asked address's slot.
+		comp.SetReplies(s.main.TakeReply)
 		go func() {
 			defer s.wg.Done()
 			defer close(r.done)
