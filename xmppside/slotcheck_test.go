@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"mellium.im/xmpp/jid"
 )
 
 // The slot check sends its messages on this connection; one of them coming
@@ -58,5 +60,31 @@ func TestCheckSlot(t *testing.T) {
 	}
 	if r := <-done; r.ok || r.err != nil {
 		t.Fatalf("CheckSlot with nothing routed back = %v, %v; want false", r.ok, r.err)
+	}
+}
+
+// A reply the server routes to another connection of the process (a
+// domain spread over several) reaches the waiter on the one that asked.
+func TestRepliesFromAnotherConnection(t *testing.T) {
+	a := startEnv(t, nil)
+	defer a.stop()
+	b := startEnv(t, nil)
+	defer b.stop()
+	b.c.SetReplies(a.c.TakeReply)
+
+	done := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		done <- a.c.Barrier(ctx, jid.MustParse("user@localhost"), a.c.LinkSeq())
+	}()
+	iq := a.fc.expect(t)
+	if iq.XMLName.Local != "iq" {
+		t.Fatalf("barrier sent %v", iq)
+	}
+	// The answer comes on b's connection.
+	b.fc.send(t, fmt.Sprintf(`<iq type='result' from='user@localhost' to='imip.localhost' id='%s'/>`, iq.attr("id")))
+	if err := <-done; err != nil {
+		t.Fatalf("Barrier answered on another connection = %v; want nil", err)
 	}
 }
