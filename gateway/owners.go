@@ -40,6 +40,12 @@ type Ownership interface {
 	// Owns reports whether this instance owns bareJID (as far as it
 	// knows without asking the database).
 	Owns(bareJID string) bool
+	// Forget drops what the instance knows of bareJID's ownership: the
+	// registration was deleted, and the ownership with it.
+	Forget(bareJID string)
+	// Registered tells the other instances that bareJID registered here
+	// (they add it to their registered users, see AddRegistered).
+	Registered(ctx context.Context, bareJID string)
 }
 
 // Events of the hand-over.
@@ -147,13 +153,14 @@ func (g *Gateway) ReleaseUser(bareJID string) {
 		return
 	}
 	g.spawn(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
+		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.OpTimeout) // over at a stop, as above
 		defer cancel()
 		if err := g.cfg.Owners.Release(ctx, bareJID); err != nil {
 			g.log.Warn("cluster: releasing a user", "user", bareJID, "err", err)
 			return
 		}
 		g.stats.usersGiven.Add(1)
+		g.sendPresence(xmppside.Presence{From: g.cfg.Domain, To: bare, Type: "probe"})
 	})
 }
 
@@ -165,8 +172,15 @@ func (u *user) onRelease() {
 		return
 	}
 	u.releasing = true
+	u.timers.stop() // no grace, retry or delivery deadline acts during the hand-over
 	u.logger().Info("cluster: handing the user over to another instance")
 	u.failRegistrations(errMoving)
+	if u.sess != nil {
+		// The next owner shows the contacts online again as its login
+		// reports them; one that went offline meanwhile must not stay
+		// shown online from here.
+		u.offlineContacts()
+	}
 	if u.conn != nil && u.pendingMESG() {
 		u.draining = u.conn
 		if err := u.conn.sess.Logout(); err == nil {
@@ -208,18 +222,28 @@ func (u *user) releaseStep() {
 	if u.jobs.Load() > 0 {
 		// Its result comes as an event, but the count drops just after:
 		// look again shortly.
-		time.AfterFunc(releasePoll, func() { u.postAlways(evReleaseCheck{}) })
+		u.releaseLater(releasePoll)
 		return
 	}
-	if u.barrierSent {
+	if u.barrierSent || time.Now().Before(u.barrierAfter) {
 		return
 	}
 	u.barrierSent = true
 	u.barrierAt = u.writes
 	if !u.g.commit.Submit(nil, func(err error) { u.postAlways(evReleaseBarrier{err: err}) }) {
 		u.barrierSent = false
-		time.AfterFunc(releasePoll, func() { u.postAlways(evReleaseCheck{}) })
+		u.releaseLater(releasePoll)
 	}
+}
+
+// releaseLater makes the hand-over look again after d (one wake-up at a
+// time, however many events come meanwhile).
+func (u *user) releaseLater(d time.Duration) {
+	if u.releasePoll {
+		return
+	}
+	u.releasePoll = true
+	time.AfterFunc(d, func() { u.postAlways(evReleaseCheck{}) })
 }
 
 // releasePoll is how soon a hand-over waiting for a job or for room in the
@@ -232,7 +256,8 @@ func (u *user) onReleaseBarrier(ev evReleaseBarrier) {
 	u.barrierSent = false
 	if ev.err != nil {
 		u.logger().Warn("cluster: hand-over waits for the store", "err", ev.err)
-		time.AfterFunc(time.Second, func() { u.postAlways(evReleaseCheck{}) })
+		u.barrierAfter = time.Now().Add(time.Second)
+		u.releaseLater(time.Second)
 		return
 	}
 	if u.writes != u.barrierAt {
@@ -258,19 +283,29 @@ func (u *user) onReleaseBarrier(ev evReleaseBarrier) {
 		}
 		return // releaseStep sends the next barrier
 	}
-	u.released = true
 	// The next owner counts what waits in the store from now on.
 	u.outq, u.inq = nil, nil
+	u.releaseDone()
+}
+
+// releaseDone drops the user value and gives the user up in the database.
+// Then it probes the user: the instance that holds the user's slot (the
+// asker, or, if the asker gave up waiting, whoever gets the answer) takes
+// it even if the user sends nothing more.
+func (u *user) releaseDone() {
+	u.released = true
 	u.g.dropUser(u)
-	g, key, log := u.g, u.key, u.logger()
+	g, key, bare, log := u.g, u.key, u.bare, u.logger()
 	g.spawn(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.OpTimeout)
+		// Over when the gateway stops: its leave frees every user.
+		ctx, cancel := context.WithTimeout(g.ctx, g.cfg.OpTimeout)
 		defer cancel()
 		if err := g.cfg.Owners.Release(ctx, key); err != nil {
 			log.Warn("cluster: releasing the user", "err", err)
 			return
 		}
 		g.stats.usersGiven.Add(1)
+		g.sendPresence(xmppside.Presence{From: g.cfg.Domain, To: bare, Type: "probe"})
 	})
 }
 
@@ -282,7 +317,7 @@ func (u *user) onWhileReleasing(ev event) bool {
 	switch ev := ev.(type) {
 	case evAvailability:
 		u.takeAvailability()
-	case evPresence:
+	case evPresence, evTimer:
 	case evRegister, evUnregister, evCommand, evCard:
 		u.refuseUnowned(ev)
 	default:
@@ -313,6 +348,10 @@ func (u *user) afterRelease(ev event) {
 		u.refuseUnowned(ev)
 	}
 }
+
+// AddRegistered adds bareJID to the registered users: another instance of
+// the cluster registered it.
+func (g *Gateway) AddRegistered(bareJID string) { g.setRegistered(bareJID, true) }
 
 // RefreshRegistered adds to the gateway's set of registered users those
 // registered through other instances since it started: call it before a

@@ -27,6 +27,8 @@ type fakeOwners struct {
 	// atRelease is what the store held for each user when it was given
 	// up: the hand-over must have written everything before.
 	atRelease map[string][]QueuedMessage
+	// bus are the other instances' gateways, told of new registrations.
+	bus []*Gateway
 }
 
 func newFakeOwners(st *memStore) *fakeOwners {
@@ -52,6 +54,21 @@ func (f *fakeOwners) Release(ctx context.Context, bare string) error {
 	f.owned[bare] = false
 	f.atRelease[bare] = qs
 	return nil
+}
+
+func (f *fakeOwners) Registered(ctx context.Context, bare string) {
+	f.mu.Lock()
+	bus := f.bus
+	f.mu.Unlock()
+	for _, g := range bus {
+		g.AddRegistered(bare)
+	}
+}
+
+func (f *fakeOwners) Forget(bare string) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	delete(f.owned, bare)
 }
 
 func (f *fakeOwners) Owns(bare string) bool {
@@ -152,5 +169,26 @@ func TestUnownedUserRefused(t *testing.T) {
 		if h.d.sessionCount() != sessions {
 			t.Fatal("a session was opened for a user another instance keeps")
 		}
+	})
+}
+
+// A user given up is probed: the instance that holds the user's slot gets
+// the answer and takes the user, even if the user sends nothing more (the
+// asker may have stopped waiting).
+func TestReleaseProbesTheUser(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var own *fakeOwners
+		h := newHarness(t, "", withOwners(&own))
+		h.login(aliceHW, "6340564")
+		mark := h.x.mark()
+		h.g.ReleaseUser(alice)
+		synctest.Wait()
+		h.settle()
+		if _, ok := own.released(alice); !ok {
+			t.Fatal("the user was not given up")
+		}
+		h.x.waitPresence(t, mark, "the probe after the release", func(p xmppside.Presence) bool {
+			return p.Type == "probe" && p.To.Equal(aliceJID)
+		})
 	})
 }

@@ -396,13 +396,18 @@ func (u *user) onRegisterDialed(ev evRegisterDialed) {
 		failed(fmt.Errorf("gateway: storing registration: %w", err))
 		return
 	}
-	if u.reg == nil && u.g.cfg.Owners != nil && !u.acquire() {
+	if u.reg == nil && u.g.cfg.Owners != nil {
 		// A new registration: nobody could own the user before it, so
 		// this takes it at once (its session is the registration's
 		// login), unless another instance registered the JID meanwhile.
-		u.loaded = false // the next event loads it (and asks for it)
-		failed(errMoving)
-		return
+		if !u.acquire() {
+			u.loaded = false // the next event loads it (and asks for it)
+			failed(errMoving)
+			return
+		}
+		// The others learn of it now: the user's slot may move to one of
+		// them before it opens a connection again.
+		u.g.cfg.Owners.Registered(sctx, u.key)
 	}
 	if u.reg != nil && u.reg.Number != req.number {
 		// The old number's contacts leave the roster; the store dropped
@@ -474,6 +479,9 @@ func (u *user) onUnregister() error {
 	if err := u.g.cfg.Store.DeleteRegistration(ctx, u.key); err != nil {
 		u.logger().Error("deleting registration", "err", err)
 		return fmt.Errorf("gateway: deleting registration: %w", err)
+	}
+	if own := u.g.cfg.Owners; own != nil {
+		own.Forget(u.key) // the store dropped the ownership with the registration
 	}
 	u.applyLink(linkStop{}, nil)
 	u.timers.stop()

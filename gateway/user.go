@@ -177,6 +177,8 @@ type user struct {
 	releaseWriting bool
 	barrierSent    bool
 	barrierAt      uint64
+	barrierAfter   time.Time // no barrier before (the store failed one)
+	releasePoll    bool      // an evReleaseCheck is due
 	writes         uint64
 	// shownOut and shownIn are len(outq) and len(inq) as last counted in
 	// the gateway's stats (countQueues).
@@ -196,6 +198,12 @@ func (u *user) logger() *slog.Logger { return u.g.log.With("user", u.key) }
 func (u *user) handle(ev event) {
 	if u.released {
 		u.afterRelease(ev)
+		return
+	}
+	if _, ok := ev.(evRelease); ok && !u.loaded {
+		// Nothing runs for the user here (its load failed, or never
+		// happened): it is given up as it is.
+		u.releaseDone()
 		return
 	}
 	if !u.loaded {
@@ -262,6 +270,7 @@ func (u *user) handle(ev event) {
 	case evRelease:
 		u.onRelease()
 	case evReleaseCheck:
+		u.releasePoll = false
 	case evReleaseBarrier:
 		u.onReleaseBarrier(ev)
 	}

@@ -63,7 +63,7 @@ type slotConns struct {
 func newSlotConns(g *gateway.Gateway, node *cluster.Node, slots int, cfg xmppside.Config, log *slog.Logger) *slotConns {
 	s := &slotConns{g: g, cfg: cfg, log: log, node: node, slots: slots, running: make(map[int]*slotRun)}
 	s.main = xmppside.New(cfg, mainHandler{Gateway: g, s: s})
-	node.SetHooks(cluster.Hooks{Slots: s.onSlots, Release: g.ReleaseUser, Give: s.give})
+	node.SetHooks(cluster.Hooks{Slots: s.onSlots, Release: g.ReleaseUser, Give: s.give, Registered: g.AddRegistered})
 	return s
 }
 

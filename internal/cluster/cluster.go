@@ -107,6 +107,9 @@ type Hooks struct {
 	// instance owns: log the user out of IMIP, store what must be stored,
 	// then call [Node.Release].
 	Release func(jid string)
+	// Registered is called when another instance announced a new
+	// registration (see [Node.Registered]).
+	Registered func(jid string)
 	// Give is called when this instance holds two slots more than
 	// another: close the connection of one slot (not the one the instance
 	// sends on) and return the slot and a channel closed once the
@@ -380,7 +383,7 @@ func (n *Node) check(ctx context.Context) error {
 		}
 		n.mu.Unlock()
 		rows, err = tx.Query(cctx, `SELECT i.id, (SELECT count(*) FROM cluster_slots s WHERE s.instance = i.id)
-			FROM cluster_instances i WHERE NOT i.stopping ORDER BY i.id`)
+			FROM cluster_instances i WHERE NOT i.stopping AND `+isLive("i.id")+` ORDER BY i.id`)
 		if err != nil {
 			return err
 		}
@@ -538,6 +541,10 @@ func (n *Node) onNotification(nt *pgconn.Notification) {
 		if len(f) == 2 {
 			n.wakeWaiters(f[1])
 		}
+	case "registered":
+		if len(f) == 2 && n.hooks.Registered != nil {
+			n.hooks.Registered(f[1])
+		}
 	case "release":
 		if len(f) != 4 {
 			return
@@ -580,9 +587,9 @@ func (n *Node) wakeWaiters(jid string) {
 }
 
 // Acquire makes this instance the owner of jid's IMIP session: at once
-// when nobody owns it (or a dead instance did, or this one does); when a
-// live instance owns it, that one is asked to release it, and Acquire
-// waits for it until ctx ends. took reports whether the user was not this
+// when nobody owns it (or this one does); when another instance owns it,
+// that one is asked to release it, and Acquire waits for it (or for the
+// check to clear it, dead) until ctx ends. took reports whether the user was not this
 // instance's already. A user that is not registered (any more) cannot be
 // owned: the error says so.
 func (n *Node) Acquire(ctx context.Context, jid string) (took bool, err error) {
@@ -604,9 +611,12 @@ func (n *Node) Acquire(ctx context.Context, jid string) (took bool, err error) {
 		now := time.Now().UnixNano()
 		var owner int32
 		var since int64
+		// A row is never taken from another instance here, not even a
+		// dead one's: the check deletes a dead instance (a check interval
+		// after its lock went, so that one that lost only its database
+		// connection stops first), and its rows go with it.
 		err := n.pool.QueryRow(ctx, `INSERT INTO cluster_owners (jid, instance, since) VALUES ($1, $2, $3)
-			ON CONFLICT (jid) DO UPDATE SET instance = EXCLUDED.instance, since = EXCLUDED.since
-			WHERE cluster_owners.instance <> EXCLUDED.instance AND NOT `+isLive("cluster_owners.instance")+`
+			ON CONFLICT (jid) DO NOTHING
 			RETURNING instance, since`, jid, n.id, now).Scan(&owner, &since)
 		if errors.Is(err, pgx.ErrNoRows) {
 			err = n.pool.QueryRow(ctx, `SELECT instance, since FROM cluster_owners WHERE jid = $1`, jid).Scan(&owner, &since)
@@ -664,9 +674,13 @@ func (n *Node) sleep(ctx context.Context, w <-chan struct{}) error {
 // is over and its writes are done; whoever asked for it takes it.
 func (n *Node) Release(ctx context.Context, jid string) error {
 	_, err := n.pool.Exec(ctx, `DELETE FROM cluster_owners WHERE jid = $1 AND instance = $2`, jid, n.id)
-	// Only now may a local Acquire claim it again (see Acquire).
+	// Only now may a local Acquire claim it again (see Acquire). When the
+	// database refused, the user is still this instance's: the asker's
+	// next request (each second) is carried out again.
 	n.mu.Lock()
-	delete(n.since, jid)
+	if err == nil {
+		delete(n.since, jid)
+	}
 	delete(n.asked, jid)
 	n.mu.Unlock()
 	n.wakeWaiters(jid)
@@ -675,6 +689,21 @@ func (n *Node) Release(ctx context.Context, jid string) error {
 	}
 	n.notify(ctx, "released "+jid)
 	return nil
+}
+
+// Registered announces a new registration of jid to the other instances
+// (their Registered hook); a failure only leaves it to their next read of
+// the registrations (each slot connection that opens reads them).
+func (n *Node) Registered(ctx context.Context, jid string) { n.notify(ctx, "registered "+jid) }
+
+// Forget drops what the node remembers of jid: its registration was
+// deleted, and its ownership row with it (ON DELETE CASCADE).
+func (n *Node) Forget(jid string) {
+	n.mu.Lock()
+	delete(n.since, jid)
+	delete(n.asked, jid)
+	n.mu.Unlock()
+	n.wakeWaiters(jid)
 }
 
 // Owns reports whether this instance took jid and has not given it up.

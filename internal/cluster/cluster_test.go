@@ -24,6 +24,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 type rig struct {
 	t   *testing.T
 	dsn string
+	key string // the store's key file
 }
 
 func newRig(t *testing.T, users ...string) *rig {
@@ -34,7 +35,8 @@ func newRig(t *testing.T, users ...string) *rig {
 	pg := testenv.StartPostgres(t)
 	dsn := pg.NewDatabase(t)
 	ctx := context.Background()
-	st, err := pgstore.Open(ctx, dsn, pgstore.Options{KeyFile: t.TempDir() + "/key"})
+	key := t.TempDir() + "/key"
+	st, err := pgstore.Open(ctx, dsn, pgstore.Options{KeyFile: key})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -44,7 +46,7 @@ func newRig(t *testing.T, users ...string) *rig {
 			t.Fatal(err)
 		}
 	}
-	return &rig{t: t, dsn: dsn}
+	return &rig{t: t, dsn: dsn, key: key}
 }
 
 // node is a joined node running, with what its hooks saw.
