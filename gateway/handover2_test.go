@@ -108,16 +108,8 @@ func TestHandoverBGraceEndDuringHandoverNeverReleases(t *testing.T) {
 		n := h.d.sessionCount()
 		h.register(alice, "6340564") // the checking login stays, in grace
 		s := h.d.waitSession(t, n)
-		s.setReply(func(kind string, n wire.Number) (wire.Code, bool) { return 0, false }) // IMIP is slow
-		h.chat("m1", aliceHW, cj("100"), "chat", "sent in grace")
-		synctest.Wait()
-		h.idle(alice)
-		if len(s.callsWith("MESG 100 sent in grace")) != 1 {
-			t.Fatalf("setup: MESG not sent in grace: %q", s.callList())
-		}
-		h.g.mu.Lock()
-		u := h.g.users[alice]
-		h.g.mu.Unlock()
+		h.sendUnanswered(s, "sent in grace")
+		u := h.userValue(alice)
 		u.mu.Lock()
 		if _, ok := u.timers.get(timerGrace); !ok {
 			u.mu.Unlock()

@@ -148,12 +148,7 @@ func TestHandoverConfirmedMessageLeftForNewOwner(t *testing.T) {
 		var own *fakeOwners
 		h := newHarness(t, "", withOwners(&own))
 		s := h.login(aliceHW, "6340564")
-		s.setReply(func(kind string, n wire.Number) (wire.Code, bool) { return 0, false }) // IMIP answers later
-		h.chat("m1", aliceHW, cj("100"), "chat", "once only")
-		synctest.Wait()
-		if len(s.callsWith("MESG 100 once only")) != 1 {
-			t.Fatal("MESG not sent")
-		}
+		h.sendUnanswered(s, "once only") // IMIP answers later
 		s.mu.Lock()
 		id := s.nextID
 		// IMIP's ACK comes just before the logout's end.
@@ -287,9 +282,7 @@ func TestHandoverReleaseAfterFailedWrite(t *testing.T) {
 		var own *fakeOwners
 		h := newHarness(t, "", withOwners(&own))
 		s := h.login(aliceHW, "6340564")
-		s.setReply(func(kind string, n wire.Number) (wire.Code, bool) { return 0, false }) // IMIP is slow
-		h.chat("m1", aliceHW, cj("100"), "chat", "must survive")
-		synctest.Wait()
+		h.sendUnanswered(s, "must survive")
 		mark := h.x.mark()
 		h.st.setApplyErr(errors.New("database unreachable"))
 		h.g.ReleaseUser(alice)
@@ -319,13 +312,8 @@ func TestHandoverOfflineDuringHandoverNeverReleases(t *testing.T) {
 		var own *fakeOwners
 		h := newHarness(t, "", withOwners(&own))
 		s := h.login(aliceHW, "6340564")
-		s.setReply(func(kind string, n wire.Number) (wire.Code, bool) { return 0, false }) // IMIP is slow
-		h.chat("m1", aliceHW, cj("100"), "chat", "in flight")
-		synctest.Wait()
-		h.idle(alice)
-		h.g.mu.Lock()
-		u := h.g.users[alice]
-		h.g.mu.Unlock()
+		h.sendUnanswered(s, "in flight")
+		u := h.userValue(alice)
 		// The release request, then the user's unavailable presence, both
 		// in the inbox before the logout's end comes back.
 		u.mu.Lock()

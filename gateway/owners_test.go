@@ -85,6 +85,26 @@ func (f *fakeOwners) released(bare string) ([]QueuedMessage, bool) {
 	return qs, ok
 }
 
+// sendUnanswered makes IMIP answer nothing on s, then has alice send m1
+// with body to contact 100: its MESG goes out and waits for IMIP.
+func (h *harness) sendUnanswered(s *fakeSession, body string) {
+	h.t.Helper()
+	s.setReply(func(kind string, n wire.Number) (wire.Code, bool) { return 0, false })
+	h.chat("m1", aliceHW, cj("100"), "chat", body)
+	synctest.Wait()
+	h.idle(alice)
+	if got := len(s.callsWith("MESG 100 " + body)); got != 1 {
+		h.t.Fatalf("setup: MESG sent %d times, want 1: %q", got, s.callList())
+	}
+}
+
+// userValue returns the user value of bare in the registry (nil if none).
+func (h *harness) userValue(bare string) *user {
+	h.g.mu.Lock()
+	defer h.g.mu.Unlock()
+	return h.g.users[bare]
+}
+
 func withOwners(f **fakeOwners) func(*Config) {
 	return func(c *Config) {
 		*f = newFakeOwners(c.Store.(*memStore))
@@ -105,12 +125,7 @@ func TestReleaseHandsOver(t *testing.T) {
 		if !slices.Contains(own.acquires, alice) {
 			t.Fatalf("registration and login did not acquire the user: %v", own.acquires)
 		}
-		s.setReply(func(kind string, n wire.Number) (wire.Code, bool) { return 0, false }) // IMIP is slow
-		h.chat("m1", aliceHW, cj("100"), "chat", "in flight")
-		synctest.Wait()
-		if len(s.callsWith("MESG 100 in flight")) != 1 {
-			t.Fatal("MESG not sent")
-		}
+		h.sendUnanswered(s, "in flight")
 		before := len(own.acquires)
 		h.g.ReleaseUser(alice)
 		synctest.Wait()
