@@ -358,20 +358,7 @@ func newClusterRig(t *testing.T, users int) *clusterRig {
 			t.Fatal(err)
 		}
 		n.cfg, n.logPath = filepath.Join(nd, "config.toml"), filepath.Join(nd, "transport.log")
-		cfg := fmt.Sprintf(`[xmpp]
-component = %q
-server = %q
-secret = %q
-min_backoff = "100ms"
-max_backoff = "1s"
-
-[imip]
-server = %q
-login_timeout = "5s"
-op_timeout = "5s"
-retry_min = "200ms"
-retry_max = "1s"
-
+		cfg := linksConfig(r.srv.ComponentName(), r.srv.ComponentAddr(), r.srv.Secret(), r.imip.imipAddr, "1s") + fmt.Sprintf(`
 [storage]
 driver = "postgres"
 dsn = %q
@@ -387,7 +374,7 @@ format = "json"
 
 [monitoring]
 listen = %q
-%s`, r.srv.ComponentName(), r.srv.ComponentAddr(), r.srv.Secret(), r.imip.imipAddr, dsn, keyFile,
+%s`, dsn, keyFile,
 			clusterLoginRate, clusterLoginRate, logLevel, n.monitor, clusterSection())
 		if err := os.WriteFile(n.cfg, []byte(cfg), 0o600); err != nil {
 			t.Fatal(err)

@@ -286,20 +286,7 @@ func newFaultRig(t *testing.T, pairs int) *faultRig {
 	r.startIMIPd()
 	r.imipPx = newProxy(t, r.imipAddr)
 	r.compPx = newProxy(t, r.srv.ComponentAddr())
-	cfg := fmt.Sprintf(`[xmpp]
-component = %q
-server = %q
-secret = %q
-min_backoff = "100ms"
-max_backoff = "1s"
-
-[imip]
-server = %q
-login_timeout = "5s"
-op_timeout = "5s"
-retry_min = "200ms"
-retry_max = "1s"
-
+	cfg := linksConfig(r.srv.ComponentName(), r.compPx.addr(), r.srv.Secret(), r.imipPx.addr(), "1s") + fmt.Sprintf(`
 [storage]
 driver = "sqlite"
 path = %q
@@ -313,8 +300,7 @@ message_burst = 200
 
 [log]
 level = "info"
-`, r.srv.ComponentName(), r.compPx.addr(), r.srv.Secret(), r.imipPx.addr(),
-		filepath.Join(r.dir, "transport.db"), filepath.Join(r.dir, "transport.key"))
+`, filepath.Join(r.dir, "transport.db"), filepath.Join(r.dir, "transport.key"))
 	if err := os.WriteFile(filepath.Join(r.dir, "config.toml"), []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}

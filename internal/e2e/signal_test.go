@@ -61,6 +61,21 @@ func transportConfig(srv xmppserver.Server, imipAddr, store string) string {
 	if os.Getenv("E2E_DEBUG") != "" {
 		level = "debug"
 	}
+	return linksConfig(srv.ComponentName(), srv.ComponentAddr(), srv.Secret(), imipAddr, "2s") + fmt.Sprintf(`
+[storage]
+driver = "sqlite"
+path = %q
+key_file = %q
+
+[log]
+level = %q
+`, store, store+".key", level)
+}
+
+// linksConfig is the [xmpp] and [imip] sections the end-to-end tests give
+// the binary: the component link and the IMIP server, short timeouts and
+// backoffs (retryMax: the longest wait between IMIP logins).
+func linksConfig(component, server, secret, imipAddr, retryMax string) string {
 	return fmt.Sprintf(`[xmpp]
 component = %q
 server = %q
@@ -73,16 +88,8 @@ server = %q
 login_timeout = "5s"
 op_timeout = "5s"
 retry_min = "200ms"
-retry_max = "2s"
-
-[storage]
-driver = "sqlite"
-path = %q
-key_file = %q
-
-[log]
-level = %q
-`, srv.ComponentName(), srv.ComponentAddr(), srv.Secret(), imipAddr, store, store+".key", level)
+retry_max = %q
+`, component, server, secret, imipAddr, retryMax)
 }
 
 // TestSIGTERM runs the real binary, brings a user online with two IMIP
