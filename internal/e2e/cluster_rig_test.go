@@ -559,6 +559,40 @@ func (r *clusterRig) waitAllOnline(deadline time.Time) {
 	}
 }
 
+// waitSettled waits until every user is online at its peer and none went
+// offline for quiet: the hand-overs a restart sets off (a slot given to the
+// restarted instance moves its users, each after the minimum hold) are
+// over, as an administrator's rolling upgrade waits before the next
+// restart. At deadline it marks t failed and returns.
+func (r *clusterRig) waitSettled(quiet time.Duration, deadline time.Time) {
+	r.t.Helper()
+	for {
+		var off []wire.Number
+		var last time.Time
+		for _, cu := range r.users {
+			if !cu.online() {
+				off = append(off, cu.a.number)
+			}
+			cu.mu.Lock()
+			for _, s := range cu.stats {
+				if s.st == wire.StatusOffline && s.at.After(last) {
+					last = s.at
+				}
+			}
+			cu.mu.Unlock()
+		}
+		if len(off) == 0 && time.Since(last) >= quiet {
+			return
+		}
+		if time.Now().After(deadline) {
+			r.t.Errorf("the cluster did not settle in time: %d users offline %v, last went offline at %s",
+				len(off), off, last.Format("15:04:05.000"))
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // servedBy returns, per instance index, the numbers whose last IMIP login
 // (log "logged in to IMIP") before until was by that instance.
 func (r *clusterRig) servedBy(until time.Time) map[int][]wire.Number {
