@@ -75,11 +75,19 @@ func TestGivenSlotComingBackReopens(t *testing.T) {
 		t.Fatal(err)
 	}
 	var jmu sync.Mutex // the joiner's connection is used by the test, then closed by the hook
+	given := make(chan int, 1)
 	hooks := cluster.Hooks{Slots: s.onSlots, Release: g.ReleaseUser, Give: func() (int, <-chan struct{}, bool) {
 		jmu.Lock()
 		_ = joiner.Close(ctx) // the joiner dies now
 		jmu.Unlock()
-		return s.give()
+		slot, closed, ok := s.give()
+		if ok {
+			select {
+			case given <- slot:
+			default:
+			}
+		}
+		return slot, closed, ok
 	}}
 	node.SetHooks(hooks)
 
@@ -113,12 +121,14 @@ func TestGivenSlotComingBackReopens(t *testing.T) {
 	}
 	jmu.Unlock()
 	// The node sees the joiner, gives it a slot; the joiner is gone by
-	// the check that frees it, so the slot comes back.
-	waitCond(t, "the slot given", func() bool {
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		return len(s.running) < 3
-	})
+	// the check that frees it, so the slot comes back. The slot is without
+	// a connection for a few milliseconds only: the hook tells when it was
+	// given.
+	select {
+	case <-given:
+	case <-time.After(10 * time.Second):
+		t.Fatal("timed out waiting for the slot given")
+	}
 	var held int
 	waitCond(t, "the node to hold all three slots again", func() bool {
 		err := q.QueryRow(ctx, `SELECT count(*) FROM cluster_slots WHERE instance = $1`, node.ID()).Scan(&held)
