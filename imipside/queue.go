@@ -106,7 +106,7 @@ func (s *Session) queueLocked(b *wire.Block, o qopts) (uint64, error) {
 		s.lastPing = id
 	}
 	s.traceBlock('C', b)
-	if !s.writing {
+	if !s.writing && !s.tryWriteLocked() {
 		s.writing = true
 		s.bg.Add(1)
 		go s.writeLoop()
@@ -129,6 +129,39 @@ func encodedLen(b *wire.Block) int {
 		digits++
 	}
 	return typeLineLen(b) + 2 + digits + 2 + size
+}
+
+// tryWriteLocked writes what is queued at once, without blocking, when
+// nothing else is being written (s.mu held, s.writing false): one write(2)
+// on the non-blocking socket, on the caller's goroutine. What the socket
+// does not take at once (a full send buffer), or an error, stays queued for
+// the writer goroutine, which waits for the socket or reports the error.
+// This spares a goroutine start and a wake-up per block when the
+// connection keeps up, which is nearly always.
+func (s *Session) tryWriteLocked() bool {
+	if s.raw == nil || s.closed || s.out == nil || len(s.out.b) == 0 {
+		return false
+	}
+	p := s.out.b
+	var n int
+	var werr error
+	err := s.raw.Write(func(fd uintptr) bool {
+		n, werr = rawWrite(fd, p)
+		return true // one attempt: never wait here
+	})
+	if err != nil || werr != nil || n <= 0 {
+		return false
+	}
+	if n < len(p) {
+		s.out.b = s.out.b[:copy(s.out.b, p[n:])]
+		return false
+	}
+	putBuf(s.out)
+	s.out = nil
+	if s.pingOut == 0 && s.ka != nil {
+		s.ka.Reset(s.kaDur) // a block was written: the connection is not idle
+	}
+	return true
 }
 
 // writeLoop is the writer goroutine: it writes what is queued, all of it in

@@ -202,3 +202,82 @@ func waitFor(t testing.TB, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// writerState reports whether a writer goroutine is due and whether
+// anything waits in the queue.
+func writerState(s *Session) (writing, queued bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.writing, s.out != nil && len(s.out.b) > 0
+}
+
+// TestDirectWrite: over TCP, a block the socket takes at once is written
+// by the caller, before the call returns: no writer goroutine is due and
+// nothing stays queued.
+func TestDirectWrite(t *testing.T) {
+	s, f, _ := tcpLogin(t, Config{KeepAlive: time.Hour})
+	if s.raw == nil {
+		t.Skip("no raw connection here")
+	}
+	for i := range 20 {
+		id, err := s.SendMessage("7744387", "hello "+itoa(uint64(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if writing, queued := writerState(s); writing || queued {
+			t.Fatalf("message %d: writer due %v, bytes queued %v; want it written by the caller", i, writing, queued)
+		}
+		_, b := f.next()
+		if got, _ := b.ID(); got != id || string(b.Body) != "hello "+itoa(uint64(i)) {
+			t.Fatalf("server read %d %q, want %d", got, b.Body, id)
+		}
+	}
+}
+
+// TestDirectWriteFullSocket: when the socket's send buffer is full (the
+// server stopped reading), what the direct write could not hand over (part
+// of a block included) goes to the writer goroutine, and every block
+// arrives whole and in order once the server reads again.
+func TestDirectWriteFullSocket(t *testing.T) {
+	s, f, _ := tcpLogin(t, Config{KeepAlive: time.Hour, MaxQueue: 1 << 20, WriteTimeout: time.Minute})
+	if s.raw == nil {
+		t.Skip("no raw connection here")
+	}
+	text := strings.Repeat("z", 60<<10)
+	var ids []uint64
+	for len(ids) < 4000 { // the loopback send and receive buffers hold a few MiB at most
+		id, err := s.SendMessage("7744387", text+itoa(uint64(len(ids))))
+		if err != nil {
+			t.Fatalf("message %d: %v", len(ids), err)
+		}
+		ids = append(ids, id)
+		if writing, _ := writerState(s); writing {
+			break
+		}
+	}
+	if writing, _ := writerState(s); !writing {
+		t.Fatalf("%d messages of 60 KiB written at once into a socket nobody reads", len(ids))
+	}
+	// A few more behind the partial block.
+	for range 3 {
+		id, err := s.SendMessage("7744387", text+itoa(uint64(len(ids))))
+		if err != nil {
+			t.Fatalf("message %d: %v", len(ids), err)
+		}
+		ids = append(ids, id)
+	}
+	for i, id := range ids {
+		raw, err := f.readRaw(10 * time.Second)
+		if err != nil {
+			t.Fatalf("block %d of %d: %v", i, len(ids), err)
+		}
+		b := parseBlock(t, raw)
+		if got, _ := b.ID(); got != id || string(b.Body) != text+itoa(uint64(i)) {
+			t.Fatalf("block %d: ID %d (want %d), body of %d bytes", i, got, id, len(b.Body))
+		}
+	}
+	waitFor(t, "the writer to exit", func() bool { w, q := writerState(s); return !w && !q })
+	if err := s.Err(); err != nil {
+		t.Fatalf("session ended: %v", err)
+	}
+}

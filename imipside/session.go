@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"imip-transport/imipside/wire"
@@ -22,6 +23,7 @@ import (
 // All its methods are safe for concurrent use.
 type Session struct {
 	conn        net.Conn
+	raw         syscall.RawConn // conn's, for writes that do not wait; nil if it has none
 	number      wire.Number
 	contacts    []wire.Buddy
 	handler     Handler
@@ -111,8 +113,13 @@ func newSession(conn net.Conn, cfg Config) *Session {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	var raw syscall.RawConn
+	if sc, ok := conn.(syscall.Conn); ok {
+		raw, _ = sc.SyscallConn()
+	}
 	return &Session{
 		conn:         conn,
+		raw:          raw,
 		number:       cfg.Number,
 		handler:      cfg.Handler,
 		autoConfirm:  cfg.AutoConfirm,

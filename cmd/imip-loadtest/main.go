@@ -117,6 +117,9 @@ type Report struct {
 	ToIMIP            Way              `json:"xmpp_to_imip"`
 	ToXMPP            Way              `json:"imip_to_xmpp"`
 	TransportCPUPerMs float64          `json:"transport_cpu_us_per_message"`
+	// TransportSysShare is the part of the transport's CPU over the chat
+	// spent in the kernel (stime / (utime+stime)), in percent.
+	TransportSysShare float64 `json:"transport_cpu_system_percent"`
 	// RestartSeconds: with Restart, from the transport's start again to
 	// every user logged in again; StopSeconds, the SIGTERM's shutdown.
 	RestartSeconds float64 `json:"restart_seconds,omitempty"`
@@ -266,7 +269,7 @@ func printReport(w io.Writer, r *Report) {
 		fmt.Fprintf(w, "%-24s delivered %d/%d (%.0f/s), duplicated %d, refused %d, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
 			x.name, x.w.Delivered, x.w.Sent, x.w.PerSecond, x.w.Duplicated, x.w.Refused, x.w.P50ms, x.w.P99ms, x.w.Maxms)
 	}
-	fmt.Fprintf(w, "CPU per message          transport %.1f us, imipd %.1f us (both ways counted)\n", r.TransportCPUPerMs, r.IMIPdCPUPerMs)
+	fmt.Fprintf(w, "CPU per message          transport %.1f us (%.0f %% in the kernel), imipd %.1f us (both ways counted)\n", r.TransportCPUPerMs, r.TransportSysShare, r.IMIPdCPUPerMs)
 	if r.XMPPServerCPUPerMs > 0 {
 		fmt.Fprintf(w, "XMPP server              %.1f us per message (Prosody, both ways counted)\n", r.XMPPServerCPUPerMs)
 	}
@@ -622,6 +625,7 @@ func chat(ctx context.Context, cfg Config, rep *Report, js jabberSide, peers *pe
 	peers.down.Store(down)
 	js.setWays(up, down)
 	t0, i0 := cpuTicks(trPID), cpuTicks(imipdPID)
+	_, ts0 := cpuSplit(trPID)
 	var x0 int64
 	if xmppPID > 0 {
 		x0 = cpuTicks(xmppPID)
@@ -697,7 +701,11 @@ func chat(ctx context.Context, cfg Config, rep *Report, js jabberSide, peers *pe
 	rep.ChatSeconds = elapsed.Seconds()
 	total := float64(up.got.Load() + down.got.Load())
 	if total > 0 {
-		rep.TransportCPUPerMs = float64(cpuTicks(trPID)-t0) / clockTicks * 1e6 / total
+		t1 := cpuTicks(trPID)
+		rep.TransportCPUPerMs = float64(t1-t0) / clockTicks * 1e6 / total
+		if _, ts1 := cpuSplit(trPID); t1 > t0 {
+			rep.TransportSysShare = 100 * float64(ts1-ts0) / float64(t1-t0)
+		}
 		rep.IMIPdCPUPerMs = float64(cpuTicks(imipdPID)-i0) / clockTicks * 1e6 / total
 		if xmppPID > 0 {
 			rep.XMPPServerCPUPerMs = float64(cpuTicks(xmppPID)-x0) / clockTicks * 1e6 / total
@@ -1212,23 +1220,30 @@ const clockTicks = 100.0
 
 // cpuTicks returns utime+stime of pid, in clock ticks.
 func cpuTicks(pid int) int64 {
+	u, s := cpuSplit(pid)
+	return u + s
+}
+
+// cpuSplit returns utime and stime of pid, in clock ticks (0, 0 if
+// unknown).
+func cpuSplit(pid int) (user, system int64) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0
+		return 0, 0
 	}
 	s := string(b)
 	// Fields after the command name, which is in parentheses.
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0
+		return 0, 0
 	}
 	f := strings.Fields(s[i+1:])
 	if len(f) < 13 {
-		return 0
+		return 0, 0
 	}
 	u, _ := strconv.ParseInt(f[11], 10, 64)
 	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + st
+	return u, st
 }
 
 func newBar(cfg Config, n int, what string) *progressbar.ProgressBar {
