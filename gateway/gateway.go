@@ -421,7 +421,7 @@ func (g *Gateway) HandleMessage(m xmppside.Message) {
 			Text: map[string]string{"": "Register with the IMIP gateway first."}})
 		return
 	}
-	if !u.post(evMessage{m: m}) {
+	if !u.post(evMessage{m: m, at: time.Now()}) {
 		if g.isClosing() && g.holdForRestart(m) {
 			return
 		}

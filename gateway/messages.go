@@ -72,6 +72,7 @@ type outMsg struct {
 	stored   bool      // the store's write completed
 	done     bool      // confirmed, bounced or dropped: nothing more to do
 	accepted time.Time // when the gateway took it (the delivery deadline runs from it)
+	waited   bool      // it could not go when taken (no live session), or came from the store
 	sentOn   *imipConn // the session it was last sent on; nil: to send
 	tries    int       // times sent
 	// held: its write is a deferred Submit (pend), so it goes before the
@@ -150,7 +151,7 @@ const (
 )
 
 // onMessage takes a user's chat or normal message with a body for IMIP.
-func (u *user) onMessage(m xmppside.Message) {
+func (u *user) onMessage(m xmppside.Message, at time.Time) {
 	if m.Body == "" {
 		return // chat states, receipts and the like have no IMIP form
 	}
@@ -188,7 +189,7 @@ func (u *user) onMessage(m xmppside.Message) {
 			"Too many messages waiting for the IMIP network; try again shortly."))
 		return
 	}
-	om := &outMsg{accepted: time.Now(), q: QueuedMessage{JID: u.key, Dir: ToIMIP, Peer: n, StanzaID: m.ID,
+	om := &outMsg{accepted: at, q: QueuedMessage{JID: u.key, Dir: ToIMIP, Peer: n, StanzaID: m.ID,
 		Resource: m.From.Resourcepart(), Body: m.Body, Receipt: m.ReceiptRequest}}
 	hold := u.g.cfg.HoldWrites
 	if u.releasing {
@@ -202,6 +203,9 @@ func (u *user) onMessage(m xmppside.Message) {
 		return
 	}
 	om.held = hold > 0
+	// One that cannot go at once (no live session) is not counted in the
+	// relay latency when it goes.
+	om.waited = u.sess == nil || !u.link.state.live() || u.draining != nil
 	u.outq = append(u.outq, om)
 	u.armDelivery()
 	if om.held {
@@ -270,6 +274,11 @@ func (u *user) flushOut() {
 		}
 		om.sentOn = u.conn
 		u.track(id, pendingReq{kind: imipside.RequestMESG, number: om.q.Peer, msg: om})
+		if om.tries == 0 && !om.waited {
+			// Straight through: from the component's read to IMIP's socket
+			// (the store's write included, when the message waits for it).
+			u.g.stats.relayToIMIP.observe(time.Since(om.accepted))
+		}
 		if om.tries++; om.tries > 1 && om.stored {
 			u.write([]Op{OpTouchMessage{ID: om.q.ID, Tries: om.tries}}, "counting a resend")
 		}
@@ -360,7 +369,7 @@ func (u *user) unsendOut(c *imipConn) {
 
 // onIMIPMessage takes a message from IMIP: stored first, then confirmed to
 // the IMIP server, then sent to the user.
-func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
+func (u *user) onIMIPMessage(ev imipside.MessageEvent, at time.Time) {
 	m := xmppside.Message{
 		From: u.g.contactJID(ev.From),
 		To:   u.bare,
@@ -386,7 +395,7 @@ func (u *user) onIMIPMessage(ev imipside.MessageEvent) {
 	} else {
 		m.ID = "imip-" + randomToken()
 	}
-	im := &inMsg{m: m, conn: u.conn, block: ev.BlockID, arrived: time.Now(), q: QueuedMessage{JID: u.key, Dir: ToXMPP, Peer: ev.From,
+	im := &inMsg{m: m, conn: u.conn, block: ev.BlockID, arrived: at, q: QueuedMessage{JID: u.key, Dir: ToXMPP, Peer: ev.From,
 		StanzaID: m.ID, Nick: m.Nick, Body: ev.Text, Stamp: ev.Time}}
 	// Order: once one message waits in the store only, the ones after it
 	// do too, until the store is read back.
@@ -490,13 +499,19 @@ func (u *user) flushIn() {
 			}
 			im.m.Delay, im.m.DelayFrom = at.UTC().Truncate(time.Second), u.g.cfg.Domain
 		}
+		var since time.Time
+		if !im.waited {
+			// Straight through (a failed send marks it waited): the relay
+			// latency is measured once it is written.
+			since = im.arrived
+		}
 		im.sent = true
 		link := u.g.link.Load()
 		stored, id := im.stored, int64(0)
 		if stored { // else the committer may be writing q.ID
 			id = im.q.ID
 		}
-		u.g.out.push(outItem{m: &im.m, barrier: true, done: func(err error) {
+		u.g.out.push(outItem{m: &im.m, barrier: true, since: since, done: func(err error) {
 			if !u.postAlways(evDelivered{im: im, err: err, link: link}) && err == nil && stored {
 				// The user has stopped (shutdown): the confirmation still
 				// takes the message out of the store.
@@ -638,7 +653,7 @@ func (u *user) loadQueued(ctx context.Context) {
 		u.logger().Error("reading queued messages", "err", err)
 	}
 	for _, q := range qs {
-		u.outq = append(u.outq, &outMsg{q: q, stored: true, accepted: q.Accepted})
+		u.outq = append(u.outq, &outMsg{q: q, stored: true, accepted: q.Accepted, waited: true})
 	}
 	if len(qs) > 0 {
 		u.logger().Info("queued messages for IMIP loaded", "messages", len(qs))
@@ -659,12 +674,12 @@ func randomToken() string {
 // ---------------------------------------------------------------- events
 
 // onIMIP handles an event of the live IMIP session.
-func (u *user) onIMIP(ev imipside.Event) {
+func (u *user) onIMIP(ev imipside.Event, at time.Time) {
 	switch ev := ev.(type) {
 	case imipside.StatEvent:
 		u.onStat(ev)
 	case imipside.MessageEvent:
-		u.onIMIPMessage(ev)
+		u.onIMIPMessage(ev, at)
 	case imipside.ReplyEvent:
 		u.onReply(ev)
 	case imipside.ListAddEvent:

@@ -31,6 +31,9 @@ type outItem struct {
 	// barrier: done reports the server's confirmation, not the write: it
 	// runs once a barrier sent after the stanza was answered.
 	barrier bool
+	// since, when set, is when the message came from IMIP: the relay
+	// latency is measured once it is written.
+	since time.Time
 	// run, when set, is not a stanza: the outbox calls it once every item
 	// queued before it has been written (it must not block), so that work
 	// with writes of its own (a roster job's IQs) comes after them.
@@ -122,6 +125,9 @@ func (o *outbox) drain() {
 				seq = bx.LinkSeq() // the link this write goes on
 			}
 			err := o.g.sendNow(it)
+			if err == nil && !it.since.IsZero() {
+				o.g.stats.relayToXMPP.observe(time.Since(it.since))
+			}
 			switch {
 			case it.done == nil:
 				if err != nil {

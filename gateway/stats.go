@@ -20,9 +20,9 @@ import (
 )
 
 // LatencyBounds are the upper bounds, in seconds, of the buckets of the
-// latency histograms in [Stats] (store commits, IMIP round trips); one more
+// latency histograms in [Stats] (store commits, IMIP round trips, relays); one more
 // bucket holds everything above the last bound.
-var LatencyBounds = [...]float64{0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
+var LatencyBounds = [...]float64{0.0001, 0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10}
 
 // Login failure reasons, the keys of Stats.LoginFailures.
 const (
@@ -115,6 +115,12 @@ type stats struct {
 
 	storeLatency histogram // one Apply of the group commit
 	imipRTT      histogram // an IMIP request to its answer
+	// relayToIMIP: a message from the component's read to its MESG handed
+	// to the IMIP socket; relayToXMPP: a MESG from the IMIP session's read
+	// to the stanza handed to the component socket. Only messages that go
+	// straight through (not those that waited for a login, a link or a
+	// resend) are measured: this is the latency the transport adds.
+	relayToIMIP, relayToXMPP histogram
 
 	// loginResult is the outcome of the newest finished IMIP login:
 	// 0 none yet, 1 ok, 2 failed for network reasons, 3 failed otherwise.
@@ -245,6 +251,10 @@ type Stats struct {
 	// StoreLatency is the time of each group commit's store write;
 	// IMIPRoundTrip, of each IMIP request to its answer.
 	StoreLatency, IMIPRoundTrip Histogram
+	// RelayToIMIP and RelayToXMPP are the latency the transport adds to a
+	// message that goes straight through: from the read of the stanza
+	// (of the IMIP block) to the write of the MESG (of the stanza).
+	RelayToIMIP, RelayToXMPP Histogram
 }
 
 // Stats returns a snapshot of the gateway's counters. It is cheap (a few
@@ -274,6 +284,8 @@ func (g *Gateway) Stats() Stats {
 		IMIPErrors:        make(map[wire.Code]uint64),
 		StoreLatency:      s.storeLatency.snapshot(),
 		IMIPRoundTrip:     s.imipRTT.snapshot(),
+		RelayToIMIP:       s.relayToIMIP.snapshot(),
+		RelayToXMPP:       s.relayToXMPP.snapshot(),
 	}
 	for st := linkDialing; st < linkStopped; st++ {
 		out.Sessions[st.String()] = s.linkStates[st].Load()

@@ -129,7 +129,7 @@ func TestHistogram(t *testing.T) {
 	h.observe(3 * time.Millisecond)
 	h.observe(time.Minute)
 	s := h.snapshot()
-	want := map[int]uint64{0: 1, 1: 1, 3: 1, len(LatencyBounds): 1}
+	want := map[int]uint64{0: 1, 3: 1, 5: 1, len(LatencyBounds): 1}
 	for i, c := range s.Counts {
 		if c != want[i] {
 			t.Errorf("bucket %d: %d, want %d", i, c, want[i])
@@ -208,5 +208,43 @@ func TestStatsNoAlloc(t *testing.T) {
 		s.code(wire.CodeIllegalUser)
 	}); n != 0 {
 		t.Errorf("%v allocations per update, want 0", n)
+	}
+}
+
+// The relay latency counts the messages that go straight through, each
+// way, once; a message that waited for a login is not counted when it
+// goes.
+func TestRelayLatency(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	h.chat("m1", aliceHW, cj("100"), "chat", "straight through")
+	s.push(imipside.MessageEvent{BlockID: 1, From: "7744387", To: "6340564", Text: "hi"})
+	h.settle()
+	waitUntil(t, "both messages delivered", func() bool {
+		st := h.g.Stats()
+		return st.MessagesToIMIP == 1 && st.MessagesToXMPP == 1
+	})
+	st := h.g.Stats()
+	if st.RelayToIMIP.Count != 1 || st.RelayToXMPP.Count != 1 {
+		t.Fatalf("relays measured: %d to IMIP, %d to XMPP; want 1 and 1", st.RelayToIMIP.Count, st.RelayToXMPP.Count)
+	}
+	if st.RelayToIMIP.Sum <= 0 || st.RelayToXMPP.Sum <= 0 {
+		t.Errorf("relay latency sums %v, %v; want above 0", st.RelayToIMIP.Sum, st.RelayToXMPP.Sum)
+	}
+
+	// The session drops and the next login waits: a message sent
+	// meanwhile goes once the user is back, and is not a relay.
+	h.d.setFail(errors.New("connection refused"))
+	s.drop(errors.New("reset"))
+	h.d.waitAttempts(t, h.d.attemptCount()+1)
+	h.chat("m2", aliceHW, cj("100"), "chat", "waited")
+	h.settle()
+	n := h.d.sessionCount()
+	h.d.setFail(nil)
+	s2 := h.d.waitSession(t, n)
+	s2.waitCall(t, "MESG 100 waited")
+	waitUntil(t, "the waiting message delivered", func() bool { return h.g.Stats().MessagesToIMIP == 2 })
+	if st := h.g.Stats(); st.RelayToIMIP.Count != 1 {
+		t.Errorf("relays to IMIP %d after a message that waited for a login, want 1", st.RelayToIMIP.Count)
 	}
 }

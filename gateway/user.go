@@ -28,11 +28,17 @@ type event interface{ isEvent() }
 type (
 	evPresence     struct{ p xmppside.Presence } // subscriptions and probes
 	evAvailability struct{}                      // see postAvailability
-	evMessage      struct{ m xmppside.Message }
+	// evMessage is a message from the user; at is when the component
+	// handed it to the gateway (the relay latency runs from it).
+	evMessage struct {
+		m  xmppside.Message
+		at time.Time
+	}
 	// evIMIP is an event of one IMIP session; c says which.
 	evIMIP struct {
 		c  *imipConn
 		ev imipside.Event
+		at time.Time // when the session's reader handed it over
 	}
 	// evDialed: the login of ticket t ended (c is nil when err is set).
 	evDialed struct {
@@ -225,9 +231,9 @@ func (u *user) handle(ev event) {
 			u.onAvailability(pend)
 		}
 	case evMessage:
-		u.onMessage(ev.m)
+		u.onMessage(ev.m, ev.at)
 	case evIMIP:
-		u.onIMIPEvent(ev.c, ev.ev)
+		u.onIMIPEvent(ev.c, ev.ev, ev.at)
 	case evDialed:
 		u.onDialed(ev)
 	case evRegister:
@@ -528,7 +534,7 @@ func (u *user) handler(c *imipConn) imipside.Handler {
 			u.postAlways(evIMIP{c: c, ev: ev}) // one per session: never dropped
 			return
 		}
-		u.postWait(evIMIP{c: c, ev: ev}, c.gone)
+		u.postWait(evIMIP{c: c, ev: ev, at: time.Now()}, c.gone)
 	})
 }
 
@@ -652,7 +658,7 @@ func (u *user) endConn(c *imipConn, why string) {
 }
 
 // onIMIPEvent handles an event of session c.
-func (u *user) onIMIPEvent(c *imipConn, ev imipside.Event) {
+func (u *user) onIMIPEvent(c *imipConn, ev imipside.Event, at time.Time) {
 	if c != u.conn {
 		return // a session the loop let go of
 	}
@@ -676,7 +682,7 @@ func (u *user) onIMIPEvent(c *imipConn, ev imipside.Event) {
 		u.applyLink(linkClosed{}, nil)
 		return
 	}
-	u.onIMIP(ev)
+	u.onIMIP(ev, at)
 }
 
 // ---------------------------------------------------------------- presence

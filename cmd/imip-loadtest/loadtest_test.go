@@ -2,9 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"math"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,6 +42,12 @@ func TestSmallRun(t *testing.T) {
 			}
 			if w.P50ms <= 0 || w.P99ms < w.P50ms || w.Maxms < w.P99ms {
 				t.Errorf("rate %d: latencies %+v", rate, w)
+			}
+			// The transport's own latency, from its /metrics: every
+			// message of the chat went straight through (the users were
+			// online), and it is a part of the end-to-end latency.
+			if r := w.Relay; r == nil || r.Count != uint64(w.Delivered) || r.P99ms < r.P50ms || r.Meanms <= 0 || r.Meanms > w.Maxms {
+				t.Errorf("rate %d: the transport's relay latency %+v, for %d messages delivered", rate, r, w.Delivered)
 			}
 		}
 		if rep.Lost != 0 || rep.LoginsPerSecond <= 0 || rep.TransportRSSIdle <= 0 || rep.IMIPdRSSIdle <= 0 {
@@ -104,5 +116,50 @@ func TestExternalNeedsServer(t *testing.T) {
 	_, err := Run(context.Background(), Config{XMPP: "external", Users: 1, Transport: "/nonexistent", IMIPd: "/nonexistent", Quiet: true}, nil)
 	if err == nil || !strings.Contains(err.Error(), "-c2s") {
 		t.Errorf("Run = %v, want the missing server named", err)
+	}
+}
+
+// The relay summary is read from the transport's Prometheus histograms:
+// the chat's share (a scrape minus the one before), its mean, and the
+// bucket bounds the percentiles are at or below.
+func TestRelaySummary(t *testing.T) {
+	page := func(b1, b2, inf uint64, sum float64) string {
+		return fmt.Sprintf(`# TYPE imip_transport_relay_seconds histogram
+imip_transport_relay_seconds_bucket{direction="to_imip",le="0.001"} %d
+imip_transport_relay_seconds_bucket{direction="to_imip",le="0.002"} %d
+imip_transport_relay_seconds_bucket{direction="to_imip",le="+Inf"} %d
+imip_transport_relay_seconds_sum{direction="to_imip"} %g
+imip_transport_relay_seconds_count{direction="to_imip"} %d
+imip_transport_imip_sessions{state="online"} 3
+`, b1, b2, inf, sum, inf)
+	}
+	var body atomic.Value
+	body.Store(page(5, 5, 5, 0.004))
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprint(w, body.Load().(string))
+	}))
+	defer srv.Close()
+	ctx := context.Background()
+	addr := strings.TrimPrefix(srv.URL, "http://")
+	before := relayHistograms(ctx, addr)
+	// 100 more: 98 at most 1 ms, 1 at most 2 ms, 1 above.
+	body.Store(page(103, 104, 105, 0.004+0.1))
+	after := relayHistograms(ctx, addr)
+	s := after["to_imip"].since(before["to_imip"]).summary()
+	if s == nil || s.Count != 100 || s.P50ms != 1 || s.P99ms != 2 || math.Abs(s.Meanms-1) > 1e-9 {
+		t.Errorf("summary %+v, want 100 messages, mean 1 ms, p50 <= 1 ms, p99 <= 2 ms", s)
+	}
+	if s := after["to_xmpp"].since(before["to_xmpp"]).summary(); s != nil {
+		t.Errorf("summary of a direction not scraped: %+v, want none", s)
+	}
+	// Beyond the last bound, a percentile is unbounded (-1, which JSON
+	// carries): 98 of 200 at most 1 ms, the rest above 2 ms.
+	body.Store(page(103, 103, 205, 10))
+	s = relayHistograms(ctx, addr)["to_imip"].since(before["to_imip"]).summary()
+	if s == nil || s.P50ms != -1 || s.P99ms != -1 {
+		t.Errorf("summary %+v, want p50 and p99 above the last bound (-1)", s)
+	}
+	if _, err := json.Marshal(s); err != nil {
+		t.Errorf("the summary does not go into the JSON report: %v", err)
 	}
 }

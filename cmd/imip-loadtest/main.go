@@ -38,6 +38,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -141,6 +142,19 @@ type Way struct {
 	P50ms      float64 `json:"p50_ms"`
 	P99ms      float64 `json:"p99_ms"`
 	Maxms      float64 `json:"max_ms"`
+	// Relay is the latency the transport alone added to the messages
+	// that went straight through, from its /metrics histogram.
+	Relay *RelaySummary `json:"transport_relay,omitempty"`
+}
+
+// RelaySummary summarises the transport's relay_seconds histogram over
+// the chat: the mean, and the bucket bounds that the 50th and 99th
+// percentiles are at or below (-1: above the last bound).
+type RelaySummary struct {
+	Count  uint64  `json:"count"`
+	Meanms float64 `json:"mean_ms"`
+	P50ms  float64 `json:"p50_at_most_ms"`
+	P99ms  float64 `json:"p99_at_most_ms"`
 }
 
 func main() {
@@ -268,6 +282,21 @@ func printReport(w io.Writer, r *Report) {
 	}{{"XMPP -> IMIP", r.ToIMIP}, {"IMIP -> XMPP", r.ToXMPP}} {
 		fmt.Fprintf(w, "%-24s delivered %d/%d (%.0f/s), duplicated %d, refused %d, latency p50 %.1f ms, p99 %.1f ms, max %.1f ms\n",
 			x.name, x.w.Delivered, x.w.Sent, x.w.PerSecond, x.w.Duplicated, x.w.Refused, x.w.P50ms, x.w.P99ms, x.w.Maxms)
+	}
+	for _, x := range []struct {
+		name string
+		r    *RelaySummary
+	}{{"to IMIP", r.ToIMIP.Relay}, {"to XMPP", r.ToXMPP.Relay}} {
+		if x.r != nil {
+			bound := func(ms float64) string {
+				if ms < 0 {
+					return "above the last bucket"
+				}
+				return fmt.Sprintf("<= %g ms", ms)
+			}
+			fmt.Fprintf(w, "transport alone, %-7s %d messages straight through: mean %.3f ms, p50 %s, p99 %s (read to write)\n",
+				x.name, x.r.Count, x.r.Meanms, bound(x.r.P50ms), bound(x.r.P99ms))
+		}
 	}
 	fmt.Fprintf(w, "CPU per message          transport %.1f us (%.0f %% in the kernel), imipd %.1f us (both ways counted)\n", r.TransportCPUPerMs, r.TransportSysShare, r.IMIPdCPUPerMs)
 	if r.XMPPServerCPUPerMs > 0 {
@@ -606,9 +635,13 @@ level = "warn"
 		} else {
 			profiled <- nil
 		}
+		relay0 := relayHistograms(ctx, monAddr)
 		if err := chat(ctx, cfg, rep, js, peers, tr.pid(), imipd.pid(), xmppPID); err != nil {
 			return nil, err
 		}
+		relay1 := relayHistograms(ctx, monAddr)
+		rep.ToIMIP.Relay = relay1["to_imip"].since(relay0["to_imip"]).summary()
+		rep.ToXMPP.Relay = relay1["to_xmpp"].since(relay0["to_xmpp"]).summary()
 		if err := <-profiled; err != nil {
 			return nil, fmt.Errorf("CPU profile: %w", err)
 		}
@@ -1331,4 +1364,110 @@ func memStats(ctx context.Context, addr string) map[string]int64 {
 		}
 	}
 	return out
+}
+
+// hist is one Prometheus histogram as scraped: cumulative counts by upper
+// bound (seconds), ascending; +Inf last.
+type hist struct {
+	le    []float64
+	cum   []uint64
+	sum   float64
+	count uint64
+}
+
+// since returns h minus an earlier scrape of the same histogram.
+func (h hist) since(before hist) hist {
+	out := hist{le: h.le, cum: slices.Clone(h.cum), sum: h.sum - before.sum, count: h.count - before.count}
+	if len(before.cum) == len(h.cum) {
+		for i := range out.cum {
+			out.cum[i] -= before.cum[i]
+		}
+	}
+	return out
+}
+
+// quantile returns the upper bound of the bucket where the q quantile
+// falls (+Inf when beyond the last bound).
+func (h hist) quantile(q float64) float64 {
+	want := uint64(math.Ceil(q * float64(h.count)))
+	for i, c := range h.cum {
+		if c >= want {
+			return h.le[i]
+		}
+	}
+	return math.Inf(1)
+}
+
+func (h hist) summary() *RelaySummary {
+	if h.count == 0 {
+		return nil
+	}
+	ms := func(q float64) float64 {
+		if v := h.quantile(q); !math.IsInf(v, 1) {
+			return 1000 * v
+		}
+		return -1 // JSON has no infinity
+	}
+	return &RelaySummary{Count: h.count, Meanms: 1000 * h.sum / float64(h.count), P50ms: ms(0.5), P99ms: ms(0.99)}
+}
+
+// relayHistograms scrapes the transport's relay_seconds histograms by
+// direction from its /metrics (nil when it cannot be read).
+func relayHistograms(ctx context.Context, addr string) map[string]hist {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return nil
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil
+	}
+	defer resp.Body.Close()
+	const name = "imip_transport_relay_seconds"
+	out := make(map[string]hist)
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
+	for sc.Scan() {
+		line, ok := strings.CutPrefix(sc.Text(), name)
+		if !ok {
+			continue
+		}
+		kind, rest, ok := strings.Cut(line, "{")
+		if !ok {
+			continue
+		}
+		labels, value, ok := strings.Cut(rest, "} ")
+		if !ok {
+			continue
+		}
+		dir := label(labels, "direction")
+		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
+		if dir == "" || err != nil {
+			continue
+		}
+		h := out[dir]
+		switch kind {
+		case "_bucket":
+			le, err := strconv.ParseFloat(label(labels, "le"), 64)
+			if err != nil {
+				continue
+			}
+			h.le, h.cum = append(h.le, le), append(h.cum, uint64(v))
+		case "_sum":
+			h.sum = v
+		case "_count":
+			h.count = uint64(v)
+		}
+		out[dir] = h
+	}
+	return out
+}
+
+// label returns the value of name in a Prometheus label list (a="x",b="y").
+func label(labels, name string) string {
+	for _, kv := range strings.Split(labels, ",") {
+		if v, ok := strings.CutPrefix(kv, name+"="); ok {
+			return strings.Trim(v, `"`)
+		}
+	}
+	return ""
 }

@@ -49,6 +49,7 @@ type Collector struct {
 	componentConnects, imipLost, imipReconnects *prometheus.Desc
 	usersTaken, usersGiven                      *prometheus.Desc
 	imipErrors, storeLatency, imipRoundTrip     *prometheus.Desc
+	relay                                       *prometheus.Desc
 }
 
 // NewCollector returns a collector of src's stats.
@@ -81,6 +82,7 @@ func NewCollector(src Source) *Collector {
 		imipErrors:        d("imip_errors_total", "Error codes IMIP answered logins and requests with.", "code"),
 		storeLatency:      d("store_commit_seconds", "Time of each group commit's store write."),
 		imipRoundTrip:     d("imip_request_seconds", "Time from an IMIP request to its answer (ACK or a reply)."),
+		relay:             d("relay_seconds", "Latency the transport adds to a message that goes straight through, by direction: to_imip (the stanza read to its MESG written), to_xmpp (the MESG read to its stanza written).", "direction"),
 	}
 }
 
@@ -88,7 +90,7 @@ func NewCollector(src Source) *Collector {
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.registered, c.loaded, c.linkUp, c.uptime, c.sessions, c.logins, c.loginFailures,
 		c.messages, c.bounces, c.unwritten, c.stanzas, c.queued, c.commitQueue, c.outboxQueue, c.outboxDropped,
-		c.componentConnects, c.imipLost, c.imipReconnects, c.usersTaken, c.usersGiven, c.imipErrors, c.storeLatency, c.imipRoundTrip} {
+		c.componentConnects, c.imipLost, c.imipReconnects, c.usersTaken, c.usersGiven, c.imipErrors, c.storeLatency, c.imipRoundTrip, c.relay} {
 		ch <- d
 	}
 }
@@ -138,18 +140,20 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- histogram(c.storeLatency, s.StoreLatency)
 	ch <- histogram(c.imipRoundTrip, s.IMIPRoundTrip)
+	ch <- histogram(c.relay, s.RelayToIMIP, "to_imip")
+	ch <- histogram(c.relay, s.RelayToXMPP, "to_xmpp")
 }
 
 // histogram turns a gateway histogram into a Prometheus one (cumulative
 // buckets).
-func histogram(d *prometheus.Desc, h gateway.Histogram) prometheus.Metric {
+func histogram(d *prometheus.Desc, h gateway.Histogram, labels ...string) prometheus.Metric {
 	buckets := make(map[float64]uint64, len(gateway.LatencyBounds))
 	var cum uint64
 	for i, b := range gateway.LatencyBounds {
 		cum += h.Counts[i]
 		buckets[b] = cum
 	}
-	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum.Seconds(), buckets)
+	return prometheus.MustNewConstHistogram(d, h.Count, h.Sum.Seconds(), buckets, labels...)
 }
 
 // Check is one health check: nil when all is well.
