@@ -503,9 +503,46 @@ type fakeSession struct {
 	pumping bool
 	closed  bool          // the ClosedEvent was delivered
 	gone    chan struct{} // closed once the ClosedEvent was delivered
+	// Cork holds what is sent (the server sees it, and answers, at Uncork,
+	// as with imipside's cork); a DISC sends what was held first, a kill
+	// or a drop loses it.
+	corked bool
+	held   []func()
 }
 
-var _ IMIPSession = (*fakeSession)(nil)
+var (
+	_ IMIPSession = (*fakeSession)(nil)
+	_ corker      = (*fakeSession)(nil)
+)
+
+func (s *fakeSession) Cork() {
+	s.mu.Lock()
+	s.corked = true
+	s.mu.Unlock()
+}
+
+func (s *fakeSession) Uncork() {
+	s.mu.Lock()
+	s.corked = false
+	held := s.held
+	s.held = nil
+	s.mu.Unlock()
+	for _, f := range held {
+		f()
+	}
+}
+
+// send has the server see what f does now, or at Uncork when corked.
+func (s *fakeSession) send(f func()) {
+	s.mu.Lock()
+	if s.corked {
+		s.held = append(s.held, f)
+		s.mu.Unlock()
+		return
+	}
+	s.mu.Unlock()
+	f()
+}
 
 func (s *fakeSession) call(c string) {
 	s.mu.Lock()
@@ -588,10 +625,12 @@ func (s *fakeSession) request(kind string, n wire.Number, call string) (uint64, 
 		code, answer = s.reply(kind, n)
 	}
 	s.mu.Unlock()
-	s.call(call)
-	if answer {
-		s.enqueue(imipside.ReplyEvent{ID: id, Type: kind, Number: n, Code: code})
-	}
+	s.send(func() {
+		s.call(call)
+		if answer {
+			s.enqueue(imipside.ReplyEvent{ID: id, Type: kind, Number: n, Code: code})
+		}
+	})
 	return id, nil
 }
 
@@ -637,7 +676,7 @@ func (s *fakeSession) ConfirmMessage(blockID uint64) error {
 	if err := s.alive(); err != nil {
 		return err
 	}
-	s.call(fmt.Sprintf("ACK %d", blockID))
+	s.send(func() { s.call(fmt.Sprintf("ACK %d", blockID)) })
 	return nil
 }
 
@@ -651,7 +690,14 @@ func (s *fakeSession) end(what string, cause error) error {
 	}
 	s.ended = true
 	burst := s.burst
+	held := s.held
+	s.held, s.corked = nil, false
 	s.mu.Unlock()
+	if what == "DISC" {
+		for _, f := range held {
+			f() // written before the DISC
+		}
+	}
 	s.d.mu.Lock()
 	s.d.live[s.number]--
 	s.d.mu.Unlock()

@@ -160,9 +160,19 @@ func (u *user) enqueueLocked(ev event) {
 // per user.
 func (u *user) run() {
 	defer u.g.runs.done()
+	var corked corker // the session corked while events are handled
+	n := 0            // events handled since it was corked
 	for {
 		u.mu.Lock()
-		if len(u.inbox) == 0 {
+		if len(u.inbox) == 0 || (corked != nil && n >= corkEvents) {
+			if corked != nil {
+				// Write what the events queued, then look again: more
+				// may have come meanwhile.
+				u.mu.Unlock()
+				corked.Uncork()
+				corked, n = nil, 0
+				continue
+			}
 			u.running = false
 			u.inbox = nil // an idle user keeps no queue storage
 			u.mu.Unlock()
@@ -176,9 +186,30 @@ func (u *user) run() {
 			u.space = nil
 		}
 		u.mu.Unlock()
+		if corked == nil {
+			if c, ok := u.sess.(corker); ok {
+				c.Cork()
+				corked = c
+			}
+		}
+		n++
 		u.handle(ev)
 	}
 }
+
+// corker is an IMIP session that can hold the blocks queued on it and
+// write them together (*imipside.Session): the run loop corks its session
+// while it handles the events in its inbox, so that what they queue (a
+// burst of messages, the confirmations of several messages from IMIP)
+// goes out in one write instead of one each.
+type corker interface {
+	Cork()
+	Uncork()
+}
+
+// corkEvents bounds the events handled while the session is corked, so
+// that a long burst does not hold a block back for long.
+const corkEvents = 64
 
 // tracker counts goroutines that Close waits for. Unlike sync.WaitGroup it
 // may go from zero to one while a waiter waits.

@@ -106,6 +106,9 @@ func (s *Session) queueLocked(b *wire.Block, o qopts) (uint64, error) {
 		s.lastPing = id
 	}
 	s.traceBlock('C', b)
+	if s.corked && len(s.out.b) < corkMax {
+		return id, nil // Uncork writes it, with what follows
+	}
 	if !s.writing && !s.tryWriteLocked() {
 		s.writing = true
 		s.bg.Add(1)
@@ -129,6 +132,33 @@ func encodedLen(b *wire.Block) int {
 		digits++
 	}
 	return typeLineLen(b) + 2 + digits + 2 + size
+}
+
+// corkMax is how many bytes a corked session queues before it writes
+// anyway.
+const corkMax = 16 << 10
+
+// Cork makes the blocks queued from now on wait for Uncork (or for 16 KiB
+// to be queued), so that the blocks a caller queues in a row go out in one
+// write. A caller that corks must uncork soon, and must not wait for
+// anything the server sends in between.
+func (s *Session) Cork() {
+	s.mu.Lock()
+	s.corked = true
+	s.mu.Unlock()
+}
+
+// Uncork writes what Cork held, and ends it.
+func (s *Session) Uncork() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.corked = false
+	if s.writing || s.closed || s.out == nil || len(s.out.b) == 0 || s.tryWriteLocked() {
+		return
+	}
+	s.writing = true
+	s.bg.Add(1)
+	go s.writeLoop()
 }
 
 // tryWriteLocked writes what is queued at once, without blocking, when

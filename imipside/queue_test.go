@@ -281,3 +281,73 @@ func TestDirectWriteFullSocket(t *testing.T) {
 		t.Fatalf("session ended: %v", err)
 	}
 }
+
+// TestCork: blocks queued between Cork and Uncork go out in one write at
+// Uncork; a corked queue that reaches 16 KiB is written without waiting.
+func TestCork(t *testing.T) {
+	for _, tcp := range []bool{false, true} {
+		var s *Session
+		var f *fakeServer
+		var cc *countConn
+		if tcp {
+			s, f, _ = tcpLogin(t, Config{KeepAlive: time.Hour})
+		} else {
+			ts := login(t, func(c *Config) {
+				dial := c.Dial
+				c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
+					conn, err := dial(ctx, network, addr)
+					cc = &countConn{Conn: conn}
+					return cc, err
+				}
+			})
+			s, f = ts.s, ts.f
+		}
+		before := 0
+		if cc != nil {
+			before = len(cc.count())
+		}
+		s.Cork()
+		var ids []uint64
+		for i := range 5 {
+			id, err := s.SendMessage("7744387", "corked "+itoa(uint64(i)))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, id)
+		}
+		if writing, queued := writerState(s); writing || !queued {
+			t.Fatalf("tcp %v: corked session: writer due %v, bytes queued %v; want the blocks held", tcp, writing, queued)
+		}
+		if cc != nil && len(cc.count()) != before {
+			t.Fatalf("writes while corked: %v", cc.count()[before:])
+		}
+		go s.Uncork() // over a pipe the write waits for the reader below
+		for i, id := range ids {
+			_, b := f.next()
+			if got, _ := b.ID(); got != id || string(b.Body) != "corked "+itoa(uint64(i)) {
+				t.Fatalf("tcp %v: block %d: ID %d %q, want %d", tcp, i, got, b.Body, id)
+			}
+		}
+		if cc != nil {
+			if got := cc.count()[before:]; len(got) != 1 {
+				t.Errorf("writes of %v bytes after Uncork, want the 5 blocks in one", got)
+			}
+		}
+		waitFor(t, "the queue to empty", func() bool { w, q := writerState(s); return !w && !q })
+
+		// 16 KiB queued while corked: written without Uncork.
+		s.Cork()
+		text := strings.Repeat("x", 6<<10)
+		for i := range 3 {
+			if _, err := s.SendMessage("7744387", text); err != nil {
+				t.Fatalf("big message %d: %v", i, err)
+			}
+		}
+		for i := range 3 {
+			if _, b := f.next(); len(b.Body) != len(text) {
+				t.Fatalf("tcp %v: big message %d: %d bytes", tcp, i, len(b.Body))
+			}
+		}
+		s.Uncork()
+	}
+}

@@ -59,6 +59,7 @@ type Session struct {
 	out      *wbuf    // encoded blocks not yet handed to the writer; nil when empty
 	inflight int      // bytes of the write in progress
 	writing  bool     // the writer goroutine runs
+	corked   bool     // between Cork and Uncork
 	reqs     requests // requests without an outcome, ascending IDs
 	ka       *time.Timer
 	pingOut  uint64 // ID of the unanswered keep-alive PING, 0 if none

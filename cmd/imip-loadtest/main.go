@@ -121,6 +121,15 @@ type Report struct {
 	// TransportSysShare is the part of the transport's CPU over the chat
 	// spent in the kernel (stime / (utime+stime)), in percent.
 	TransportSysShare float64 `json:"transport_cpu_system_percent"`
+	// TransportReads and TransportWrites are the transport's read-like and
+	// write-like system calls over the chat (/proc/PID/io syscr, syscw)
+	// per message, both ways counted; TransportGoroutines the goroutines
+	// it started per message (its /metrics). They say where the kernel's
+	// and the scheduler's share comes from, and vary far less between
+	// runs than CPU time.
+	TransportReads      float64 `json:"transport_reads_per_message"`
+	TransportWrites     float64 `json:"transport_writes_per_message"`
+	TransportGoroutines float64 `json:"transport_goroutines_per_message"`
 	// RestartSeconds: with Restart, from the transport's start again to
 	// every user logged in again; StopSeconds, the SIGTERM's shutdown.
 	RestartSeconds float64 `json:"restart_seconds,omitempty"`
@@ -297,6 +306,10 @@ func printReport(w io.Writer, r *Report) {
 			fmt.Fprintf(w, "transport alone, %-7s %d messages straight through: mean %.3f ms, p50 %s, p99 %s (read to write)\n",
 				x.name, x.r.Count, x.r.Meanms, bound(x.r.P50ms), bound(x.r.P99ms))
 		}
+	}
+	if r.TransportReads > 0 || r.TransportWrites > 0 {
+		fmt.Fprintf(w, "per message, transport   %.2f reads, %.2f writes (system calls), %.2f goroutines started (both ways counted)\n",
+			r.TransportReads, r.TransportWrites, r.TransportGoroutines)
 	}
 	fmt.Fprintf(w, "CPU per message          transport %.1f us (%.0f %% in the kernel), imipd %.1f us (both ways counted)\n", r.TransportCPUPerMs, r.TransportSysShare, r.IMIPdCPUPerMs)
 	if r.XMPPServerCPUPerMs > 0 {
@@ -636,10 +649,20 @@ level = "warn"
 			profiled <- nil
 		}
 		relay0 := relayHistograms(ctx, monAddr)
+		r0, w0 := syscalls(tr.pid())
+		g0, gok0 := metricValue(ctx, monAddr, "go_sched_goroutines_created_goroutines_total ")
 		if err := chat(ctx, cfg, rep, js, peers, tr.pid(), imipd.pid(), xmppPID); err != nil {
 			return nil, err
 		}
 		relay1 := relayHistograms(ctx, monAddr)
+		r1, w1 := syscalls(tr.pid())
+		g1, gok1 := metricValue(ctx, monAddr, "go_sched_goroutines_created_goroutines_total ")
+		if total := float64(rep.ToIMIP.Delivered + rep.ToXMPP.Delivered); total > 0 {
+			rep.TransportReads, rep.TransportWrites = float64(r1-r0)/total, float64(w1-w0)/total
+			if gok0 && gok1 {
+				rep.TransportGoroutines = (g1 - g0) / total
+			}
+		}
 		rep.ToIMIP.Relay = relay1["to_imip"].since(relay0["to_imip"]).summary()
 		rep.ToXMPP.Relay = relay1["to_xmpp"].since(relay0["to_xmpp"]).summary()
 		if err := <-profiled; err != nil {
@@ -1470,4 +1493,52 @@ func label(labels, name string) string {
 		}
 	}
 	return ""
+}
+
+// syscalls returns pid's read-like and write-like system calls so far
+// (/proc/PID/io; 0, 0 if unknown).
+func syscalls(pid int) (reads, writes int64) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, 0
+	}
+	for line := range strings.Lines(string(b)) {
+		k, v, ok := strings.Cut(strings.TrimSpace(line), ": ")
+		if !ok {
+			continue
+		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			continue
+		}
+		switch k {
+		case "syscr":
+			reads = n
+		case "syscw":
+			writes = n
+		}
+	}
+	return reads, writes
+}
+
+// metricValue returns the value of the first line of the transport's
+// /metrics that starts with prefix.
+func metricValue(ctx context.Context, addr, prefix string) (float64, bool) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
+	if err != nil {
+		return 0, false
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, false
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
+			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
+			return f, err == nil
+		}
+	}
+	return 0, false
 }

@@ -176,3 +176,17 @@ func TestIsLoopback(t *testing.T) {
 		}
 	}
 }
+
+// Beside the Go runtime's defaults, /metrics counts the goroutines
+// started and the scheduler's latencies.
+func TestRuntimeMetrics(t *testing.T) {
+	code, body := get(t, Handler(Options{Source: &fakeSource{}}), "/metrics")
+	if code != http.StatusOK {
+		t.Fatalf("status %d", code)
+	}
+	for _, want := range []string{"go_sched_goroutines_created_goroutines_total ", "go_sched_latencies_seconds_bucket", "go_goroutines ", "process_cpu_seconds_total "} {
+		if !strings.Contains(body, want) {
+			t.Errorf("/metrics has no %q", want)
+		}
+	}
+}
