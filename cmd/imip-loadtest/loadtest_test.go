@@ -110,6 +110,38 @@ func TestRunThroughProsody(t *testing.T) {
 	}
 }
 
+// On PostgreSQL, as a one-instance cluster (-store-dsn, -cluster): the
+// transport takes each user's ownership, its slot check comes back through
+// the tool's server, the barriers go per user, and every message arrives
+// once.
+func TestRunCluster(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs the binaries")
+	}
+	if err := testenv.PostgresAvailable(); err != nil {
+		testenv.SkipUnavailable(t, err)
+	}
+	pg := testenv.StartPostgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if _, err := Run(ctx, Config{Users: 1, Cluster: true, Quiet: true}, nil); err == nil || !strings.Contains(err.Error(), "-store-dsn") {
+		t.Errorf("-cluster without -store-dsn: %v, want it refused", err)
+	}
+	rep, err := Run(ctx, Config{Users: 20, Messages: 300, Rate: 500, Idle: 500 * time.Millisecond, Quiet: true,
+		StoreDSN: pg.NewDatabase(t), Cluster: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, w := range []Way{rep.ToIMIP, rep.ToXMPP} {
+		if w.Sent != 300 || w.Delivered != 300 || w.Duplicated != 0 || w.Refused != 0 {
+			t.Errorf("%+v, want 300 sent and delivered once", w)
+		}
+	}
+	if rep.Lost != 0 || rep.Users != 20 {
+		t.Errorf("report %+v", rep)
+	}
+}
+
 // -xmpp external without the server's addresses is refused before
 // anything starts.
 func TestExternalNeedsServer(t *testing.T) {

@@ -93,6 +93,13 @@ type Config struct {
 	// LoginRate is the transport's limits.logins_per_second (and
 	// login_burst); 0: 1000.
 	LoginRate int
+	// StoreDSN, when set, is an empty PostgreSQL database the transport
+	// stores in instead of SQLite.
+	StoreDSN string
+	// Cluster runs the transport in cluster mode (one instance holding
+	// the one slot), on StoreDSN: what the ownership of users and the
+	// per-user barriers of several instances cost on the message path.
+	Cluster bool
 }
 
 // Report is what a run measured.
@@ -194,6 +201,8 @@ func main() {
 	flag.StringVar(&cfg.Server.Password, "user-password", "loadpw%d", "-xmpp external: the users' password, %d the index")
 	flag.BoolVar(&cfg.Server.InsecureTLS, "xmpp-insecure-tls", false, "-xmpp external: do not verify the server's certificate")
 	flag.BoolVar(&cfg.Restart, "restart", false, "component mode: restart the transport once the users are idle and measure how long until all are logged in again")
+	flag.StringVar(&cfg.StoreDSN, "store-dsn", "", "store in this empty PostgreSQL database (a libpq URL or key=value string) instead of SQLite")
+	flag.BoolVar(&cfg.Cluster, "cluster", false, "component mode, with -store-dsn: run the transport as a one-instance cluster (ownership in PostgreSQL, barriers per user)")
 	flag.IntVar(&cfg.LoginRate, "login-rate", 1000, "the transport's limits.logins_per_second and login_burst (its own default is 50)")
 	flag.Func("transport-env", "NAME=VALUE added to the transport's environment (repeatable), e.g. GOGC=50", func(v string) error {
 		if !strings.Contains(v, "=") {
@@ -479,11 +488,7 @@ op_timeout = "30s"
 retry_min = "1s"
 retry_max = "10s"
 
-[storage]
-driver = "sqlite"
-path = %q
-key_file = %q
-
+%s
 [limits]
 messages_per_second = 100000
 message_burst = 100000
@@ -498,12 +503,15 @@ pprof = true
 
 [log]
 level = "warn"
-`, gateway, compAddr, compSecret, maxRegFly, imipAddr, filepath.Join(dir, "transport.db"), filepath.Join(dir, "transport.key"), loginRate, loginRate, monAddr)
+`, gateway, compAddr, compSecret, maxRegFly, imipAddr, storeConfig(cfg, dir), loginRate, loginRate, monAddr)
 	if err := os.WriteFile(filepath.Join(dir, "transport.toml"), []byte(trCfg), 0o600); err != nil {
 		return nil, err
 	}
 	if cfg.Restart && srv == nil {
 		return nil, errors.New("-restart needs -xmpp component")
+	}
+	if cfg.Cluster && (srv == nil || cfg.StoreDSN == "") {
+		return nil, errors.New("-cluster needs -xmpp component and -store-dsn")
 	}
 	startTransport := func() (*proc, error) {
 		return startEnv(ctx, dir, "transport", cfg.Env, cfg.Transport, "-config", filepath.Join(dir, "transport.toml"))
@@ -988,6 +996,12 @@ func (s *server) handle(st *stanza) {
 			}
 		}
 	case "message":
+		if strings.HasPrefix(st.ID, "imip-slotcheck-") && !strings.Contains(st.To, "@") {
+			// A cluster instance's slot check (messages from the
+			// gateway's domain to itself): routed back, as ejabberd does.
+			s.send(fmt.Sprintf(`<message from=%q to=%q id=%q type="normal"/>`, st.From, st.To, st.ID))
+			return
+		}
 		up, down := s.up2.Load(), s.down.Load()
 		if down == nil {
 			return
@@ -1541,4 +1555,18 @@ func metricValue(ctx context.Context, addr, prefix string) (float64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// storeConfig is the transport's [storage] section (and [cluster], with
+// cfg.Cluster).
+func storeConfig(cfg Config, dir string) string {
+	key := filepath.Join(dir, "transport.key")
+	if cfg.StoreDSN == "" {
+		return fmt.Sprintf("[storage]\ndriver = \"sqlite\"\npath = %q\nkey_file = %q\n", filepath.Join(dir, "transport.db"), key)
+	}
+	s := fmt.Sprintf("[storage]\ndriver = \"postgres\"\ndsn = %q\nkey_file = %q\n", cfg.StoreDSN, key)
+	if cfg.Cluster {
+		s += "\n[cluster]\nenabled = true\nslots = 1\n"
+	}
+	return s
 }
