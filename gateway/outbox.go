@@ -212,13 +212,19 @@ func (o *outbox) flushBarriers() {
 	pend := o.pend
 	o.pend = nil
 	o.mu.Unlock()
+	i := 0
 	for k, pb := range pend {
-		o.g.spawn(func() {
+		ask := func() {
 			o.g.barrier(pb.to, k.seq, pb.dones)
 			o.mu.Lock()
 			o.confirming -= len(pb.dones)
 			o.mu.Unlock()
-		})
+		}
+		if i++; i == len(pend) {
+			ask() // the last (usually the only one) on this goroutine: one start fewer per barrier
+		} else {
+			o.g.spawn(ask)
+		}
 	}
 }
 
