@@ -213,6 +213,12 @@ func (s *Session) writeLoop() {
 		if s.closed || s.out == nil || len(s.out.b) == 0 {
 			if cur != nil {
 				putBuf(cur)
+				if !s.closed {
+					// The deadline set for that write would otherwise
+					// stay and, once passed, fail every direct write
+					// (RawConn.Write checks it) until the next writer.
+					s.conn.SetWriteDeadline(time.Time{})
+				}
 			}
 			if s.out != nil {
 				putBuf(s.out)
