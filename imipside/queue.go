@@ -86,6 +86,15 @@ func (s *Session) queueLocked(b *wire.Block, o qopts) (uint64, error) {
 	if s.out != nil {
 		queued += len(s.out.b)
 	}
+	if queued > 0 && queued+encodedLen(b) > s.maxQueue && s.corked && !s.writing {
+		// What Cork holds is not a backlog: hand it to the socket first,
+		// and refuse only what the socket does not take.
+		s.startWriteLocked()
+		queued = s.inflight
+		if s.out != nil {
+			queued += len(s.out.b)
+		}
+	}
 	if !o.force && queued > 0 && queued+encodedLen(b) > s.maxQueue {
 		return 0, fmt.Errorf("%w: %s: %d bytes queued for the server (limit %d)", ErrBusy, o.typ, queued, s.maxQueue)
 	}
@@ -109,12 +118,21 @@ func (s *Session) queueLocked(b *wire.Block, o qopts) (uint64, error) {
 	if s.corked && len(s.out.b) < corkMax {
 		return id, nil // Uncork writes it, with what follows
 	}
-	if !s.writing && !s.tryWriteLocked() {
-		s.writing = true
-		s.bg.Add(1)
-		go s.writeLoop()
+	if !s.writing {
+		s.startWriteLocked()
 	}
 	return id, nil
+}
+
+// startWriteLocked writes what is queued at once if the socket takes it,
+// else starts the writer goroutine; s.mu is held, s.writing false.
+func (s *Session) startWriteLocked() {
+	if s.tryWriteLocked() {
+		return
+	}
+	s.writing = true
+	s.bg.Add(1)
+	go s.writeLoop()
 }
 
 func typeLineLen(b *wire.Block) int {
@@ -153,12 +171,10 @@ func (s *Session) Uncork() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.corked = false
-	if s.writing || s.closed || s.out == nil || len(s.out.b) == 0 || s.tryWriteLocked() {
+	if s.writing || s.closed || s.out == nil || len(s.out.b) == 0 {
 		return
 	}
-	s.writing = true
-	s.bg.Add(1)
-	go s.writeLoop()
+	s.startWriteLocked()
 }
 
 // tryWriteLocked writes what is queued at once, without blocking, when
