@@ -251,6 +251,11 @@ func (u *user) onStoredOut(ev evStoredOut) {
 // the order they were accepted.
 func (u *user) flushOut() {
 	if u.sess == nil || !u.link.state.live() || u.draining != nil {
+		for _, om := range u.outq {
+			if om.tries == 0 {
+				om.waited = true // for a login, a link: not a relay
+			}
+		}
 		return
 	}
 	for _, om := range u.outq {
