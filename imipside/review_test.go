@@ -1,9 +1,12 @@
 package imipside
 
 import (
+	"context"
 	"errors"
+	"net"
 	"os"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -76,5 +79,44 @@ func TestReviewCorkMaxQueue(t *testing.T) {
 	s.Uncork()
 	for range 8 {
 		f.next()
+	}
+}
+
+// wrapTCP is a connection from Config.Dial that embeds *net.TCPConn (and
+// so its SyscallConn) and does its own work in Write: here it counts, as
+// a metering, throttling or fault-injecting wrapper would.
+type wrapTCP struct {
+	*net.TCPConn
+	writes atomic.Int64
+}
+
+func (w *wrapTCP) Write(p []byte) (int, error) {
+	w.writes.Add(1)
+	return w.TCPConn.Write(p)
+}
+
+// TestReviewDialWrapperBypassed: the direct write goes to the descriptor
+// of any connection that has a SyscallConn, so a Config.Dial wrapper that
+// embeds *net.TCPConn has its Write skipped for every block after login.
+func TestReviewDialWrapperBypassed(t *testing.T) {
+	var w *wrapTCP
+	s, f, _ := tcpLogin(t, Config{KeepAlive: time.Hour, Dial: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		if err != nil {
+			return nil, err
+		}
+		w = &wrapTCP{TCPConn: c.(*net.TCPConn)}
+		return w, nil
+	}})
+	before := w.writes.Load() // HELO, LOGN
+	for i := range 5 {
+		if _, err := s.SendMessage("7744387", "hello "+itoa(uint64(i))); err != nil {
+			t.Fatal(err)
+		}
+		f.next()
+	}
+	if got := w.writes.Load() - before; got == 0 {
+		t.Fatalf("5 blocks reached the server, none through the Dial connection's Write")
 	}
 }
