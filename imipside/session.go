@@ -114,9 +114,15 @@ func newSession(conn net.Conn, cfg Config) *Session {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	// Direct writes only on the standard library's own connections: a
+	// Config.Dial wrapper that embeds one (and so has its SyscallConn)
+	// may do work of its own in Write, which they would skip.
 	var raw syscall.RawConn
-	if sc, ok := conn.(syscall.Conn); ok {
-		raw, _ = sc.SyscallConn()
+	switch c := conn.(type) {
+	case *net.TCPConn:
+		raw, _ = c.SyscallConn()
+	case *net.UnixConn:
+		raw, _ = c.SyscallConn()
 	}
 	return &Session{
 		conn:         conn,
