@@ -229,7 +229,7 @@ func (s *Session) writeLoop() {
 		if s.closed || s.out == nil || len(s.out.b) == 0 {
 			if cur != nil {
 				putBuf(cur)
-				if !s.closed {
+				if !s.closed && s.raw != nil {
 					// The deadline set for that write would otherwise
 					// stay and, once passed, fail every direct write
 					// (RawConn.Write checks it) until the next writer.
