@@ -4,6 +4,10 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"mellium.im/xmpp/jid"
+
+	"imip-transport/xmppside"
 )
 
 // TestReviewRelayAfterRelogin: a message taken while the session is live
@@ -39,5 +43,34 @@ func TestReviewRelayAfterRelogin(t *testing.T) {
 	st := h.g.Stats()
 	if st.RelayToIMIP.Count != 0 {
 		t.Errorf("relay to IMIP: %d measured, sum %v, after a message that waited %v for a login; want none", st.RelayToIMIP.Count, st.RelayToIMIP.Sum, outage)
+	}
+}
+
+// TestReviewCorkHeldOverStoreWrite: the run loop keeps its session corked
+// while it handles an event that waits for the store on the run loop
+// (here the settings command's PutRegistration; registrations do the
+// same), so a MESG queued by an earlier event of the same batch is held
+// for as long as the store takes (up to OpTimeout), where it used to go
+// out at once.
+func TestReviewCorkHeldOverStoreWrite(t *testing.T) {
+	h := newHarness(t, "")
+	s := h.login(aliceHW, "6340564")
+	release := h.holdStore(alice)
+	h.g.mu.Lock()
+	u := h.g.users[alice]
+	h.g.mu.Unlock()
+	yes := true
+	reply := make(chan cmdReply, 1)
+	u.mu.Lock() // both in one batch, the message first
+	u.enqueueLocked(evMessage{m: xmppside.Message{ID: "m1", From: jid.MustParse(aliceHW), To: cj("100"), Type: "chat", Body: "before the store"}, at: time.Now()})
+	u.enqueueLocked(evCommand{op: opSettings, allowRemove: &yes, reply: reply})
+	u.mu.Unlock()
+	h.waitHeld() // the run loop waits in PutRegistration
+	time.Sleep(300 * time.Millisecond)
+	held := len(s.callsWith("MESG 100 before the store")) == 0
+	release()
+	s.waitCall(t, "MESG 100 before the store")
+	if held {
+		t.Errorf("the MESG of an earlier event stayed corked for as long as the run loop waited for the store")
 	}
 }
