@@ -160,17 +160,15 @@ func (u *user) enqueueLocked(ev event) {
 // per user.
 func (u *user) run() {
 	defer u.g.runs.done()
-	var corked corker // the session corked while events are handled
-	n := 0            // events handled since it was corked
+	n := 0 // events handled since u.corked was corked
 	for {
 		u.mu.Lock()
-		if len(u.inbox) == 0 || (corked != nil && n >= corkEvents) {
-			if corked != nil {
+		if len(u.inbox) == 0 || (u.corked != nil && n >= corkEvents) {
+			if u.corked != nil {
 				// Write what the events queued, then look again: more
 				// may have come meanwhile.
 				u.mu.Unlock()
-				corked.Uncork()
-				corked, n = nil, 0
+				u.uncork()
 				continue
 			}
 			u.running = false
@@ -186,14 +184,24 @@ func (u *user) run() {
 			u.space = nil
 		}
 		u.mu.Unlock()
-		if corked == nil {
+		if u.corked == nil {
 			if c, ok := u.sess.(corker); ok {
 				c.Cork()
-				corked = c
+				u.corked, n = c, 0
 			}
 		}
 		n++
 		u.handle(ev)
+	}
+}
+
+// uncork writes what the run loop's cork holds, and ends it; the next
+// event corks again. A handler that waits for something (a store call,
+// see opCtx) calls it first: the blocks queued before must not wait too.
+func (u *user) uncork() {
+	if u.corked != nil {
+		u.corked.Uncork()
+		u.corked = nil
 	}
 }
 

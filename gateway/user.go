@@ -118,6 +118,9 @@ type user struct {
 	link   imipLink  // the IMIP link machine
 	conn   *imipConn // the live session (link state online or grace)
 	sess   IMIPSession
+	// corked is the session the run loop corked while it handles its
+	// inbox (see run), nil when none.
+	corked corker
 	// dialing is the login in flight (link state dialing), nil otherwise.
 	dialing *dialTicket
 	// reqs are registration requests (evRegister, evUnregister) waiting
@@ -347,7 +350,9 @@ func (u *user) loadContacts(ctx context.Context) {
 }
 
 // opCtx bounds one network operation.
+// A store call waits on the run loop: what the cork holds goes first.
 func (u *user) opCtx() (context.Context, context.CancelFunc) {
+	u.uncork()
 	return context.WithTimeout(context.Background(), u.g.cfg.OpTimeout)
 }
 
