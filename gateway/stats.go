@@ -115,8 +115,9 @@ type stats struct {
 
 	storeLatency histogram // one Apply of the group commit
 	imipRTT      histogram // an IMIP request to its answer
-	// relayToIMIP: a message from the component's read to its MESG handed
-	// to the IMIP socket; relayToXMPP: a MESG from the IMIP session's read
+	// relayToIMIP: a message from the component's read to its MESG queued
+	// on the IMIP session (written at once, or with the rest of its run
+	// loop's batch, see corker); relayToXMPP: a MESG from the IMIP session's read
 	// to the stanza handed to the component socket. Only messages that go
 	// straight through (not those that waited for a login, a link or a
 	// resend) are measured: this is the latency the transport adds.
@@ -253,7 +254,8 @@ type Stats struct {
 	StoreLatency, IMIPRoundTrip Histogram
 	// RelayToIMIP and RelayToXMPP are the latency the transport adds to a
 	// message that goes straight through: from the read of the stanza
-	// (of the IMIP block) to the write of the MESG (of the stanza).
+	// (of the IMIP block) to the MESG queued on the IMIP session (to the
+	// write of the stanza).
 	RelayToIMIP, RelayToXMPP Histogram
 }
 

@@ -312,7 +312,7 @@ func printReport(w io.Writer, r *Report) {
 				}
 				return fmt.Sprintf("<= %g ms", ms)
 			}
-			fmt.Fprintf(w, "transport alone, %-7s %d messages straight through: mean %.3f ms, p50 %s, p99 %s (read to write)\n",
+			fmt.Fprintf(w, "transport alone, %-7s %d messages straight through: mean %.3f ms, p50 %s, p99 %s (read to queued or written)\n",
 				x.name, x.r.Count, x.r.Meanms, bound(x.r.P50ms), bound(x.r.P99ms))
 		}
 	}

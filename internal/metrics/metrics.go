@@ -83,7 +83,7 @@ func NewCollector(src Source) *Collector {
 		imipErrors:        d("imip_errors_total", "Error codes IMIP answered logins and requests with.", "code"),
 		storeLatency:      d("store_commit_seconds", "Time of each group commit's store write."),
 		imipRoundTrip:     d("imip_request_seconds", "Time from an IMIP request to its answer (ACK or a reply)."),
-		relay:             d("relay_seconds", "Latency the transport adds to a message that goes straight through, by direction: to_imip (the stanza read to its MESG written), to_xmpp (the MESG read to its stanza written).", "direction"),
+		relay:             d("relay_seconds", "Latency the transport adds to a message that goes straight through, by direction: to_imip (the stanza read to its MESG queued on the IMIP session), to_xmpp (the MESG read to its stanza written).", "direction"),
 	}
 }
 
