@@ -306,6 +306,7 @@ func (u *user) countQueues() {
 // when another instance kept the user (nothing is loaded then; the next
 // event tries again).
 func (u *user) load() bool {
+	u.uncork() // it waits for the store, and with a cluster for another instance
 	ctx, cancel := context.WithTimeout(context.Background(), u.g.cfg.OpTimeout)
 	defer cancel()
 	reg, err := u.g.cfg.Store.Registration(ctx, u.key)
