@@ -504,10 +504,11 @@ type fakeSession struct {
 	closed  bool          // the ClosedEvent was delivered
 	gone    chan struct{} // closed once the ClosedEvent was delivered
 	// Cork holds what is sent (the server sees it, and answers, at Uncork,
-	// as with imipside's cork); a DISC sends what was held first, a kill
-	// or a drop loses it.
-	corked bool
-	held   []func()
+	// as with imipside's cork), a DISC too (nothing more can be sent once
+	// it is queued); a kill or a drop loses what was held.
+	corked     bool
+	held       []func()
+	discQueued bool
 }
 
 var (
@@ -557,7 +558,7 @@ func (s *fakeSession) call(c string) {
 func (s *fakeSession) alive() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.ended {
+	if s.ended || s.discQueued {
 		return imipside.ErrClosed
 	}
 	return nil
@@ -709,7 +710,23 @@ func (s *fakeSession) end(what string, cause error) error {
 	return nil
 }
 
-func (s *fakeSession) Logout() error { return s.end("DISC", nil) }
+func (s *fakeSession) Logout() error {
+	s.mu.Lock()
+	if s.ended || s.discQueued {
+		s.mu.Unlock()
+		return imipside.ErrClosed
+	}
+	if s.corked {
+		// Queued behind what the cork holds: written, and the session
+		// ended, at Uncork.
+		s.discQueued = true
+		s.held = append(s.held, func() { _ = s.end("DISC", nil) })
+		s.mu.Unlock()
+		return nil
+	}
+	s.mu.Unlock()
+	return s.end("DISC", nil)
+}
 
 func (s *fakeSession) Kill() { _ = s.end("KILL", nil) }
 
