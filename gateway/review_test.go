@@ -34,15 +34,14 @@ func TestReviewRelayAfterRelogin(t *testing.T) {
 	h.st.applyHold = nil
 	h.st.mu.Unlock()
 	close(apply)
-	const outage = 300 * time.Millisecond
-	time.Sleep(outage) // no session: the message waits for the next login
+	h.settle() // the write is done while there is no session: the message waits for the next login
 	n := h.d.sessionCount()
 	h.d.setFail(nil)
 	s2 := h.d.waitSession(t, n)
 	s2.waitCall(t, "MESG 100 slow store")
 	st := h.g.Stats()
 	if st.RelayToIMIP.Count != 0 {
-		t.Errorf("relay to IMIP: %d measured, sum %v, after a message that waited %v for a login; want none", st.RelayToIMIP.Count, st.RelayToIMIP.Sum, outage)
+		t.Errorf("relay to IMIP: %d measured, sum %v, after a message that waited for a login; want none", st.RelayToIMIP.Count, st.RelayToIMIP.Sum)
 	}
 }
 
@@ -65,8 +64,7 @@ func TestReviewCorkHeldOverStoreWrite(t *testing.T) {
 	u.enqueueLocked(evMessage{m: xmppside.Message{ID: "m1", From: jid.MustParse(aliceHW), To: cj("100"), Type: "chat", Body: "before the store"}, at: time.Now()})
 	u.enqueueLocked(evCommand{op: opSettings, allowRemove: &yes, reply: reply})
 	u.mu.Unlock()
-	h.waitHeld() // the run loop waits in PutRegistration
-	time.Sleep(300 * time.Millisecond)
+	h.waitHeld() // the run loop waits in PutRegistration, after it uncorked (or not)
 	held := len(s.callsWith("MESG 100 before the store")) == 0
 	release()
 	s.waitCall(t, "MESG 100 before the store")

@@ -42,7 +42,10 @@ func TestReviewDirectWriteAfterWriteDeadline(t *testing.T) {
 		}
 	}
 	waitFor(t, "the writer to exit", func() bool { w, q := writerState(s); return !w && !q })
-	time.Sleep(2 * wt) // the writer's deadline passes; the connection is idle and fine
+	exited := time.Now()
+	// The writer's last deadline (set before its last write) passes; the
+	// connection is idle and fine.
+	waitFor(t, "the writer's write deadline to pass", func() bool { return time.Since(exited) > wt })
 
 	if err := s.raw.Write(func(uintptr) bool { return true }); err != nil {
 		t.Logf("RawConn.Write on the idle connection: %v (expired deadline: %v)", err, errors.Is(err, os.ErrDeadlineExceeded))
@@ -53,7 +56,7 @@ func TestReviewDirectWriteAfterWriteDeadline(t *testing.T) {
 			t.Fatal(err)
 		}
 		if writing, queued := writerState(s); writing || queued {
-			t.Fatalf("message %d, %v after the last writer-goroutine write: writer due %v, bytes queued %v; want it written by the caller", i, 2*wt, writing, queued)
+			t.Fatalf("message %d, after the last writer-goroutine write's deadline: writer due %v, bytes queued %v; want it written by the caller", i, writing, queued)
 		}
 		_, b := f.next()
 		if got, _ := b.ID(); got != id {
