@@ -1354,53 +1354,49 @@ func cpuProfile(ctx context.Context, addr string, d time.Duration, path string) 
 // onlineSessions reads the transport's count of live IMIP sessions from its
 // /metrics (0 when it cannot be read).
 func onlineSessions(ctx context.Context, addr string) int {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		return 0
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
-	const metric = `imip_transport_imip_sessions{state="online"} `
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), metric); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			if err == nil {
-				return int(f)
-			}
-		}
-	}
-	return 0
+	n, _ := metricValue(ctx, addr, `imip_transport_imip_sessions{state="online"} `)
+	return int(n)
 }
 
 // memStats reads the transport's runtime.MemStats from its pprof endpoint
 // (the "# Name = value" lines of /debug/pprof/heap?debug=1), in KiB.
 func memStats(ctx context.Context, addr string) map[string]int64 {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/debug/pprof/heap?debug=1", nil)
+	out := make(map[string]int64)
+	err := eachLine(ctx, "http://"+addr+"/debug/pprof/heap?debug=1", func(line string) bool {
+		name, val, ok := strings.Cut(strings.TrimPrefix(line, "# "), " = ")
+		if ok {
+			if n, err := strconv.ParseInt(strings.TrimSpace(val), 10, 64); err == nil {
+				out[name] = n / 1024
+			}
+		}
+		return true
+	})
 	if err != nil {
 		return nil
+	}
+	return out
+}
+
+// eachLine GETs url and calls f with each line of the body (at most 16
+// MiB, lines up to 1 MiB) until f returns false.
+func eachLine(ctx context.Context, url string, f func(line string) bool) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return nil
+		return err
 	}
 	defer resp.Body.Close()
-	out := make(map[string]int64)
-	sc := bufio.NewScanner(resp.Body)
+	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		name, val, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "# "), " = ")
-		if !ok {
-			continue
-		}
-		if n, err := strconv.ParseInt(strings.TrimSpace(val), 10, 64); err == nil {
-			out[name] = n / 1024
+		if !f(sc.Text()) {
+			break
 		}
 	}
-	return out
+	return sc.Err()
 }
 
 // hist is one Prometheus histogram as scraped: cumulative counts by upper
@@ -1451,42 +1447,32 @@ func (h hist) summary() *RelaySummary {
 // relayHistograms scrapes the transport's relay_seconds histograms by
 // direction from its /metrics (nil when it cannot be read).
 func relayHistograms(ctx context.Context, addr string) map[string]hist {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		return nil
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return nil
-	}
-	defer resp.Body.Close()
 	const name = "imip_transport_relay_seconds"
 	out := make(map[string]hist)
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
-	for sc.Scan() {
-		line, ok := strings.CutPrefix(sc.Text(), name)
+	err := eachLine(ctx, "http://"+addr+"/metrics", func(line string) bool {
+		line, ok := strings.CutPrefix(line, name)
 		if !ok {
-			continue
+			return true
 		}
 		kind, rest, ok := strings.Cut(line, "{")
 		if !ok {
-			continue
+			return true
 		}
 		labels, value, ok := strings.Cut(rest, "} ")
 		if !ok {
-			continue
+			return true
 		}
 		dir := label(labels, "direction")
 		v, err := strconv.ParseFloat(strings.TrimSpace(value), 64)
 		if dir == "" || err != nil {
-			continue
+			return true
 		}
 		h := out[dir]
 		switch kind {
 		case "_bucket":
 			le, err := strconv.ParseFloat(label(labels, "le"), 64)
 			if err != nil {
-				continue
+				return true
 			}
 			h.le, h.cum = append(h.le, le), append(h.cum, uint64(v))
 		case "_sum":
@@ -1495,6 +1481,10 @@ func relayHistograms(ctx context.Context, addr string) map[string]hist {
 			h.count = uint64(v)
 		}
 		out[dir] = h
+		return true
+	})
+	if err != nil {
+		return nil
 	}
 	return out
 }
@@ -1537,24 +1527,16 @@ func syscalls(pid int) (reads, writes int64) {
 
 // metricValue returns the value of the first line of the transport's
 // /metrics that starts with prefix.
-func metricValue(ctx context.Context, addr, prefix string) (float64, bool) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+addr+"/metrics", nil)
-	if err != nil {
-		return 0, false
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, false
-	}
-	defer resp.Body.Close()
-	sc := bufio.NewScanner(io.LimitReader(resp.Body, 16<<20))
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), prefix); ok {
-			f, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
-			return f, err == nil
+func metricValue(ctx context.Context, addr, prefix string) (v float64, ok bool) {
+	_ = eachLine(ctx, "http://"+addr+"/metrics", func(line string) bool {
+		val, found := strings.CutPrefix(line, prefix)
+		if found {
+			f, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+			v, ok = f, err == nil
 		}
-	}
-	return 0, false
+		return !found
+	})
+	return v, ok
 }
 
 // storeConfig is the transport's [storage] section (and [cluster], with
