@@ -123,15 +123,8 @@ func (c *countConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-func (c *countConn) count() []int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return append([]int(nil), c.writes...)
-}
-
-// TestWritesCoalesced: blocks queued while a write is in progress go out
-// together in the next single Write.
-func TestWritesCoalesced(t *testing.T) {
+// loginCounting logs a session in over a pipe whose writes are counted.
+func loginCounting(t *testing.T) (*testSession, *countConn) {
 	var cc *countConn
 	ts := login(t, func(c *Config) {
 		dial := c.Dial
@@ -141,6 +134,19 @@ func TestWritesCoalesced(t *testing.T) {
 			return cc, err
 		}
 	})
+	return ts, cc
+}
+
+func (c *countConn) count() []int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]int(nil), c.writes...)
+}
+
+// TestWritesCoalesced: blocks queued while a write is in progress go out
+// together in the next single Write.
+func TestWritesCoalesced(t *testing.T) {
+	ts, cc := loginCounting(t)
 	gate, held := make(chan struct{}), make(chan struct{})
 	cc.mu.Lock()
 	cc.gate, cc.held = gate, held
@@ -292,14 +298,8 @@ func TestCork(t *testing.T) {
 		if tcp {
 			s, f, _ = tcpLogin(t, Config{KeepAlive: time.Hour})
 		} else {
-			ts := login(t, func(c *Config) {
-				dial := c.Dial
-				c.Dial = func(ctx context.Context, network, addr string) (net.Conn, error) {
-					conn, err := dial(ctx, network, addr)
-					cc = &countConn{Conn: conn}
-					return cc, err
-				}
-			})
+			var ts *testSession
+			ts, cc = loginCounting(t)
 			s, f = ts.s, ts.f
 		}
 		before := 0
