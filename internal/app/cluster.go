@@ -198,15 +198,16 @@ func (s *slotConns) onSlots(slots []int) {
 	}
 }
 
-// give is the node's Give hook: the connection of the highest slot other
-// than the main one closes (in order: the server unregisters it before the
-// stream ends); the node frees the slot once it is closed.
-func (s *slotConns) give() (int, <-chan struct{}, bool) {
+// give is the node's Give hook: the connection of the highest slot of
+// eligible other than the main one closes (in order: the server
+// unregisters it before the stream ends); the node frees the slot once it
+// is closed.
+func (s *slotConns) give(eligible []int) (int, <-chan struct{}, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	slot := 0
 	for k := range s.running {
-		if k != s.mainSlot && k > slot {
+		if k != s.mainSlot && k > slot && slices.Contains(eligible, k) {
 			slot = k
 		}
 	}

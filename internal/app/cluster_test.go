@@ -76,11 +76,11 @@ func TestGivenSlotComingBackReopens(t *testing.T) {
 	}
 	var jmu sync.Mutex // the joiner's connection is used by the test, then closed by the hook
 	given := make(chan int, 1)
-	hooks := cluster.Hooks{Slots: s.onSlots, Release: g.ReleaseUser, Give: func() (int, <-chan struct{}, bool) {
+	hooks := cluster.Hooks{Slots: s.onSlots, Release: g.ReleaseUser, Give: func(eligible []int) (int, <-chan struct{}, bool) {
 		jmu.Lock()
 		_ = joiner.Close(ctx) // the joiner dies now
 		jmu.Unlock()
-		slot, closed, ok := s.give()
+		slot, closed, ok := s.give(eligible)
 		if ok {
 			select {
 			case given <- slot:

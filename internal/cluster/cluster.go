@@ -91,6 +91,15 @@ type Config struct {
 	// it gives it up to another that asks (default DefaultMinHold; tests
 	// set it shorter).
 	MinHold time.Duration
+	// GiveAfter is how long this instance holds a slot before it gives it
+	// to an instance that holds fewer (default MinHold + 1 s). The users
+	// a slot brings are taken as the server answers the probes its
+	// connection sends when it comes up; given sooner, they would stay
+	// here for the rest of their minimum hold while the server routes
+	// their stanzas (the answers to this instance's barriers among them)
+	// to the new holder, and what this instance sent them meanwhile
+	// would go again from there.
+	GiveAfter time.Duration
 	// Logger receives the node's notices; nil discards them.
 	Logger *slog.Logger
 }
@@ -111,12 +120,12 @@ type Hooks struct {
 	// registration (see [Node.Registered]).
 	Registered func(jid string)
 	// Give is called when this instance holds two slots more than
-	// another: close the connection of one slot (not the one the instance
-	// sends on) and return the slot and a channel closed once the
-	// connection is closed; ok false when there is none to give. The node
-	// frees the slot then, and until it did, the Slots hook is not told
-	// about that slot.
-	Give func() (slot int, closed <-chan struct{}, ok bool)
+	// another: close the connection of one of the slots in eligible (those
+	// held for Config.GiveAfter at least; never the one the instance sends
+	// on) and return the slot and a channel closed once the connection is
+	// closed; ok false when there is none to give. The node frees the slot
+	// then, and until it did, the Slots hook is not told about that slot.
+	Give func(eligible []int) (slot int, closed <-chan struct{}, ok bool)
 }
 
 // Node is this instance's membership of the cluster.
@@ -133,6 +142,7 @@ type Node struct {
 
 	mu      sync.Mutex
 	held    []int                      // slots held, as last read
+	gained  map[int]time.Time          // when each slot held was first read as held
 	giving  int                        // the slot being given, 0 when none
 	force   bool                       // call the Slots hook at the next read
 	suspect map[int32]time.Time        // instances seen without their lock, since
@@ -154,6 +164,9 @@ func Join(ctx context.Context, cfg Config) (*Node, error) {
 	if cfg.MinHold <= 0 {
 		cfg.MinHold = DefaultMinHold
 	}
+	if cfg.GiveAfter <= 0 {
+		cfg.GiveAfter = cfg.MinHold + time.Second
+	}
 	if cfg.Name == "" {
 		host, _ := os.Hostname()
 		cfg.Name = fmt.Sprintf("%s:%d", host, os.Getpid())
@@ -174,7 +187,8 @@ func Join(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	pcfg.MaxConns = maxConns
 	n := &Node{cfg: cfg, kick: make(chan struct{}, 1), suspect: make(map[int32]time.Time),
-		waiting: make(map[string][]chan struct{}), since: make(map[string]time.Time), asked: make(map[string]bool)}
+		waiting: make(map[string][]chan struct{}), since: make(map[string]time.Time), asked: make(map[string]bool),
+		gained: make(map[int]time.Time)}
 	ok := false
 	defer func() {
 		if !ok {
@@ -442,13 +456,20 @@ func (n *Node) check(ctx context.Context) error {
 	// that joined while the others held every slot) gives one up. The
 	// slot is without a connection from its close until the other's
 	// connection is up, a few milliseconds: the server drops what it
-	// routes there meanwhile, so this is done one slot at a time.
+	// routes there meanwhile, so this is done one slot at a time, and
+	// only with a slot held for GiveAfter.
 	if mine >= 2 && mine-least >= 2 && n.hooks.Give != nil {
 		n.mu.Lock()
 		busy := n.giving != 0
+		var eligible []int
+		for _, s := range n.held {
+			if time.Since(n.gained[s]) >= n.cfg.GiveAfter {
+				eligible = append(eligible, s)
+			}
+		}
 		n.mu.Unlock()
-		if !busy {
-			if slot, closed, ok := n.hooks.Give(); ok {
+		if !busy && len(eligible) > 0 {
+			if slot, closed, ok := n.hooks.Give(eligible); ok {
 				n.log.Info("cluster: giving a slot to an instance that holds fewer", "slot", slot, "held", mine, "fewest", least)
 				n.mu.Lock()
 				n.giving = slot
@@ -485,6 +506,17 @@ func (n *Node) readSlots(ctx context.Context) error {
 	}
 	same := slices.Equal(slots, n.held) && !n.force
 	n.held, n.force = slots, false
+	now := time.Now()
+	for s := range n.gained {
+		if !slices.Contains(slots, s) {
+			delete(n.gained, s)
+		}
+	}
+	for _, s := range slots {
+		if _, ok := n.gained[s]; !ok {
+			n.gained[s] = now
+		}
+	}
 	n.mu.Unlock()
 	if !same && n.hooks.Slots != nil {
 		n.log.Info("cluster: slots held", "slots", slots)

@@ -52,14 +52,17 @@ func newRig(t *testing.T, users ...string) *rig {
 // node is a joined node running, with what its hooks saw.
 type node struct {
 	*cluster.Node
-	mu       sync.Mutex
-	slots    []int
-	released []string
-	gave     int
-	cancel   context.CancelFunc
-	done     chan error
-	once     sync.Once
-	err      error // Run's, once stopped
+	mu        sync.Mutex
+	slots     []int
+	released  []string
+	gave      int
+	heldFrom  map[int]time.Time // when the Slots hook first told each slot held
+	early     []int             // slots given less than giveAfter after they came
+	giveAfter time.Duration
+	cancel    context.CancelFunc
+	done      chan error
+	once      sync.Once
+	err       error // Run's, once stopped
 }
 
 // stop ends Run (if it has not ended) and returns its error.
@@ -84,28 +87,59 @@ func (nd *node) stopAfter(d time.Duration) error {
 
 func (r *rig) join(autoRelease bool) *node {
 	r.t.Helper()
+	return r.joinGiving(autoRelease, time.Millisecond)
+}
+
+// joinGiving joins a node whose slots are given away only once held for
+// giveAfter.
+func (r *rig) joinGiving(autoRelease bool, giveAfter time.Duration) *node {
+	r.t.Helper()
 	n, err := cluster.Join(context.Background(), cluster.Config{DSN: r.dsn, Slots: 3,
-		CheckInterval: 20 * time.Millisecond, MinHold: time.Millisecond, Logger: testLogger()})
+		CheckInterval: 20 * time.Millisecond, MinHold: time.Millisecond, GiveAfter: giveAfter, Logger: testLogger()})
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	nd := &node{Node: n, done: make(chan error, 1)}
+	nd := &node{Node: n, done: make(chan error, 1), heldFrom: make(map[int]time.Time), giveAfter: giveAfter}
 	n.SetHooks(cluster.Hooks{
 		Slots: func(s []int) {
 			nd.mu.Lock()
 			nd.slots = slices.Clone(s)
+			for k := range nd.heldFrom {
+				if !slices.Contains(s, k) {
+					delete(nd.heldFrom, k)
+				}
+			}
+			for _, k := range s {
+				if _, ok := nd.heldFrom[k]; !ok {
+					nd.heldFrom[k] = time.Now()
+				}
+			}
 			nd.mu.Unlock()
 		},
-		Give: func() (int, <-chan struct{}, bool) {
+		Give: func(eligible []int) (int, <-chan struct{}, bool) {
 			nd.mu.Lock()
 			defer nd.mu.Unlock()
 			if len(nd.slots) < 2 {
 				return 0, nil, false
 			}
+			// The highest eligible slot other than the first (which an
+			// instance sends on).
+			slot := 0
+			for _, s := range nd.slots[1:] {
+				if slices.Contains(eligible, s) {
+					slot = s
+				}
+			}
+			if slot == 0 {
+				return 0, nil, false
+			}
 			nd.gave++
+			if time.Since(nd.heldFrom[slot]) < nd.giveAfter*3/4 {
+				nd.early = append(nd.early, slot)
+			}
 			closed := make(chan struct{})
 			close(closed) // no connection to close here
-			return nd.slots[len(nd.slots)-1], closed, true
+			return slot, closed, true
 		},
 		Release: func(jid string) {
 			nd.mu.Lock()
@@ -181,6 +215,32 @@ func TestSlotsSpreadToJoiners(t *testing.T) {
 	a.mu.Unlock()
 	if gave != 2 {
 		t.Fatalf("a gave %d slots; want 2", gave)
+	}
+}
+
+// A slot is given away only once held for GiveAfter: the users it brought
+// are past their minimum hold by then (see cluster.Config.GiveAfter).
+// Without that, the joiner here gets its slots some 20-40 ms after a
+// took them (a check interval or two).
+func TestSlotsGivenOnlyOnceHeldLongEnough(t *testing.T) {
+	r := newRig(t)
+	const giveAfter = 400 * time.Millisecond
+	a := r.joinGiving(false, giveAfter)
+	waitFor(t, "a lone instance to hold every slot", func() bool { return len(a.held()) == 3 })
+	b := r.join(false)
+	waitFor(t, "a slot given to the instance that joined", func() bool { return len(b.held()) == 1 })
+	// b dies: its slot goes back to a, which holds the other two since
+	// long; c joins at once, and the slot a just took is the only one it
+	// may give (the first is the one it sends on), so c waits for it.
+	_ = b.stop()
+	b.Close()
+	waitFor(t, "the dead instance's slot back with a", func() bool { return len(a.held()) == 3 })
+	c := r.join(false)
+	waitFor(t, "a slot given to the next joiner", func() bool { return len(c.held()) == 1 })
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.gave != 2 || len(a.early) != 0 {
+		t.Fatalf("a gave %d slots, %v of them held less than %v; want 2, none", a.gave, a.early, giveAfter)
 	}
 }
 

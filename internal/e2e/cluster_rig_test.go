@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -15,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"mellium.im/xmpp/jid"
 
 	"imip-transport/imipside"
@@ -295,6 +297,7 @@ type clusterRig struct {
 	imip   *faultRig // only its imipd part: start, stop, log
 	nodes  []*clusterNode
 	users  []*clusterUser
+	db     *pgx.Conn // the store's database, to read the slots' holders
 }
 
 // clusterUser is one Jabber user, registered with the gateway as a, and
@@ -326,6 +329,10 @@ func newClusterRig(t *testing.T, users int) *clusterRig {
 	r := &clusterRig{t: t, dir: t.TempDir()}
 	pg := testenv.StartPostgres(t)
 	dsn := pg.NewDatabase(t)
+	if r.db, err = pgx.Connect(t.Context(), dsn); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = r.db.Close(context.Background()) })
 	r.srv = testenv.Ejabberd(t, xmppserver.EjabberdOptions{Privilege: true, Balancing: clusterBalancing()})
 	r.domain = jid.MustParse(r.srv.ComponentName())
 	bin := filepath.Join(r.dir, "bin")
@@ -420,6 +427,19 @@ listen = %q
 		startNodes(r.nodes[:1])
 	} else {
 		startNodes(r.nodes)
+		// The first instance takes every slot, and gives two away once
+		// it held them for a while (cluster.Config.GiveAfter); a slot is
+		// without a connection for a few milliseconds then, and a
+		// registration the server routes to it meanwhile is dropped, as
+		// after a deployment an administrator lets the cluster spread
+		// before users come.
+		deadline := time.Now().Add(clusterBackBound)
+		for r.slotHolders() < len(r.nodes) {
+			if time.Now().After(deadline) {
+				t.Fatalf("the slots did not spread to the %d instances in %v", len(r.nodes), clusterBackBound)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
 	}
 	t.Logf("rig up in %v: ejabberd, PostgreSQL, imipd, %d transport(s), cluster %v",
 		time.Since(began).Round(time.Millisecond), len(r.nodes), clusterOn())
@@ -559,14 +579,20 @@ func (r *clusterRig) waitAllOnline(deadline time.Time) {
 	}
 }
 
-// waitSettled waits until every user is online at its peer and none went
-// offline for quiet: the hand-overs a restart sets off (a slot given to the
-// restarted instance moves its users, each after the minimum hold) are
-// over, as an administrator's rolling upgrade waits before the next
-// restart. At deadline it marks t failed and returns.
+// waitSettled waits until every instance holds a slot (with a cluster),
+// every user is online at its peer and none went offline for quiet: the
+// hand-overs a restart sets off (a slot given to the restarted instance
+// moves its users) are over, as an administrator's rolling upgrade waits
+// before the next restart. At deadline it marks t failed and returns.
 func (r *clusterRig) waitSettled(quiet time.Duration, deadline time.Time) {
 	r.t.Helper()
+	var spread time.Time // since when every instance holds a slot
 	for {
+		if r.slotHolders() < len(r.nodes) {
+			spread = time.Time{}
+		} else if spread.IsZero() {
+			spread = time.Now()
+		}
 		var off []wire.Number
 		var last time.Time
 		for _, cu := range r.users {
@@ -581,16 +607,32 @@ func (r *clusterRig) waitSettled(quiet time.Duration, deadline time.Time) {
 			}
 			cu.mu.Unlock()
 		}
-		if len(off) == 0 && time.Since(last) >= quiet {
+		// Quiet since the slots spread too: the users of a slot just
+		// given go offline only once their new instance asked for them.
+		if !spread.IsZero() && time.Since(spread) >= quiet && len(off) == 0 && time.Since(last) >= quiet {
 			return
 		}
 		if time.Now().After(deadline) {
-			r.t.Errorf("the cluster did not settle in time: %d users offline %v, last went offline at %s",
-				len(off), off, last.Format("15:04:05.000"))
+			r.t.Errorf("the cluster did not settle in time: every instance holds a slot %v, %d users offline %v, last went offline at %s",
+				!spread.IsZero(), len(off), off, last.Format("15:04:05.000"))
 			return
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// slotHolders returns how many instances hold a slot (without a cluster:
+// the number of instances).
+func (r *clusterRig) slotHolders() int {
+	r.t.Helper()
+	if !clusterOn() {
+		return len(r.nodes)
+	}
+	var n int
+	if err := r.db.QueryRow(r.t.Context(), `SELECT count(DISTINCT instance) FROM cluster_slots`).Scan(&n); err != nil {
+		r.t.Fatalf("reading the slots' holders: %v", err)
+	}
+	return n
 }
 
 // servedBy returns, per instance index, the numbers whose last IMIP login
