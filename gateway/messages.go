@@ -411,10 +411,11 @@ func (u *user) onIMIPMessage(ev imipside.MessageEvent, at time.Time) {
 		u.inq = append(u.inq, im)
 	}
 	hold := u.g.cfg.HoldWrites
-	if spill || u.sess == nil || !u.sess.ConfirmsMessages() {
+	if spill || u.sess == nil || !u.sess.ConfirmsMessages() || u.settling != nil {
 		// It waits in the store only: written now. Or the IMIP server
 		// does not send again what the transport did not confirm (no
-		// mesg-ack): then the store is the only copy, written first.
+		// mesg-ack): then the store is the only copy, written first. Or
+		// the session logs out once it is confirmed (settleIn).
 		hold = 0
 	}
 	u.writes++
@@ -484,6 +485,13 @@ func (u *user) onStoredIn(ev evStoredIn) {
 // flushIn sends the messages from IMIP that wait for the component link, in
 // order, while it is up.
 func (u *user) flushIn() {
+	if u.settling != nil || u.draining != nil || u.releasing {
+		// The session is being left (a hand-over, a shutdown): what has
+		// not gone yet goes from the store, sent by the next owner or
+		// after the restart. Sent from here, it would go again from
+		// there, since no barrier confirms it here any more.
+		return
+	}
 	if !u.g.up.Load() {
 		for _, im := range u.inq {
 			im.waited = true
@@ -682,6 +690,11 @@ func randomToken() string {
 func (u *user) onIMIP(ev imipside.Event, at time.Time) {
 	switch ev := ev.(type) {
 	case imipside.StatEvent:
+		if u.settling != nil || u.draining != nil {
+			// The session is being left (a hand-over or a shutdown told
+			// the user its contacts went offline): not shown again.
+			return
+		}
 		u.onStat(ev)
 	case imipside.MessageEvent:
 		u.onIMIPMessage(ev, at)

@@ -181,6 +181,15 @@ func (u *user) onRelease() {
 		// shown online from here.
 		u.offlineContacts()
 	}
+	if u.settleIn(u.releaseLogout) {
+		return // releaseLogout once settled (settleStep)
+	}
+	u.releaseLogout()
+}
+
+// releaseLogout logs the live session out, once its answers are in (see
+// onShutdown), then finishRelease.
+func (u *user) releaseLogout() {
 	if u.conn != nil && u.pendingMESG() {
 		u.draining = u.conn
 		if err := u.conn.sess.Logout(); err == nil {

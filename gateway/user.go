@@ -134,6 +134,9 @@ type user struct {
 	// draining is the session logging out at shutdown, kept until it ends
 	// so that the answers to its MESGs come in.
 	draining *imipConn
+	// settling: a hand-over or a shutdown waits for the writes of the
+	// messages from IMIP that the live session must confirm (settleIn).
+	settling *settle
 	checking wire.Number // the number of the registration's login in flight
 	timers   deadlines
 	lim      *userLimits                 // token buckets; nil until first used
@@ -282,9 +285,12 @@ func (u *user) handle(ev event) {
 		u.releasePoll = false
 	case evReleaseBarrier:
 		u.onReleaseBarrier(ev)
+	case evSettleTimeout:
+		u.onSettleTimeout(ev)
 	}
 	u.countQueues()
 	u.dropStaleCards()
+	u.settleStep()
 	u.releaseStep()
 }
 
@@ -880,6 +886,20 @@ func (u *user) onShutdown() {
 		u.offlineAll("The IMIP gateway is shutting down.")
 	}
 	u.failRegistrations(errShuttingDown)
+	if u.settling != nil {
+		// A hand-over was settling: the stop ends the user instead.
+		u.settling.then = u.shutdownLogout
+		return
+	}
+	if u.settleIn(u.shutdownLogout) {
+		return // shutdownLogout once settled (settleStep)
+	}
+	u.shutdownLogout()
+}
+
+// shutdownLogout logs the live session out, once its answers are in, then
+// finishShutdown.
+func (u *user) shutdownLogout() {
 	if u.conn != nil && u.pendingMESG() {
 		u.draining = u.conn
 		if err := u.conn.sess.Logout(); err == nil {

@@ -90,7 +90,7 @@ type client struct {
 	// sender: the gateway delivers at least once, and a message resent
 	// after a crash or a link drop keeps its id, so a client drops it as a
 	// duplicate (dups counts them).
-	seen map[string]bool
+	seen map[string]time.Time
 	dups int
 	// online: the client sent its initial presence.
 	online bool
@@ -176,16 +176,17 @@ func (c *client) handle(r xmlstream.TokenReadEncoder, start *xml.StartElement) e
 	c.mu.Lock()
 	if g.Name == "message" && g.Body != "" && g.ID != "" && g.Type != "error" {
 		k := g.From + "\x00" + g.ID
-		if c.seen[k] {
+		if first, ok := c.seen[k]; ok {
 			c.dups++
 			c.mu.Unlock()
-			c.t.Logf("%s: duplicate of message %s from %s dropped (resent after a crash or a link drop)", c.jid, g.ID, g.From)
+			c.t.Logf("%s: duplicate of message %s from %s dropped (resent after a crash, a link drop or a hand-over; first received at %s)",
+				c.jid, g.ID, g.From, first.Format("15:04:05.000"))
 			return nil
 		}
 		if c.seen == nil {
-			c.seen = make(map[string]bool)
+			c.seen = make(map[string]time.Time)
 		}
-		c.seen[k] = true
+		c.seen[k] = time.Now()
 	}
 	c.backlog = append(c.backlog, g)
 	c.mu.Unlock()
