@@ -390,6 +390,6 @@ func migrate(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "imip-transport migrate:", err)
 		return exitError
 	}
-	fmt.Fprintf(stdout, "imip-transport migrate: %s is at schema version %d (up to date)\n", a.cfg.Storage.Path, v)
+	fmt.Fprintf(stdout, "imip-transport migrate: %s is at schema version %d (up to date)\n", a.cfg.Storage.where(), v)
 	return exitOK
 }
