@@ -485,13 +485,13 @@ func (u *user) onStoredIn(ev evStoredIn) {
 // flushIn sends the messages from IMIP that wait for the component link, in
 // order, while it is up.
 func (u *user) flushIn() {
-	if u.settling != nil || u.draining != nil || u.releasing {
-		// The session is being left (a hand-over, a shutdown): what has
-		// not gone yet goes from the store, sent by the next owner or
-		// after the restart. Sent from here, it would go again from
-		// there, since no barrier confirms it here any more.
-		return
-	}
+	// The session is being left (a hand-over, a shutdown): what has not
+	// gone yet goes from the store, sent by the next owner or after the
+	// restart, or comes again from IMIP. Sent from here, it would go again
+	// from there, since no barrier confirms it here any more. Only a
+	// message that is nowhere else (its write failed, and the IMIP server
+	// does not send again what was not confirmed) goes from here.
+	leaving := u.settling != nil || u.draining != nil || u.releasing
 	if !u.g.up.Load() {
 		for _, im := range u.inq {
 			im.waited = true
@@ -502,7 +502,7 @@ func (u *user) flushIn() {
 		if !im.settled && !im.held {
 			return // order: the ones behind wait for it
 		}
-		if im.sent {
+		if im.sent || leaving && !u.onlyCopy(im) {
 			continue
 		}
 		if im.waited && im.m.Delay.IsZero() {
@@ -532,6 +532,16 @@ func (u *user) flushIn() {
 			}
 		}})
 	}
+}
+
+// onlyCopy reports whether memory holds the only copy of im: its write
+// failed (or the group commit refused it), and the IMIP server does not
+// send it again (it came on a session without mesg-ack).
+func (u *user) onlyCopy(im *inMsg) bool {
+	if !im.settled || im.stored {
+		return false
+	}
+	return im.conn == nil || im.block == 0 || !im.conn.sess.ConfirmsMessages()
 }
 
 // onDelivered handles the barrier's verdict on a message sent to the user.
@@ -692,7 +702,9 @@ func (u *user) onIMIP(ev imipside.Event, at time.Time) {
 	case imipside.StatEvent:
 		if u.settling != nil || u.draining != nil {
 			// The session is being left (a hand-over or a shutdown told
-			// the user its contacts went offline): not shown again.
+			// the user its contacts went offline): not shown again. It
+			// still says that the contact accepted the user's request.
+			u.applyRoster(roster.ServerStat{Number: ev.From})
 			return
 		}
 		u.onStat(ev)

@@ -168,8 +168,8 @@ func (g *Gateway) ReleaseUser(bareJID string) {
 // its answers are in (the MESGs sent before it are confirmed or not), the
 // link stops and the held writes are done (finishRelease).
 func (u *user) onRelease() {
-	if u.releasing {
-		return
+	if u.releasing || u.stopping {
+		return // under way already, or the instance stops (its leave frees the user)
 	}
 	u.releasing = true
 	u.timers.stop() // no grace, retry or delivery deadline acts during the hand-over

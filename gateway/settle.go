@@ -1,6 +1,9 @@
 package gateway
 
-import "time"
+import (
+	"sync"
+	"time"
+)
 
 // Before a hand-over or a shutdown logs the live session out, the messages
 // from IMIP that came on it and that neither the barrier nor a write has
@@ -18,10 +21,21 @@ import "time"
 const settleBound = 2 * time.Second
 
 // settle is a wait of settleIn; then runs when it is over, or when timer
-// fires.
+// fires. The gateway's Stop waits for it (a run loop is idle meanwhile, and
+// the logout comes after it): it counts in g.runs until end.
 type settle struct {
 	then  func()
 	timer *time.Timer
+	once  sync.Once
+	done  func()
+}
+
+// end stops the timer and lets the gateway's Stop go on; at most once.
+func (s *settle) end() {
+	s.once.Do(func() {
+		s.timer.Stop()
+		s.done()
+	})
 }
 
 // evSettleTimeout: the bound of the wait s is over.
@@ -35,14 +49,21 @@ func (u *user) settleIn(then func()) bool {
 	if !u.confirmsPending() {
 		return false
 	}
+	// Every held write, in order: the ones of an earlier session too, so
+	// that they are not written after what comes meanwhile (at once).
 	for _, im := range u.inq {
-		if im.conn == u.conn && im.held && !im.settled {
+		if im.held && !im.settled {
 			u.g.commit.Expedite(im.pend)
 		}
 	}
-	s := &settle{then: then}
+	s := &settle{then: then, done: u.g.runs.done}
+	u.g.runs.add()
 	u.settling = s
-	s.timer = time.AfterFunc(settleBound, func() { u.postAlways(evSettleTimeout{s: s}) })
+	s.timer = time.AfterFunc(settleBound, func() {
+		if !u.postAlways(evSettleTimeout{s: s}) {
+			s.end() // the user stopped meanwhile
+		}
+	})
 	return true
 }
 
@@ -51,8 +72,8 @@ func (u *user) settleIn(then func()) bool {
 // it, or one beyond memory (spilled), or one the barrier confirmed while
 // its write was under way (orphanWrites).
 func (u *user) confirmsPending() bool {
-	if u.conn == nil || u.sess == nil || !u.sess.ConfirmsMessages() {
-		return false
+	if u.conn == nil || u.sess == nil || !u.sess.ConfirmsMessages() || u.draining != nil {
+		return false // nothing to confirm, or logging out already
 	}
 	if u.spilled > 0 || u.orphanWrites > 0 {
 		return true
@@ -70,10 +91,10 @@ func (u *user) settleStep() {
 	if u.settling == nil || u.confirmsPending() {
 		return
 	}
-	u.settling.timer.Stop()
-	then := u.settling.then
+	s := u.settling
 	u.settling = nil
-	then()
+	s.then()
+	s.end()
 }
 
 // onSettleTimeout ends the wait at its bound.
@@ -82,7 +103,8 @@ func (u *user) onSettleTimeout(ev evSettleTimeout) {
 		return // over already
 	}
 	u.logger().Warn("messages from IMIP not written in time before the logout; IMIP pushes them again", "bound", settleBound)
-	then := u.settling.then
+	s := u.settling
 	u.settling = nil
-	then()
+	s.then()
+	s.end()
 }

@@ -137,6 +137,9 @@ type user struct {
 	// settling: a hand-over or a shutdown waits for the writes of the
 	// messages from IMIP that the live session must confirm (settleIn).
 	settling *settle
+	// stopping: the gateway stops; it ends the user here, even one being
+	// handed over (the instance's leave frees it).
+	stopping bool
 	checking wire.Number // the number of the registration's login in flight
 	timers   deadlines
 	lim      *userLimits                 // token buckets; nil until first used
@@ -677,7 +680,7 @@ func (u *user) onIMIPEvent(c *imipConn, ev imipside.Event, at time.Time) {
 	if ce, ok := ev.(imipside.ClosedEvent); ok {
 		if u.draining == c {
 			u.dropLive()
-			if u.releasing {
+			if u.releasing && !u.stopping {
 				u.finishRelease()
 			} else {
 				u.finishShutdown()
@@ -882,6 +885,8 @@ func (u *user) offlineContacts() {
 // closes (within the session's logout bound), and none is sent twice after
 // a restart.
 func (u *user) onShutdown() {
+	u.stopping = true
+	u.timers.stop() // no grace, retry or delivery deadline acts during the logout
 	if u.sess != nil {
 		u.offlineAll("The IMIP gateway is shutting down.")
 	}

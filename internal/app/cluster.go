@@ -84,6 +84,7 @@ func (h mainHandler) HandleConnected(ctx context.Context) {
 	slot := h.s.mainSlot
 	h.s.mu.Unlock()
 	h.s.log.Info("cluster: slot connection up", "slot", slot, "main", true)
+	h.s.node.SlotUp(slot)
 	go h.s.checkSlot(ctx, h.s.main, slot)
 	h.Gateway.HandleConnected(ctx)
 }
@@ -100,6 +101,7 @@ type slotHandler struct {
 
 func (h *slotHandler) HandleConnected(ctx context.Context) {
 	h.s.log.Info("cluster: slot connection up", "slot", h.slot, "main", false)
+	h.s.node.SlotUp(h.slot)
 	go h.s.checkSlot(ctx, h.comp, h.slot)
 	h.Gateway.SlotConnected(ctx)
 }

@@ -91,8 +91,9 @@ type Config struct {
 	// it gives it up to another that asks (default DefaultMinHold; tests
 	// set it shorter).
 	MinHold time.Duration
-	// GiveAfter is how long this instance holds a slot before it gives it
-	// to an instance that holds fewer (default MinHold + 1 s). The users
+	// GiveAfter is how long this instance holds a slot, and has had its
+	// connection up (see [Node.SlotUp]), before it gives it to an
+	// instance that holds fewer (default MinHold + 1 s). The users
 	// a slot brings are taken as the server answers the probes its
 	// connection sends when it comes up; given sooner, they would stay
 	// here for the rest of their minimum hold while the server routes
@@ -523,6 +524,17 @@ func (n *Node) readSlots(ctx context.Context) error {
 		n.hooks.Slots(slots)
 	}
 	return nil
+}
+
+// SlotUp tells the node that the connection of slot came up (again):
+// GiveAfter counts from then too, since the users the slot brings are
+// taken as the server answers the probes that connection sends.
+func (n *Node) SlotUp(slot int) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if _, ok := n.gained[slot]; ok {
+		n.gained[slot] = time.Now()
+	}
 }
 
 // FreeSlot gives back slot, whose connection is closed: it goes to the

@@ -58,6 +58,7 @@ type node struct {
 	gave      int
 	heldFrom  map[int]time.Time // when the Slots hook first told each slot held
 	early     []int             // slots given less than giveAfter after they came
+	gaveAt    []time.Time       // when each slot was given
 	giveAfter time.Duration
 	cancel    context.CancelFunc
 	done      chan error
@@ -137,6 +138,7 @@ func (r *rig) joinGiving(autoRelease bool, giveAfter time.Duration) *node {
 			if time.Since(nd.heldFrom[slot]) < nd.giveAfter*3/4 {
 				nd.early = append(nd.early, slot)
 			}
+			nd.gaveAt = append(nd.gaveAt, time.Now())
 			closed := make(chan struct{})
 			close(closed) // no connection to close here
 			return slot, closed, true
@@ -241,6 +243,26 @@ func TestSlotsGivenOnlyOnceHeldLongEnough(t *testing.T) {
 	defer a.mu.Unlock()
 	if a.gave != 2 || len(a.early) != 0 {
 		t.Fatalf("a gave %d slots, %v of them held less than %v; want 2, none", a.gave, a.early, giveAfter)
+	}
+}
+
+// A slot whose connection came up again counts its hold from then.
+func TestSlotUpRestartsTheHold(t *testing.T) {
+	r := newRig(t)
+	const giveAfter = 400 * time.Millisecond
+	a := r.joinGiving(false, giveAfter)
+	waitFor(t, "a lone instance to hold every slot", func() bool { return len(a.held()) == 3 })
+	time.Sleep(giveAfter) // held long enough by now
+	up := time.Now()
+	for _, s := range a.held() {
+		a.SlotUp(s) // their connections came up again
+	}
+	b := r.join(false)
+	waitFor(t, "a slot given to the instance that joined", func() bool { return len(b.held()) == 1 })
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if len(a.gaveAt) == 0 || a.gaveAt[0].Sub(up) < giveAfter*3/4 {
+		t.Fatalf("given at %v after the connections came up again; want at least %v", a.gaveAt, giveAfter)
 	}
 }
 

@@ -621,15 +621,16 @@ func (r *clusterRig) waitSettled(quiet time.Duration, deadline time.Time) {
 	}
 }
 
-// slotHolders returns how many instances hold a slot (without a cluster:
-// the number of instances).
+// slotHolders returns how many live instances that are not stopping hold
+// a slot (without a cluster: the number of instances).
 func (r *clusterRig) slotHolders() int {
 	r.t.Helper()
 	if !clusterOn() {
 		return len(r.nodes)
 	}
 	var n int
-	if err := r.db.QueryRow(r.t.Context(), `SELECT count(DISTINCT instance) FROM cluster_slots`).Scan(&n); err != nil {
+	if err := r.db.QueryRow(r.t.Context(), `SELECT count(DISTINCT s.instance) FROM cluster_slots s
+		JOIN cluster_instances i ON i.id = s.instance WHERE NOT i.stopping`).Scan(&n); err != nil {
 		r.t.Fatalf("reading the slots' holders: %v", err)
 	}
 	return n
