@@ -509,6 +509,9 @@ type fakeSession struct {
 	corked     bool
 	held       []func()
 	discQueued bool
+	// discHold, when set, keeps the server's answer to DISC (and so the
+	// ClosedEvent) back until it is closed: a slow server.
+	discHold chan struct{}
 }
 
 var (
@@ -703,10 +706,23 @@ func (s *fakeSession) end(what string, cause error) error {
 	s.d.live[s.number]--
 	s.d.mu.Unlock()
 	s.call(what)
-	for _, ev := range burst {
-		s.enqueue(ev)
+	closeEvents := func() {
+		for _, ev := range burst {
+			s.enqueue(ev)
+		}
+		s.enqueue(imipside.ClosedEvent{Err: cause})
 	}
-	s.enqueue(imipside.ClosedEvent{Err: cause})
+	s.mu.Lock()
+	hold := s.discHold
+	s.mu.Unlock()
+	if what == "DISC" && hold != nil {
+		go func() {
+			<-hold
+			closeEvents()
+		}()
+		return nil
+	}
+	closeEvents()
 	return nil
 }
 

@@ -298,7 +298,9 @@ func (g *Gateway) setRegistered(bare string, on bool) {
 // dropUser forgets u if it is still the registered value for its JID.
 // The value takes no new events after it; those still in its inbox run,
 // and registration requests among them are forwarded (see forward).
+// Called on u's run loop.
 func (g *Gateway) dropUser(u *user) {
+	u.endDrain() // its ClosedEvent will not reach a dropped value
 	g.mu.Lock()
 	if g.users[u.key] == u {
 		delete(g.users, u.key)

@@ -187,15 +187,11 @@ func (u *user) onRelease() {
 	u.releaseLogout()
 }
 
-// releaseLogout logs the live session out, once its answers are in (see
-// onShutdown), then finishRelease.
+// releaseLogout logs the live session out and, once it ended (drain),
+// finishRelease.
 func (u *user) releaseLogout() {
-	if u.conn != nil && u.pendingMESG() {
-		u.draining = u.conn
-		if err := u.conn.sess.Logout(); err == nil {
-			return // finishRelease when it ends (onIMIPEvent)
-		}
-		u.draining = nil
+	if u.drain() {
+		return // finishRelease when it ends (onIMIPEvent)
 	}
 	u.finishRelease()
 }
@@ -205,7 +201,7 @@ func (u *user) releaseLogout() {
 // writes go to the store at once, and the hand-over ends once every write
 // of the user is done and handled (endRelease).
 func (u *user) finishRelease() {
-	u.draining = nil
+	u.endDrain()
 	u.applyLink(linkStop{}, nil)
 	u.timers.stop()
 	for _, om := range u.outq {

@@ -147,3 +147,56 @@ func TestSettleBounded(t *testing.T) {
 		}
 	})
 }
+
+// A hand-over gives the user up only once its IMIP session ended (the
+// server answered the DISC, or the session's logout bound passed): until
+// then the server may still count the number logged in here, and the next
+// owner's login would make it end one of the two sessions. The same holds
+// at a shutdown: Stop returns only then, so that the instance's leave never
+// frees a user whose session is still up.
+func TestLogoutAnsweredBeforeRelease(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var own *fakeOwners
+		h := newHarness(t, "", withOwners(&own))
+		s := h.login(aliceHW, "6340564")
+		hold := make(chan struct{})
+		s.mu.Lock()
+		s.discHold = hold
+		s.mu.Unlock()
+		h.g.ReleaseUser(alice)
+		synctest.Wait()
+		if len(s.callsWith("DISC")) != 1 {
+			t.Fatalf("not logged out: %v", s.callList())
+		}
+		if _, ok := own.released(alice); ok {
+			t.Fatal("the user was given up before its IMIP session ended")
+		}
+		close(hold)
+		synctest.Wait()
+		h.settle()
+		if _, ok := own.released(alice); !ok {
+			t.Fatal("the user was never given up")
+		}
+
+		bob := "bob@localhost"
+		s2 := h.login(bob+"/hw", "7001001")
+		hold2 := make(chan struct{})
+		s2.mu.Lock()
+		s2.discHold = hold2
+		s2.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+		defer cancel()
+		stopped := make(chan error, 1)
+		go func() { stopped <- h.g.Stop(ctx) }()
+		synctest.Wait()
+		select {
+		case err := <-stopped:
+			t.Fatalf("Stop returned (%v) before the IMIP session ended", err)
+		default:
+		}
+		close(hold2)
+		if err := <-stopped; err != nil {
+			t.Fatal(err)
+		}
+	})
+}

@@ -674,19 +674,21 @@ func (u *user) endConn(c *imipConn, why string) {
 
 // onIMIPEvent handles an event of session c.
 func (u *user) onIMIPEvent(c *imipConn, ev imipside.Event, at time.Time) {
+	if _, ok := ev.(imipside.ClosedEvent); ok && c == u.draining {
+		if c == u.conn {
+			u.dropLive()
+		}
+		if u.releasing && !u.stopping {
+			u.finishRelease()
+		} else {
+			u.finishShutdown()
+		}
+		return
+	}
 	if c != u.conn {
 		return // a session the loop let go of
 	}
 	if ce, ok := ev.(imipside.ClosedEvent); ok {
-		if u.draining == c {
-			u.dropLive()
-			if u.releasing && !u.stopping {
-				u.finishRelease()
-			} else {
-				u.finishShutdown()
-			}
-			return
-		}
 		u.logger().Warn("IMIP session ended", "err", ce.Err)
 		if u.reqBusy && u.checking == c.number {
 			// The registration's own login of this number pushed it out;
@@ -902,32 +904,47 @@ func (u *user) onShutdown() {
 	u.shutdownLogout()
 }
 
-// shutdownLogout logs the live session out, once its answers are in, then
+// shutdownLogout logs the live session out and, once it ended (drain),
 // finishShutdown.
 func (u *user) shutdownLogout() {
-	if u.conn != nil && u.pendingMESG() {
-		u.draining = u.conn
-		if err := u.conn.sess.Logout(); err == nil {
-			return // finishShutdown when it ends (onIMIPEvent)
-		}
-		u.draining = nil
+	if u.drain() {
+		return // finishShutdown when it ends (onIMIPEvent)
 	}
 	u.finishShutdown()
 }
 
-// pendingMESG reports whether a MESG on the live session waits for IMIP.
-func (u *user) pendingMESG() bool {
-	for _, p := range u.pending {
-		if p.kind == imipside.RequestMESG {
-			return true
-		}
+// drain logs the live session out (DISC) and keeps it until it ends: the
+// server answers DISC after the answers to the MESGs sent before it, so
+// they are all in when it closes (none is sent twice after a restart), and
+// once it closed the IMIP server has let the number go, so that the next
+// owner's login, or the restarted transport's, never meets this session
+// still logged in (the server would end one of the two). The session ends
+// by itself within its logout bound, answered or not; the gateway's Stop
+// waits for it. It reports false when there is no session to log out.
+func (u *user) drain() bool {
+	if u.conn == nil || u.draining != nil {
+		return false
 	}
-	return false
+	if err := u.conn.sess.Logout(); err != nil {
+		return false
+	}
+	u.draining = u.conn
+	u.g.runs.add()
+	return true
+}
+
+// endDrain forgets the session drain logged out, and lets the gateway's
+// Stop go on.
+func (u *user) endDrain() {
+	if u.draining != nil {
+		u.draining = nil
+		u.g.runs.done()
+	}
 }
 
 // finishShutdown ends the user for good.
 func (u *user) finishShutdown() {
-	u.draining = nil
+	u.endDrain()
 	u.applyLink(linkStop{}, nil)
 	u.timers.stop()
 	u.mu.Lock()
