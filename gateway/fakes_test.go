@@ -746,6 +746,10 @@ func (s *fakeSession) Logout() error {
 
 func (s *fakeSession) Kill() { _ = s.end("KILL", nil) }
 
+// Done is closed once the session's ClosedEvent was delivered, as
+// imipside.Session's once it has ended.
+func (s *fakeSession) Done() <-chan struct{} { return s.gone }
+
 // push delivers ev to the gateway as the session's reader would, and
 // returns once the gateway took it.
 func (s *fakeSession) push(ev imipside.Event) { s.h.HandleIMIP(ev) }

@@ -331,7 +331,32 @@ func (g *Gateway) spawn(f func()) {
 // waiting for the server.
 func (g *Gateway) endConn(c *imipConn) {
 	c.letGo()
+	g.trackEnd(c.sess, nil)
 	c.sess.Kill()
+}
+
+// doner is an IMIPSession that tells when it has ended
+// (imipside.Session does).
+type doner interface{ Done() <-chan struct{} }
+
+// trackEnd counts sess in the gateway's Stop until it has ended (the
+// server answered DISC and closed, or the session's own bound passed), and
+// then calls ended, if not nil: with several instances, the user's next
+// owner, or this instance's leave, must not let anyone log the number in
+// while a session of it is still up here. It never waits.
+func (g *Gateway) trackEnd(sess IMIPSession, ended func()) {
+	d, ok := sess.(doner)
+	if !ok {
+		return
+	}
+	g.runs.add()
+	go func() {
+		<-d.Done()
+		g.runs.done()
+		if ended != nil {
+			ended()
+		}
+	}()
 }
 
 // contactJID maps a number to its JID on the gateway.

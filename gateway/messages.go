@@ -491,7 +491,7 @@ func (u *user) flushIn() {
 	// from there, since no barrier confirms it here any more. Only a
 	// message that is nowhere else (its write failed, and the IMIP server
 	// does not send again what was not confirmed) goes from here.
-	leaving := u.settling != nil || u.draining != nil || u.releasing
+	leaving := u.settling != nil || u.draining != nil || u.releasing || u.stopping
 	if !u.g.up.Load() {
 		for _, im := range u.inq {
 			im.waited = true

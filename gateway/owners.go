@@ -230,6 +230,9 @@ func (u *user) releaseStep() {
 		u.releaseLater(releasePoll)
 		return
 	}
+	if u.ending > 0 {
+		return // a session endConn let go of is still up: evEnded comes
+	}
 	if u.barrierSent || time.Now().Before(u.barrierAfter) {
 		return
 	}

@@ -152,6 +152,9 @@ func (u *user) onTimer() {
 	u.timerQueued = false
 	u.mu.Unlock()
 	u.timers.hasNext = false // it fired
+	if u.stopping || u.releasing {
+		return // no deadline acts while the user is logged out here
+	}
 	now := time.Now()
 	for k := range numTimers {
 		at, ok := u.timers.get(k)

@@ -140,6 +140,9 @@ type user struct {
 	// stopping: the gateway stops; it ends the user here, even one being
 	// handed over (the instance's leave frees it).
 	stopping bool
+	// ending counts the sessions endConn let go of that have not ended yet
+	// (trackEnd).
+	ending   int
 	checking wire.Number // the number of the registration's login in flight
 	timers   deadlines
 	lim      *userLimits                 // token buckets; nil until first used
@@ -290,6 +293,8 @@ func (u *user) handle(ev event) {
 		u.onReleaseBarrier(ev)
 	case evSettleTimeout:
 		u.onSettleTimeout(ev)
+	case evEnded:
+		u.ending--
 	}
 	u.countQueues()
 	u.dropStaleCards()
@@ -553,6 +558,22 @@ func (u *user) handler(c *imipConn) imipside.Handler {
 	})
 }
 
+// evEnded: a session the loop let go of (endConn) has ended.
+type evEnded struct{}
+
+func (evEnded) isEvent() {}
+
+// trackEnd counts sess, ended by endConn, until it has ended: a hand-over
+// gives the user up only then (releaseStep), and the gateway's Stop waits
+// for it.
+func (u *user) trackEnd(sess IMIPSession) {
+	if _, ok := sess.(doner); !ok {
+		return
+	}
+	u.ending++
+	u.g.trackEnd(sess, func() { u.postAlways(evEnded{}) })
+}
+
 // dial logs number in on the calling goroutine.
 func (u *user) dial(ctx context.Context, n wire.Number, password string) (*imipConn, error) {
 	c := newConn(n)
@@ -665,6 +686,7 @@ func (u *user) dropLive() {
 // bound. It never waits.
 func (u *user) endConn(c *imipConn, why string) {
 	c.letGo()
+	u.trackEnd(c.sess)
 	if err := c.sess.Logout(); err != nil {
 		u.logger().Debug("DISC", "err", err)
 		c.sess.Kill()
@@ -770,6 +792,9 @@ func (u *user) onAvailability(pend []pendingAvail) {
 // those that have not answered after ProbeTimeout are taken as gone (some
 // servers answer a probe of an offline user with nothing at all).
 func (u *user) onLinkUp(link uint64) {
+	if u.stopping || u.releasing {
+		return // the user is being logged out here: nothing to probe or send again
+	}
 	if u.res.linkUp(link) {
 		u.arm(timerConfirm, u.g.cfg.ProbeTimeout)
 	}
@@ -893,6 +918,9 @@ func (u *user) onShutdown() {
 		u.offlineAll("The IMIP gateway is shutting down.")
 	}
 	u.failRegistrations(errShuttingDown)
+	if u.draining != nil {
+		return // a hand-over's logout is under way: its end ends the user (onIMIPEvent)
+	}
 	if u.settling != nil {
 		// A hand-over was settling: the stop ends the user instead.
 		u.settling.then = u.shutdownLogout
