@@ -53,6 +53,9 @@ type IMIPSession interface {
 	Kill()
 }
 
+// The sessions of imipside tell when they have ended (see trackEnd).
+var _ doner = (*imipside.Session)(nil)
+
 // Dialer logs a number into IMIP. The session delivers its events to h, on
 // its own goroutine, until it ends.
 type Dialer interface {
