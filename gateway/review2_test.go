@@ -103,23 +103,12 @@ func TestReview2HandoverLoginInFlightNotDrained(t *testing.T) {
 		var hd *holdDiscDialer
 		h := newHarness(t, "", withOwners(&own), withHoldDisc(&hd))
 		h.register(alice, "6340564")
-		hold := make(chan struct{})
-		defer close(hold)
-		hd.holdNext(hold)
-		gate := make(chan struct{})
-		h.d.mu.Lock()
-		h.d.gate = gate
-		h.d.mu.Unlock()
-		n := h.d.attemptCount()
-		i := h.d.sessionCount()
+		n, i, open := h.gateNextLogin(hd)
 		h.available(aliceHW, "", "")
 		h.d.waitAttempts(t, n+1) // the login is in flight
 		h.g.ReleaseUser(alice)
 		synctest.Wait()
-		h.d.mu.Lock()
-		h.d.gate = nil
-		h.d.mu.Unlock()
-		close(gate) // the login succeeds
+		open() // the login succeeds
 		s := h.d.waitSession(t, i)
 		time.Sleep(time.Second)
 		synctest.Wait()
@@ -136,15 +125,7 @@ func TestReview2HandoverRegistrationLoginNotDrained(t *testing.T) {
 		var hd *holdDiscDialer
 		h := newHarness(t, "", withOwners(&own), withHoldDisc(&hd))
 		h.register(alice, "6340564")
-		hold := make(chan struct{})
-		defer close(hold)
-		hd.holdNext(hold)
-		gate := make(chan struct{})
-		h.d.mu.Lock()
-		h.d.gate = gate
-		h.d.mu.Unlock()
-		n := h.d.attemptCount()
-		i := h.d.sessionCount()
+		n, i, open := h.gateNextLogin(hd)
 		done := make(chan error, 1)
 		go func() {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -154,10 +135,7 @@ func TestReview2HandoverRegistrationLoginNotDrained(t *testing.T) {
 		h.d.waitAttempts(t, n+1) // the checking login is in flight
 		h.g.ReleaseUser(alice)
 		synctest.Wait()
-		h.d.mu.Lock()
-		h.d.gate = nil
-		h.d.mu.Unlock()
-		close(gate)
+		open()
 		s := h.d.waitSession(t, i)
 		<-done
 		time.Sleep(time.Second)
@@ -201,4 +179,23 @@ func TestReview2LinkUpDuringShutdownDrainLeaks(t *testing.T) {
 			t.Fatalf("Stop: %v (draining %v, calls %q)", err, u.draining != nil, s.callList())
 		}
 	})
+}
+
+// gateNextLogin holds the next login at the dialer until open is called,
+// and the answer to that session's DISC until the test ends; it returns
+// the dialer's attempt and session counts before it.
+func (h *harness) gateNextLogin(hd *holdDiscDialer) (attempts, sessions int, open func()) {
+	hold := make(chan struct{})
+	h.t.Cleanup(func() { close(hold) })
+	hd.holdNext(hold)
+	gate := make(chan struct{})
+	h.d.mu.Lock()
+	h.d.gate = gate
+	h.d.mu.Unlock()
+	return h.d.attemptCount(), h.d.sessionCount(), func() {
+		h.d.mu.Lock()
+		h.d.gate = nil
+		h.d.mu.Unlock()
+		close(gate)
+	}
 }

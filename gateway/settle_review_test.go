@@ -29,25 +29,8 @@ func TestSettleReviewStopReturnsEarly(t *testing.T) {
 		defer releaseBarriers()
 		h.pushUnconfirmed(s, 81, "stopping")
 		releaseWrites := h.holdWrites() // a store slower than the run loops
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		stopped := make(chan error, 1)
-		go func() { stopped <- h.g.Stop(ctx) }()
-		time.Sleep(100 * time.Millisecond) // the barriers, asked after barrierDelay, end with g.ctx
-		synctest.Wait()
-		select {
-		case err := <-stopped:
-			calls := s.callList()
-			releaseWrites()
-			if indexOf(calls, "DISC") < 0 {
-				t.Fatalf("Stop returned (err %v) while the user was still settling, logged in to IMIP (no DISC): %q", err, calls)
-			}
-		default:
-			releaseWrites()
-			if err := <-stopped; err != nil {
-				t.Fatal(err)
-			}
-		}
+		// The barriers, asked after barrierDelay, end with g.ctx.
+		h.stopOnlyAfterDISC(s, releaseWrites)
 	})
 }
 
@@ -61,25 +44,8 @@ func TestSettleReviewStopReturnsEarlyNoCluster(t *testing.T) {
 		releaseWrites := h.holdWrites()
 		s.push(imipside.MessageEvent{BlockID: 84, MessageID: "m84", From: "100", To: "6340564", Text: "just before the stop"})
 		synctest.Wait() // sent; its barrier goes after barrierDelay
-		ctx, cancel := context.WithTimeout(context.Background(), waitFor)
-		defer cancel()
-		stopped := make(chan error, 1)
-		go func() { stopped <- h.g.Stop(ctx) }()
-		time.Sleep(100 * time.Millisecond) // the barrier is answered
-		synctest.Wait()
-		select {
-		case err := <-stopped:
-			calls := s.callList()
-			releaseWrites()
-			if indexOf(calls, "DISC") < 0 {
-				t.Fatalf("Stop returned (err %v) while the user was still settling, logged in to IMIP (no DISC): %q", err, calls)
-			}
-		default:
-			releaseWrites()
-			if err := <-stopped; err != nil {
-				t.Fatal(err)
-			}
-		}
+		// The barrier is answered meanwhile.
+		h.stopOnlyAfterDISC(s, releaseWrites)
 	})
 }
 
@@ -170,4 +136,31 @@ func TestSettleReviewFailedWriteLostAtHandover(t *testing.T) {
 			t.Fatalf("a message from IMIP (no mesg-ack: never pushed again) was neither sent to the user nor stored: lost (calls %q)", s.callList())
 		}
 	})
+}
+
+// stopOnlyAfterDISC stops the gateway while the store holds the user's
+// writes, lets 100 ms pass (the barriers are asked and end, or answered),
+// and fails if Stop returned without s having sent DISC; then it releases
+// the writes and waits for Stop.
+func (h *harness) stopOnlyAfterDISC(s *fakeSession, releaseWrites func()) {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitFor)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() { stopped <- h.g.Stop(ctx) }()
+	time.Sleep(100 * time.Millisecond) // virtual time (synctest)
+	synctest.Wait()
+	select {
+	case err := <-stopped:
+		calls := s.callList()
+		releaseWrites()
+		if indexOf(calls, "DISC") < 0 {
+			h.t.Fatalf("Stop returned (err %v) while the user was still settling, logged in to IMIP (no DISC): %q", err, calls)
+		}
+	default:
+		releaseWrites()
+		if err := <-stopped; err != nil {
+			h.t.Fatal(err)
+		}
+	}
 }
